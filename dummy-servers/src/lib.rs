@@ -1,0 +1,305 @@
+//! The lab's backends: small axum servers that say who they are, count
+//! their calls and echo what they received.
+//!
+//! Every answer starts with one line naming the backend, its address and
+//! the number of this call, then the request line and the headers exactly
+//! as they arrived, so a learner can see what a balancer changed on the
+//! way (nothing, at layer 4; `x-forwarded-for` and friends, at layer 7):
+//!
+//! ```text
+//! backend-4444 at 127.0.0.1:4444, call #3
+//! GET / HTTP/1.1
+//! host: localhost:3000
+//! user-agent: curl/8.14.1
+//! accept: */*
+//! ```
+//!
+//! Ask for JSON (`?format=json` or `Accept: application/json`) to get the
+//! same facts as an [`Echo`] object. Other routes, for tests and
+//! experiments:
+//!
+//! | route | answer |
+//! |---|---|
+//! | `GET /health` | `ok` (not counted as a call) |
+//! | `GET /bytes/{n}` | `n` deterministic bytes ([`lab_common::pattern`]), streamed |
+//! | `POST /echo` | the request body, streamed back as it arrives |
+//! | `GET /delay/{ms}` | the usual echo, after `ms` milliseconds |
+//! | anything else | the echo above |
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use futures_util::stream;
+use lab_common::pattern;
+use serde::{Deserialize, Serialize};
+use tokio::net::TcpListener;
+
+/// The largest body `/bytes/{n}` will stream: 16 GiB is plenty for any
+/// experiment and keeps a typo from streaming forever.
+pub const MAX_BYTES: u64 = 16 << 30;
+
+/// The longest `/delay/{ms}` will wait: ten minutes.
+pub const MAX_DELAY_MS: u64 = 600_000;
+
+/// One backend's identity and call counter, shared by its handlers.
+#[derive(Debug)]
+pub struct Backend {
+    name: String,
+    addr: SocketAddr,
+    calls: AtomicU64,
+}
+
+impl Backend {
+    /// A backend named after its port, `backend-4444`, as the article's
+    /// servers are told apart by port.
+    pub fn new(addr: SocketAddr) -> Arc<Backend> {
+        Arc::new(Backend {
+            name: format!("backend-{}", addr.port()),
+            addr,
+            calls: AtomicU64::new(0),
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// How many requests this backend has served (health checks excluded).
+    pub fn calls(&self) -> u64 {
+        self.calls.load(Ordering::Relaxed)
+    }
+
+    fn count_call(&self) -> u64 {
+        self.calls.fetch_add(1, Ordering::Relaxed) + 1
+    }
+}
+
+/// What a backend saw, as returned in JSON.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Echo {
+    /// `backend-4444`.
+    pub backend: String,
+    /// The address the backend listens on.
+    pub addr: String,
+    /// This request's number at this backend, from 1.
+    pub call: u64,
+    pub method: String,
+    /// Path and query, as received.
+    pub uri: String,
+    /// `HTTP/1.1`.
+    pub version: String,
+    /// Headers in the order received, repeated names kept.
+    pub headers: Vec<(String, String)>,
+}
+
+impl Echo {
+    /// The first value of header `name` (lower case), if present.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.as_str())
+    }
+
+    /// The answer as a person reads it in a terminal.
+    pub fn to_text(&self) -> String {
+        let mut text = format!(
+            "{} at {}, call #{}\n{} {} {}\n",
+            self.backend,
+            self.addr,
+            self.call,
+            self.method,
+            self.uri,
+            self.version
+        );
+        for (name, value) in &self.headers {
+            text.push_str(&format!("{name}: {value}\n"));
+        }
+        text
+    }
+}
+
+/// The routes of one backend. Separate from serving, so a test can serve
+/// it on any listener.
+pub fn router(backend: Arc<Backend>) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .route("/bytes/{n}", get(bytes))
+        .route("/echo", post(echo_body))
+        .route("/delay/{ms}", get(delayed_echo))
+        .fallback(echo)
+        .with_state(backend)
+}
+
+/// Serves one backend on an already-bound listener until the task is
+/// dropped or the listener fails.
+pub async fn serve(listener: TcpListener) -> std::io::Result<()> {
+    let backend = Backend::new(listener.local_addr()?);
+    axum::serve(listener, router(backend)).await
+}
+
+async fn health() -> &'static str {
+    "ok\n"
+}
+
+async fn echo(
+    State(backend): State<Arc<Backend>>,
+    request: Request,
+) -> Response {
+    let call = backend.count_call();
+    let wants_json = request
+        .uri()
+        .query()
+        .is_some_and(|q| q.split('&').any(|pair| pair == "format=json"))
+        || request
+            .headers()
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.contains("application/json"));
+    let seen = Echo {
+        backend: backend.name.clone(),
+        addr: backend.addr.to_string(),
+        call,
+        method: request.method().to_string(),
+        uri: request.uri().to_string(),
+        version: format!("{:?}", request.version()),
+        headers: header_pairs(request.headers()),
+    };
+    if wants_json {
+        axum::Json(seen).into_response()
+    } else {
+        seen.to_text().into_response()
+    }
+}
+
+async fn delayed_echo(
+    State(backend): State<Arc<Backend>>,
+    Path(ms): Path<u64>,
+    request: Request,
+) -> Response {
+    if ms > MAX_DELAY_MS {
+        let msg = format!("delay at most {MAX_DELAY_MS} ms\n");
+        return (StatusCode::BAD_REQUEST, msg).into_response();
+    }
+    tokio::time::sleep(Duration::from_millis(ms)).await;
+    echo(State(backend), request).await
+}
+
+/// Streams `n` pattern bytes in 64 KiB chunks: the whole body is never in
+/// memory, so `/bytes/1000000000` costs no more than `/bytes/10`.
+async fn bytes(
+    State(backend): State<Arc<Backend>>,
+    Path(n): Path<u64>,
+) -> Response {
+    if n > MAX_BYTES {
+        let msg = format!("at most {MAX_BYTES} bytes\n");
+        return (StatusCode::BAD_REQUEST, msg).into_response();
+    }
+    backend.count_call();
+    const CHUNK: u64 = 64 * 1024;
+    let chunks = stream::unfold(0u64, move |offset| async move {
+        if offset >= n {
+            return None;
+        }
+        let len = CHUNK.min(n - offset);
+        let chunk = Bytes::from(pattern::bytes(offset, len as usize));
+        Some((Ok::<_, std::io::Error>(chunk), offset + len))
+    });
+    let mut response = Body::from_stream(chunks).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(n));
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    response
+}
+
+/// Streams the request body straight back, chunk by chunk.
+async fn echo_body(
+    State(backend): State<Arc<Backend>>,
+    request: Request,
+) -> Response {
+    backend.count_call();
+    let length = request.headers().get(header::CONTENT_LENGTH).cloned();
+    let mut response =
+        Body::from_stream(request.into_body().into_data_stream())
+            .into_response();
+    if let Some(length) = length {
+        response
+            .headers_mut()
+            .insert(header::CONTENT_LENGTH, length);
+    }
+    response
+}
+
+fn header_pairs(headers: &HeaderMap) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .map(|(name, value)| {
+            let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
+            (name.as_str().to_owned(), value)
+        })
+        .collect()
+}
+
+/// A backend running in this process on `127.0.0.1:0`, for tests.
+pub struct RunningBackend {
+    pub addr: SocketAddr,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl RunningBackend {
+    /// Starts a backend on a port the OS picks.
+    pub async fn start() -> RunningBackend {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("binding 127.0.0.1:0 always works");
+        Self::on(listener)
+    }
+
+    /// Starts a backend on a listener the caller bound.
+    pub fn on(listener: TcpListener) -> RunningBackend {
+        let addr = listener.local_addr().expect("bound listener has an addr");
+        RunningBackend {
+            addr,
+            task: tokio::spawn(serve(listener)),
+        }
+    }
+
+    /// `backend-PORT`, the name in this backend's answers.
+    pub fn name(&self) -> String {
+        format!("backend-{}", self.addr.port())
+    }
+
+    /// Stops accepting: the port is closed when this returns, so the next
+    /// connection to it is refused.
+    pub async fn stop(mut self) -> SocketAddr {
+        self.task.abort();
+        let _ = (&mut self.task).await;
+        self.addr
+    }
+
+    /// Starts a fresh backend (calls from 0) on an address a stopped one
+    /// used. Linux lets a listener rebind at once (SO_REUSEADDR).
+    pub async fn restart(addr: SocketAddr) -> RunningBackend {
+        let listener = TcpListener::bind(addr)
+            .await
+            .unwrap_or_else(|err| panic!("rebinding {addr}: {err}"));
+        Self::on(listener)
+    }
+}
+
+impl Drop for RunningBackend {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}

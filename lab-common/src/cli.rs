@@ -1,0 +1,65 @@
+//! The part of every `main.rs` that no step teaches: bind the listen
+//! address, say where we listen, run until Ctrl-C, turn errors into a
+//! message and an exit code.
+
+use std::future::Future;
+use std::io::Write;
+use std::process::ExitCode;
+
+use tokio::net::TcpListener;
+
+use crate::{Error, HostPort};
+
+/// Binds `listen`, prints `listening on ADDR` (the bound address, so
+/// `127.0.0.1:0` shows the port the OS chose), then runs `serve` with a
+/// shutdown signal that fires on Ctrl-C.
+///
+/// A bind failure or an error returned by `serve` is printed as one line
+/// and gives exit code 1; bad flags never get here (clap exits with 2).
+pub async fn serve<F, Fut>(listen: &HostPort, serve: F) -> ExitCode
+where
+    F: FnOnce(TcpListener, Shutdown) -> Fut,
+    Fut: Future<Output = Result<(), Error>>,
+{
+    let listener = match TcpListener::bind(listen.to_string()).await {
+        Ok(listener) => listener,
+        Err(err) => {
+            eprintln!("error: cannot listen on {listen}: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let local = match listener.local_addr() {
+        Ok(addr) => addr,
+        Err(err) => {
+            eprintln!("error: cannot read the bound address: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    announce(&local.to_string());
+    match serve(listener, Box::pin(ctrl_c())).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Prints the line tests and scripts wait for, and flushes it at once:
+/// stdout is block-buffered when it is a pipe.
+pub fn announce(addr: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "listening on {addr}");
+    let _ = out.flush();
+}
+
+/// A future that completes when the server should stop accepting.
+pub type Shutdown = std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;
+
+async fn ctrl_c() {
+    if tokio::signal::ctrl_c().await.is_err() {
+        // No signal handler could be installed: run until killed.
+        std::future::pending::<()>().await;
+    }
+    tracing::info!("Ctrl-C: no longer accepting connections");
+}

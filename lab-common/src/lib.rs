@@ -1,0 +1,21 @@
+//! Plumbing shared by every step of the lab.
+//!
+//! Nothing here is a lesson: the accept loop, the relay, the backend choice
+//! and the TLS wiring stay in each step's `lib.rs`, copied forward so that a
+//! `diff -u` between neighbouring steps shows only what a step teaches. What
+//! lives here is what no step teaches: default addresses, the address type,
+//! the CLI runner that binds and waits for Ctrl-C, logging set-up, and (with
+//! the `testing` feature) helpers for the integration tests.
+
+pub mod addr;
+pub mod cli;
+pub mod logging;
+pub mod pattern;
+
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use addr::HostPort;
+
+/// The error type of the lab: nothing needs to branch on error kinds yet.
+pub type Error = Box<dyn std::error::Error + Send + Sync>;

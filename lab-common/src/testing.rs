@@ -1,0 +1,444 @@
+//! Helpers for the steps' integration tests (feature `testing`).
+//!
+//! Everything binds `127.0.0.1:0`, waits on events rather than sleeping,
+//! and puts a deadline on what could hang.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::net::TcpListener;
+use tokio::process::{Child, Command};
+use tokio::sync::{oneshot, watch};
+use tokio::task::JoinHandle;
+
+use crate::Error;
+use crate::cli::Shutdown;
+
+/// How long any single test step may take before we call it hung.
+pub const DEADLINE: Duration = Duration::from_secs(60);
+
+/// Runs `fut`, panicking with `what` if it takes longer than [`DEADLINE`].
+pub async fn deadline<F: Future>(what: &str, fut: F) -> F::Output {
+    match tokio::time::timeout(DEADLINE, fut).await {
+        Ok(output) => output,
+        Err(_) => panic!("{what}: no result within {DEADLINE:?}"),
+    }
+}
+
+/// Binds a fresh loopback listener on a port the OS picks.
+pub async fn listener() -> TcpListener {
+    TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("binding 127.0.0.1:0 always works")
+}
+
+/// A step's `run` future, started in-process on `127.0.0.1:0`. Dropping it
+/// fires the shutdown signal and aborts the task.
+pub struct RunningStep {
+    pub addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<Result<(), Error>>,
+}
+
+impl RunningStep {
+    /// Starts `run(listener, shutdown)` on a fresh port.
+    pub async fn start<F, Fut>(run: F) -> RunningStep
+    where
+        F: FnOnce(TcpListener, Shutdown) -> Fut,
+        Fut: Future<Output = Result<(), Error>> + Send + 'static,
+    {
+        let listener = listener().await;
+        let addr = listener.local_addr().expect("bound listener has an addr");
+        let (stop, stopped) = oneshot::channel::<()>();
+        let shutdown: Shutdown = Box::pin(async move {
+            let _ = stopped.await;
+        });
+        let task = tokio::spawn(run(listener, shutdown));
+        RunningStep {
+            addr,
+            stop: Some(stop),
+            task,
+        }
+    }
+
+    /// Fires the shutdown signal and waits for `run` to return.
+    pub async fn stop(mut self) -> Result<(), Error> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let task = &mut self.task;
+        deadline("step to stop", task)
+            .await
+            .expect("the step's task did not panic")
+    }
+
+    /// Whether `run` has returned (it should not while serving).
+    pub fn is_finished(&self) -> bool {
+        self.task.is_finished()
+    }
+}
+
+impl Drop for RunningStep {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// A real binary of the workspace, started as a child process with piped
+/// output. Killed when dropped.
+pub struct RunningBinary {
+    /// The address from its `listening on ADDR` line.
+    pub addr: SocketAddr,
+    child: Child,
+    stdout: watch::Receiver<String>,
+    stderr: watch::Receiver<String>,
+}
+
+impl RunningBinary {
+    /// Starts `program args...` and waits for its `listening on` line.
+    pub async fn start(program: &str, args: &[&str]) -> RunningBinary {
+        let mut child = Command::new(program)
+            .args(args)
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap_or_else(|err| panic!("cannot start {program}: {err}"));
+        let stdout = collect(child.stdout.take().expect("stdout is piped"));
+        let stderr = collect(child.stderr.take().expect("stderr is piped"));
+        let mut running = RunningBinary {
+            addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+            child,
+            stdout,
+            stderr,
+        };
+        let line = running.wait_for_stdout("listening on ").await;
+        let addr = line
+            .lines()
+            .find_map(|l| l.strip_prefix("listening on "))
+            .expect("the line was found")
+            .trim();
+        running.addr = addr
+            .parse()
+            .unwrap_or_else(|_| panic!("bad address in `{addr}`"));
+        running
+    }
+
+    /// Waits until stdout contains `needle`; returns all stdout so far.
+    pub async fn wait_for_stdout(&mut self, needle: &str) -> String {
+        wait_for(&mut self.stdout, needle, "stdout", &self.stderr).await
+    }
+
+    /// Waits until stderr (the log) contains `needle`; returns it all.
+    pub async fn wait_for_stderr(&mut self, needle: &str) -> String {
+        let other = self.stdout.clone();
+        wait_for(&mut self.stderr, needle, "stderr", &other).await
+    }
+
+    /// Everything the binary logged so far.
+    pub fn stderr(&self) -> String {
+        self.stderr.borrow().clone()
+    }
+
+    /// The process id, for tests that signal it.
+    pub fn id(&self) -> Option<u32> {
+        self.child.id()
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+/// Runs a binary to completion (for bad-flag tests): exit code and the
+/// text of stdout and stderr.
+pub async fn run_to_end(program: &str, args: &[&str]) -> (i32, String, String) {
+    let output = deadline(
+        "binary to exit",
+        Command::new(program)
+            .args(args)
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .unwrap_or_else(|err| panic!("cannot run {program}: {err}"));
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// Copies a pipe into a growing string that waiters can watch. Reading on
+/// keeps the child from blocking on a full pipe.
+fn collect<R: AsyncRead + Unpin + Send + 'static>(
+    pipe: R,
+) -> watch::Receiver<String> {
+    let (tx, rx) = watch::channel(String::new());
+    tokio::spawn(async move {
+        let mut lines = BufReader::new(pipe).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            tx.send_modify(|all| {
+                all.push_str(&line);
+                all.push('\n');
+            });
+        }
+    });
+    rx
+}
+
+async fn wait_for(
+    stream: &mut watch::Receiver<String>,
+    needle: &str,
+    name: &str,
+    other: &watch::Receiver<String>,
+) -> String {
+    let found = tokio::time::timeout(DEADLINE, async {
+        let text = stream.wait_for(|text| text.contains(needle)).await;
+        text.map(|text| text.clone())
+    })
+    .await;
+    if let Ok(Ok(text)) = found {
+        return text;
+    }
+    panic!(
+        "`{needle}` never appeared on {name}.\n{name} so far:\n{}\n\
+         the other stream:\n{}",
+        stream.borrow().as_str(),
+        other.borrow().as_str()
+    )
+}
+
+/// Checks over HTTP that every step's tests share: what a client of the
+/// balancer at `addr` sees.
+pub mod http {
+    use std::net::SocketAddr;
+
+    use futures_util::StreamExt;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+
+    use super::deadline;
+    use crate::pattern;
+
+    /// A client that opens a new connection for every request, so that an
+    /// L4 balancer makes a fresh choice each time.
+    pub fn fresh_client() -> reqwest::Client {
+        reqwest::Client::builder()
+            .pool_max_idle_per_host(0)
+            .build()
+            .expect("a plain client builds")
+    }
+
+    /// A client that keeps one connection alive across requests.
+    pub fn keep_alive_client() -> reqwest::Client {
+        reqwest::Client::builder()
+            .pool_max_idle_per_host(1)
+            .build()
+            .expect("a plain client builds")
+    }
+
+    /// GET `/?format=json` through `addr` on a new connection; the name of
+    /// the backend that answered.
+    pub async fn who_answers(addr: SocketAddr) -> String {
+        who_answers_with(&fresh_client(), &format!("http://{addr}/")).await
+    }
+
+    /// GET `url` (an echo route) with `client`; the answering backend.
+    pub async fn who_answers_with(
+        client: &reqwest::Client,
+        url: &str,
+    ) -> String {
+        let echo = echo_with(client, url).await;
+        echo["backend"]
+            .as_str()
+            .expect("the echo names its backend")
+            .to_owned()
+    }
+
+    /// GET `url` asking for JSON; the backend's echo.
+    pub async fn echo_with(
+        client: &reqwest::Client,
+        url: &str,
+    ) -> serde_json::Value {
+        deadline("echo request", async {
+            client
+                .get(url)
+                .header("accept", "application/json")
+                .send()
+                .await
+                .unwrap_or_else(|err| panic!("GET {url}: {err:?}"))
+                .error_for_status()
+                .expect("the echo answers 200")
+                .json::<serde_json::Value>()
+                .await
+                .expect("the echo is JSON")
+        })
+        .await
+    }
+
+    /// Pulls `/bytes/{len}` through `base` (`http://addr`) and checks every
+    /// byte against the pattern as it streams in.
+    pub async fn check_download(
+        client: &reqwest::Client,
+        base: &str,
+        len: u64,
+    ) {
+        let url = format!("{base}/bytes/{len}");
+        deadline("download", async {
+            let response = client
+                .get(&url)
+                .send()
+                .await
+                .unwrap_or_else(|err| panic!("GET {url}: {err:?}"));
+            assert_eq!(response.status(), 200, "GET {url}");
+            let mut body = response.bytes_stream();
+            let mut offset = 0u64;
+            while let Some(chunk) = body.next().await {
+                let chunk = chunk.expect("the body streams to the end");
+                if let Some(at) = pattern::first_mismatch(offset, &chunk) {
+                    panic!("download differs from the pattern at byte {at}");
+                }
+                offset += chunk.len() as u64;
+            }
+            assert_eq!(offset, len, "download length");
+        })
+        .await
+    }
+
+    /// POSTs `len` pattern bytes to `/echo` through `base`, streamed in
+    /// 64 KiB chunks, and checks the echoed body byte for byte.
+    pub async fn check_upload(client: &reqwest::Client, base: &str, len: u64) {
+        const CHUNK: u64 = 64 * 1024;
+        let chunks = futures_util::stream::iter((0..len.div_ceil(CHUNK)).map(
+            move |i| {
+                let offset = i * CHUNK;
+                let size = CHUNK.min(len - offset) as usize;
+                Ok::<_, std::io::Error>(bytes::Bytes::from(pattern::bytes(
+                    offset, size,
+                )))
+            },
+        ));
+        let url = format!("{base}/echo");
+        deadline("upload", async {
+            let response = client
+                .post(&url)
+                .header("content-length", len)
+                .body(reqwest::Body::wrap_stream(chunks))
+                .send()
+                .await
+                .unwrap_or_else(|err| panic!("POST {url}: {err:?}"));
+            assert_eq!(response.status(), 200, "POST {url}");
+            let mut body = response.bytes_stream();
+            let mut offset = 0u64;
+            while let Some(chunk) = body.next().await {
+                let chunk = chunk.expect("the echo streams to the end");
+                if let Some(at) = pattern::first_mismatch(offset, &chunk) {
+                    panic!("echo differs from what was sent at byte {at}");
+                }
+                offset += chunk.len() as u64;
+            }
+            assert_eq!(offset, len, "echoed length");
+        })
+        .await
+    }
+
+    /// Sends a request whose headers alone are `header_len` bytes (the
+    /// first article read 1024 bytes once, and cut such requests off) and
+    /// checks that the backend saw the whole header.
+    pub async fn check_big_request(addr: SocketAddr, header_len: usize) {
+        let filler: String = std::iter::repeat_n('x', header_len).collect();
+        let request = format!(
+            "GET /?format=json HTTP/1.1\r\nhost: {addr}\r\n\
+             x-filler: {filler}\r\nconnection: close\r\n\r\n"
+        );
+        let answer = raw_exchange(addr, request.as_bytes(), false).await;
+        let text = String::from_utf8_lossy(&answer);
+        assert!(text.starts_with("HTTP/1.1 200"), "answer: {text:.200}");
+        assert!(
+            text.contains(&filler),
+            "the backend did not see the whole {header_len}-byte header"
+        );
+    }
+
+    /// Writes `request` on a new connection to `addr`, half-closes the
+    /// write side if asked, and reads until the other side closes.
+    pub async fn raw_exchange(
+        addr: SocketAddr,
+        request: &[u8],
+        half_close: bool,
+    ) -> Vec<u8> {
+        deadline("raw exchange", async {
+            let mut stream = TcpStream::connect(addr)
+                .await
+                .unwrap_or_else(|err| panic!("connect {addr}: {err}"));
+            stream.write_all(request).await.expect("request is written");
+            if half_close {
+                stream.shutdown().await.expect("write side closes");
+            }
+            let mut answer = Vec::new();
+            // A reset after the answer still leaves what was read.
+            let _ = stream.read_to_end(&mut answer).await;
+            answer
+        })
+        .await
+    }
+
+    /// Connects to `addr` and reports whether the connection was closed
+    /// without a single byte of answer (what a client of a balancer whose
+    /// backend is down sees).
+    pub async fn closed_without_answer(addr: SocketAddr) -> bool {
+        let request = format!("GET / HTTP/1.1\r\nhost: {addr}\r\n\r\n");
+        raw_exchange(addr, request.as_bytes(), false)
+            .await
+            .is_empty()
+    }
+}
+
+/// A raw TCP backend that proves half-close works end to end: it reads
+/// until the client's end-of-stream arrives (which only happens if every
+/// hop passed the half-close on), then answers `got N bytes` followed by
+/// the bytes themselves, and closes.
+pub async fn half_close_backend() -> (SocketAddr, JoinHandle<()>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = listener().await;
+    let addr = listener.local_addr().expect("bound listener has an addr");
+    let task = tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut received = Vec::new();
+                if stream.read_to_end(&mut received).await.is_err() {
+                    return;
+                }
+                let header = format!("got {} bytes\n", received.len());
+                let _ = stream.write_all(header.as_bytes()).await;
+                let _ = stream.write_all(&received).await;
+                let _ = stream.shutdown().await;
+            });
+        }
+    });
+    (addr, task)
+}
+
+/// Sends `len` pattern bytes to a [`half_close_backend`] through `addr`,
+/// half-closes, and checks the whole answer comes back.
+pub async fn check_half_close(addr: SocketAddr, len: usize) {
+    let sent = crate::pattern::bytes(0, len);
+    let answer = http::raw_exchange(addr, &sent, true).await;
+    let header = format!("got {len} bytes\n");
+    assert!(
+        answer.starts_with(header.as_bytes()),
+        "answer starts {:?}",
+        String::from_utf8_lossy(&answer[..answer.len().min(40)])
+    );
+    assert!(answer[header.len()..] == sent[..], "echoed bytes differ");
+}
