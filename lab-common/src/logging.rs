@@ -1,11 +1,16 @@
 //! Logging set-up: `tracing` to stderr, filtered by `RUST_LOG`.
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::EnvFilter;
 
 /// Logs go to stderr so that stdout carries only what a step prints on
 /// purpose (the "listening on" line, step 01's raw bytes). Without
-/// `RUST_LOG`, info and above are shown.
+/// `RUST_LOG`, info and above are shown. Colours only on a terminal (and
+/// not with `NO_COLOR` set), so log files stay plain text.
 pub fn init() {
+    let colour = std::io::stderr().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none();
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new("info"));
     // A second init (two runners in one test binary) is harmless.
@@ -13,5 +18,6 @@ pub fn init() {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_target(false)
+        .with_ansi(colour)
         .try_init();
 }

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Everything CI checks, in the order a developer wants to hear about it:
+# formatting, lints, the test suite (the README's test command), and a
+# lint of the shell scripts. Installs what it needs besides Rust.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+# Debian packages the checks and the script tests use.
+missing=()
+command -v shellcheck >/dev/null || missing+=(shellcheck)
+command -v curl >/dev/null || missing+=(curl)
+if (( ${#missing[@]} > 0 )); then
+  if [[ $(id -u) -ne 0 ]] || ! command -v apt-get >/dev/null; then
+    echo "error: install ${missing[*]} (needs apt-get as root)" >&2
+    exit 1
+  fi
+  echo "== installing ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+echo "== cargo fmt --all --check"
+cargo fmt --all --check
+echo "== cargo clippy --workspace --all-targets -- -D warnings"
+cargo clippy --workspace --all-targets -- -D warnings
+echo "== cargo test --workspace"
+cargo test --workspace
+echo "== shellcheck"
+shellcheck scripts/*.sh .ci/run
+echo "== all checks passed"
