@@ -7,6 +7,10 @@ use std::str::FromStr;
 /// on the loopback interface.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:3000";
 
+/// Where the layer-7 proxy (step 09) listens, as in the second article:
+/// `:8080`, but only on the loopback interface.
+pub const DEFAULT_HTTP_LISTEN: &str = "127.0.0.1:8080";
+
 /// The three dummy backends, as in the article (4444-4446).
 pub const DEFAULT_BACKENDS: &str =
     "127.0.0.1:4444,127.0.0.1:4445,127.0.0.1:4446";
