@@ -1,0 +1,587 @@
+//! Step 09 — From connections to requests
+//!
+//! Changed since step 08:
+//! - the balancer now speaks HTTP instead of copying bytes: hyper parses
+//!   each request a client sends and writes a new one to the backend, so
+//!   the proxy can read and change the method, the path and the headers;
+//! - the choice is made per *request*, not per connection: three requests
+//!   on one kept-alive client connection go to 4444, 4445, 4446 in turn;
+//! - the backend learns who the client was: the proxy appends the client's
+//!   address to `X-Forwarded-For` and sets `X-Forwarded-Host` and
+//!   `X-Forwarded-Proto`, and drops the headers that concern one hop only;
+//! - connections to the backends are no longer one per client: a pool
+//!   keeps them open and any client's request may reuse any of them;
+//! - a backend that is down no longer means a closed connection with no
+//!   word of explanation: the client gets a `502 Bad Gateway` naming the
+//!   backend, and its connection stays open for the next request;
+//! - TLS is left out, to keep the HTTP ideas in view: step 06's acceptor
+//!   would wrap the client's stream before hyper sees it.
+//!
+//! This is the second article's reverse proxy (Go's
+//! `httputil.NewSingleHostReverseProxy` on :8080) grown a list of
+//! backends. With zero arguments it balances over 4444-4446; give
+//! `--backends 127.0.0.1:4444` for the article's single-host proxy.
+//!
+//! ```text
+//! scripts/spawn-backends.sh
+//! cargo run --bin 09-http-proxy
+//! curl -s localhost:8080/
+//! curl -s localhost:8080/ localhost:8080/ localhost:8080/
+//! ```
+
+use std::convert::Infallible;
+use std::error::Error as StdError;
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::header::{
+    CONNECTION, CONTENT_TYPE, HOST, HeaderMap, HeaderName, HeaderValue, VIA,
+};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response, StatusCode, Uri, Version};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use lab_common::{Error, HostPort};
+use tokio::net::{TcpListener, TcpStream};
+use tracing::{info, warn};
+
+// ANCHOR: round_robin
+/// Hands out backends in a fixed rotation, one per request.
+///
+/// Step 04's `RoundRobin` was owned by the accept loop, which picked once
+/// per connection. Here every connection's task picks, for every request,
+/// at the same time as the others: the turn counter is an atomic integer
+/// that any task may advance without a lock.
+#[derive(Debug)]
+pub struct RoundRobin {
+    backends: Vec<HostPort>,
+    next: AtomicUsize,
+}
+
+impl RoundRobin {
+    /// Fails on an empty list: with nothing to rotate through, every
+    /// request would fail.
+    pub fn new(backends: Vec<HostPort>) -> Result<RoundRobin, Error> {
+        if backends.is_empty() {
+            return Err("round robin needs at least one backend".into());
+        }
+        Ok(RoundRobin {
+            backends,
+            next: AtomicUsize::new(0),
+        })
+    }
+
+    /// The backend for the next request.
+    pub fn pick_backend(&self) -> &HostPort {
+        // `fetch_add` hands each caller a different turn even when two
+        // tasks ask at once. `Relaxed` is enough: the counter guards no
+        // other memory. After 2^64 requests it wraps, and the rotation
+        // skips a beat once.
+        let turn = self.next.fetch_add(1, Ordering::Relaxed);
+        &self.backends[turn % self.backends.len()]
+    }
+}
+// ANCHOR_END: round_robin
+
+// ANCHOR: hop_by_hop
+/// Headers that describe one connection, not the message, and so must not
+/// be passed on to the next hop (RFC 9110 §7.6.1). `Proxy-Connection` and
+/// `Keep-Alive` are old but still sent by some clients. The framing
+/// header `Transfer-Encoding` is one too: hyper frames each hop's body
+/// itself, chunked when the length is not known in advance.
+const HOP_BY_HOP: [&str; 9] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "proxy-authorization",
+    "proxy-authenticate",
+];
+
+/// Removes the hop-by-hop headers: the fixed list above, and every header
+/// that `Connection` names (`Connection: close, x-session` makes
+/// `X-Session` private to this hop).
+pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    // Read the names in `Connection` before removing it.
+    let named_in_connection: Vec<HeaderName> = headers
+        .get_all(CONNECTION)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .filter_map(|name| HeaderName::try_from(name.trim()).ok())
+        .collect();
+    for name in named_in_connection {
+        headers.remove(name);
+    }
+    for name in HOP_BY_HOP {
+        headers.remove(name);
+    }
+}
+// ANCHOR_END: hop_by_hop
+
+// ANCHOR: forwarded_headers
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_HOST: HeaderName =
+    HeaderName::from_static("x-forwarded-host");
+const X_FORWARDED_PROTO: HeaderName =
+    HeaderName::from_static("x-forwarded-proto");
+
+/// Tells the backend what only the proxy knows: who the client is, and
+/// which host and scheme it asked for.
+///
+/// `X-Forwarded-For` is a list that every proxy on the way appends to, so
+/// values already there (sent by the client or an earlier proxy) are kept
+/// and the client's address goes last: the last entry is the one this
+/// proxy vouches for, the earlier ones are hearsay. `X-Forwarded-Host`
+/// and `X-Forwarded-Proto` are replaced, not appended: this proxy is the
+/// edge, so what a client claims there is not passed on.
+///
+/// `Via` names this proxy and the HTTP version it received, as RFC 9110
+/// §7.6.3 asks of a gateway; it also lets a loop of proxies be spotted.
+pub fn add_forwarded_headers(
+    headers: &mut HeaderMap,
+    client_ip: IpAddr,
+    received: Version,
+) {
+    let mut forwarded_for = Vec::new();
+    for earlier in headers.get_all(&X_FORWARDED_FOR) {
+        forwarded_for.extend_from_slice(earlier.as_bytes());
+        forwarded_for.extend_from_slice(b", ");
+    }
+    forwarded_for.extend_from_slice(client_ip.to_string().as_bytes());
+    let forwarded_for = HeaderValue::from_bytes(&forwarded_for)
+        .expect("valid header values joined by commas stay valid");
+    headers.insert(X_FORWARDED_FOR, forwarded_for);
+
+    match headers.get(HOST).cloned() {
+        Some(host) => headers.insert(X_FORWARDED_HOST, host),
+        None => headers.remove(X_FORWARDED_HOST),
+    };
+    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+
+    let via = match received {
+        Version::HTTP_10 => "1.0 lb-lab",
+        _ => "1.1 lb-lab",
+    };
+    headers.append(VIA, HeaderValue::from_static(via));
+}
+// ANCHOR_END: forwarded_headers
+
+// ANCHOR: backend_request
+/// Turns the request a client sent into the one the backend gets: same
+/// method, path, query and body; the hop-by-hop headers dropped; the
+/// forwarded headers added.
+///
+/// The `Host` header stays the client's, as Go's single-host proxy does
+/// (nginx, by default, sends the backend's own name instead). The backend
+/// then builds links and redirects with the name the client knows, and
+/// can serve several sites by name behind one proxy; `X-Forwarded-Host`
+/// repeats it for backends that read only that.
+pub fn backend_request<B>(
+    request: Request<B>,
+    backend: &HostPort,
+    client_ip: IpAddr,
+) -> Result<Request<B>, Error> {
+    let (mut parts, body) = request.into_parts();
+    // A client normally sends only the path (`GET /a?b HTTP/1.1`). The
+    // pooled client wants an absolute URI, `http://backend/a?b`: it dials
+    // and pools by that scheme and authority, and sends only the path.
+    let path_and_query =
+        parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+    parts.uri = Uri::builder()
+        .scheme("http")
+        .authority(backend.to_string())
+        .path_and_query(path_and_query)
+        .build()?;
+    // Each hop has its own HTTP version: an HTTP/1.0 client still gets a
+    // kept-alive HTTP/1.1 connection to the backend.
+    let received = parts.version;
+    parts.version = Version::HTTP_11;
+    remove_hop_by_hop(&mut parts.headers);
+    add_forwarded_headers(&mut parts.headers, client_ip, received);
+    Ok(Request::from_parts(parts, body))
+}
+// ANCHOR_END: backend_request
+
+/// A response body of either kind the proxy sends: the backend's,
+/// streamed through as it arrives, or a short one of its own (the 502).
+/// Boxing erases the difference, so one handler can return both.
+type ProxyBody = BoxBody<Bytes, hyper::Error>;
+
+/// What every connection's task shares.
+struct Proxy {
+    round_robin: RoundRobin,
+    /// hyper-util's pooled client: it keeps connections to the backends
+    /// open after a response and hands them to the next request for the
+    /// same backend, from any client. The request body it sends is the
+    /// client's (`Incoming`), passed through without being collected.
+    backends: Client<HttpConnector, Incoming>,
+}
+
+// ANCHOR: run
+/// Accepts clients until `shutdown` completes, and serves each one's
+/// requests by forwarding every request to the next backend in turn.
+pub async fn run(
+    listener: TcpListener,
+    backends: Vec<HostPort>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), Error> {
+    let round_robin = RoundRobin::new(backends)?;
+    let mut connector = HttpConnector::new();
+    // As in step 04's dial: small messages leave at once.
+    connector.set_nodelay(true);
+    let backends = Client::builder(TokioExecutor::new())
+        // Close pooled connections nobody used for a while; the timer is
+        // what lets the pool notice time passing.
+        .pool_idle_timeout(Duration::from_secs(90))
+        .pool_timer(TokioTimer::new())
+        .build(connector);
+    let proxy = Arc::new(Proxy {
+        round_robin,
+        backends,
+    });
+
+    tokio::pin!(shutdown);
+    loop {
+        let (client, client_addr) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(err) => {
+                    warn!("accept failed: {err}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => return Ok(()),
+        };
+        // No pick here: the connection is not tied to a backend any more.
+        tokio::spawn(serve_client(Arc::clone(&proxy), client, client_addr));
+    }
+}
+// ANCHOR_END: run
+
+// ANCHOR: serve_client
+/// Reads requests from one client connection, one after the other, and
+/// answers each with what `forward` returns, until the client closes.
+async fn serve_client(
+    proxy: Arc<Proxy>,
+    client: TcpStream,
+    client_addr: SocketAddr,
+) {
+    let _ = client.set_nodelay(true);
+    // hyper is runtime-agnostic: `TokioIo` adapts tokio's socket to
+    // hyper's I/O traits. `service_fn` turns an async function of a
+    // request into the service hyper calls once per request.
+    let service = service_fn(move |request| {
+        let proxy = Arc::clone(&proxy);
+        async move {
+            // Never an `Err`: a failed backend is answered with a 502, so
+            // the client's connection stays open for its next request.
+            Ok::<_, Infallible>(proxy.forward(request, client_addr).await)
+        }
+    });
+    // The timer enables hyper's default 30 s limit for reading a request's
+    // headers, so a client that connects and says nothing is let go.
+    let served = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .serve_connection(TokioIo::new(client), service)
+        .await;
+    if let Err(err) = served {
+        warn!("client {client_addr}: {}", with_causes(&err));
+    }
+}
+// ANCHOR_END: serve_client
+
+impl Proxy {
+    // ANCHOR: forward
+    /// Sends one client request to the next backend and returns its
+    /// response, or a 502 if the backend cannot be reached or fails
+    /// before answering.
+    async fn forward(
+        &self,
+        request: Request<Incoming>,
+        client_addr: SocketAddr,
+    ) -> Response<ProxyBody> {
+        let backend = self.round_robin.pick_backend();
+        let method = request.method().clone();
+        // The path alone is logged: a query string may carry secrets.
+        let path = request.uri().path().to_owned();
+        let answer = match backend_request(request, backend, client_addr.ip()) {
+            Ok(outgoing) => self.backends.request(outgoing).await,
+            Err(err) => {
+                warn!("client {client_addr}: {method} {path}: {err}");
+                return bad_gateway(backend);
+            }
+        };
+        match answer {
+            Ok(response) => {
+                info!(
+                    "client {client_addr}: {method} {path} -> backend \
+                     {backend}: {}",
+                    response.status()
+                );
+                // The body is not read here: hyper pulls it from the
+                // backend only as fast as the client takes it, so a large
+                // body streams through a small buffer.
+                let (mut parts, body) = response.into_parts();
+                remove_hop_by_hop(&mut parts.headers);
+                Response::from_parts(parts, body.boxed())
+            }
+            Err(err) => {
+                warn!(
+                    "client {client_addr}: {method} {path} -> backend \
+                     {backend}: {}",
+                    with_causes(&err)
+                );
+                bad_gateway(backend)
+            }
+        }
+    }
+    // ANCHOR_END: forward
+}
+
+// ANCHOR: bad_gateway
+/// The proxy's own answer when a backend fails: 502 and one line naming
+/// the backend. The error itself goes to the log only; a public proxy
+/// would keep even the backend's address to its log.
+fn bad_gateway(backend: &HostPort) -> Response<ProxyBody> {
+    let text = format!("502 Bad Gateway: backend {backend} failed\n");
+    // `Full` is a body that is one chunk, already in memory. It cannot
+    // fail (`Infallible`); `map_err` gives it the proxied body's error
+    // type so both box to the same `ProxyBody`.
+    let body = Full::new(Bytes::from(text))
+        .map_err(|never| match never {})
+        .boxed();
+    let mut response = Response::new(body);
+    *response.status_mut() = StatusCode::BAD_GATEWAY;
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+// ANCHOR_END: bad_gateway
+
+/// `err: cause: cause`. hyper's errors say what failed ("client error
+/// (Connect)") and keep why in their source ("Connection refused").
+fn with_causes(err: &(dyn StdError + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn backends(ports: &[u16]) -> Vec<HostPort> {
+        ports
+            .iter()
+            .map(|port| format!("127.0.0.1:{port}").parse().unwrap())
+            .collect()
+    }
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for (name, value) in pairs {
+            headers.append(
+                HeaderName::try_from(*name).unwrap(),
+                HeaderValue::from_str(value).unwrap(),
+            );
+        }
+        headers
+    }
+
+    fn values<'a>(headers: &'a HeaderMap, name: &str) -> Vec<&'a str> {
+        headers
+            .get_all(name)
+            .iter()
+            .map(|value| value.to_str().unwrap())
+            .collect()
+    }
+
+    const LOCALHOST: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+
+    #[test]
+    fn picks_backends_in_turn_and_wraps_around() {
+        let round_robin =
+            RoundRobin::new(backends(&[4444, 4445, 4446])).unwrap();
+        let ports: Vec<u16> =
+            (0..7).map(|_| round_robin.pick_backend().port()).collect();
+        assert_eq!(ports, [4444, 4445, 4446, 4444, 4445, 4446, 4444]);
+    }
+
+    #[test]
+    fn threads_picking_at_once_share_the_turns_evenly() {
+        let round_robin =
+            RoundRobin::new(backends(&[4444, 4445, 4446])).unwrap();
+        let mut counts = [0usize; 3];
+        std::thread::scope(|scope| {
+            let pickers: Vec<_> = (0..4)
+                .map(|_| {
+                    scope.spawn(|| {
+                        (0..300)
+                            .map(|_| round_robin.pick_backend().port())
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            for picker in pickers {
+                for port in picker.join().unwrap() {
+                    counts[usize::from(port - 4444)] += 1;
+                }
+            }
+        });
+        assert_eq!(counts, [400, 400, 400]);
+    }
+
+    #[test]
+    fn refuses_an_empty_list() {
+        assert!(RoundRobin::new(Vec::new()).is_err());
+    }
+
+    #[test]
+    fn drops_the_fixed_hop_by_hop_headers() {
+        let mut headers = headers(&[
+            ("keep-alive", "timeout=5"),
+            ("proxy-connection", "keep-alive"),
+            ("te", "trailers"),
+            ("trailer", "x-checksum"),
+            ("transfer-encoding", "chunked"),
+            ("upgrade", "websocket"),
+            ("proxy-authorization", "Basic c2VjcmV0"),
+            ("proxy-authenticate", "Basic"),
+            ("accept", "*/*"),
+            ("authorization", "Bearer kept"),
+        ]);
+        remove_hop_by_hop(&mut headers);
+        let left: Vec<&str> = headers.keys().map(HeaderName::as_str).collect();
+        assert_eq!(left, ["accept", "authorization"]);
+    }
+
+    #[test]
+    fn drops_the_headers_that_connection_names() {
+        let mut headers = headers(&[
+            ("connection", "close, X-Secret"),
+            ("connection", " x-other ,"),
+            ("x-secret", "1"),
+            ("x-other", "2"),
+            ("x-kept", "3"),
+        ]);
+        remove_hop_by_hop(&mut headers);
+        let left: Vec<&str> = headers.keys().map(HeaderName::as_str).collect();
+        assert_eq!(left, ["x-kept"]);
+    }
+
+    #[test]
+    fn appends_the_client_to_x_forwarded_for() {
+        let mut alone = headers(&[("host", "localhost:8080")]);
+        add_forwarded_headers(&mut alone, LOCALHOST, Version::HTTP_11);
+        assert_eq!(values(&alone, "x-forwarded-for"), ["127.0.0.1"]);
+
+        let mut behind = headers(&[
+            ("x-forwarded-for", "203.0.113.7, 198.51.100.1"),
+            ("x-forwarded-for", "192.0.2.9"),
+        ]);
+        let ipv6 = "::1".parse().unwrap();
+        add_forwarded_headers(&mut behind, ipv6, Version::HTTP_11);
+        assert_eq!(
+            values(&behind, "x-forwarded-for"),
+            ["203.0.113.7, 198.51.100.1, 192.0.2.9, ::1"]
+        );
+    }
+
+    #[test]
+    fn sets_forwarded_host_proto_and_via_over_what_the_client_claimed() {
+        let mut headers = headers(&[
+            ("host", "shop.example:8080"),
+            ("x-forwarded-host", "evil.example"),
+            ("x-forwarded-proto", "https"),
+            ("via", "1.1 edge"),
+        ]);
+        add_forwarded_headers(&mut headers, LOCALHOST, Version::HTTP_10);
+        assert_eq!(values(&headers, "x-forwarded-host"), ["shop.example:8080"]);
+        assert_eq!(values(&headers, "x-forwarded-proto"), ["http"]);
+        assert_eq!(values(&headers, "via"), ["1.1 edge", "1.0 lb-lab"]);
+        assert_eq!(values(&headers, "host"), ["shop.example:8080"]);
+
+        let mut no_host = self::headers(&[("x-forwarded-host", "x")]);
+        add_forwarded_headers(&mut no_host, LOCALHOST, Version::HTTP_11);
+        assert!(no_host.get("x-forwarded-host").is_none());
+    }
+
+    #[test]
+    fn the_backend_request_keeps_method_path_query_host_and_body() {
+        let request = Request::builder()
+            .method("PUT")
+            .uri("/items/7?color=red&size=2")
+            .version(Version::HTTP_10)
+            .header("host", "localhost:8080")
+            .header("connection", "keep-alive, x-hop")
+            .header("x-hop", "1")
+            .header("x-end-to-end", "2")
+            .body("the body")
+            .unwrap();
+        let backend = "127.0.0.1:4445".parse().unwrap();
+        let outgoing = backend_request(request, &backend, LOCALHOST).unwrap();
+        assert_eq!(outgoing.method(), "PUT");
+        assert_eq!(
+            outgoing.uri().to_string(),
+            "http://127.0.0.1:4445/items/7?color=red&size=2"
+        );
+        assert_eq!(outgoing.version(), Version::HTTP_11);
+        let headers = outgoing.headers();
+        assert_eq!(values(headers, "host"), ["localhost:8080"]);
+        assert_eq!(values(headers, "x-end-to-end"), ["2"]);
+        assert!(headers.get("x-hop").is_none());
+        assert!(headers.get("connection").is_none());
+        assert_eq!(values(headers, "x-forwarded-for"), ["127.0.0.1"]);
+        assert_eq!(*outgoing.body(), "the body");
+    }
+
+    #[test]
+    fn an_absolute_request_uri_is_sent_to_the_backend_as_a_path() {
+        let request = Request::builder()
+            .uri("http://elsewhere.example/a?b=c")
+            .body(())
+            .unwrap();
+        let backend = "[::1]:4444".parse().unwrap();
+        let outgoing = backend_request(request, &backend, LOCALHOST).unwrap();
+        assert_eq!(outgoing.uri().to_string(), "http://[::1]:4444/a?b=c");
+    }
+
+    #[test]
+    fn a_bad_gateway_names_the_backend() {
+        let backend = "127.0.0.1:4446".parse().unwrap();
+        let response = bad_gateway(&backend);
+        assert_eq!(response.status(), StatusCode::BAD_GATEWAY);
+        let body = text_of(response.into_body());
+        assert_eq!(body, "502 Bad Gateway: backend 127.0.0.1:4446 failed\n");
+    }
+
+    /// Collects a body that is already complete (no I/O is pending).
+    fn text_of(body: ProxyBody) -> String {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let bytes = runtime.block_on(body.collect()).unwrap().to_bytes();
+        String::from_utf8(bytes.to_vec()).unwrap()
+    }
+}
