@@ -1,1 +1,127 @@
-//! placeholder
+//! Checks that keep the lab's docs honest: `tutorial.md` and `README.md`
+//! must say what the code does, and the steps must keep their layout.
+//!
+//! The checks are plain functions over text, unit tested on small inputs;
+//! `tests/docs.rs` runs them on the real files, so `cargo test --workspace`
+//! fails as soon as the docs drift. Every problem names a file, a line and
+//! what to do about it.
+//!
+//! # The rules
+//!
+//! **Quoted code** ([`snippets`]). In `tutorial.md`, a marker line
+//!
+//! ```text
+//! <!-- snippet: steps/04-round-robin/src/lib.rs:round_robin -->
+//! ```
+//!
+//! is followed (blank lines allowed in between) by a fenced block whose
+//! info string starts with `rust`. The block's lines must equal the lines
+//! strictly between `// ANCHOR: round_robin` and `// ANCHOR_END:
+//! round_robin` in that file (path relative to the workspace root), with
+//! one transformation: the indentation common to every non-blank line of
+//! the region is removed, so a method quoted out of its `impl` starts at
+//! column 0. Nothing else is changed: not the other spaces, not the blank
+//! lines. Anchor lines nested inside a region (`// ANCHOR: x` of another
+//! region) are left out of it, as mdBook does. A marker that names a
+//! missing file or anchor fails, and so does, in any `.rs` file of the
+//! workspace, an `ANCHOR` without its `ANCHOR_END`, an `ANCHOR_END`
+//! without its `ANCHOR`, or one name used twice in a file.
+//!
+//! `LAB_BLESS=1 cargo test -p lab-check` rewrites every quoted block from
+//! its source (and inserts the block when a marker has none yet), then
+//! checks as usual.
+//!
+//! **Named commands** ([`commands`]). In `README.md` and `tutorial.md`,
+//! inside fenced blocks and `inline code`, every `scripts/NAME.sh` must be
+//! a file of `scripts/`, and in every `cargo` command (before a bare `--`,
+//! which starts the program's own arguments) `--bin NAME` must be a binary
+//! and `-p NAME` / `--package NAME` a package of the workspace. A code span
+//! that starts with the flag itself (`--bin 04-round-robin`) is read the
+//! same way. Binaries are the `[[bin]]` names of the members' manifests,
+//! plus the package name for a package whose `src/main.rs` no `[[bin]]`
+//! claims (`dummy-servers`).
+//!
+//! **Chapter titles** ([`titles`]). The first line of
+//! `steps/NN-slug/src/lib.rs` is `//! Step NN — Title` (an em dash), and
+//! `tutorial.md` has exactly one heading `## Step NN — Title` with the
+//! same text, outside code blocks, in step order. A `## Step ...` heading
+//! for a step that does not exist, or with another title, fails.
+//!
+//! **Layout** ([`layout`]). Every workspace member under `steps/` lives in
+//! `steps/NN-slug` (two digits, then lowercase words joined by `-`), its
+//! package is `step-NN-slug`, it declares a `[[bin]]` named `NN-slug`, and
+//! no two steps share a number. Every member's manifest says `[lints]
+//! workspace = true`, without which the workspace lints do nothing.
+
+use std::fmt;
+use std::path::PathBuf;
+
+pub mod commands;
+pub mod layout;
+pub mod markdown;
+pub mod snippets;
+pub mod titles;
+pub mod workspace;
+
+/// What to tell someone whose tutorial quotes stale code.
+pub const BLESS_HINT: &str =
+    "run LAB_BLESS=1 cargo test -p lab-check to refresh the quoted blocks";
+
+/// One thing wrong, where it is, and what to do.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    /// Relative to the workspace root: `tutorial.md`.
+    pub file: String,
+    /// From 1; 0 when the problem is about the file as a whole.
+    pub line: usize,
+    pub message: String,
+}
+
+impl Problem {
+    pub fn new(
+        file: impl Into<String>,
+        line: usize,
+        message: impl Into<String>,
+    ) -> Problem {
+        Problem {
+            file: file.into(),
+            line,
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.line == 0 {
+            write!(f, "{}: {}", self.file, self.message)
+        } else {
+            write!(f, "{}:{}: {}", self.file, self.line, self.message)
+        }
+    }
+}
+
+/// Panics with every problem, one per line, if there are any.
+pub fn assert_none(what: &str, problems: &[Problem]) {
+    if problems.is_empty() {
+        return;
+    }
+    let list: Vec<String> = problems
+        .iter()
+        .map(|problem| format!("  {problem}"))
+        .collect();
+    panic!(
+        "{what}: {} problem(s)\n{}\n",
+        problems.len(),
+        list.join("\n")
+    );
+}
+
+/// The workspace root: the folder above this crate's manifest.
+pub fn workspace_root() -> PathBuf {
+    let manifest_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    manifest_dir
+        .parent()
+        .expect("lab-check lives one folder below the workspace root")
+        .to_path_buf()
+}
