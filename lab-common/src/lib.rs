@@ -4,13 +4,16 @@
 //! and the TLS wiring stay in each step's `lib.rs`, copied forward so that a
 //! `diff -u` between neighbouring steps shows only what a step teaches. What
 //! lives here is what no step teaches: default addresses, the address type,
-//! the CLI runner that binds and waits for Ctrl-C, logging set-up, and (with
-//! the `testing` feature) helpers for the integration tests.
+//! the CLI runner that binds and waits for Ctrl-C, logging set-up, reading
+//! PEM files into rustls configurations, making the lab's certificates, and
+//! (with the `testing` feature) helpers for the integration tests.
 
 pub mod addr;
+pub mod certs;
 pub mod cli;
 pub mod logging;
 pub mod pattern;
+pub mod tls;
 
 #[cfg(feature = "testing")]
 pub mod testing;

@@ -1,0 +1,239 @@
+//! TLS plumbing: where the lab's certificates live, reading PEM files, and
+//! building rustls configurations from them.
+//!
+//! What a TLS step *does* with these configurations (accept, connect,
+//! which name it checks) is its lesson and stays in its `lib.rs`.
+//!
+//! PEM files are read with `rustls-pki-types`' [`PemObject`] (re-exported
+//! by tokio-rustls): `rustls-pemfile` is archived, and its code lives
+//! there now.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use tokio_rustls::rustls::client::danger::{
+    HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier,
+};
+use tokio_rustls::rustls::crypto::{
+    WebPkiSupportedAlgorithms, aws_lc_rs, verify_tls12_signature,
+    verify_tls13_signature,
+};
+use tokio_rustls::rustls::pki_types::pem::{self, PemObject};
+use tokio_rustls::rustls::pki_types::{
+    CertificateDer, PrivateKeyDer, ServerName, UnixTime,
+};
+use tokio_rustls::rustls::{
+    ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig,
+    SignatureScheme,
+};
+
+use crate::Error;
+
+/// The lab CA's certificate: what clients trust (`curl --cacert`).
+pub const CA_CERT_FILE: &str = "ca.crt";
+/// The server certificate, for localhost, 127.0.0.1 and ::1.
+pub const SERVER_CERT_FILE: &str = "server.crt";
+/// The server certificate's private key.
+pub const SERVER_KEY_FILE: &str = "server.key";
+
+/// What to tell someone whose certificates are missing or broken.
+pub const MAKE_CERTS_HINT: &str =
+    "run scripts/gen-certs.sh to make the lab's certificates";
+
+/// `<workspace root>/certs`, found from this crate's own path at build
+/// time, so `cargo run` finds the certificates from any folder.
+pub fn certs_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("lab-common sits one folder below the workspace root")
+        .join("certs")
+}
+
+/// The default `--ca`: `certs/ca.crt`.
+pub fn default_ca_path() -> PathBuf {
+    certs_dir().join(CA_CERT_FILE)
+}
+
+/// The default `--cert`: `certs/server.crt`.
+pub fn default_cert_path() -> PathBuf {
+    certs_dir().join(SERVER_CERT_FILE)
+}
+
+/// The default `--key`: `certs/server.key`.
+pub fn default_key_path() -> PathBuf {
+    certs_dir().join(SERVER_KEY_FILE)
+}
+
+/// Every certificate in a PEM file, in order (a server's chain starts
+/// with its own certificate).
+pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, Error> {
+    let certs = CertificateDer::pem_file_iter(path)
+        .and_then(|iter| iter.collect::<Result<Vec<_>, _>>())
+        .map_err(|err| pem_error("certificate", path, err))?;
+    if certs.is_empty() {
+        return Err(pem_error("certificate", path, pem::Error::NoItemsFound));
+    }
+    Ok(certs)
+}
+
+/// The first private key in a PEM file (PKCS#8, PKCS#1 or SEC1).
+pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, Error> {
+    PrivateKeyDer::from_pem_file(path)
+        .map_err(|err| pem_error("private key", path, err))
+}
+
+/// A server configuration that presents the certificate chain in `cert`
+/// with the key in `key`. Fails if the key does not belong to the
+/// certificate.
+///
+/// No ALPN protocol is offered: the lab's balancers relay bytes without
+/// reading HTTP, so the client and the backend must agree on HTTP/1.1,
+/// which is what clients fall back to when the server names none.
+pub fn server_config(
+    cert: &Path,
+    key: &Path,
+) -> Result<Arc<ServerConfig>, Error> {
+    let chain = load_certs(cert)?;
+    let key_der = load_key(key)?;
+    let config = ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(chain, key_der)
+        .map_err(|err| {
+            format!(
+                "{} with {}: {err} ({MAKE_CERTS_HINT})",
+                cert.display(),
+                key.display()
+            )
+        })?;
+    Ok(Arc::new(config))
+}
+
+/// A client configuration that trusts the CA certificates in `ca` and
+/// nothing else: not the system's roots, which never signed a lab
+/// certificate.
+pub fn client_config(ca: &Path) -> Result<Arc<ClientConfig>, Error> {
+    let mut roots = RootCertStore::empty();
+    for cert in load_certs(ca)? {
+        roots.add(cert).map_err(|err| {
+            format!("{}: not a usable CA certificate: {err}", ca.display())
+        })?;
+    }
+    let config = ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
+/// A client configuration that accepts any certificate for any name:
+/// encryption without knowing who is at the other end. For `--insecure`
+/// only; whoever can reach the path can pose as the backend.
+pub fn insecure_client_config() -> Arc<ClientConfig> {
+    let verifier = AcceptAnyCertificate {
+        algorithms: aws_lc_rs::default_provider()
+            .signature_verification_algorithms,
+    };
+    let config = ClientConfig::builder()
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(verifier))
+        .with_no_client_auth();
+    Arc::new(config)
+}
+
+/// Skips the certificate checks (issuer, expiry, name) but still checks
+/// the handshake signature, so the connection is at least encrypted to
+/// whoever holds the presented certificate's key.
+#[derive(Debug)]
+struct AcceptAnyCertificate {
+    algorithms: WebPkiSupportedAlgorithms,
+}
+
+impl ServerCertVerifier for AcceptAnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, tokio_rustls::rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        signature: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, tokio_rustls::rustls::Error> {
+        verify_tls12_signature(message, cert, signature, &self.algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        signature: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, tokio_rustls::rustls::Error> {
+        verify_tls13_signature(message, cert, signature, &self.algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algorithms.supported_schemes()
+    }
+}
+
+/// Names the file, what was expected in it, and how to make a good one.
+fn pem_error(what: &str, path: &Path, err: pem::Error) -> Error {
+    let problem = match err {
+        pem::Error::Io(err) if err.kind() == io::ErrorKind::NotFound => {
+            "no such file".to_owned()
+        }
+        pem::Error::Io(err) => err.to_string(),
+        pem::Error::NoItemsFound => format!("no PEM {what} in it"),
+        other => format!("not a PEM {what}: {other}"),
+    };
+    format!(
+        "cannot load the {what} {}: {problem} ({MAKE_CERTS_HINT})",
+        path.display()
+    )
+    .into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_paths_are_in_the_workspace_certs_folder() {
+        let dir = certs_dir();
+        assert!(dir.ends_with("certs"), "{}", dir.display());
+        assert!(dir.parent().unwrap().join("Cargo.toml").is_file());
+        assert_eq!(default_ca_path(), dir.join("ca.crt"));
+        assert_eq!(default_cert_path(), dir.join("server.crt"));
+        assert_eq!(default_key_path(), dir.join("server.key"));
+    }
+
+    #[test]
+    fn a_missing_file_names_itself_and_the_script() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("server.crt");
+        let err = server_config(&missing, &missing).unwrap_err().to_string();
+        assert!(err.contains(&missing.display().to_string()), "{err}");
+        assert!(err.contains("no such file"), "{err}");
+        assert!(err.contains("scripts/gen-certs.sh"), "{err}");
+        let err = client_config(&missing).unwrap_err().to_string();
+        assert!(err.contains("scripts/gen-certs.sh"), "{err}");
+    }
+
+    #[test]
+    fn a_file_without_pem_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let garbage = dir.path().join("ca.crt");
+        std::fs::write(&garbage, "not a certificate\n").unwrap();
+        let err = client_config(&garbage).unwrap_err().to_string();
+        assert!(err.contains("no PEM certificate"), "{err}");
+        let err = load_key(&garbage).unwrap_err().to_string();
+        assert!(err.contains("no PEM private key"), "{err}");
+    }
+}
