@@ -98,6 +98,10 @@ impl RoundRobin {
 /// `Keep-Alive` are old but still sent by some clients. The framing
 /// header `Transfer-Encoding` is one too: hyper frames each hop's body
 /// itself, chunked when the length is not known in advance.
+///
+/// Dropping `Upgrade` means a WebSocket handshake never reaches a backend;
+/// a production proxy hands an upgraded connection over to a byte relay
+/// like step 02's.
 const HOP_BY_HOP: [&str; 9] = [
     "connection",
     "keep-alive",
@@ -150,6 +154,8 @@ const X_FORWARDED_PROTO: HeaderName =
 ///
 /// `Via` names this proxy and the HTTP version it received, as RFC 9110
 /// §7.6.3 asks of a gateway; it also lets a loop of proxies be spotted.
+/// (RFC 7239's `Forwarded` header says all this in one standard header;
+/// the `X-` ones are older, and what most backends and frameworks read.)
 pub fn add_forwarded_headers(
     headers: &mut HeaderMap,
     client_ip: IpAddr,
@@ -227,7 +233,7 @@ struct Proxy {
     /// open after a response and hands them to the next request for the
     /// same backend, from any client. The request body it sends is the
     /// client's (`Incoming`), passed through without being collected.
-    backends: Client<HttpConnector, Incoming>,
+    backend_pool: Client<HttpConnector, Incoming>,
 }
 
 // ANCHOR: run
@@ -242,7 +248,10 @@ pub async fn run(
     let mut connector = HttpConnector::new();
     // As in step 04's dial: small messages leave at once.
     connector.set_nodelay(true);
-    let backends = Client::builder(TokioExecutor::new())
+    // No timeout on connecting or on waiting for an answer yet: a backend
+    // that accepts and then says nothing holds its client until the
+    // client gives up. Later steps add timeouts.
+    let backend_pool = Client::builder(TokioExecutor::new())
         // Close pooled connections nobody used for a while; the timer is
         // what lets the pool notice time passing.
         .pool_idle_timeout(Duration::from_secs(90))
@@ -250,7 +259,7 @@ pub async fn run(
         .build(connector);
     let proxy = Arc::new(Proxy {
         round_robin,
-        backends,
+        backend_pool,
     });
 
     tokio::pin!(shutdown);
@@ -264,6 +273,8 @@ pub async fn run(
                     continue;
                 }
             },
+            // Connections already open go on until their clients close
+            // them; draining them gracefully comes in a later step.
             () = &mut shutdown => return Ok(()),
         };
         // No pick here: the connection is not tied to a backend any more.
@@ -319,9 +330,12 @@ impl Proxy {
         // The path alone is logged: a query string may carry secrets.
         let path = request.uri().path().to_owned();
         let answer = match backend_request(request, backend, client_addr.ip()) {
-            Ok(outgoing) => self.backends.request(outgoing).await,
+            Ok(outgoing) => self.backend_pool.request(outgoing).await,
             Err(err) => {
-                warn!("client {client_addr}: {method} {path}: {err}");
+                warn!(
+                    "client {client_addr}: {method} {path} -> backend \
+                     {backend}: cannot build the request: {err}"
+                );
                 return bad_gateway(backend);
             }
         };
@@ -334,11 +348,17 @@ impl Proxy {
                 );
                 // The body is not read here: hyper pulls it from the
                 // backend only as fast as the client takes it, so a large
-                // body streams through a small buffer.
+                // body streams through a small buffer. If the backend
+                // fails in the middle of it, the status line has already
+                // gone: hyper can only cut the client's connection.
                 let (mut parts, body) = response.into_parts();
                 remove_hop_by_hop(&mut parts.headers);
                 Response::from_parts(parts, body.boxed())
             }
+            // Refused, reset, or closed before a status line came back.
+            // The request is not retried on another backend: it may have
+            // been half-processed. A production proxy retries what is
+            // safe to repeat (a GET that never reached the backend).
             Err(err) => {
                 warn!(
                     "client {client_addr}: {method} {path} -> backend \
