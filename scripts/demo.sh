@@ -1,0 +1,520 @@
+#!/usr/bin/env bash
+# The lab in one command: builds what a step needs, makes the lab
+# certificates if a TLS step needs them, starts the dummy backends and the
+# step, sends a few requests through it with curl, shows which backend
+# answered each and what it saw, and stops everything it started.
+#
+#   scripts/demo.sh                 the final step (08-final)
+#   scripts/demo.sh 04              any step, by number or folder name
+#   scripts/demo.sh 09 --keep-running   then leave it up for your own curl
+#                                   commands, until Ctrl-C
+#
+# Options:
+#   --port N             the balancer's port (default 3000, 8080 for 09);
+#                        0 lets the system pick a free one
+#   --backend-ports A,B,C  the backends' ports (default 4444,4445,4446);
+#                        0 lets the system pick
+#   --requests N         requests sent, each on a new connection (default 6)
+#   --keep-running       after the demo, keep everything up until Ctrl-C
+#   -h, --help           this text
+# LAB_PORT, LAB_BACKEND_PORTS and LAB_REQUESTS set the same defaults.
+#
+# The backends are the demo's own: it runs target/debug/dummy-servers
+# itself rather than scripts/spawn-backends.sh, so it never stops backends
+# you started. If anything holds a port it needs, it says so and starts
+# nothing. Everything it starts is stopped by pid on exit, on Ctrl-C and
+# on failure. Traffic goes to 127.0.0.1 only. Needs curl.
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+target_dir=${CARGO_TARGET_DIR:-$root/target}
+[[ "$target_dir" == /* ]] || target_dir="$root/$target_dir"
+bin_dir="$target_dir/debug"
+certs_dir="$root/certs"
+
+usage() {
+  sed -n '2,27p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+}
+
+die() {
+  echo "error: $*" >&2
+  exit 1
+}
+
+# ---------------------------------------------------------------------------
+# The steps. Everything below is driven by this table and by the folders in
+# steps/: a step folder this table does not know yet is run as a plain
+# layer-4 balancer over three plain backends.
+
+# Sets, for step folder $1: teaches, layer (4 or 7), front (http or https),
+# backend_tls (one word per backend: plain or tls; empty for none).
+step_spec() {
+  teaches="a load balancer"
+  layer=4
+  front=http
+  backend_tls=(plain plain plain)
+  case "$1" in
+    01-*)
+      teaches="a TCP listener that answers pong itself"
+      backend_tls=()
+      ;;
+    02-*)
+      teaches="forward every connection to one backend"
+      backend_tls=(plain)
+      ;;
+    03-*)
+      teaches="the same, around a dial helper"
+      backend_tls=(plain)
+      ;;
+    04-*) teaches="backends in turn, per connection" ;;
+    05-*) teaches="a backend at random, per connection" ;;
+    06-*)
+      teaches="TLS from the client, plain to the backends"
+      front=https
+      ;;
+    07-*)
+      teaches="plain from the client, TLS to the backends"
+      backend_tls=(tls tls tls)
+      ;;
+    08-*)
+      teaches="plain and TLS backends in one list, TLS front"
+      front=https
+      backend_tls=(plain tls tls)
+      ;;
+    09-*)
+      teaches="an HTTP proxy: backends in turn, per request"
+      layer=7
+      ;;
+  esac
+}
+
+# The step's command line: binary, listen address, backends and the flags
+# its stage needs. $1 = step folder, $2 = listen address, then backend
+# addresses.
+step_command() {
+  local step=$1 listen=$2
+  shift 2
+  local backends
+  backends=$(IFS=,; echo "$*")
+  local command=("$bin_dir/$step" --listen "$listen")
+  case "$step" in
+    01-*) ;;
+    02-*|03-*) command+=(--backend "$backends") ;;
+    05-*) command+=(--backends "$backends" --seed 7) ;;
+    *) command+=(--backends "$backends") ;;
+  esac
+  printf '%s\n' "${command[@]}"
+}
+
+# The backends' command line: $1 = comma-separated ports, then one word per
+# port, plain or tls.
+backend_command() {
+  local ports=$1
+  shift
+  printf '%s\n' "$bin_dir/dummy-servers" --ports "$ports"
+}
+
+# ---------------------------------------------------------------------------
+# Processes: started in the background with their output in $work, stopped
+# by pid.
+
+pids=()
+names=()
+work=$(mktemp -d "${TMPDIR:-/tmp}/lb-lab-demo.XXXXXX")
+
+# True while process $1 runs (a finished child not yet reaped is a zombie:
+# kill -0 still finds it).
+alive() {
+  local state
+  kill -0 "$1" 2>/dev/null || return 1
+  read -r _ _ state _ <"/proc/$1/stat" 2>/dev/null || return 1
+  [[ "$state" != Z ]]
+}
+
+stop_all() {
+  local pid tries
+  for pid in "${pids[@]}"; do
+    kill -TERM "$pid" 2>/dev/null || true
+  done
+  for pid in "${pids[@]}"; do
+    tries=0
+    while alive "$pid" && (( ++tries <= 50 )); do
+      sleep 0.1
+    done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+  done
+}
+
+on_exit() {
+  local status=$?
+  trap - EXIT INT TERM
+  if (( ${#pids[@]} > 0 )); then
+    stop_all
+    if (( status != 0 )); then
+      echo "stopped what the demo started (pids ${pids[*]})" >&2
+    fi
+  fi
+  rm -rf "$work"
+  exit "$status"
+}
+trap on_exit EXIT
+trap 'echo; echo "interrupted" >&2; exit 130' INT
+trap 'exit 143' TERM
+
+# Runs the command in lines of $2.. in the background as process "$1":
+# stdout to $work/$1.out, stderr to $work/$1.log.
+start() {
+  local name=$1
+  shift
+  "$@" >"$work/$name.out" 2>"$work/$name.log" </dev/null &
+  pids+=("$!")
+  names+=("$name")
+}
+
+# Waits (at most 30 s) until the process started last has printed $2
+# "listening on ADDR" lines, and puts the addresses in `listening`. $3 is
+# the option that changes its ports, for the message when one is taken.
+wait_listening() {
+  local name=$1 want=$2 option=$3 pid=${pids[-1]} tries=0
+  local out="$work/$name.out"
+  while (( $(grep -c '^listening on ' "$out" || true) < want )); do
+    if ! alive "$pid"; then
+      local port
+      port=$(grep -o 'cannot listen on [^ ]*:[0-9]*' "$work/$name.log" |
+        head -n 1 | sed 's/.*://' || true)
+      if [[ -n "$port" ]] && grep -q 'in use' "$work/$name.log"; then
+        die "port $port is in use: stop what runs there or pass $option"
+      fi
+      echo "error: $name exited; its log says:" >&2
+      sed 's/^/  /' "$work/$name.log" >&2
+      exit 1
+    fi
+    if (( ++tries > 300 )); then
+      die "$name is not listening after 30 s; its log: $(<"$work/$name.log")"
+    fi
+    sleep 0.1
+  done
+  mapfile -t listening < <(awk '/^listening on /{print $3}' "$out")
+}
+
+# True if something accepts connections on 127.0.0.1:$1.
+port_in_use() {
+  (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
+# ---------------------------------------------------------------------------
+# Arguments.
+
+step_arg=08
+port=${LAB_PORT:-}
+backend_ports=${LAB_BACKEND_PORTS:-4444,4445,4446}
+requests=${LAB_REQUESTS:-6}
+keep_running=false
+step_given=false
+while (( $# > 0 )); do
+  case "$1" in
+    -h|--help) usage; exit 0 ;;
+    --port) port=${2:?--port needs a number}; shift ;;
+    --port=*) port=${1#--port=} ;;
+    --backend-ports) backend_ports=${2:?--backend-ports needs A,B,C}; shift ;;
+    --backend-ports=*) backend_ports=${1#--backend-ports=} ;;
+    --requests) requests=${2:?--requests needs a number}; shift ;;
+    --requests=*) requests=${1#--requests=} ;;
+    --keep-running) keep_running=true ;;
+    -*) die "unknown option $1 (see --help)" ;;
+    *)
+      $step_given && die "one step at a time (see --help)"
+      step_arg=$1
+      step_given=true
+      ;;
+  esac
+  shift
+done
+
+# "04", "4", "04-round-robin" or "steps/04-round-robin" -> "04-round-robin".
+step=""
+name=${step_arg%/}
+name=${name#steps/}
+[[ "$name" =~ ^[0-9]$ ]] && name="0$name"
+for dir in "$root"/steps/[0-9][0-9]-*/; do
+  candidate=$(basename "$dir")
+  if [[ "$candidate" == "$name" || "${candidate%%-*}" == "$name" ]]; then
+    step=$candidate
+  fi
+done
+if [[ -z "$step" ]]; then
+  known=()
+  for dir in "$root"/steps/[0-9][0-9]-*/; do
+    known+=("$(basename "$dir")")
+  done
+  die "no step \"$step_arg\" in steps/ (known: ${known[*]})"
+fi
+
+step_spec "$step"
+if [[ -z "$port" ]]; then
+  port=3000
+  (( layer == 7 )) && port=8080
+fi
+if ! [[ "$port" =~ ^[0-9]+$ ]] || (( port > 65535 )); then
+  die "--port takes 0-65535"
+fi
+if ! [[ "$requests" =~ ^[0-9]+$ ]] || (( requests < 1 || requests > 1000 ))
+then
+  die "--requests takes a number from 1 to 1000"
+fi
+IFS=, read -r -a ports <<<"$backend_ports"
+(( ${#ports[@]} >= ${#backend_tls[@]} )) ||
+  die "--backend-ports: $step needs ${#backend_tls[@]} ports"
+ports=("${ports[@]:0:${#backend_tls[@]}}")
+for p in "${ports[@]}"; do
+  if ! [[ "$p" =~ ^[0-9]+$ ]] || (( p > 65535 )); then
+    die "--backend-ports takes ports 0-65535, comma-separated"
+  fi
+done
+command -v curl >/dev/null || die "curl is needed (apt-get install curl)"
+
+# Fail before building if a fixed port is taken; ports given as 0 are
+# picked by the system when binding.
+if (( port != 0 )) && port_in_use "$port"; then
+  die "port $port is in use: stop what runs there or pass --port N"
+fi
+for p in "${ports[@]}"; do
+  if (( p != 0 )) && port_in_use "$p"; then
+    die "port $p is in use: stop what runs there (the lab's own backends?" \
+      "scripts/spawn-backends.sh stop) or pass --backend-ports A,B,C"
+  fi
+done
+
+# ---------------------------------------------------------------------------
+# Build, certificates, start.
+
+echo "== building $step and dummy-servers (the first build takes a while)"
+(cd "$root" && cargo build --quiet --bin "$step" --bin dummy-servers)
+
+needs_tls=false
+[[ "$front" == https ]] && needs_tls=true
+for kind in "${backend_tls[@]}"; do
+  [[ "$kind" == tls ]] && needs_tls=true
+done
+if $needs_tls && [[ ! -f "$certs_dir/ca.crt" ]]; then
+  echo "== making the lab certificates (scripts/gen-certs.sh)"
+  [[ -x "$root/scripts/gen-certs.sh" ]] ||
+    die "$step needs TLS certificates, and scripts/gen-certs.sh is missing"
+  "$root/scripts/gen-certs.sh"
+fi
+
+backend_addrs=()
+if (( ${#ports[@]} > 0 )); then
+  mapfile -t command < <(backend_command "$(IFS=,; echo "${ports[*]}")" \
+    "${backend_tls[@]}")
+  start dummy-servers "${command[@]}"
+  wait_listening dummy-servers "${#ports[@]}" "--backend-ports A,B,C"
+  backend_addrs=("${listening[@]}")
+fi
+
+mapfile -t command < <(step_command "$step" "127.0.0.1:$port" \
+  "${backend_addrs[@]}")
+start "$step" "${command[@]}"
+wait_listening "$step" 1 "--port N"
+balancer=${listening[0]}
+
+# ---------------------------------------------------------------------------
+# Requests.
+
+curl_args=(--silent --show-error --max-time 5)
+[[ "$front" == https ]] && curl_args+=(--cacert "$certs_dir/ca.crt")
+base="$front://$balancer"
+
+echo
+echo "== $step: $teaches"
+echo "   balancer $base"
+if (( ${#backend_addrs[@]} == 0 )); then
+  echo "   backends none: this step answers by itself"
+else
+  shown=()
+  for i in "${!backend_addrs[@]}"; do
+    kind=http
+    [[ "${backend_tls[$i]}" == tls ]] && kind="https"
+    shown+=("$kind://${backend_addrs[$i]}")
+  done
+  echo "   backends ${shown[*]}"
+fi
+
+# One answer's facts, from the first lines a backend sends:
+#   backend-4444 at 127.0.0.1:4444, call #3
+# Sets `who` (backend-4444, pong, or what went wrong) and `call`.
+read_answer() {
+  local first
+  first=$(head -n 1 <<<"$1")
+  call=""
+  if [[ "$first" =~ ^(backend-[0-9]+)\ at\ [^,]+,\ call\ \#([0-9]+)$ ]]; then
+    who=${BASH_REMATCH[1]}
+    call=${BASH_REMATCH[2]}
+  elif [[ "$first" == pong ]]; then
+    who=pong
+  else
+    who="unexpected answer: ${first:0:60}"
+  fi
+}
+
+echo
+echo "$requests requests, each on a new connection" \
+  "(curl $base/request/N):"
+width=${#requests}
+declare -A per_backend=()
+first_answer=""
+first_who=""
+failed=0
+for (( n = 1; n <= requests; n++ )); do
+  if answer=$(curl "${curl_args[@]}" "$base/request/$n" 2>"$work/curl.err")
+  then
+    read_answer "$answer"
+    if [[ -n "$call" ]]; then
+      printf '  request %*s → %s (its call #%s)\n' "$width" "$n" "$who" \
+        "$call"
+    elif [[ "$who" == pong ]]; then
+      printf '  request %*s → "pong", from the step itself\n' "$width" "$n"
+    else
+      printf '  request %*s → %s\n' "$width" "$n" "$who"
+    fi
+    per_backend[$who]=$(( ${per_backend[$who]:-0} + 1 ))
+    if [[ -z "$first_answer" ]]; then
+      first_answer=$answer
+      first_who=$who
+    fi
+  else
+    failed=$(( failed + 1 ))
+    printf '  request %*s → failed: %s\n' "$width" "$n" \
+      "$(head -n 1 "$work/curl.err")"
+  fi
+done
+# Every backend in the order started, those that got nothing included.
+tally=""
+for addr in "${backend_addrs[@]}"; do
+  who="backend-${addr##*:}"
+  tally+=", $who ×${per_backend[$who]:-0}"
+  unset "per_backend[$who]"
+done
+for who in "${!per_backend[@]}"; do
+  tally+=", $who ×${per_backend[$who]}"
+done
+(( failed > 0 )) && tally+=", failed ×$failed"
+echo "  answers: ${tally#, }"
+
+# What the first answer shows about the request that arrived.
+if [[ "$first_who" == pong ]]; then
+  echo
+  printf '%s\n' "What $step printed for request 1: the raw bytes curl sent," \
+    '  with \r\n ending each line:'
+  awk '/ sent [0-9]+ bytes:$/ { n++ } n == 1' "$work/$step.out" |
+    sed 's/^/  /'
+elif [[ -n "$first_answer" ]]; then
+  echo
+  echo "What $first_who saw for request 1 (request line and headers):"
+  added=0
+  while IFS= read -r line; do
+    header=${line%%:*}
+    case "$header" in
+      host|user-agent|accept|GET\ *) echo "  $line" ;;
+      *)
+        printf '  %-38s ← added by the balancer\n' "$line"
+        added=$(( added + 1 ))
+        ;;
+    esac
+  done < <(tail -n +2 <<<"$first_answer")
+  if (( added == 0 )); then
+    echo "  → exactly what curl sent: a layer-4 balancer copies bytes," \
+      "it does not read them."
+  else
+    echo "  → a layer-7 proxy reads each request and writes a new one," \
+      "so it can add"
+    echo "    headers, such as X-Forwarded-For: who the client was."
+  fi
+fi
+
+echo
+echo "3 requests on one kept-alive connection (curl URL URL URL):"
+spread=()
+connections=0
+while IFS= read -r line; do
+  if [[ "$line" =~ ^\[curl\ ([0-9]+)\ ([0-9]+)\]$ ]]; then
+    connections=$(( connections + BASH_REMATCH[1] ))
+    if [[ "${BASH_REMATCH[2]}" != 200 ]]; then
+      spread+=("failed")
+    else
+      read_answer "$block"
+      spread+=("$who")
+    fi
+    block=""
+  elif [[ -z "${block:-}" ]]; then
+    block=$line
+  fi
+done < <(curl "${curl_args[@]}" --write-out '\n[curl %{num_connects} %{http_code}]\n' \
+  "$base/keep-alive/1" "$base/keep-alive/2" "$base/keep-alive/3" \
+  2>"$work/curl.err" || true)
+plural=connections
+(( connections == 1 )) && plural=connection
+spread_text=$(printf ', %s' "${spread[@]}")
+echo "  ${spread_text#, }   ($connections $plural opened)"
+if (( ${#backend_addrs[@]} == 0 )); then
+  echo "  → $step hangs up after each answer (Connection: close), so curl" \
+    "opened"
+  echo "    a new connection for each request."
+elif (( layer == 7 )); then
+  echo "  → one connection, a backend per request: a layer-7 proxy" \
+    "chooses for every"
+  echo "    request it reads."
+elif (( ${#backend_addrs[@]} == 1 )); then
+  echo "  → this step has one backend; from step 04 on, see how a" \
+    "kept-alive connection"
+  echo "    stays with the backend it was given."
+else
+  echo "  → one connection, one backend: a layer-4 balancer chooses once" \
+    "per"
+  echo "    connection, then only copies bytes."
+fi
+
+# ---------------------------------------------------------------------------
+# Keep running, or stop.
+
+listen_ports=("${balancer##*:}")
+for addr in "${backend_addrs[@]}"; do
+  listen_ports+=("${addr##*:}")
+done
+
+if $keep_running; then
+  echo
+  echo "Still running: $base (and its backends). Try:"
+  if [[ "$front" == https ]]; then
+    echo "  curl --cacert certs/ca.crt $base/"
+  else
+    echo "  curl $base/"
+  fi
+  echo "Press Ctrl-C to stop."
+  # `wait` returns as soon as a signal arrives, so Ctrl-C stops at once.
+  while alive "${pids[-1]}"; do
+    sleep 1 &
+    wait $! || true
+  done
+  die "$step stopped by itself; its log: $(<"$work/$step.log")"
+fi
+
+started=()
+for i in "${!pids[@]}"; do
+  started+=("${names[$i]} (pid ${pids[$i]})")
+done
+stop_all
+pids=()
+echo
+started_text=$(printf ', %s' "${started[@]}")
+ports_text=$(printf ', %s' "${listen_ports[@]}")
+echo "Stopped everything the demo started: ${started_text#, }."
+if (( ${#listen_ports[@]} == 1 )); then
+  echo "Port ${ports_text#, } is free again."
+else
+  echo "Ports ${ports_text#, } are free again."
+fi
+by_hand="cargo run --bin $step; then curl in another terminal."
+(( ${#backend_addrs[@]} > 0 )) && by_hand="scripts/spawn-backends.sh; $by_hand"
+echo "By hand: $by_hand"
