@@ -5,7 +5,9 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
@@ -13,9 +15,12 @@ use tokio::net::TcpListener;
 use tokio::process::{Child, Command};
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
+use tokio_rustls::rustls::{ClientConfig, ServerConfig};
 
 use crate::Error;
+use crate::certs::{CertSet, LAB_NAMES};
 use crate::cli::Shutdown;
+use crate::tls;
 
 /// How long any single test step may take before we call it hung.
 pub const DEADLINE: Duration = Duration::from_secs(60);
@@ -87,6 +92,89 @@ impl Drop for RunningStep {
     }
 }
 
+/// A CA and a server certificate it signed, made for one test in a
+/// temporary folder (never the learner's `certs/`), deleted on drop.
+pub struct TestCerts {
+    dir: tempfile::TempDir,
+}
+
+impl TestCerts {
+    /// A set for the lab's names: `localhost`, `127.0.0.1`, `::1`.
+    pub fn new() -> TestCerts {
+        TestCerts::for_names(&LAB_NAMES)
+    }
+
+    /// A set whose server certificate is valid for `names` only, e.g.
+    /// `["other.test"]` for a name mismatch.
+    pub fn for_names(names: &[&str]) -> TestCerts {
+        let dir = tempfile::tempdir().expect("a temporary folder");
+        let names: Vec<String> = names.iter().map(|&n| n.into()).collect();
+        CertSet::generate(&names)
+            .and_then(|set| set.write_to(dir.path()))
+            .expect("test certificates are made and written");
+        TestCerts { dir }
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn ca_path(&self) -> PathBuf {
+        self.dir().join(tls::CA_CERT_FILE)
+    }
+
+    pub fn cert_path(&self) -> PathBuf {
+        self.dir().join(tls::SERVER_CERT_FILE)
+    }
+
+    pub fn key_path(&self) -> PathBuf {
+        self.dir().join(tls::SERVER_KEY_FILE)
+    }
+
+    /// Presents this set's server certificate.
+    pub fn server_config(&self) -> Arc<ServerConfig> {
+        tls::server_config(&self.cert_path(), &self.key_path())
+            .expect("the test certificate loads")
+    }
+
+    /// Trusts this set's CA only.
+    pub fn client_config(&self) -> Arc<ClientConfig> {
+        tls::client_config(&self.ca_path()).expect("the test CA loads")
+    }
+
+    /// An HTTPS client that trusts this set's CA only and opens a new
+    /// connection for every request.
+    pub fn https_client(&self) -> reqwest::Client {
+        http::https_client(&self.ca_path())
+    }
+
+    /// `--cert PATH --key PATH`: what a real binary serves TLS with.
+    pub fn server_flags(&self) -> Vec<String> {
+        let (cert, key) = (self.cert_path(), self.key_path());
+        vec![
+            "--cert".into(),
+            cert.display().to_string(),
+            "--key".into(),
+            key.display().to_string(),
+        ]
+    }
+
+    /// The same plus `--ca PATH`, for a binary that also verifies
+    /// backends.
+    pub fn all_flags(&self) -> Vec<String> {
+        let mut flags = self.server_flags();
+        flags.push("--ca".into());
+        flags.push(self.ca_path().display().to_string());
+        flags
+    }
+}
+
+impl Default for TestCerts {
+    fn default() -> Self {
+        TestCerts::new()
+    }
+}
+
 /// A real binary of the workspace, started as a child process with piped
 /// output. Killed when dropped.
 pub struct RunningBinary {
@@ -119,11 +207,12 @@ impl RunningBinary {
             stderr,
         };
         let line = running.wait_for_stdout("listening on ").await;
+        // `listening on ADDR`, perhaps followed by words about it.
         let addr = line
             .lines()
             .find_map(|l| l.strip_prefix("listening on "))
-            .expect("the line was found")
-            .trim();
+            .and_then(|rest| rest.split_whitespace().next())
+            .expect("the line was found");
         running.addr = addr
             .parse()
             .unwrap_or_else(|_| panic!("bad address in `{addr}`"));
@@ -237,6 +326,20 @@ pub mod http {
             .pool_max_idle_per_host(0)
             .build()
             .expect("a plain client builds")
+    }
+
+    /// An HTTPS client that trusts only the CA in `ca` (not the system's
+    /// roots) and opens a new connection for every request.
+    pub fn https_client(ca: &std::path::Path) -> reqwest::Client {
+        let pem = std::fs::read(ca)
+            .unwrap_or_else(|err| panic!("reading {}: {err}", ca.display()));
+        let ca_cert = reqwest::Certificate::from_pem(&pem)
+            .expect("the test CA is a PEM certificate");
+        reqwest::Client::builder()
+            .tls_certs_only([ca_cert])
+            .pool_max_idle_per_host(0)
+            .build()
+            .expect("an HTTPS client builds")
     }
 
     /// A client that keeps one connection alive across requests.
