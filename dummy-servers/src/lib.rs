@@ -25,7 +25,12 @@
 //! | `POST /echo` | the request body, streamed back as it arrives |
 //! | `GET /delay/{ms}` | the usual echo, after `ms` milliseconds |
 //! | anything else | the echo above |
+//!
+//! A backend serves plain HTTP ([`serve`]) or HTTPS ([`serve_tls`], with
+//! the lab certificate); a TLS backend says so in its first line:
+//! `backend-4445 at 127.0.0.1:4445 over TLS, call #1`.
 
+use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -40,7 +45,11 @@ use axum::routing::{get, post};
 use futures_util::stream;
 use lab_common::pattern;
 use serde::{Deserialize, Serialize};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::rustls::ServerConfig;
+use tokio_rustls::server::TlsStream;
 
 /// The largest body `/bytes/{n}` will stream: 16 GiB is plenty for any
 /// experiment and keeps a typo from streaming forever.
@@ -54,6 +63,7 @@ pub const MAX_DELAY_MS: u64 = 600_000;
 pub struct Backend {
     name: String,
     addr: SocketAddr,
+    tls: bool,
     calls: AtomicU64,
 }
 
@@ -64,6 +74,17 @@ impl Backend {
         Arc::new(Backend {
             name: format!("backend-{}", addr.port()),
             addr,
+            tls: false,
+            calls: AtomicU64::new(0),
+        })
+    }
+
+    /// The same, for a backend that serves over TLS.
+    pub fn new_tls(addr: SocketAddr) -> Arc<Backend> {
+        Arc::new(Backend {
+            name: format!("backend-{}", addr.port()),
+            addr,
+            tls: true,
             calls: AtomicU64::new(0),
         })
     }
@@ -89,6 +110,9 @@ pub struct Echo {
     pub backend: String,
     /// The address the backend listens on.
     pub addr: String,
+    /// Whether the request came over TLS.
+    #[serde(default)]
+    pub tls: bool,
     /// This request's number at this backend, from 1.
     pub call: u64,
     pub method: String,
@@ -112,9 +136,10 @@ impl Echo {
     /// The answer as a person reads it in a terminal.
     pub fn to_text(&self) -> String {
         let mut text = format!(
-            "{} at {}, call #{}\n{} {} {}\n",
+            "{} at {}{}, call #{}\n{} {} {}\n",
             self.backend,
             self.addr,
+            if self.tls { " over TLS" } else { "" },
             self.call,
             self.method,
             self.uri,
@@ -146,6 +171,76 @@ pub async fn serve(listener: TcpListener) -> std::io::Result<()> {
     axum::serve(listener, router(backend)).await
 }
 
+/// Serves one backend over TLS with `tls` (the lab certificate, say) on
+/// an already-bound listener until the task is dropped.
+pub async fn serve_tls(
+    listener: TcpListener,
+    tls: Arc<ServerConfig>,
+) -> std::io::Result<()> {
+    let backend = Backend::new_tls(listener.local_addr()?);
+    axum::serve(TlsListener::new(listener, tls), router(backend)).await
+}
+
+/// A TCP listener that hands axum only connections whose TLS handshake
+/// succeeded.
+///
+/// Each handshake runs in its own task, so one slow or silent client
+/// does not hold up the others; a failed one is logged and dropped.
+/// Dropping the listener closes the port and ends the handshakes in
+/// flight.
+pub struct TlsListener {
+    tcp: TcpListener,
+    acceptor: TlsAcceptor,
+    handshakes: JoinSet<(io::Result<TlsStream<TcpStream>>, SocketAddr)>,
+}
+
+impl TlsListener {
+    pub fn new(tcp: TcpListener, tls: Arc<ServerConfig>) -> TlsListener {
+        TlsListener {
+            tcp,
+            acceptor: TlsAcceptor::from(tls),
+            handshakes: JoinSet::new(),
+        }
+    }
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = TlsStream<TcpStream>;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            // Both branches are cancel-safe: axum drops this future
+            // between connections, and nothing accepted is lost.
+            tokio::select! {
+                accepted = self.tcp.accept() => match accepted {
+                    Ok((stream, peer)) => {
+                        let acceptor = self.acceptor.clone();
+                        self.handshakes.spawn(async move {
+                            (acceptor.accept(stream).await, peer)
+                        });
+                    }
+                    Err(err) => {
+                        tracing::warn!("accept failed: {err}");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                },
+                Some(done) = self.handshakes.join_next() => match done {
+                    Ok((Ok(stream), peer)) => return (stream, peer),
+                    Ok((Err(err), peer)) => tracing::info!(
+                        "TLS handshake with client {peer}: {err}"
+                    ),
+                    Err(err) => tracing::warn!("TLS handshake task: {err}"),
+                },
+            }
+        }
+    }
+
+    fn local_addr(&self) -> io::Result<Self::Addr> {
+        self.tcp.local_addr()
+    }
+}
+
 async fn health() -> &'static str {
     "ok\n"
 }
@@ -167,6 +262,7 @@ async fn echo(
     let seen = Echo {
         backend: backend.name.clone(),
         addr: backend.addr.to_string(),
+        tls: backend.tls,
         call,
         method: request.method().to_string(),
         uri: request.uri().to_string(),
@@ -264,6 +360,19 @@ impl RunningBackend {
             .await
             .expect("binding 127.0.0.1:0 always works");
         Self::on(listener)
+    }
+
+    /// Starts a backend that serves over TLS with `tls`, on a port the OS
+    /// picks.
+    pub async fn start_tls(tls: Arc<ServerConfig>) -> RunningBackend {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("binding 127.0.0.1:0 always works");
+        let addr = listener.local_addr().expect("bound listener has an addr");
+        RunningBackend {
+            addr,
+            task: tokio::spawn(serve_tls(listener, tls)),
+        }
     }
 
     /// Starts a backend on a listener the caller bound.

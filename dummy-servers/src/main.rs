@@ -1,15 +1,21 @@
 //! Three dummy backends on 127.0.0.1:4444, 4445 and 4446, as in the
-//! article:
+//! article, plain or over TLS:
 //!
 //! ```text
 //! cargo run -p dummy-servers
 //! curl localhost:4444
+//!
+//! scripts/gen-certs.sh
+//! cargo run -p dummy-servers -- --tls-ports 4445,4446
+//! curl --cacert certs/ca.crt https://localhost:4445
 //! ```
 
 use std::net::IpAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
+use lab_common::tls;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 
@@ -24,15 +30,56 @@ struct Args {
     /// Ports, one backend each (comma-separated).
     #[arg(long, value_delimiter = ',', default_value = "4444,4445,4446")]
     ports: Vec<u16>,
+
+    /// Serve every backend over TLS.
+    #[arg(long, conflicts_with = "tls_ports")]
+    tls: bool,
+
+    /// Serve these of the --ports over TLS, the others plain
+    /// (comma-separated), e.g. `--tls-ports 4445,4446`.
+    #[arg(long, value_delimiter = ',', value_name = "PORTS")]
+    tls_ports: Vec<u16>,
+
+    /// Certificate chain (PEM) of the TLS backends.
+    #[arg(long, default_value_os_t = tls::default_cert_path())]
+    cert: PathBuf,
+
+    /// Private key (PEM) of the TLS backends.
+    #[arg(long, default_value_os_t = tls::default_key_path())]
+    key: PathBuf,
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
+    if let Some(port) = args.tls_ports.iter().find(|p| !args.ports.contains(p))
+    {
+        Args::command()
+            .error(
+                clap::error::ErrorKind::ArgumentConflict,
+                format!("--tls-ports: {port} is not one of --ports"),
+            )
+            .exit();
+    }
     lab_common::logging::init();
 
+    let serves_tls = |port: u16| args.tls || args.tls_ports.contains(&port);
+    // Load the certificate only if a backend needs it, so plain backends
+    // run before scripts/gen-certs.sh ever has.
+    let tls_config = if args.ports.iter().any(|&port| serves_tls(port)) {
+        match tls::server_config(&args.cert, &args.key) {
+            Ok(config) => Some(config),
+            Err(err) => {
+                eprintln!("error: {err}");
+                return ExitCode::FAILURE;
+            }
+        }
+    } else {
+        None
+    };
+
     let mut backends = JoinSet::new();
-    for port in args.ports {
+    for &port in &args.ports {
         let listener = match TcpListener::bind((args.bind, port)).await {
             Ok(listener) => listener,
             Err(err) => {
@@ -44,8 +91,22 @@ async fn main() -> ExitCode {
             }
         };
         let addr = listener.local_addr().expect("bound listener has an addr");
-        lab_common::cli::announce(&format!("{addr} (backend-{})", addr.port()));
-        backends.spawn(dummy_servers::serve(listener));
+        match tls_config.clone().filter(|_| serves_tls(port)) {
+            Some(config) => {
+                lab_common::cli::announce(&format!(
+                    "{addr} (backend-{}, TLS)",
+                    addr.port()
+                ));
+                backends.spawn(dummy_servers::serve_tls(listener, config));
+            }
+            None => {
+                lab_common::cli::announce(&format!(
+                    "{addr} (backend-{})",
+                    addr.port()
+                ));
+                backends.spawn(dummy_servers::serve(listener));
+            }
+        }
     }
 
     tokio::select! {
