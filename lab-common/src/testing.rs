@@ -331,6 +331,16 @@ pub mod http {
     /// An HTTPS client that trusts only the CA in `ca` (not the system's
     /// roots) and opens a new connection for every request.
     pub fn https_client(ca: &std::path::Path) -> reqwest::Client {
+        https_client_builder(ca)
+            .build()
+            .expect("an HTTPS client builds")
+    }
+
+    /// The builder of [`https_client`], for tests that add to it (e.g.
+    /// `resolve` a name the certificate lacks to the balancer).
+    pub fn https_client_builder(
+        ca: &std::path::Path,
+    ) -> reqwest::ClientBuilder {
         let pem = std::fs::read(ca)
             .unwrap_or_else(|err| panic!("reading {}: {err}", ca.display()));
         let ca_cert = reqwest::Certificate::from_pem(&pem)
@@ -338,8 +348,6 @@ pub mod http {
         reqwest::Client::builder()
             .tls_certs_only([ca_cert])
             .pool_max_idle_per_host(0)
-            .build()
-            .expect("an HTTPS client builds")
     }
 
     /// A client that keeps one connection alive across requests.
