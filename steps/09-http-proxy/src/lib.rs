@@ -13,7 +13,8 @@
 //!   keeps them open and any client's request may reuse any of them;
 //! - a backend that is down no longer means a closed connection with no
 //!   word of explanation: the client gets a `502 Bad Gateway` naming the
-//!   backend, and its connection stays open for the next request;
+//!   backend, and its connection stays open for the next request (unless
+//!   it was sending a body);
 //! - TLS is left out, to keep the HTTP ideas in view: step 06's acceptor
 //!   would wrap the client's stream before hyper sees it.
 //!
@@ -40,7 +41,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
+use hyper::body::{Body, Incoming};
 use hyper::header::{
     CONNECTION, CONTENT_TYPE, HOST, HeaderMap, HeaderName, HeaderValue, VIA,
 };
@@ -298,8 +299,8 @@ async fn serve_client(
     let service = service_fn(move |request| {
         let proxy = Arc::clone(&proxy);
         async move {
-            // Never an `Err`: a failed backend is answered with a 502, so
-            // the client's connection stays open for its next request.
+            // Never an `Err`, which would make hyper close the connection:
+            // a failed backend is answered with a 502 instead.
             Ok::<_, Infallible>(proxy.forward(request, client_addr).await)
         }
     });
@@ -329,6 +330,9 @@ impl Proxy {
         let method = request.method().clone();
         // The path alone is logged: a query string may carry secrets.
         let path = request.uri().path().to_owned();
+        // Whether the client is sending a body: if the backend fails, what
+        // is left of it is never read, and the connection must close.
+        let sends_body = !request.body().is_end_stream();
         let answer = match backend_request(request, backend, client_addr.ip()) {
             Ok(outgoing) => self.backend_pool.request(outgoing).await,
             Err(err) => {
@@ -336,7 +340,7 @@ impl Proxy {
                     "client {client_addr}: {method} {path} -> backend \
                      {backend}: cannot build the request: {err}"
                 );
-                return bad_gateway(backend);
+                return bad_gateway(backend, sends_body);
             }
         };
         match answer {
@@ -365,7 +369,7 @@ impl Proxy {
                      {backend}: {}",
                     with_causes(&err)
                 );
-                bad_gateway(backend)
+                bad_gateway(backend, sends_body)
             }
         }
     }
@@ -376,7 +380,18 @@ impl Proxy {
 /// The proxy's own answer when a backend fails: 502 and one line naming
 /// the backend. The error itself goes to the log only; a public proxy
 /// would keep even the backend's address to its log.
-fn bad_gateway(backend: &HostPort) -> Response<ProxyBody> {
+///
+/// The client's connection stays open for its next request, unless the
+/// failed request carried a body. Nobody read that body, and the rest of
+/// it may still be on the way: hyper keeps the connection only if all of
+/// it has already arrived, and otherwise closes it without a word. We
+/// cannot tell which, so we close it ourselves and say so with
+/// `Connection: close`: the client then does not send its next request
+/// down a connection that is about to go.
+fn bad_gateway(
+    backend: &HostPort,
+    close_connection: bool,
+) -> Response<ProxyBody> {
     let text = format!("502 Bad Gateway: backend {backend} failed\n");
     // `Full` is a body that is one chunk, already in memory. It cannot
     // fail (`Infallible`); `map_err` gives it the proxied body's error
@@ -390,6 +405,11 @@ fn bad_gateway(backend: &HostPort) -> Response<ProxyBody> {
         CONTENT_TYPE,
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
+    if close_connection {
+        response
+            .headers_mut()
+            .insert(CONNECTION, HeaderValue::from_static("close"));
+    }
     response
 }
 // ANCHOR_END: bad_gateway
@@ -593,10 +613,14 @@ mod tests {
     #[test]
     fn a_bad_gateway_names_the_backend() {
         let backend = "127.0.0.1:4446".parse().unwrap();
-        let response = bad_gateway(&backend);
+        let response = bad_gateway(&backend, false);
         assert_eq!(response.status(), StatusCode::BAD_GATEWAY);
+        assert!(response.headers().get(CONNECTION).is_none());
         let body = text_of(response.into_body());
         assert_eq!(body, "502 Bad Gateway: backend 127.0.0.1:4446 failed\n");
+
+        let after_a_body = bad_gateway(&backend, true);
+        assert_eq!(after_a_body.headers()[CONNECTION], "close");
     }
 
     /// Collects a body that is already complete (no I/O is pending).

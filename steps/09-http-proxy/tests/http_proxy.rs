@@ -12,7 +12,7 @@ use hyper::{Request, StatusCode};
 use hyper_util::rt::TokioIo;
 use lab_common::HostPort;
 use lab_common::testing::http::{
-    check_download, check_upload, echo_with, fresh_client,
+    check_download, check_upload, echo_with, fresh_client, raw_exchange,
 };
 use lab_common::testing::{
     RunningBinary, RunningStep, deadline, listener, run_to_end,
@@ -293,6 +293,34 @@ async fn a_dead_backend_gets_a_502_and_the_connection_goes_on() {
         assert_eq!(connection.echo().await.backend, backends[1].name());
         assert_eq!(connection.echo().await.backend, backends[0].name());
         assert!(!proxy.is_finished());
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_body_sent_to_a_dead_backend_gets_a_502_that_closes() {
+    deadline("test", async {
+        let dead = RunningBackend::start().await;
+        let live = RunningBackend::start().await;
+        let proxy = proxy_in_front_of(&[dead.addr, live.addr]).await;
+        let dead_addr = dead.stop().await;
+
+        // The whole request in one write; `raw_exchange` then reads until
+        // the proxy closes the connection.
+        let request = format!(
+            "POST /echo HTTP/1.1\r\nhost: {}\r\ncontent-length: 11\r\n\r\n\
+             hello proxy",
+            proxy.addr
+        );
+        let answer = raw_exchange(proxy.addr, request.as_bytes(), false).await;
+        let answer = String::from_utf8(answer).unwrap();
+        assert!(answer.starts_with("HTTP/1.1 502 "), "{answer}");
+        assert!(answer.contains("connection: close\r\n"), "{answer}");
+        assert!(answer.contains(&dead_addr.to_string()), "{answer}");
+
+        let url = format!("http://{}/", proxy.addr);
+        let echo = echo_with(&fresh_client(), &url).await;
+        assert_eq!(echo["backend"], live.name());
     })
     .await
 }
