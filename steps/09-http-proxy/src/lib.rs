@@ -301,7 +301,7 @@ async fn serve_client(
         async move {
             // Never an `Err`, which would make hyper close the connection:
             // a failed backend is answered with a 502 instead.
-            Ok::<_, Infallible>(proxy.forward(request, client_addr).await)
+            Ok::<_, Infallible>(forward(&proxy, request, client_addr).await)
         }
     });
     // The timer enables hyper's default 30 s limit for reading a request's
@@ -316,65 +316,63 @@ async fn serve_client(
 }
 // ANCHOR_END: serve_client
 
-impl Proxy {
-    // ANCHOR: forward
-    /// Sends one client request to the next backend and returns its
-    /// response, or a 502 if the backend cannot be reached or fails
-    /// before answering.
-    async fn forward(
-        &self,
-        request: Request<Incoming>,
-        client_addr: SocketAddr,
-    ) -> Response<ProxyBody> {
-        let backend = self.round_robin.pick_backend();
-        let method = request.method().clone();
-        // The path alone is logged: a query string may carry secrets.
-        let path = request.uri().path().to_owned();
-        // Whether the client is sending a body: if the backend fails, what
-        // is left of it is never read, and the connection must close.
-        let sends_body = !request.body().is_end_stream();
-        let answer = match backend_request(request, backend, client_addr.ip()) {
-            Ok(outgoing) => self.backend_pool.request(outgoing).await,
-            Err(err) => {
-                warn!(
-                    "client {client_addr}: {method} {path} -> backend \
-                     {backend}: cannot build the request: {err}"
-                );
-                return bad_gateway(backend, sends_body);
-            }
-        };
-        match answer {
-            Ok(response) => {
-                info!(
-                    "client {client_addr}: {method} {path} -> backend \
-                     {backend}: {}",
-                    response.status()
-                );
-                // The body is not read here: hyper pulls it from the
-                // backend only as fast as the client takes it, so a large
-                // body streams through a small buffer. If the backend
-                // fails in the middle of it, the status line has already
-                // gone: hyper can only cut the client's connection.
-                let (mut parts, body) = response.into_parts();
-                remove_hop_by_hop(&mut parts.headers);
-                Response::from_parts(parts, body.boxed())
-            }
-            // Refused, reset, or closed before a status line came back.
-            // The request is not retried on another backend: it may have
-            // been half-processed. A production proxy retries what is
-            // safe to repeat (a GET that never reached the backend).
-            Err(err) => {
-                warn!(
-                    "client {client_addr}: {method} {path} -> backend \
-                     {backend}: {}",
-                    with_causes(&err)
-                );
-                bad_gateway(backend, sends_body)
-            }
+// ANCHOR: forward
+/// Sends one client request to the next backend and returns its
+/// response, or a 502 if the backend cannot be reached or fails
+/// before answering.
+async fn forward(
+    proxy: &Proxy,
+    request: Request<Incoming>,
+    client_addr: SocketAddr,
+) -> Response<ProxyBody> {
+    let backend = proxy.round_robin.pick_backend();
+    let method = request.method().clone();
+    // The path alone is logged: a query string may carry secrets.
+    let path = request.uri().path().to_owned();
+    // Whether the client is sending a body: if the backend fails, what
+    // is left of it is never read, and the connection must close.
+    let sends_body = !request.body().is_end_stream();
+    let answer = match backend_request(request, backend, client_addr.ip()) {
+        Ok(outgoing) => proxy.backend_pool.request(outgoing).await,
+        Err(err) => {
+            warn!(
+                "client {client_addr}: {method} {path} -> backend \
+                 {backend}: cannot build the request: {err}"
+            );
+            return bad_gateway(backend, sends_body);
+        }
+    };
+    match answer {
+        Ok(response) => {
+            info!(
+                "client {client_addr}: {method} {path} -> backend \
+                 {backend}: {}",
+                response.status()
+            );
+            // The body is not read here: hyper pulls it from the
+            // backend only as fast as the client takes it, so a large
+            // body streams through a small buffer. If the backend
+            // fails in the middle of it, the status line has already
+            // gone: hyper can only cut the client's connection.
+            let (mut parts, body) = response.into_parts();
+            remove_hop_by_hop(&mut parts.headers);
+            Response::from_parts(parts, body.boxed())
+        }
+        // Refused, reset, or closed before a status line came back.
+        // The request is not retried on another backend: it may have
+        // been half-processed. A production proxy retries what is
+        // safe to repeat (a GET that never reached the backend).
+        Err(err) => {
+            warn!(
+                "client {client_addr}: {method} {path} -> backend \
+                 {backend}: {}",
+                with_causes(&err)
+            );
+            bad_gateway(backend, sends_body)
         }
     }
-    // ANCHOR_END: forward
 }
+// ANCHOR_END: forward
 
 // ANCHOR: bad_gateway
 /// The proxy's own answer when a backend fails: 502 and one line naming
