@@ -86,25 +86,58 @@ pub struct Code<'a> {
 }
 
 /// Every line of every fenced block, and every inline code span outside
-/// them, in order.
+/// them, in order. A span may run over a line break inside a paragraph,
+/// as in Markdown; it is reported on the line where it starts.
 pub fn code(markdown: &str) -> Vec<Code<'_>> {
-    let lines: Vec<&str> = markdown.lines().collect();
-    let blocks = fences(&lines);
+    // Each line with its byte offset in `markdown`, line ending excluded.
+    let mut lines = Vec::new();
+    let mut offset = 0;
+    for raw in markdown.split_inclusive('\n') {
+        let line = raw.strip_suffix('\n').unwrap_or(raw);
+        let line = line.strip_suffix('\r').unwrap_or(line);
+        lines.push((offset, line));
+        offset += raw.len();
+    }
+    let texts: Vec<&str> = lines.iter().map(|&(_, line)| line).collect();
+    let blocks = fences(&texts);
     let mut pieces = Vec::new();
-    for (index, line) in lines.iter().enumerate() {
-        let number = index + 1;
-        match blocks.iter().find(|fence| fence.covers(index)) {
-            Some(fence) if index == fence.open => {}
-            Some(fence) if Some(index) == fence.close => {}
-            Some(_) => pieces.push(Code {
-                line: number,
-                text: line,
-            }),
-            None => pieces.extend(
-                inline_spans(line)
-                    .into_iter()
-                    .map(|text| Code { line: number, text }),
-            ),
+    let mut index = 0;
+    while index < lines.len() {
+        let (start, line) = lines[index];
+        if let Some(fence) = blocks.iter().find(|fence| fence.covers(index)) {
+            if index != fence.open && Some(index) != fence.close {
+                pieces.push(Code {
+                    line: index + 1,
+                    text: line,
+                });
+            }
+            index += 1;
+            continue;
+        }
+        if line.trim().is_empty() {
+            index += 1;
+            continue;
+        }
+        // A paragraph: the lines up to a blank line or a fence.
+        let first = index;
+        while index < lines.len()
+            && !lines[index].1.trim().is_empty()
+            && !in_fence(&blocks, index)
+        {
+            index += 1;
+        }
+        let (last_start, last) = lines[index - 1];
+        let paragraph = &markdown[start..last_start + last.len()];
+        for span in inline_spans(paragraph) {
+            let at = span.as_ptr() as usize - paragraph.as_ptr() as usize;
+            let line_of_span = lines[first..index]
+                .iter()
+                .rposition(|&(line_start, _)| line_start - start <= at)
+                .map_or(first, |found| first + found);
+            pieces.push(Code {
+                line: line_of_span + 1,
+                text: span,
+            });
         }
     }
     pieces
@@ -187,6 +220,15 @@ mod tests {
         assert_eq!(inline_spans("``x ` y`` and `z"), ["x ` y"]);
         assert_eq!(inline_spans("`` `quoted` ``"), ["`quoted`"]);
         assert!(inline_spans("no code").is_empty());
+    }
+
+    #[test]
+    fn a_span_may_cross_a_line_break() {
+        let text = "one\nrun `cargo run --bin\n04-x` now\n\n`a`\n";
+        let pieces = code(text);
+        let found: Vec<(usize, &str)> =
+            pieces.iter().map(|c| (c.line, c.text)).collect();
+        assert_eq!(found, [(2, "cargo run --bin\n04-x"), (5, "a")]);
     }
 
     #[test]
