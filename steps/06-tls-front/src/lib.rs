@@ -31,7 +31,7 @@ use tokio::io::{AsyncWriteExt, copy_bidirectional};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls::ServerConfig;
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
 // ANCHOR: round_robin
 /// Hands out backends in a fixed rotation.
@@ -154,11 +154,11 @@ async fn proxy(
         ),
         // TLS ends with a close_notify message, so that a cut connection
         // cannot pass for a complete one. Many HTTP clients just close
-        // the socket instead, after the last response: normal, not worth
-        // a warning.
-        Err(err) if err.kind() == io::ErrorKind::UnexpectedEof => debug!(
+        // the socket after the last response instead: normal, so the
+        // connection's line is no warning, though it has no byte counts.
+        Err(err) if err.kind() == io::ErrorKind::UnexpectedEof => info!(
             "client {client_addr} -> backend {backend}: \
-             client closed without TLS close_notify"
+             the client closed without TLS close_notify"
         ),
         Err(err) => {
             warn!("client {client_addr} -> backend {backend}: relay: {err}")

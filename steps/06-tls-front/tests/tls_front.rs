@@ -185,6 +185,8 @@ async fn the_binary_serves_https_and_logs_failed_handshakes() {
     let client = certs.https_client();
     let url = https_url(step.addr);
     assert_eq!(who_answers_with(&client, &url).await, backends[0].name());
+    step.wait_for_stderr(&format!("-> backend {}", backends[0].addr))
+        .await;
 
     let request = b"GET / HTTP/1.1\r\nhost: localhost\r\n\r\n";
     raw_exchange(step.addr, request, false).await;
