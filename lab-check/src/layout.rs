@@ -98,7 +98,7 @@ mod tests {
             dir: dir.into(),
             package: package.into(),
             explicit_bins: bins.iter().map(|b| b.to_string()).collect(),
-            implicit_bin: false,
+            implicit_bins: Vec::new(),
             workspace_lints: lints,
         }
     }

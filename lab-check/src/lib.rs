@@ -38,8 +38,9 @@
 //! and `-p NAME` / `--package NAME` a package of the workspace. A code span
 //! that starts with the flag itself (`--bin 04-round-robin`) is read the
 //! same way. Binaries are the `[[bin]]` names of the members' manifests,
-//! plus the package name for a package whose `src/main.rs` no `[[bin]]`
-//! claims (`dummy-servers`).
+//! plus those Cargo infers and no `[[bin]]` replaces: the package name for
+//! `src/main.rs` (`dummy-servers`), NAME for `src/bin/NAME.rs` or
+//! `src/bin/NAME/main.rs` (`gen-certs`).
 //!
 //! **Chapter titles** ([`titles`]). The first line of
 //! `steps/NN-slug/src/lib.rs` is `//! Step NN — Title` (an em dash), and

@@ -16,20 +16,22 @@ pub struct Member {
     pub package: String,
     /// The names of its `[[bin]]` tables.
     pub explicit_bins: Vec<String>,
-    /// Whether `src/main.rs` is a binary named after the package because
-    /// no `[[bin]]` claims it.
-    pub implicit_bin: bool,
+    /// The binaries Cargo finds by itself and no `[[bin]]` overrides:
+    /// `src/main.rs`, named after the package, and `src/bin/NAME.rs` or
+    /// `src/bin/NAME/main.rs`, named NAME.
+    pub implicit_bins: Vec<String>,
     /// Whether the manifest says `[lints] workspace = true`.
     pub workspace_lints: bool,
 }
 
 impl Member {
-    /// Reads a member's manifest. `has_main_rs`: whether `src/main.rs`
-    /// exists next to it.
+    /// Reads a member's manifest. `bin_sources`: the binary sources that
+    /// exist in the member, relative to it (`src/main.rs`,
+    /// `src/bin/gen-certs.rs`), from which Cargo infers binaries.
     pub fn parse(
         dir: &str,
         manifest: &str,
-        has_main_rs: bool,
+        bin_sources: &[&str],
     ) -> Result<Member, String> {
         let table: Table = manifest
             .parse()
@@ -41,19 +43,15 @@ impl Member {
             .ok_or("has no [package] name")?
             .to_owned();
         let mut explicit_bins = Vec::new();
-        let mut main_rs_claimed = false;
+        let mut explicit_paths = Vec::new();
         let bins = table.get("bin").and_then(Value::as_array);
         for bin in bins.into_iter().flatten() {
             let name = bin
                 .get("name")
                 .and_then(Value::as_str)
                 .ok_or("has a [[bin]] without a name")?;
-            let path = bin.get("path").and_then(Value::as_str);
-            // Cargo infers src/main.rs for a bin named after the package.
-            if path == Some("src/main.rs")
-                || (path.is_none() && name == package)
-            {
-                main_rs_claimed = true;
+            if let Some(path) = bin.get("path").and_then(Value::as_str) {
+                explicit_paths.push(path.to_owned());
             }
             explicit_bins.push(name.to_owned());
         }
@@ -62,6 +60,24 @@ impl Member {
             .and_then(|package| package.get("autobins"))
             .and_then(Value::as_bool)
             .unwrap_or(true);
+        let mut implicit_bins = Vec::new();
+        for &source in bin_sources.iter().filter(|_| autobins) {
+            let name = match source {
+                "src/main.rs" => Some(package.as_str()),
+                _ => source.strip_prefix("src/bin/").and_then(|rest| {
+                    rest.strip_suffix("/main.rs")
+                        .or_else(|| rest.strip_suffix(".rs"))
+                        .filter(|name| !name.contains('/'))
+                }),
+            };
+            // A [[bin]] of the same name or path replaces the inferred one.
+            if let Some(name) = name
+                && !explicit_bins.iter().any(|bin| bin == name)
+                && !explicit_paths.iter().any(|path| path == source)
+            {
+                implicit_bins.push(name.to_owned());
+            }
+        }
         let workspace_lints = table
             .get("lints")
             .and_then(|lints| lints.get("workspace"))
@@ -71,19 +87,18 @@ impl Member {
             dir: dir.to_owned(),
             package,
             explicit_bins,
-            implicit_bin: has_main_rs && autobins && !main_rs_claimed,
+            implicit_bins,
             workspace_lints,
         })
     }
 
     /// Every binary `cargo run --bin` accepts for this member.
     pub fn bins(&self) -> Vec<&str> {
-        let mut bins: Vec<&str> =
-            self.explicit_bins.iter().map(String::as_str).collect();
-        if self.implicit_bin {
-            bins.push(&self.package);
-        }
-        bins
+        self.explicit_bins
+            .iter()
+            .chain(&self.implicit_bins)
+            .map(String::as_str)
+            .collect()
     }
 
     /// `steps/04-round-robin/Cargo.toml`.
@@ -115,8 +130,10 @@ impl Workspace {
             let parsed = fs::read_to_string(root.join(&manifest_path))
                 .map_err(|err| err.to_string())
                 .and_then(|manifest| {
-                    let main_rs = root.join(&dir).join("src/main.rs");
-                    Member::parse(&dir, &manifest, main_rs.is_file())
+                    let sources = bin_sources(&root.join(&dir));
+                    let sources: Vec<&str> =
+                        sources.iter().map(String::as_str).collect();
+                    Member::parse(&dir, &manifest, &sources)
                 });
             match parsed {
                 Ok(member) => members.push(member),
@@ -174,6 +191,30 @@ impl Workspace {
         files.sort();
         files
     }
+}
+
+/// The files of `member` Cargo would infer binaries from.
+fn bin_sources(member: &Path) -> Vec<String> {
+    let mut found = Vec::new();
+    if member.join("src/main.rs").is_file() {
+        found.push("src/main.rs".to_owned());
+    }
+    let Ok(entries) = fs::read_dir(member.join("src/bin")) else {
+        return found;
+    };
+    for entry in entries.filter_map(Result::ok) {
+        let Ok(name) = entry.file_name().into_string() else {
+            continue;
+        };
+        let path = entry.path();
+        if path.is_file() && name.ends_with(".rs") {
+            found.push(format!("src/bin/{name}"));
+        } else if path.join("main.rs").is_file() {
+            found.push(format!("src/bin/{name}/main.rs"));
+        }
+    }
+    found.sort();
+    found
 }
 
 fn collect_rs(root: &Path, dir: &Path, files: &mut Vec<String>) {
@@ -259,7 +300,8 @@ mod tests {
             [[bin]]\nname = \"04-round-robin\"\npath = \"src/main.rs\"\n\
             [lints]\nworkspace = true\n";
         let member =
-            Member::parse("steps/04-round-robin", manifest, true).unwrap();
+            Member::parse("steps/04-round-robin", manifest, &["src/main.rs"])
+                .unwrap();
         assert_eq!(member.package, "step-04-round-robin");
         assert_eq!(member.bins(), ["04-round-robin"]);
         assert!(member.workspace_lints);
@@ -268,16 +310,36 @@ mod tests {
     #[test]
     fn an_implicit_bin_is_named_after_the_package() {
         let manifest = "[package]\nname = \"dummy-servers\"\n";
-        let member = Member::parse("dummy-servers", manifest, true).unwrap();
+        let member =
+            Member::parse("dummy-servers", manifest, &["src/main.rs"]).unwrap();
         assert_eq!(member.bins(), ["dummy-servers"]);
         assert!(!member.workspace_lints);
-        let library = Member::parse("lab-common", manifest, false).unwrap();
+        let library = Member::parse("lab-common", manifest, &[]).unwrap();
         assert!(library.bins().is_empty());
     }
 
     #[test]
+    fn bins_in_src_bin_are_named_after_their_file() {
+        let manifest = "[package]\nname = \"lab-common\"\n";
+        let sources = ["src/bin/gen-certs.rs", "src/bin/tool/main.rs"];
+        let member = Member::parse("lab-common", manifest, &sources).unwrap();
+        assert_eq!(member.bins(), ["gen-certs", "tool"]);
+        let off = "[package]\nname = \"x\"\nautobins = false\n";
+        assert!(Member::parse("x", off, &sources).unwrap().bins().is_empty());
+    }
+
+    #[test]
+    fn an_explicit_bin_replaces_the_inferred_one() {
+        let manifest = "[package]\nname = \"step-01-ping\"\n\
+            [[bin]]\nname = \"01-ping\"\npath = \"src/main.rs\"\n";
+        let member =
+            Member::parse("steps/01-ping", manifest, &["src/main.rs"]).unwrap();
+        assert_eq!(member.bins(), ["01-ping"]);
+    }
+
+    #[test]
     fn a_broken_manifest_is_an_error() {
-        assert!(Member::parse("x", "[package", true).is_err());
-        assert!(Member::parse("x", "[package]\n", true).is_err());
+        assert!(Member::parse("x", "[package", &[]).is_err());
+        assert!(Member::parse("x", "[package]\n", &[]).is_err());
     }
 }
