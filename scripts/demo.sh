@@ -73,7 +73,8 @@ step_spec() {
       front=https
       ;;
     07-*)
-      teaches="plain from the client, TLS to the backends"
+      teaches="TLS to the backends too, verified against the lab CA"
+      front=https
       backend_tls=(tls tls tls)
       ;;
     08-*)
@@ -104,14 +105,6 @@ step_command() {
     *) command+=(--backends "$backends") ;;
   esac
   printf '%s\n' "${command[@]}"
-}
-
-# The backends' command line: $1 = comma-separated ports, then one word per
-# port, plain or tls.
-backend_command() {
-  local ports=$1
-  shift
-  printf '%s\n' "$bin_dir/dummy-servers" --ports "$ports"
 }
 
 # ---------------------------------------------------------------------------
@@ -159,6 +152,9 @@ on_exit() {
   exit "$status"
 }
 trap on_exit EXIT
+# A command that fails unexpectedly (set -e) says where, before stopping.
+set -E
+trap 'echo "error: ${BASH_SOURCE[0]} line $LINENO failed" >&2' ERR
 trap 'echo; echo "interrupted" >&2; exit 130' INT
 trap 'exit 143' TERM
 
@@ -167,6 +163,10 @@ trap 'exit 143' TERM
 start() {
   local name=$1
   shift
+  # Made here, not by the child's redirection, so that reading them
+  # never races with its start.
+  : >"$work/$name.out"
+  : >"$work/$name.log"
   "$@" >"$work/$name.out" 2>"$work/$name.log" </dev/null &
   pids+=("$!")
   names+=("$name")
@@ -196,6 +196,44 @@ wait_listening() {
     sleep 0.1
   done
   mapfile -t listening < <(awk '/^listening on /{print $3}' "$out")
+}
+
+# Starts the backends and puts their addresses in `backend_addrs`: $1 =
+# comma-separated ports, then one word per port, plain or tls. Plain and TLS
+# backends run as two dummy-servers processes, the second with --tls
+# (its --tls-ports names ports, and a port 0 cannot be named).
+start_backends() {
+  local ports kinds=("${@:2}") plain=() tls=() i
+  IFS=, read -r -a ports <<<"$1"
+  for i in "${!kinds[@]}"; do
+    if [[ "${kinds[$i]}" == tls ]]; then
+      tls+=("${ports[$i]}")
+    else
+      plain+=("${ports[$i]}")
+    fi
+  done
+  local plain_addrs=() tls_addrs=()
+  if (( ${#plain[@]} > 0 )); then
+    start dummy-servers "$bin_dir/dummy-servers" \
+      --ports "$(IFS=,; echo "${plain[*]}")"
+    wait_listening dummy-servers "${#plain[@]}" "--backend-ports A,B,C"
+    plain_addrs=("${listening[@]}")
+  fi
+  if (( ${#tls[@]} > 0 )); then
+    start "dummy-servers --tls" "$bin_dir/dummy-servers" --tls \
+      --ports "$(IFS=,; echo "${tls[*]}")"
+    wait_listening "dummy-servers --tls" "${#tls[@]}" "--backend-ports A,B,C"
+    tls_addrs=("${listening[@]}")
+  fi
+  backend_addrs=()
+  local p=0 t=0
+  for i in "${!kinds[@]}"; do
+    if [[ "${kinds[$i]}" == tls ]]; then
+      backend_addrs+=("${tls_addrs[t++]}")
+    else
+      backend_addrs+=("${plain_addrs[p++]}")
+    fi
+  done
 }
 
 # True if something accepts connections on 127.0.0.1:$1.
@@ -306,11 +344,7 @@ fi
 
 backend_addrs=()
 if (( ${#ports[@]} > 0 )); then
-  mapfile -t command < <(backend_command "$(IFS=,; echo "${ports[*]}")" \
-    "${backend_tls[@]}")
-  start dummy-servers "${command[@]}"
-  wait_listening dummy-servers "${#ports[@]}" "--backend-ports A,B,C"
-  backend_addrs=("${listening[@]}")
+  start_backends "$(IFS=,; echo "${ports[*]}")" "${backend_tls[@]}"
 fi
 
 mapfile -t command < <(step_command "$step" "127.0.0.1:$port" \
@@ -341,16 +375,23 @@ else
   echo "   backends ${shown[*]}"
 fi
 
-# One answer's facts, from the first lines a backend sends:
+# One answer's facts, from the first line a backend sends:
 #   backend-4444 at 127.0.0.1:4444, call #3
-# Sets `who` (backend-4444, pong, or what went wrong) and `call`.
+#   backend-4445 at 127.0.0.1:4445 over TLS, call #1
+# Sets `who` (backend-4444, pong, or what went wrong), `call` and `how`
+# ("" or ", over TLS").
 read_answer() {
   local first
   first=$(head -n 1 <<<"$1")
   call=""
-  if [[ "$first" =~ ^(backend-[0-9]+)\ at\ [^,]+,\ call\ \#([0-9]+)$ ]]; then
+  how=""
+  if [[ "$first" =~ ^(backend-[0-9]+)\ at\ ([^,]+),\ call\ \#([0-9]+)$ ]]
+  then
     who=${BASH_REMATCH[1]}
-    call=${BASH_REMATCH[2]}
+    call=${BASH_REMATCH[3]}
+    if [[ "${BASH_REMATCH[2]}" == *" over TLS" ]]; then
+      how=", over TLS"
+    fi
   elif [[ "$first" == pong ]]; then
     who=pong
   else
@@ -359,8 +400,10 @@ read_answer() {
 }
 
 echo
-echo "$requests requests, each on a new connection" \
-  "(curl $base/request/N):"
+shown_curl="curl $base/request/N"
+[[ "$front" == https ]] &&
+  shown_curl="curl --cacert certs/ca.crt $base/request/N"
+echo "$requests requests, each on a new connection ($shown_curl):"
 width=${#requests}
 declare -A per_backend=()
 first_answer=""
@@ -371,8 +414,8 @@ for (( n = 1; n <= requests; n++ )); do
   then
     read_answer "$answer"
     if [[ -n "$call" ]]; then
-      printf '  request %*s → %s (its call #%s)\n' "$width" "$n" "$who" \
-        "$call"
+      printf '  request %*s → %s (its call #%s%s)\n' "$width" "$n" "$who" \
+        "$call" "$how"
     elif [[ "$who" == pong ]]; then
       printf '  request %*s → "pong", from the step itself\n' "$width" "$n"
     else
@@ -423,7 +466,11 @@ elif [[ -n "$first_answer" ]]; then
         ;;
     esac
   done < <(tail -n +2 <<<"$first_answer")
-  if (( added == 0 )); then
+  if (( added == 0 )) && [[ "$front" == https ]]; then
+    echo "  → exactly what curl sent: the balancer takes off TLS but does" \
+      "not read the"
+    echo "    HTTP inside; it copies the bytes."
+  elif (( added == 0 )); then
     echo "  → exactly what curl sent: a layer-4 balancer copies bytes," \
       "it does not read them."
   else
@@ -493,10 +540,7 @@ if $keep_running; then
   fi
   echo "Press Ctrl-C to stop."
   # `wait` returns as soon as a signal arrives, so Ctrl-C stops at once.
-  while alive "${pids[-1]}"; do
-    sleep 1 &
-    wait $! || true
-  done
+  wait "${pids[-1]}" || true
   die "$step stopped by itself; its log: $(<"$work/$step.log")"
 fi
 
@@ -515,6 +559,28 @@ if (( ${#listen_ports[@]} == 1 )); then
 else
   echo "Ports ${ports_text#, } are free again."
 fi
-by_hand="cargo run --bin $step; then curl in another terminal."
-(( ${#backend_addrs[@]} > 0 )) && by_hand="scripts/spawn-backends.sh; $by_hand"
-echo "By hand: $by_hand"
+# The same by hand, on the article's ports.
+hand=()
+$needs_tls && hand+=("scripts/gen-certs.sh")
+tls_ports=()
+for i in "${!backend_tls[@]}"; do
+  [[ "${backend_tls[$i]}" == tls ]] && tls_ports+=("$(( 4444 + i ))")
+done
+if (( ${#tls_ports[@]} == 0 )); then
+  (( ${#backend_tls[@]} > 0 )) && hand+=("scripts/spawn-backends.sh")
+elif (( ${#tls_ports[@]} == ${#backend_tls[@]} )); then
+  hand+=("scripts/spawn-backends.sh start --tls")
+else
+  hand+=("scripts/spawn-backends.sh start --tls-ports" \
+    "$(IFS=,; echo "${tls_ports[*]}")")
+fi
+default_port=3000
+(( layer == 7 )) && default_port=8080
+hand+=("cargo run --bin $step")
+if [[ "$front" == https ]]; then
+  hand+=("curl --cacert certs/ca.crt https://localhost:$default_port")
+else
+  hand+=("curl localhost:$default_port")
+fi
+echo "By hand, one terminal each:"
+printf '  %s\n' "${hand[@]}"
