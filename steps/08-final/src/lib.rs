@@ -1,0 +1,406 @@
+//! Step 08 — Final: per-server TLS
+//!
+//! Changed since step 07:
+//! - each backend is a `Server`: an address and whether it speaks TLS,
+//!   written `127.0.0.1:4444` (plain TCP) or `tls://127.0.0.1:4445` in
+//!   `--backends`; plain and TLS backends share one rotation;
+//! - TLS at the front is optional (`--tls-front`): the same code relays
+//!   a plain or a TLS client, to a plain or a TLS backend, because it only
+//!   asks of each side that it can read and write bytes;
+//! - certificates are loaded only for what is used: a plain front needs
+//!   no `--cert`, a list without `tls://` needs no `--ca`.
+//!
+//! This is the article's final program: a list of servers, each with its
+//! own TLS flag, balanced round robin.
+//!
+//! ```text
+//! scripts/gen-certs.sh
+//! scripts/spawn-backends.sh start --tls-ports 4445,4446
+//! cargo run --bin 08-final -- --tls-front
+//! curl --cacert certs/ca.crt https://localhost:3000
+//! ```
+
+use std::fmt;
+use std::future::Future;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use lab_common::{Error, HostPort};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, copy_bidirectional};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::client::TlsStream;
+use tokio_rustls::rustls::pki_types::ServerName;
+use tokio_rustls::rustls::{ClientConfig, ServerConfig};
+use tokio_rustls::{TlsAcceptor, TlsConnector};
+use tracing::{info, warn};
+
+// ANCHOR: server
+/// One backend: where it is, and whether the balancer must speak TLS to
+/// it. The article's final `Server` struct, with the same two fields.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Server {
+    pub addr: HostPort,
+    pub tls: bool,
+}
+
+impl FromStr for Server {
+    type Err = String;
+
+    /// `HOST:PORT` or `tcp://HOST:PORT` for plain TCP, `tls://HOST:PORT`
+    /// for TLS. Any other scheme is refused rather than guessed at.
+    fn from_str(text: &str) -> Result<Server, String> {
+        let text = text.trim();
+        let (tls, addr) = if let Some(addr) = text.strip_prefix("tls://") {
+            (true, addr)
+        } else if let Some(addr) = text.strip_prefix("tcp://") {
+            (false, addr)
+        } else if let Some((scheme, _)) = text.split_once("://") {
+            return Err(format!(
+                "`{text}`: unknown scheme `{scheme}://`; write HOST:PORT \
+                 for plain TCP or tls://HOST:PORT for TLS"
+            ));
+        } else {
+            (false, text)
+        };
+        Ok(Server {
+            addr: addr.parse()?,
+            tls,
+        })
+    }
+}
+
+impl fmt::Display for Server {
+    /// The way it is written on the command line, `tls://` and all.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.tls {
+            write!(f, "tls://{}", self.addr)
+        } else {
+            write!(f, "{}", self.addr)
+        }
+    }
+}
+// ANCHOR_END: server
+
+// ANCHOR: round_robin
+/// Hands out backends in a fixed rotation.
+///
+/// The article counts the calls of every server and picks the least
+/// called one; with every call counted the same, that is a rotation, and
+/// an index that wraps around does it without a map.
+#[derive(Debug)]
+pub struct RoundRobin {
+    backends: Vec<Server>,
+    next: usize,
+}
+
+impl RoundRobin {
+    /// Fails on an empty list: with nothing to rotate through, every
+    /// client would fail.
+    pub fn new(backends: Vec<Server>) -> Result<RoundRobin, Error> {
+        if backends.is_empty() {
+            return Err("round robin needs at least one backend".into());
+        }
+        Ok(RoundRobin { backends, next: 0 })
+    }
+
+    /// The backend for the next connection.
+    pub fn pick_backend(&mut self) -> &Server {
+        let backend = &self.backends[self.next];
+        self.next = (self.next + 1) % self.backends.len();
+        backend
+    }
+}
+// ANCHOR_END: round_robin
+
+// ANCHOR: backend_trust
+/// How the balancer checks the certificates of its backends.
+pub enum BackendTrust {
+    /// Accept a certificate only if a CA in this configuration signed it
+    /// and it names the host dialled: what `--ca` (the lab CA) gives.
+    Verify(Arc<ClientConfig>),
+    /// `--insecure`: accept any certificate. The traffic is still
+    /// encrypted, but to whoever answers, which may not be the backend.
+    Insecure,
+}
+// ANCHOR_END: backend_trust
+
+/// What the balancer needs to speak TLS to a backend: the connector, and
+/// how it checks certificates, for the log.
+#[derive(Clone)]
+struct BackendTls {
+    connector: TlsConnector,
+    checked: &'static str,
+}
+
+// ANCHOR: run
+/// Accepts clients until `shutdown` completes and proxies each one to the
+/// next backend in turn. With `front_tls`, clients must speak TLS first;
+/// `backend_trust` says how to check the `tls://` backends, and may be
+/// `None` only if there are none.
+pub async fn run(
+    listener: TcpListener,
+    backends: Vec<Server>,
+    front_tls: Option<Arc<ServerConfig>>,
+    backend_trust: Option<BackendTrust>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), Error> {
+    if backend_trust.is_none() && backends.iter().any(|server| server.tls) {
+        return Err("tls:// backends need a CA to check them against \
+                    (--ca) or --insecure"
+            .into());
+    }
+    let mut round_robin = RoundRobin::new(backends)?;
+    // The acceptor holds the certificate and key. Cloning it only clones
+    // an `Arc`, so every connection's task gets its own cheaply.
+    let acceptor = front_tls.map(TlsAcceptor::from);
+    // The connector is the client side's counterpart: it holds what we
+    // trust. Every log line says how the backend was checked.
+    let backend_tls = backend_trust.map(|trust| match trust {
+        BackendTrust::Verify(config) => BackendTls {
+            connector: TlsConnector::from(config),
+            checked: "verified",
+        },
+        BackendTrust::Insecure => {
+            warn!(
+                "--insecure: backend certificates are NOT VERIFIED; \
+                 anyone on the way to a backend can pose as it"
+            );
+            BackendTls {
+                connector: TlsConnector::from(
+                    lab_common::tls::insecure_client_config(),
+                ),
+                checked: "NOT VERIFIED, --insecure",
+            }
+        }
+    });
+    tokio::pin!(shutdown);
+    loop {
+        let (client, client_addr) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(err) => {
+                    warn!("accept failed: {err}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => return Ok(()),
+        };
+        // Only this loop picks, one connection at a time, so the rotation
+        // needs no lock: the order of picks is the order of accepts.
+        // A client whose handshake then fails has used up its turn.
+        let backend = round_robin.pick_backend().clone();
+        let acceptor = acceptor.clone();
+        let backend_tls = backend_tls.clone();
+        tokio::spawn(async move {
+            let backend_tls = backend_tls.as_ref();
+            // Before the handshake, whose small messages should not wait
+            // either.
+            let _ = client.set_nodelay(true);
+            let Some(acceptor) = acceptor else {
+                proxy(client, client_addr, &backend, backend_tls).await;
+                return;
+            };
+            // The handshake happens here, in the connection's own task: a
+            // client that is slow to finish it, or never does, holds up no
+            // one else. (A production balancer would also give up on it
+            // after a few seconds.)
+            match acceptor.accept(client).await {
+                Ok(client) => {
+                    proxy(client, client_addr, &backend, backend_tls).await
+                }
+                Err(err) => {
+                    warn!("TLS handshake with client {client_addr}: {err}")
+                }
+            }
+        });
+    }
+}
+// ANCHOR_END: run
+
+/// Opens a TCP connection to `backend`, ready to relay through.
+async fn dial(backend: &HostPort) -> io::Result<TcpStream> {
+    let server = TcpStream::connect(backend.to_string()).await?;
+    // Small request/response messages should leave at once, not wait for
+    // Nagle's algorithm to batch them with bytes that may never come.
+    server.set_nodelay(true)?;
+    Ok(server)
+}
+
+// ANCHOR: backend_handshake
+/// Starts TLS as a client over `server`, a fresh connection to `backend`.
+/// The connector checks that a CA we trust signed the certificate, and
+/// that the certificate names the host we dialled.
+async fn backend_handshake(
+    connector: &TlsConnector,
+    server: TcpStream,
+    backend: &HostPort,
+) -> io::Result<TlsStream<TcpStream>> {
+    connector
+        .connect(server_name(backend.host())?, server)
+        .await
+}
+
+/// The name the backend's certificate must carry: the host exactly as
+/// written in `--backends`. An IP address is checked against the
+/// certificate's IP addresses, anything else against its DNS names: the
+/// lab certificate matches `127.0.0.1:4445` and `localhost:4445`, but not
+/// `127.0.0.2:4445`.
+fn server_name(host: &str) -> io::Result<ServerName<'static>> {
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        return Ok(ServerName::from(ip));
+    }
+    ServerName::try_from(host.to_owned()).map_err(|_| {
+        let msg = format!("`{host}` is neither an IP address nor a DNS name");
+        io::Error::new(io::ErrorKind::InvalidInput, msg)
+    })
+}
+// ANCHOR_END: backend_handshake
+
+// ANCHOR: proxy
+/// Dials `backend`, starts TLS with it if it is a `tls://` server, then
+/// relays between it and `client`, plain or TLS, until both directions
+/// have finished, and logs how it went.
+///
+/// `client` is any stream of bytes: a `TcpStream`, or a TLS stream over
+/// one. The compiler makes one copy of this function for each.
+async fn proxy<C>(
+    mut client: C,
+    client_addr: SocketAddr,
+    backend: &Server,
+    backend_tls: Option<&BackendTls>,
+) where
+    C: AsyncRead + AsyncWrite + Unpin,
+{
+    let server = match dial(&backend.addr).await {
+        Ok(server) => server,
+        Err(err) => {
+            warn!("client {client_addr}: dial backend {backend}: {err}");
+            // End the session properly (close_notify over TLS), so the
+            // client sees the connection closed rather than cut.
+            let _ = client.shutdown().await;
+            return;
+        }
+    };
+    if !backend.tls {
+        relay(client, server, client_addr, backend, "plain").await;
+        return;
+    }
+    let backend_tls =
+        backend_tls.expect("run refuses tls:// backends without a CA");
+    // A backend whose certificate fails the check never sees a byte of
+    // the client's: the client is told goodbye instead.
+    let connector = &backend_tls.connector;
+    let server = match backend_handshake(connector, server, &backend.addr).await
+    {
+        Ok(server) => server,
+        Err(err) => {
+            warn!(
+                "client {client_addr}: TLS handshake with backend \
+                 {backend}: {err}"
+            );
+            let _ = client.shutdown().await;
+            return;
+        }
+    };
+    relay(client, server, client_addr, backend, backend_tls.checked).await;
+}
+
+/// Copies both ways between `client` and `server`, whatever each is,
+/// until both directions have finished, and logs how it went; `checked`
+/// says how the backend was checked ("plain" if it was not TLS).
+async fn relay<C, S>(
+    mut client: C,
+    mut server: S,
+    client_addr: SocketAddr,
+    backend: &Server,
+    checked: &str,
+) where
+    C: AsyncRead + AsyncWrite + Unpin,
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    // Both directions at once, each passing on the other's end of stream
+    // (half-close), as in step 02. TLS streams decrypt what they read and
+    // encrypt what they write; the relay sees only plain bytes.
+    match copy_bidirectional(&mut client, &mut server).await {
+        Ok((up, down)) => info!(
+            "client {client_addr} -> backend {backend} ({checked}): \
+             {up} bytes up, {down} bytes down"
+        ),
+        // TLS ends with a close_notify message, so that a cut connection
+        // cannot pass for a complete one. Many HTTP clients just close
+        // the socket after the last response instead: normal, so the
+        // connection's line is no warning, though it has no byte counts.
+        Err(err) if err.kind() == io::ErrorKind::UnexpectedEof => info!(
+            "client {client_addr} -> backend {backend} ({checked}): \
+             a peer closed without TLS close_notify"
+        ),
+        Err(err) => warn!(
+            "client {client_addr} -> backend {backend} ({checked}): \
+             relay: {err}"
+        ),
+    }
+}
+// ANCHOR_END: proxy
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn backends(ports: &[u16]) -> Vec<Server> {
+        ports
+            .iter()
+            .map(|port| format!("127.0.0.1:{port}").parse().unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn picks_backends_in_turn_and_wraps_around() {
+        let mut round_robin =
+            RoundRobin::new(backends(&[4444, 4445, 4446])).unwrap();
+        let ports: Vec<u16> = (0..7)
+            .map(|_| round_robin.pick_backend().addr.port())
+            .collect();
+        assert_eq!(ports, [4444, 4445, 4446, 4444, 4445, 4446, 4444]);
+    }
+
+    #[test]
+    fn refuses_an_empty_list() {
+        assert!(RoundRobin::new(Vec::new()).is_err());
+    }
+
+    #[test]
+    fn a_server_is_plain_unless_written_with_tls() {
+        let plain: Server = "127.0.0.1:4444".parse().unwrap();
+        assert!(!plain.tls);
+        assert_eq!(plain.addr.port(), 4444);
+        let explicit: Server = "tcp://localhost:4444".parse().unwrap();
+        assert_eq!((explicit.tls, explicit.addr.host()), (false, "localhost"));
+        let tls: Server = "tls://[::1]:4445".parse().unwrap();
+        assert_eq!((tls.tls, tls.addr.host()), (true, "::1"));
+        assert_eq!(tls.to_string(), "tls://[::1]:4445");
+        assert_eq!(plain.to_string(), "127.0.0.1:4444");
+    }
+
+    #[test]
+    fn a_server_with_another_scheme_or_no_port_is_refused() {
+        let err = "https://localhost:4445".parse::<Server>().unwrap_err();
+        assert!(err.contains("unknown scheme `https://`"), "{err}");
+        assert!("tls://localhost".parse::<Server>().is_err());
+        assert!("tls://".parse::<Server>().is_err());
+    }
+
+    #[test]
+    fn an_ip_address_is_checked_as_an_ip_and_a_name_as_a_name() {
+        let ip = server_name("127.0.0.1").unwrap();
+        assert!(matches!(ip, ServerName::IpAddress(_)), "{ip:?}");
+        let ip6 = server_name("::1").unwrap();
+        assert!(matches!(ip6, ServerName::IpAddress(_)), "{ip6:?}");
+        let name = server_name("localhost").unwrap();
+        assert!(matches!(name, ServerName::DnsName(_)), "{name:?}");
+        assert!(server_name("not a name").is_err());
+    }
+}
