@@ -19,7 +19,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use lab_common::Error;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tracing::{info, warn};
 
@@ -78,23 +78,27 @@ async fn answer_ping(
     client: TcpStream,
     client_addr: SocketAddr,
 ) -> Result<(), Error> {
-    let mut client = BufReader::new(client);
+    // Reading and writing are separate halves of one TCP connection.
+    let (reader, mut writer) = client.into_split();
+    // `take` caps how much we read in all, so a client that never sends a
+    // line end cannot make us buffer without limit.
+    let mut reader = BufReader::new(reader).take(MAX_HEAD as u64);
     let mut head = Vec::new();
     loop {
         let before = head.len();
-        let read = client.read_until(b'\n', &mut head).await?;
+        let read = reader.read_until(b'\n', &mut head).await?;
         let line = &head[before..];
+        if read == 0 && head.len() >= MAX_HEAD {
+            return Err(format!("sent more than {MAX_HEAD} bytes").into());
+        }
         // End of stream, or the empty line that ends an HTTP head.
         if read == 0 || line == b"\r\n" || line == b"\n" {
             break;
         }
-        if head.len() > MAX_HEAD {
-            return Err(format!("sent more than {MAX_HEAD} bytes").into());
-        }
     }
     println!("{}", show_raw(client_addr, &head));
-    client.get_mut().write_all(PONG).await?;
-    client.get_mut().shutdown().await?;
+    writer.write_all(PONG).await?;
+    writer.shutdown().await?;
     info!("client {client_addr}: answered pong");
     Ok(())
 }

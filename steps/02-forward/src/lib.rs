@@ -67,8 +67,9 @@ async fn forward(
     let mut server = match TcpStream::connect(backend.to_string()).await {
         Ok(server) => server,
         Err(err) => {
-            // Dropping `client` closes its connection: it sees an empty
-            // answer, and nothing else is affected.
+            // Dropping `client` closes its connection, and nothing else is
+            // affected. curl reports "Empty reply from server", or, when
+            // its request was still unread, "Connection reset by peer".
             warn!("client {client_addr}: dial backend {backend}: {err}");
             return;
         }

@@ -106,3 +106,11 @@ async fn a_bad_flag_value_is_a_clear_error() {
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("is not HOST:PORT"), "{stderr}");
 }
+
+#[tokio::test]
+async fn a_list_where_one_backend_belongs_says_so() {
+    let list = "127.0.0.1:4444,127.0.0.1:4445";
+    let (code, _, stderr) = run_to_end(BINARY, &["--backends", list]).await;
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("is a list: give one HOST:PORT"), "{stderr}");
+}
