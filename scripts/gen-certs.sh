@@ -13,5 +13,5 @@ set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # --quiet hides cargo's progress: say why the first run takes a while.
-echo "building gen-certs (the first build takes a minute or two)..." >&2
+echo "building gen-certs if needed (the first time takes a minute or two)..." >&2
 exec cargo run --quiet -p lab-common --bin gen-certs -- "$@"

@@ -73,9 +73,12 @@ fn main() -> ExitCode {
     }
     let [ca, cert, key] = certs::paths_in(&out);
     let [ca, cert, key] = [shown(&ca), shown(&cert), shown(&key)];
-    println!("wrote {} (the lab CA: what clients trust)", ca.display());
     println!(
-        "wrote {} (for {names}, signed by the lab CA, valid {VALID_DAYS} \
+        "wrote {} (the CA certificate: what clients trust)",
+        ca.display()
+    );
+    println!(
+        "wrote {} (for {names}, signed by that CA, valid {VALID_DAYS} \
          days)",
         cert.display()
     );
