@@ -105,6 +105,19 @@ step_command() {
     01-*) ;;
     02-*|03-*) command+=(--backend "$backends") ;;
     05-*) command+=(--backends "$backends" --seed "$seed") ;;
+    08-*)
+      # Each server is HOST:PORT (plain) or tls://HOST:PORT.
+      local servers=() addr i=0
+      for addr in "$@"; do
+        if [[ "${backend_tls[i++]}" == tls ]]; then
+          servers+=("tls://$addr")
+        else
+          servers+=("$addr")
+        fi
+      done
+      command+=(--backends "$(IFS=,; echo "${servers[*]}")")
+      [[ "$front" == https ]] && command+=(--tls-front)
+      ;;
     *) command+=(--backends "$backends") ;;
   esac
   printf '%s\n' "${command[@]}"
@@ -482,7 +495,7 @@ printf "$format" step teaches sent "${columns[@]}" failed req/s \
 [[ -n "$tsv" ]] && printf 'step\tsent\t%s\t%s\t%s\tfailed\treq/s\tkept-alive\n' \
   "${columns[@]}" >"$tsv"
 
-began_all=$SECONDS
+began_all=${EPOCHREALTIME/[.,]/}
 problems=0
 for number in "${rows[@]}"; do
   step=${folder[$number]:-}
@@ -507,12 +520,13 @@ for number in "${rows[@]}"; do
   [[ -n "$tsv" ]] && printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$step" \
     "$requests" "${counts[@]}" "$failed" "$rate" "$spread" >>"$tsv"
 done
+took=$(( ${EPOCHREALTIME/[.,]/} - began_all ))
 echo
-echo "sent: requests, each on a new connection; ${columns[*]}: answers from" \
+echo "sent: requests, each on a new connection. ${columns[*]}: answers from" \
   "each backend"
-echo "(- when the step has no such backend; 01 answers \"pong\" itself);" \
-  "failed: no answer or"
-echo "not 200 OK; kept-alive: who answered 3 requests sent on one" \
-  "connection."
-echo "took $(( SECONDS - began_all )) s"
+echo "  (- for a backend the step does not have; 01 answers \"pong\"" \
+  "itself)."
+echo "failed: no answer, or not 200 OK."
+echo "kept-alive: who answered 3 requests sent on one connection."
+printf 'took %d.%d s\n' "$(( took / 1000000 ))" "$(( took / 100000 % 10 ))"
 (( problems == 0 )) || die "$problems step(s) did not run"

@@ -78,7 +78,7 @@ step_spec() {
       backend_tls=(tls tls tls)
       ;;
     08-*)
-      teaches="plain and TLS backends in one list, TLS front"
+      teaches="plain and TLS backends in one rotation, TLS front"
       front=https
       backend_tls=(plain tls tls)
       ;;
@@ -102,6 +102,19 @@ step_command() {
     01-*) ;;
     02-*|03-*) command+=(--backend "$backends") ;;
     05-*) command+=(--backends "$backends" --seed 7) ;;
+    08-*)
+      # Each server is HOST:PORT (plain) or tls://HOST:PORT.
+      local servers=() addr i=0
+      for addr in "$@"; do
+        if [[ "${backend_tls[i++]}" == tls ]]; then
+          servers+=("tls://$addr")
+        else
+          servers+=("$addr")
+        fi
+      done
+      command+=(--backends "$(IFS=,; echo "${servers[*]}")")
+      [[ "$front" == https ]] && command+=(--tls-front)
+      ;;
     *) command+=(--backends "$backends") ;;
   esac
   printf '%s\n' "${command[@]}"
@@ -467,9 +480,10 @@ elif [[ -n "$first_answer" ]]; then
     esac
   done < <(tail -n +2 <<<"$first_answer")
   if (( added == 0 )) && [[ "$front" == https ]]; then
-    echo "  → exactly what curl sent: the balancer takes off TLS but does" \
-      "not read the"
-    echo "    HTTP inside; it copies the bytes."
+    echo "  → exactly what curl sent: the balancer ends curl's TLS session" \
+      "(and starts"
+    echo "    a new one to a TLS backend), but it does not read the HTTP" \
+      "inside."
   elif (( added == 0 )); then
     echo "  → exactly what curl sent: a layer-4 balancer copies bytes," \
       "it does not read them."
@@ -571,12 +585,16 @@ if (( ${#tls_ports[@]} == 0 )); then
 elif (( ${#tls_ports[@]} == ${#backend_tls[@]} )); then
   hand+=("scripts/spawn-backends.sh start --tls")
 else
-  hand+=("scripts/spawn-backends.sh start --tls-ports" \
-    "$(IFS=,; echo "${tls_ports[*]}")")
+  hand+=("scripts/spawn-backends.sh start --tls-ports $(IFS=,
+    echo "${tls_ports[*]}")")
 fi
 default_port=3000
 (( layer == 7 )) && default_port=8080
-hand+=("cargo run --bin $step")
+if [[ "$step" == 08-* && "$front" == https ]]; then
+  hand+=("cargo run --bin $step -- --tls-front")
+else
+  hand+=("cargo run --bin $step")
+fi
 if [[ "$front" == https ]]; then
   hand+=("curl --cacert certs/ca.crt https://localhost:$default_port")
 else

@@ -1,0 +1,421 @@
+#!/usr/bin/env bash
+# Tests the learner-facing scripts by running them for real, small and on
+# ports the system picks (port 0), so they never collide with a lab that
+# is running or with another test run:
+#
+#   demo.sh      a step end to end; the default step; a busy port;
+#                Ctrl-C; an unknown step. Nothing may be left running:
+#                every pid it started is gone and every port it used is
+#                free again.
+#   compare.sh   a row for every step 01-09 whose numbers fit the step:
+#                round robin exactly even, random uneven but complete,
+#                one backend per kept-alive connection at layer 4, a
+#                backend per request at layer 7.
+#   diff-steps.sh  a pair and the summary of every neighbouring pair.
+#   bench.sh --smoke, if bench.sh has that option.
+#
+#   scripts/test-scripts.sh        run them all (scripts/check.sh does)
+#   scripts/test-scripts.sh -h     this text
+#
+# The last line is "scripts: N passed, M failed"; the exit status is 1 if
+# any failed. A part that needs a program CI does not have (curl, which
+# scripts/check.sh installs) is skipped with a message. Every run of a
+# script has a time limit; all traffic goes to 127.0.0.1.
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+scripts="$root/scripts"
+target_dir=${CARGO_TARGET_DIR:-$root/target}
+[[ "$target_dir" == /* ]] || target_dir="$root/$target_dir"
+
+case "${1:-}" in
+  -h|--help) sed -n '2,26p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  "") ;;
+  *) echo "usage: scripts/test-scripts.sh (see --help)" >&2; exit 2 ;;
+esac
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/lb-lab-test-scripts.XXXXXX")
+own_pids=()
+cleanup() {
+  local pid
+  for pid in "${own_pids[@]}"; do
+    kill -TERM "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+  done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+passed=0
+failed=0
+skipped=0
+pass() {
+  echo "ok   - $1"
+  passed=$(( passed + 1 ))
+}
+# fail NAME REASON [OUTPUT FILE]
+fail() {
+  echo "FAIL - $1: $2"
+  if [[ -n "${3:-}" && -f "$3" ]]; then
+    echo "       its output (last 30 lines):"
+    tail -n 30 "$3" | sed 's/^/       | /'
+  fi
+  failed=$(( failed + 1 ))
+}
+skip() {
+  echo "skip - $1: $2"
+  skipped=$(( skipped + 1 ))
+}
+
+# run SECONDS OUTPUT COMMAND...: runs it with a time limit, stdout and
+# stderr to OUTPUT, and sets `rc`.
+run() {
+  local limit=$1 out=$2
+  shift 2
+  rc=0
+  timeout --kill-after=10 "$limit" "$@" >"$out" 2>&1 </dev/null || rc=$?
+}
+
+# True if something accepts connections on 127.0.0.1:$1.
+port_in_use() {
+  (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
+# True if pid $1 still runs one of the lab's binaries (a pid the system
+# gave to something else since does not count).
+lab_process_alive() {
+  [[ -r "/proc/$1/cmdline" ]] || return 1
+  tr '\0' ' ' <"/proc/$1/cmdline" | grep -q "$target_dir/debug/"
+}
+
+# Checks that nothing a demo run left in its output (pids, ports) still
+# runs or listens. Prints what is left; false if anything is.
+nothing_left() {
+  local out=$1 pid port left=0
+  local pids ports
+  pids=$(grep -Eo 'pids? [0-9 ]+' "$out" | grep -Eo '[0-9]+' || true)
+  ports=$(grep -E '^   (balancer|backends) ' "$out" |
+    grep -Eo '127\.0\.0\.1:[0-9]+' | sed 's/.*://' || true)
+  if [[ -z "$pids" || -z "$ports" ]]; then
+    echo "no pids or ports found in the output"
+    return 1
+  fi
+  for pid in $pids; do
+    if lab_process_alive "$pid"; then
+      echo "pid $pid still runs"
+      left=1
+    fi
+  done
+  for port in $ports; do
+    if port_in_use "$port"; then
+      echo "port $port still accepts connections"
+      left=1
+    fi
+  done
+  return "$left"
+}
+
+have_curl=true
+command -v curl >/dev/null || have_curl=false
+step_dir() {
+  local dir
+  for dir in "$root"/steps/"$1"-*/; do
+    [[ -d "$dir" ]] && basename "$dir" && return 0
+  done
+  return 1
+}
+
+# ---------------------------------------------------------------------------
+# diff-steps.sh
+
+test_diff_steps() {
+  local name="diff-steps.sh: a pair, the summary, an unknown step"
+  local out="$work/diff.out" steps count
+  run 30 "$out" "$scripts/diff-steps.sh" 04 05
+  if (( rc != 0 )); then
+    fail "$name" "diff-steps.sh 04 05 exited with $rc" "$out"; return
+  fi
+  if ! grep -qx -- '--- steps/04-round-robin/src/lib.rs' "$out" ||
+    ! grep -qx -- '+++ steps/05-random-robin/src/lib.rs' "$out" ||
+    ! grep -q '^+.*--seed' "$out"; then
+    fail "$name" "04 05 does not show lib.rs changing to --seed" "$out"
+    return
+  fi
+  run 30 "$out" "$scripts/diff-steps.sh"
+  steps=$(find "$root/steps" -mindepth 1 -maxdepth 1 -name '[0-9][0-9]-*' |
+    wc -l)
+  count=$(grep -Ec '^[0-9]{2} → [0-9]{2}: \+[0-9]+ −[0-9]+ lines' "$out" ||
+    true)
+  if (( rc != 0 || count != steps - 1 )); then
+    fail "$name" "summary: $count pair lines for $steps steps (rc $rc)" "$out"
+    return
+  fi
+  run 30 "$out" "$scripts/diff-steps.sh" 04 99
+  if (( rc == 0 )) || ! grep -q 'no step "99"' "$out"; then
+    fail "$name" "an unknown step is not a clear error (rc $rc)" "$out"
+    return
+  fi
+  pass "$name"
+}
+
+# ---------------------------------------------------------------------------
+# demo.sh
+
+test_demo_round_robin() {
+  local name="demo.sh 04: round robin shown, nothing left running"
+  local out="$work/demo-04.out"
+  run 600 "$out" "$scripts/demo.sh" 04 --port 0 --backend-ports 0,0,0 \
+    --requests 6
+  if (( rc != 0 )); then
+    fail "$name" "exited with $rc" "$out"; return
+  fi
+  if ! grep -Eq '^  answers: backend-[0-9]+ ×2, backend-[0-9]+ ×2, backend-[0-9]+ ×2$' "$out"; then
+    fail "$name" "6 requests are not 2, 2 and 2" "$out"; return
+  fi
+  # "  backend-4444, backend-4444, backend-4444   (1 connection opened)"
+  local kept
+  kept=$(grep -E '^  backend-[0-9]+, .*\(1 connection opened\)$' "$out" |
+    grep -Eo 'backend-[0-9]+' || true)
+  if [[ $(wc -l <<<"$kept") != 3 || $(sort -u <<<"$kept" | wc -l) != 1 ]]
+  then
+    fail "$name" "a kept-alive connection did not stay on one backend" "$out"
+    return
+  fi
+  local left
+  if ! left=$(nothing_left "$out"); then
+    fail "$name" "left behind: $left" "$out"; return
+  fi
+  pass "$name"
+}
+
+test_demo_default() {
+  local name="demo.sh (default step 08): answers, nothing left running"
+  local out="$work/demo-default.out"
+  if ! step_dir 08 >/dev/null; then
+    fail "$name" "steps/08-* does not exist"; return
+  fi
+  run 600 "$out" "$scripts/demo.sh" --port 0 --backend-ports 0,0,0
+  if (( rc != 0 )); then
+    fail "$name" "exited with $rc" "$out"; return
+  fi
+  if ! grep -q "^== $(step_dir 08):" "$out" ||
+    (( $(grep -Ec '^  request [0-9]+ → backend-[0-9]+ ' "$out") != 6 )); then
+    fail "$name" "6 requests were not all answered by backends" "$out"
+    return
+  fi
+  local left
+  if ! left=$(nothing_left "$out"); then
+    fail "$name" "left behind: $left" "$out"; return
+  fi
+  pass "$name"
+}
+
+test_demo_busy_port() {
+  local name="demo.sh and compare.sh: a busy port is a clear error"
+  local out="$work/busy.out" squatter="$work/squatter.out" port tries=0
+  # Something of our own on a port, as a learner's running lab would be.
+  (cd "$root" && cargo build --quiet --bin dummy-servers)
+  : >"$squatter"
+  "$target_dir/debug/dummy-servers" --ports 0 >"$squatter" 2>/dev/null &
+  own_pids+=("$!")
+  until grep -q '^listening on ' "$squatter"; do
+    if (( ++tries > 300 )); then
+      fail "$name" "the squatting backend did not start"; return
+    fi
+    sleep 0.1
+  done
+  port=$(awk '/^listening on /{print $3; exit}' "$squatter")
+  port=${port##*:}
+  run 60 "$out" "$scripts/demo.sh" 04 --port "$port" --backend-ports 0,0,0
+  if (( rc == 0 )) || ! grep -qx \
+    "error: port $port is in use: stop what runs there or pass --port N" \
+    "$out"; then
+    fail "$name" "demo.sh --port $port (busy): no clear error" "$out"
+    return
+  fi
+  run 60 "$out" "$scripts/compare.sh" --port 0 --http-port 0 \
+    --backend-ports "0,$port,0" --requests 3
+  if (( rc == 0 )) || ! grep -q "^error: port $port is in use: .*--backend-ports" "$out"
+  then
+    fail "$name" "compare.sh --backend-ports 0,$port,0: no clear error" \
+      "$out"
+    return
+  fi
+  if ! port_in_use "$port"; then
+    fail "$name" "the process that held port $port was stopped"; return
+  fi
+  pass "$name"
+}
+
+test_demo_interrupt() {
+  local name="demo.sh --keep-running: Ctrl-C stops everything"
+  local out="$work/demo-int.out" pid tries=0
+  # Job control gives the demo its own process group, where SIGINT is not
+  # ignored (a background job of a script ignores it otherwise).
+  set -m
+  timeout --kill-after=10 300 "$scripts/demo.sh" 04 --port 0 \
+    --backend-ports 0,0,0 --requests 1 --keep-running >"$out" 2>&1 \
+    </dev/null &
+  pid=$!
+  set +m
+  until grep -q '^Press Ctrl-C to stop' "$out"; do
+    if ! kill -0 "$pid" 2>/dev/null || (( ++tries > 3000 )); then
+      kill -TERM "$pid" 2>/dev/null || true
+      wait "$pid" 2>/dev/null || true
+      fail "$name" "it never said it was running" "$out"; return
+    fi
+    sleep 0.1
+  done
+  # As Ctrl-C would. timeout passes the signal on to the demo.
+  kill -INT "$pid"
+  rc=0
+  wait "$pid" || rc=$?
+  if (( rc != 130 )); then
+    fail "$name" "exit status $rc, not 130" "$out"; return
+  fi
+  local left
+  if ! left=$(nothing_left "$out"); then
+    fail "$name" "left behind: $left" "$out"; return
+  fi
+  pass "$name"
+}
+
+test_demo_unknown_step() {
+  local name="demo.sh: an unknown step is a clear error"
+  local out="$work/demo-unknown.out"
+  run 60 "$out" "$scripts/demo.sh" 99 --port 0 --backend-ports 0,0,0
+  if (( rc == 0 )) || ! grep -q '^error: no step "99" in steps/ (known: 01-ping' \
+    "$out"; then
+    fail "$name" "exit $rc" "$out"; return
+  fi
+  pass "$name"
+}
+
+# ---------------------------------------------------------------------------
+# compare.sh
+
+# True if the kept-alive field $1 names one backend three times, on one
+# connection: "b2 b2 b2".
+pinned() {
+  local a b c rest
+  read -r a b c rest <<<"$1"
+  [[ "$a" == b[123] && "$b" == "$a" && "$c" == "$a" && -z "$rest" ]]
+}
+
+# check_row TSV STEP WHAT: the row's fields (step sent b1 b2 b3 failed
+# req/s kept-alive) against what the step is. Prints the mismatch.
+check_row() {
+  local tsv=$1 number=$2 n=$3 step row
+  local f_sent b1 b2 b3 f_failed f_rate f_kept
+  step=$(step_dir "$number") || { echo "steps/$number-* does not exist"; return 1; }
+  row=$(grep "^$step"$'\t' "$tsv") || { echo "no row for $step"; return 1; }
+  IFS=$'\t' read -r _ f_sent b1 b2 b3 f_failed f_rate f_kept <<<"$row"
+  if [[ "$f_sent" != "$n" || "$f_failed" != 0 ]]; then
+    echo "$step: sent $f_sent, failed $f_failed"; return 1
+  fi
+  [[ "$f_rate" =~ ^[0-9]+$ ]] || { echo "$step: req/s is $f_rate"; return 1; }
+  local third=$(( n / 3 )) sum
+  case "$number" in
+    01)
+      [[ "$b1 $b2 $b3" == "- - -" &&
+        "$f_kept" == "pong pong pong (3 connections)" ]] ||
+        { echo "$step: $row"; return 1; }
+      ;;
+    02|03)
+      [[ "$b1 $b2 $b3" == "$n - -" && "$f_kept" == "b1 b1 b1" ]] ||
+        { echo "$step: not all to its one backend: $row"; return 1; }
+      ;;
+    05)
+      sum=$(( b1 + b2 + b3 ))
+      if (( sum != n )) || [[ "$b1" == "$b2" && "$b2" == "$b3" ]]; then
+        echo "$step: random should be uneven but complete: $row"; return 1
+      fi
+      pinned "$f_kept" ||
+        { echo "$step: kept-alive not pinned: $row"; return 1; }
+      ;;
+    09)
+      [[ "$b1 $b2 $b3" == "$third $third $third" ]] ||
+        { echo "$step: round robin not exactly even: $row"; return 1; }
+      [[ "$f_kept" == "b1 b2 b3" || "$f_kept" == "b2 b3 b1" ||
+        "$f_kept" == "b3 b1 b2" ]] ||
+        { echo "$step: kept-alive not a backend per request: $row"; return 1; }
+      ;;
+    *)
+      [[ "$b1 $b2 $b3" == "$third $third $third" ]] ||
+        { echo "$step: round robin not exactly even: $row"; return 1; }
+      pinned "$f_kept" ||
+        { echo "$step: kept-alive not pinned to one backend: $row"; return 1; }
+      ;;
+  esac
+}
+
+test_compare() {
+  local name="compare.sh: a row per step 01-09, numbers that fit each step"
+  local out="$work/compare.out" tsv="$work/compare.tsv" n=30
+  run 300 "$out" "$scripts/compare.sh" --requests "$n" --port 0 \
+    --http-port 0 --backend-ports 0,0,0 --tsv "$tsv"
+  if (( rc != 0 )); then
+    fail "$name" "exited with $rc" "$out"; return
+  fi
+  local number problem problems=()
+  for number in 01 02 03 04 05 06 07 08 09; do
+    if ! problem=$(check_row "$tsv" "$number" "$n"); then
+      problems+=("$problem")
+    fi
+  done
+  # The table a learner reads has the same rows.
+  local rows
+  rows=$(grep -Ec '^0[1-9]-[a-z0-9-]+ ' "$out" || true)
+  (( rows == 9 )) || problems+=("the printed table has $rows step rows")
+  if (( ${#problems[@]} > 0 )); then
+    fail "$name" "$(printf '%s; ' "${problems[@]}")" "$out"; return
+  fi
+  pass "$name"
+}
+
+# ---------------------------------------------------------------------------
+# bench.sh
+
+test_bench_smoke() {
+  local name="bench.sh --smoke"
+  local out="$work/bench.out"
+  if [[ ! -x "$scripts/bench.sh" ]] ||
+    ! "$scripts/bench.sh" --help 2>&1 | grep -q -- '--smoke'; then
+    skip "$name" "scripts/bench.sh has no --smoke option (yet)"; return
+  fi
+  # bench.sh uses a block of ports from --port-base; pick one at random
+  # and try another if something (a parallel run) holds it.
+  # (bench.sh wants the block below the ephemeral ports, 32768 on.)
+  local tries=0 base
+  while (( ++tries <= 3 )); do
+    base=$(( 20000 + RANDOM % 120 * 100 ))
+    run 600 "$out" "$scripts/bench.sh" --smoke --port-base "$base"
+    if (( rc == 0 )) || ! grep -q 'ports already in use' "$out"; then
+      break
+    fi
+  done
+  if (( rc != 0 )); then
+    fail "$name" "exited with $rc" "$out"; return
+  fi
+  pass "$name"
+}
+
+# ---------------------------------------------------------------------------
+
+test_diff_steps
+if $have_curl; then
+  test_demo_round_robin
+  test_demo_default
+  test_demo_busy_port
+  test_demo_interrupt
+  test_demo_unknown_step
+  test_compare
+else
+  skip "demo.sh and compare.sh (6 tests)" \
+    "they need curl (scripts/check.sh installs it)"
+fi
+test_bench_smoke
+
+(( skipped == 0 )) || echo "($skipped skipped)"
+echo "scripts: $passed passed, $failed failed"
+(( failed == 0 ))
