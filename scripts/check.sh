@@ -25,6 +25,8 @@ echo "== cargo clippy --workspace --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
 echo "== cargo test --workspace"
 cargo test --workspace
+echo "== scripts/test-scripts.sh (demo, compare, diff-steps, bench --smoke)"
+bash scripts/test-scripts.sh
 echo "== shellcheck"
 shellcheck scripts/*.sh .ci/run
 echo "== all checks passed"
