@@ -78,6 +78,27 @@ pub enum BackendTrust {
     /// encrypted, but to whoever answers, which may not be the backend.
     Insecure,
 }
+
+impl BackendTrust {
+    /// The client side's counterpart of the acceptor, holding what we
+    /// trust, and how it checks backends, in words for the log. An
+    /// insecure connector is announced here, once.
+    fn connector(self) -> (TlsConnector, &'static str) {
+        match self {
+            BackendTrust::Verify(config) => {
+                (TlsConnector::from(config), "verified")
+            }
+            BackendTrust::Insecure => {
+                warn!(
+                    "--insecure: backend certificates are NOT VERIFIED; \
+                     anyone on the way to a backend can pose as it"
+                );
+                let config = lab_common::tls::insecure_client_config();
+                (TlsConnector::from(config), "NOT VERIFIED, --insecure")
+            }
+        }
+    }
+}
 // ANCHOR_END: backend_trust
 
 // ANCHOR: run
@@ -95,21 +116,8 @@ pub async fn run(
     // The acceptor holds the certificate and key. Cloning it only clones
     // an `Arc`, so every connection's task gets its own cheaply.
     let acceptor = TlsAcceptor::from(tls);
-    // The connector is the client side's counterpart: it holds what we
-    // trust. Every log line says how the backend was checked.
-    let (connector, checked) = match backend_trust {
-        BackendTrust::Verify(config) => {
-            (TlsConnector::from(config), "verified")
-        }
-        BackendTrust::Insecure => {
-            warn!(
-                "--insecure: backend certificates are NOT VERIFIED; \
-                 anyone on the way to a backend can pose as it"
-            );
-            let config = lab_common::tls::insecure_client_config();
-            (TlsConnector::from(config), "NOT VERIFIED, --insecure")
-        }
-    };
+    // Every connection's log line says how its backend was checked.
+    let (connector, checked) = backend_trust.connector();
     tokio::pin!(shutdown);
     loop {
         let (client, client_addr) = tokio::select! {

@@ -125,15 +125,39 @@ pub enum BackendTrust {
     /// encrypted, but to whoever answers, which may not be the backend.
     Insecure,
 }
-// ANCHOR_END: backend_trust
 
 /// What the balancer needs to speak TLS to a backend: the connector, and
-/// how it checks certificates, for the log.
+/// how it checks certificates, in words for the log.
 #[derive(Clone)]
 struct BackendTls {
     connector: TlsConnector,
     checked: &'static str,
 }
+
+impl BackendTrust {
+    /// The client side's counterpart of the acceptor, holding what we
+    /// trust. An insecure connector is announced here, once.
+    fn connector(self) -> BackendTls {
+        match self {
+            BackendTrust::Verify(config) => BackendTls {
+                connector: TlsConnector::from(config),
+                checked: "verified",
+            },
+            BackendTrust::Insecure => {
+                warn!(
+                    "--insecure: backend certificates are NOT VERIFIED; \
+                     anyone on the way to a backend can pose as it"
+                );
+                let config = lab_common::tls::insecure_client_config();
+                BackendTls {
+                    connector: TlsConnector::from(config),
+                    checked: "NOT VERIFIED, --insecure",
+                }
+            }
+        }
+    }
+}
+// ANCHOR_END: backend_trust
 
 // ANCHOR: run
 /// Accepts clients until `shutdown` completes and proxies each one to the
@@ -156,26 +180,9 @@ pub async fn run(
     // The acceptor holds the certificate and key. Cloning it only clones
     // an `Arc`, so every connection's task gets its own cheaply.
     let acceptor = front_tls.map(TlsAcceptor::from);
-    // The connector is the client side's counterpart: it holds what we
-    // trust. Every log line says how the backend was checked.
-    let backend_tls = backend_trust.map(|trust| match trust {
-        BackendTrust::Verify(config) => BackendTls {
-            connector: TlsConnector::from(config),
-            checked: "verified",
-        },
-        BackendTrust::Insecure => {
-            warn!(
-                "--insecure: backend certificates are NOT VERIFIED; \
-                 anyone on the way to a backend can pose as it"
-            );
-            BackendTls {
-                connector: TlsConnector::from(
-                    lab_common::tls::insecure_client_config(),
-                ),
-                checked: "NOT VERIFIED, --insecure",
-            }
-        }
-    });
+    // Only tls:// backends need a connector. Every connection's log
+    // line says how its backend was checked ("plain" if it was not TLS).
+    let backend_tls = backend_trust.map(BackendTrust::connector);
     tokio::pin!(shutdown);
     loop {
         let (client, client_addr) = tokio::select! {
