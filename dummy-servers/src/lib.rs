@@ -71,20 +71,19 @@ impl Backend {
     /// A backend named after its port, `backend-4444`, as the article's
     /// servers are told apart by port.
     pub fn new(addr: SocketAddr) -> Arc<Backend> {
-        Arc::new(Backend {
-            name: format!("backend-{}", addr.port()),
-            addr,
-            tls: false,
-            calls: AtomicU64::new(0),
-        })
+        Backend::serving(addr, false)
     }
 
     /// The same, for a backend that serves over TLS.
     pub fn new_tls(addr: SocketAddr) -> Arc<Backend> {
+        Backend::serving(addr, true)
+    }
+
+    fn serving(addr: SocketAddr, tls: bool) -> Arc<Backend> {
         Arc::new(Backend {
             name: format!("backend-{}", addr.port()),
             addr,
-            tls: true,
+            tls,
             calls: AtomicU64::new(0),
         })
     }
