@@ -267,6 +267,24 @@ pub async fn run_to_end(program: &str, args: &[&str]) -> (i32, String, String) {
     )
 }
 
+/// Runs `program args...`, which points at the missing file `missing`,
+/// and checks that it stops as a learner without certificates should
+/// see: exit code 1, a message naming the file and `scripts/gen-certs.sh`,
+/// no panic, and never a "listening on" line.
+pub async fn check_missing_certificates(
+    program: &str,
+    args: &[&str],
+    missing: &Path,
+) {
+    let (code, stdout, stderr) = run_to_end(program, args).await;
+    let missing = missing.display().to_string();
+    assert_eq!(code, 1, "{args:?}: {stderr}");
+    assert!(stderr.contains("scripts/gen-certs.sh"), "{stderr}");
+    assert!(stderr.contains(&missing), "{missing} not named: {stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(!stdout.contains("listening on"), "{stdout}");
+}
+
 /// Copies a pipe into a growing string that waiters can watch. Reading on
 /// keeps the child from blocking on a full pipe.
 fn collect<R: AsyncRead + Unpin + Send + 'static>(
