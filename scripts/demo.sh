@@ -33,7 +33,8 @@ bin_dir="$target_dir/debug"
 certs_dir="$root/certs"
 
 usage() {
-  sed -n '2,27p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+  awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' \
+    "${BASH_SOURCE[0]}"
 }
 
 die() {

@@ -29,7 +29,11 @@ target_dir=${CARGO_TARGET_DIR:-$root/target}
 [[ "$target_dir" == /* ]] || target_dir="$root/$target_dir"
 
 case "${1:-}" in
-  -h|--help) sed -n '2,26p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  -h|--help)
+    awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' \
+      "${BASH_SOURCE[0]}"
+    exit 0
+    ;;
   "") ;;
   *) echo "usage: scripts/test-scripts.sh (see --help)" >&2; exit 2 ;;
 esac
@@ -123,6 +127,22 @@ step_dir() {
     [[ -d "$dir" ]] && basename "$dir" && return 0
   done
   return 1
+}
+
+# ---------------------------------------------------------------------------
+# Every script
+
+test_help() {
+  local name="every script answers --help, from any folder"
+  local out="$work/help.out" script
+  for script in demo compare diff-steps test-scripts; do
+    rc=0
+    (cd / && timeout 30 "$scripts/$script.sh" --help) >"$out" 2>&1 || rc=$?
+    if (( rc != 0 )) || ! grep -q "scripts/$script.sh" "$out"; then
+      fail "$name" "$script.sh --help (exit $rc)" "$out"; return
+    fi
+  done
+  pass "$name"
 }
 
 # ---------------------------------------------------------------------------
@@ -402,6 +422,7 @@ test_bench_smoke() {
 
 # ---------------------------------------------------------------------------
 
+test_help
 test_diff_steps
 if $have_curl; then
   test_demo_round_robin
