@@ -374,6 +374,15 @@ impl RunningBackend {
         }
     }
 
+    /// Starts `count` backends, each on its own fresh port.
+    pub async fn start_many(count: usize) -> Vec<RunningBackend> {
+        let mut backends = Vec::with_capacity(count);
+        for _ in 0..count {
+            backends.push(RunningBackend::start().await);
+        }
+        backends
+    }
+
     /// Starts a backend on a listener the caller bound.
     pub fn on(listener: TcpListener) -> RunningBackend {
         let addr = listener.local_addr().expect("bound listener has an addr");
@@ -410,4 +419,13 @@ impl Drop for RunningBackend {
     fn drop(&mut self) {
         self.task.abort();
     }
+}
+
+/// Addresses as `--backends` takes them: `127.0.0.1:1,127.0.0.1:2`.
+pub fn backend_list<T: ToString>(addrs: impl IntoIterator<Item = T>) -> String {
+    addrs
+        .into_iter()
+        .map(|addr| addr.to_string())
+        .collect::<Vec<_>>()
+        .join(",")
 }

@@ -1,6 +1,7 @@
 //! Addresses: the article's defaults and a `host:port` type for flags.
 
 use std::fmt;
+use std::net::SocketAddr;
 use std::str::FromStr;
 
 /// Where the L4 steps listen, as in the article: `localhost:3000`, but only
@@ -37,6 +38,16 @@ impl HostPort {
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+}
+
+/// A socket address is a host (its IP) and a port.
+impl From<SocketAddr> for HostPort {
+    fn from(addr: SocketAddr) -> Self {
+        HostPort {
+            host: addr.ip().to_string(),
+            port: addr.port(),
+        }
     }
 }
 
@@ -97,6 +108,8 @@ mod tests {
         let b: HostPort = "[::1]:3000".parse().unwrap();
         assert_eq!((b.host(), b.port()), ("::1", 3000));
         assert_eq!(b.to_string(), "[::1]:3000");
+        let from_socket = HostPort::from(SocketAddr::from(([127, 0, 0, 1], 9)));
+        assert_eq!(from_socket.to_string(), "127.0.0.1:9");
         assert_eq!(
             "127.0.0.1:0".parse::<HostPort>().unwrap().to_string(),
             "127.0.0.1:0"

@@ -16,14 +16,8 @@ use step_02_forward::run;
 const BINARY: &str = env!("CARGO_BIN_EXE_02-forward");
 const MIB: u64 = 1024 * 1024;
 
-fn host_port(addr: std::net::SocketAddr) -> HostPort {
-    addr.to_string()
-        .parse()
-        .expect("a socket address is host:port")
-}
-
 async fn step_in_front_of(backend: std::net::SocketAddr) -> RunningStep {
-    let backend = host_port(backend);
+    let backend = HostPort::from(backend);
     RunningStep::start(move |listener, shutdown| {
         run(listener, backend, shutdown)
     })

@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 
-use dummy_servers::RunningBackend;
+use dummy_servers::{RunningBackend, backend_list};
 use lab_common::HostPort;
 use lab_common::testing::http::{
     check_big_request, check_download, check_upload, closed_without_answer,
@@ -18,19 +18,9 @@ use step_04_round_robin::run;
 const BINARY: &str = env!("CARGO_BIN_EXE_04-round-robin");
 const MIB: u64 = 1024 * 1024;
 
-async fn three_backends() -> Vec<RunningBackend> {
-    vec![
-        RunningBackend::start().await,
-        RunningBackend::start().await,
-        RunningBackend::start().await,
-    ]
-}
-
 async fn step_in_front_of(backends: &[SocketAddr]) -> RunningStep {
-    let backends: Vec<HostPort> = backends
-        .iter()
-        .map(|addr| addr.to_string().parse().unwrap())
-        .collect();
+    let backends: Vec<HostPort> =
+        backends.iter().map(|&addr| HostPort::from(addr)).collect();
     RunningStep::start(move |listener, shutdown| {
         run(listener, backends, shutdown)
     })
@@ -43,7 +33,7 @@ fn addrs(backends: &[RunningBackend]) -> Vec<SocketAddr> {
 
 #[tokio::test]
 async fn connections_go_to_the_backends_in_turn() {
-    let backends = three_backends().await;
+    let backends = RunningBackend::start_many(3).await;
     let step = step_in_front_of(&addrs(&backends)).await;
     let mut answered = Vec::new();
     for _ in 0..6 {
@@ -57,7 +47,7 @@ async fn connections_go_to_the_backends_in_turn() {
 
 #[tokio::test]
 async fn one_kept_alive_connection_stays_on_one_backend() {
-    let backends = three_backends().await;
+    let backends = RunningBackend::start_many(3).await;
     let step = step_in_front_of(&addrs(&backends)).await;
     let client = keep_alive_client();
     let url = format!("http://{}/", step.addr);
@@ -70,7 +60,7 @@ async fn one_kept_alive_connection_stays_on_one_backend() {
 
 #[tokio::test]
 async fn sixty_four_mib_each_way_arrive_intact() {
-    let backends = three_backends().await;
+    let backends = RunningBackend::start_many(3).await;
     let step = step_in_front_of(&addrs(&backends)).await;
     let base = format!("http://{}", step.addr);
     check_upload(&fresh_client(), &base, 64 * MIB).await;
@@ -79,7 +69,7 @@ async fn sixty_four_mib_each_way_arrive_intact() {
 
 #[tokio::test]
 async fn a_request_over_1_kib_is_not_truncated() {
-    let backends = three_backends().await;
+    let backends = RunningBackend::start_many(3).await;
     let step = step_in_front_of(&addrs(&backends)).await;
     check_big_request(step.addr, 8 * 1024).await;
 }
@@ -94,7 +84,7 @@ async fn half_close_passes_through() {
 
 #[tokio::test]
 async fn a_dead_backend_fails_its_turn_and_the_next_client_is_served() {
-    let mut backends = three_backends().await;
+    let mut backends = RunningBackend::start_many(3).await;
     let dead = backends.remove(1);
     let step =
         step_in_front_of(&[backends[0].addr, dead.addr, backends[1].addr])
@@ -110,12 +100,8 @@ async fn a_dead_backend_fails_its_turn_and_the_next_client_is_served() {
 
 #[tokio::test]
 async fn the_binary_rotates_through_its_backends() {
-    let backends = three_backends().await;
-    let list = addrs(&backends)
-        .iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join(",");
+    let backends = RunningBackend::start_many(3).await;
+    let list = backend_list(addrs(&backends).iter());
     let mut step = RunningBinary::start(
         BINARY,
         &["--listen", "127.0.0.1:0", "--backends", &list],

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
-use dummy_servers::RunningBackend;
+use dummy_servers::{RunningBackend, backend_list};
 use lab_common::HostPort;
 use lab_common::testing::http::{
     check_big_request, check_download, check_upload, fresh_client,
@@ -19,22 +19,12 @@ use step_05_random_robin::run;
 const BINARY: &str = env!("CARGO_BIN_EXE_05-random-robin");
 const MIB: u64 = 1024 * 1024;
 
-async fn three_backends() -> Vec<RunningBackend> {
-    vec![
-        RunningBackend::start().await,
-        RunningBackend::start().await,
-        RunningBackend::start().await,
-    ]
-}
-
 async fn step_in_front_of(
     backends: &[SocketAddr],
     seed: Option<u64>,
 ) -> RunningStep {
-    let backends: Vec<HostPort> = backends
-        .iter()
-        .map(|addr| addr.to_string().parse().unwrap())
-        .collect();
+    let backends: Vec<HostPort> =
+        backends.iter().map(|&addr| HostPort::from(addr)).collect();
     RunningStep::start(move |listener, shutdown| {
         run(listener, backends, seed, shutdown)
     })
@@ -55,7 +45,7 @@ async fn sequence(step: &RunningStep, count: usize) -> Vec<String> {
 
 #[tokio::test]
 async fn the_same_seed_gives_the_same_sequence_twice() {
-    let backends = three_backends().await;
+    let backends = RunningBackend::start_many(3).await;
     let first = step_in_front_of(&addrs(&backends), Some(42)).await;
     let second = step_in_front_of(&addrs(&backends), Some(42)).await;
     let first = sequence(&first, 15).await;
@@ -67,7 +57,7 @@ async fn the_same_seed_gives_the_same_sequence_twice() {
 
 #[tokio::test]
 async fn over_300_connections_every_backend_is_chosen() {
-    let backends = three_backends().await;
+    let backends = RunningBackend::start_many(3).await;
     let step = step_in_front_of(&addrs(&backends), None).await;
     let mut counts: HashMap<String, usize> = HashMap::new();
     for name in sequence(&step, 300).await {
@@ -81,7 +71,7 @@ async fn over_300_connections_every_backend_is_chosen() {
 
 #[tokio::test]
 async fn sixty_four_mib_each_way_arrive_intact() {
-    let backends = three_backends().await;
+    let backends = RunningBackend::start_many(3).await;
     let step = step_in_front_of(&addrs(&backends), None).await;
     let base = format!("http://{}", step.addr);
     check_upload(&fresh_client(), &base, 64 * MIB).await;
@@ -90,7 +80,7 @@ async fn sixty_four_mib_each_way_arrive_intact() {
 
 #[tokio::test]
 async fn a_request_over_1_kib_is_not_truncated() {
-    let backends = three_backends().await;
+    let backends = RunningBackend::start_many(3).await;
     let step = step_in_front_of(&addrs(&backends), None).await;
     check_big_request(step.addr, 8 * 1024).await;
 }
@@ -133,12 +123,8 @@ connection: close
 
 #[tokio::test]
 async fn the_binary_repeats_a_seeded_sequence() {
-    let backends = three_backends().await;
-    let list = addrs(&backends)
-        .iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join(",");
+    let backends = RunningBackend::start_many(3).await;
+    let list = backend_list(addrs(&backends).iter());
     let args = [
         "--listen",
         "127.0.0.1:0",

@@ -4,7 +4,7 @@
 
 use std::net::SocketAddr;
 
-use dummy_servers::RunningBackend;
+use dummy_servers::{RunningBackend, backend_list};
 use lab_common::HostPort;
 use lab_common::testing::http::{
     check_download, check_upload, https_client_builder, raw_exchange,
@@ -19,19 +19,8 @@ use step_06_tls_front::run;
 const BINARY: &str = env!("CARGO_BIN_EXE_06-tls-front");
 const MIB: u64 = 1024 * 1024;
 
-async fn three_backends() -> Vec<RunningBackend> {
-    vec![
-        RunningBackend::start().await,
-        RunningBackend::start().await,
-        RunningBackend::start().await,
-    ]
-}
-
 fn host_ports(backends: &[SocketAddr]) -> Vec<HostPort> {
-    backends
-        .iter()
-        .map(|addr| addr.to_string().parse().unwrap())
-        .collect()
+    backends.iter().map(|&addr| HostPort::from(addr)).collect()
 }
 
 async fn step_in_front_of(
@@ -58,7 +47,7 @@ fn https_url(addr: SocketAddr) -> String {
 #[tokio::test]
 async fn https_connections_go_to_the_backends_in_turn() {
     let certs = TestCerts::new();
-    let backends = three_backends().await;
+    let backends = RunningBackend::start_many(3).await;
     let step = step_in_front_of(&addrs(&backends), &certs).await;
     let client = certs.https_client();
     let mut answered = Vec::new();
@@ -74,7 +63,7 @@ async fn https_connections_go_to_the_backends_in_turn() {
 #[tokio::test]
 async fn a_client_that_trusts_another_ca_refuses_the_balancer() {
     let certs = TestCerts::new();
-    let backends = three_backends().await;
+    let backends = RunningBackend::start_many(3).await;
     let step = step_in_front_of(&addrs(&backends), &certs).await;
     let other_ca = TestCerts::new();
     let result = deadline(
@@ -93,7 +82,7 @@ async fn a_client_that_trusts_another_ca_refuses_the_balancer() {
 #[tokio::test]
 async fn a_name_the_certificate_lacks_is_refused_by_the_client() {
     let certs = TestCerts::new();
-    let backends = three_backends().await;
+    let backends = RunningBackend::start_many(3).await;
     let step = step_in_front_of(&addrs(&backends), &certs).await;
     // other.test resolves to the balancer, but the certificate does not
     // name it.
@@ -110,7 +99,7 @@ async fn a_name_the_certificate_lacks_is_refused_by_the_client() {
 #[tokio::test]
 async fn plain_http_and_garbage_fail_and_the_next_tls_client_is_served() {
     let certs = TestCerts::new();
-    let backends = three_backends().await;
+    let backends = RunningBackend::start_many(3).await;
     let step = step_in_front_of(&addrs(&backends), &certs).await;
 
     let request = b"GET / HTTP/1.1\r\nhost: localhost\r\n\r\n";
@@ -130,7 +119,7 @@ async fn plain_http_and_garbage_fail_and_the_next_tls_client_is_served() {
 #[tokio::test]
 async fn a_silent_client_does_not_hold_up_the_next_one() {
     let certs = TestCerts::new();
-    let backends = three_backends().await;
+    let backends = RunningBackend::start_many(3).await;
     let step = step_in_front_of(&addrs(&backends), &certs).await;
     // Connects and never starts the handshake.
     let _silent = tokio::net::TcpStream::connect(step.addr).await.unwrap();
@@ -142,7 +131,7 @@ async fn a_silent_client_does_not_hold_up_the_next_one() {
 #[tokio::test]
 async fn sixteen_mib_each_way_arrive_intact() {
     let certs = TestCerts::new();
-    let backends = three_backends().await;
+    let backends = RunningBackend::start_many(3).await;
     let step = step_in_front_of(&addrs(&backends), &certs).await;
     let base = format!("https://127.0.0.1:{}", step.addr.port());
     check_upload(&certs.https_client(), &base, 16 * MIB).await;
@@ -152,7 +141,7 @@ async fn sixteen_mib_each_way_arrive_intact() {
 #[tokio::test]
 async fn a_dead_backend_fails_its_turn_and_the_next_client_is_served() {
     let certs = TestCerts::new();
-    let mut backends = three_backends().await;
+    let mut backends = RunningBackend::start_many(3).await;
     let dead = backends.remove(1);
     let step = step_in_front_of(
         &[backends[0].addr, dead.addr, backends[1].addr],
@@ -172,12 +161,8 @@ async fn a_dead_backend_fails_its_turn_and_the_next_client_is_served() {
 #[tokio::test]
 async fn the_binary_serves_https_and_logs_failed_handshakes() {
     let certs = TestCerts::new();
-    let backends = three_backends().await;
-    let list = addrs(&backends)
-        .iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join(",");
+    let backends = RunningBackend::start_many(3).await;
+    let list = backend_list(addrs(&backends).iter());
     let mut args = vec!["--listen", "127.0.0.1:0", "--backends", &list];
     let flags = certs.server_flags();
     args.extend(flags.iter().map(String::as_str));

@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use dummy_servers::RunningBackend;
+use dummy_servers::{RunningBackend, backend_list};
 use lab_common::HostPort;
 use lab_common::testing::http::{
     check_download, check_upload, echo_with, who_answers_with,
@@ -68,10 +68,8 @@ async fn step_in_front_of(
     certs: &Certs,
     backend_trust: BackendTrust,
 ) -> RunningStep {
-    let backends: Vec<HostPort> = backends
-        .iter()
-        .map(|addr| addr.to_string().parse().unwrap())
-        .collect();
+    let backends: Vec<HostPort> =
+        backends.iter().map(|&addr| HostPort::from(addr)).collect();
     let tls = certs.lab.server_config();
     RunningStep::start(move |listener, shutdown| {
         run(listener, backends, tls, backend_trust, shutdown)
@@ -194,11 +192,7 @@ fn binary_args(
     backends: &[SocketAddr],
     extra: &[String],
 ) -> Vec<String> {
-    let list = backends
-        .iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join(",");
+    let list = backend_list(backends.iter());
     let mut args = vec![
         "--listen".to_owned(),
         "127.0.0.1:0".into(),

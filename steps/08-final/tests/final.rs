@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 
-use dummy_servers::RunningBackend;
+use dummy_servers::{RunningBackend, backend_list};
 use lab_common::testing::http::{
     check_download, check_upload, echo_with, fresh_client, raw_exchange,
     who_answers_with,
@@ -178,11 +178,7 @@ async fn tls_backends_without_a_way_to_check_them_are_refused_at_start() {
 }
 
 fn binary_args(backends: &[Backend], extra: &[String]) -> Vec<String> {
-    let list = backends
-        .iter()
-        .map(Backend::server)
-        .collect::<Vec<_>>()
-        .join(",");
+    let list = backend_list(backends.iter().map(Backend::server));
     let mut args = vec![
         "--listen".to_owned(),
         "127.0.0.1:0".into(),

@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 
 use bytes::Bytes;
-use dummy_servers::{Echo, RunningBackend};
+use dummy_servers::{Echo, RunningBackend, backend_list};
 use http_body_util::{BodyExt, Empty};
 use hyper::client::conn::http1::{SendRequest, handshake};
 use hyper::{Request, StatusCode};
@@ -24,23 +24,12 @@ use tokio::task::JoinHandle;
 const BINARY: &str = env!("CARGO_BIN_EXE_09-http-proxy");
 const MIB: u64 = 1024 * 1024;
 
-async fn three_backends() -> Vec<RunningBackend> {
-    vec![
-        RunningBackend::start().await,
-        RunningBackend::start().await,
-        RunningBackend::start().await,
-    ]
-}
-
 fn addrs(backends: &[RunningBackend]) -> Vec<SocketAddr> {
     backends.iter().map(|backend| backend.addr).collect()
 }
 
 fn host_ports(backends: &[SocketAddr]) -> Vec<HostPort> {
-    backends
-        .iter()
-        .map(|addr| addr.to_string().parse().unwrap())
-        .collect()
+    backends.iter().map(|&addr| HostPort::from(addr)).collect()
 }
 
 /// Step 09 in this process, in front of `backends`.
@@ -138,7 +127,7 @@ impl OneConnection {
 #[tokio::test]
 async fn the_backend_learns_the_client_and_what_it_asked_for() {
     deadline("test", async {
-        let backends = three_backends().await;
+        let backends = RunningBackend::start_many(3).await;
         let proxy = proxy_in_front_of(&addrs(&backends)).await;
         let url = format!("http://{}/", proxy.addr);
         let echo = echo_with(&fresh_client(), &url).await;
@@ -163,7 +152,7 @@ async fn the_backend_learns_the_client_and_what_it_asked_for() {
 #[tokio::test]
 async fn a_layer_4_balancer_adds_no_forwarded_headers() {
     deadline("test", async {
-        let backends = three_backends().await;
+        let backends = RunningBackend::start_many(3).await;
         let step_04 = step_04_in_front_of(&addrs(&backends)).await;
         let url = format!("http://{}/", step_04.addr);
         let echo = echo_with(&fresh_client(), &url).await;
@@ -184,7 +173,7 @@ async fn a_layer_4_balancer_adds_no_forwarded_headers() {
 #[tokio::test]
 async fn requests_on_one_connection_rotate_here_but_not_at_step_04() {
     deadline("test", async {
-        let backends = three_backends().await;
+        let backends = RunningBackend::start_many(3).await;
         let names: Vec<String> =
             backends.iter().map(RunningBackend::name).collect();
 
@@ -260,7 +249,7 @@ async fn hop_by_hop_headers_stop_at_the_proxy_and_the_rest_goes_on() {
 #[tokio::test]
 async fn sixty_four_mib_each_way_arrive_intact() {
     deadline("test", async {
-        let backends = three_backends().await;
+        let backends = RunningBackend::start_many(3).await;
         let proxy = proxy_in_front_of(&addrs(&backends)).await;
         let base = format!("http://{}", proxy.addr);
         check_upload(&fresh_client(), &base, 64 * MIB).await;
@@ -272,7 +261,7 @@ async fn sixty_four_mib_each_way_arrive_intact() {
 #[tokio::test]
 async fn a_dead_backend_gets_a_502_and_the_connection_goes_on() {
     deadline("test", async {
-        let mut backends = three_backends().await;
+        let mut backends = RunningBackend::start_many(3).await;
         let dead = backends.remove(1);
         let proxy =
             proxy_in_front_of(&[backends[0].addr, dead.addr, backends[1].addr])
@@ -368,12 +357,8 @@ fn peak_resident_bytes(pid: u32) -> u64 {
 #[tokio::test]
 async fn the_binary_balances_per_request_and_logs_each_one() {
     deadline("test", async {
-        let backends = three_backends().await;
-        let list = addrs(&backends)
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join(",");
+        let backends = RunningBackend::start_many(3).await;
+        let list = backend_list(addrs(&backends).iter());
         let mut proxy = RunningBinary::start(
             BINARY,
             &["--listen", "127.0.0.1:0", "--backends", &list],
