@@ -26,233 +26,24 @@
 # on failure. Traffic goes to 127.0.0.1 only. Needs curl.
 set -euo pipefail
 
-root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-target_dir=${CARGO_TARGET_DIR:-$root/target}
-[[ "$target_dir" == /* ]] || target_dir="$root/$target_dir"
-bin_dir="$target_dir/debug"
-certs_dir="$root/certs"
+# shellcheck source-path=SCRIPTDIR source=lib/lab.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/lab.sh"
+lab_init demo --report-pids
 
-usage() {
-  awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' \
-    "${BASH_SOURCE[0]}"
-}
-
-die() {
-  echo "error: $*" >&2
-  exit 1
-}
-
-# ---------------------------------------------------------------------------
-# The steps. Everything below is driven by this table and by the folders in
-# steps/: a step folder this table does not know yet is run as a plain
-# layer-4 balancer over three plain backends.
-
-# Sets, for step folder $1: teaches, layer (4 or 7), front (http or https),
-# backend_tls (one word per backend: plain or tls; empty for none).
-step_spec() {
-  teaches="a load balancer"
-  layer=4
-  front=http
-  backend_tls=(plain plain plain)
-  case "$1" in
-    01-*)
-      teaches="a TCP listener that answers pong itself"
-      backend_tls=()
-      ;;
-    02-*)
-      teaches="forward every connection to one backend"
-      backend_tls=(plain)
-      ;;
-    03-*)
-      teaches="the same, around a dial helper"
-      backend_tls=(plain)
-      ;;
-    04-*) teaches="backends in turn, per connection" ;;
-    05-*) teaches="a backend at random, per connection" ;;
-    06-*)
-      teaches="TLS from the client, plain to the backends"
-      front=https
-      ;;
-    07-*)
-      teaches="TLS to the backends too, verified against the lab CA"
-      front=https
-      backend_tls=(tls tls tls)
-      ;;
-    08-*)
-      teaches="plain and TLS backends in one rotation, TLS front"
-      front=https
-      backend_tls=(plain tls tls)
-      ;;
-    09-*)
-      teaches="an HTTP proxy: backends in turn, per request"
-      layer=7
-      ;;
-  esac
-}
-
-# The step's command line: binary, listen address, backends and the flags
-# its stage needs. $1 = step folder, $2 = listen address, then backend
-# addresses.
-step_command() {
-  local step=$1 listen=$2
-  shift 2
-  local backends
-  backends=$(IFS=,; echo "$*")
-  local command=("$bin_dir/$step" --listen "$listen")
-  case "$step" in
-    01-*) ;;
-    02-*|03-*) command+=(--backend "$backends") ;;
-    05-*) command+=(--backends "$backends" --seed 7) ;;
-    08-*)
-      # Each server is HOST:PORT (plain) or tls://HOST:PORT.
-      local servers=() addr i=0
-      for addr in "$@"; do
-        if [[ "${backend_tls[i++]}" == tls ]]; then
-          servers+=("tls://$addr")
-        else
-          servers+=("$addr")
-        fi
-      done
-      command+=(--backends "$(IFS=,; echo "${servers[*]}")")
-      [[ "$front" == https ]] && command+=(--tls-front)
-      ;;
-    *) command+=(--backends "$backends") ;;
-  esac
-  printf '%s\n' "${command[@]}"
-}
-
-# ---------------------------------------------------------------------------
-# Processes: started in the background with their output in $work, stopped
-# by pid.
-
-pids=()
-names=()
-work=$(mktemp -d "${TMPDIR:-/tmp}/lb-lab-demo.XXXXXX")
-
-# True while process $1 runs (a finished child not yet reaped is a zombie:
-# kill -0 still finds it).
-alive() {
-  local state
-  kill -0 "$1" 2>/dev/null || return 1
-  read -r _ _ state _ <"/proc/$1/stat" 2>/dev/null || return 1
-  [[ "$state" != Z ]]
-}
-
-stop_all() {
-  local pid tries
-  for pid in "${pids[@]}"; do
-    kill -TERM "$pid" 2>/dev/null || true
-  done
-  for pid in "${pids[@]}"; do
-    tries=0
-    while alive "$pid" && (( ++tries <= 50 )); do
-      sleep 0.1
-    done
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-  done
-}
-
-on_exit() {
-  local status=$?
-  trap - EXIT INT TERM
-  if (( ${#pids[@]} > 0 )); then
-    stop_all
-    if (( status != 0 )); then
-      echo "stopped what the demo started (pids ${pids[*]})" >&2
-    fi
-  fi
-  rm -rf "$work"
-  exit "$status"
-}
-trap on_exit EXIT
-# A command that fails unexpectedly (set -e) says where, before stopping.
-set -E
-trap 'echo "error: ${BASH_SOURCE[0]} line $LINENO failed" >&2' ERR
-trap 'echo; echo "interrupted" >&2; exit 130' INT
-trap 'exit 143' TERM
-
-# Runs the command in lines of $2.. in the background as process "$1":
-# stdout to $work/$1.out, stderr to $work/$1.log.
-start() {
-  local name=$1
-  shift
-  # Made here, not by the child's redirection, so that reading them
-  # never races with its start.
-  : >"$work/$name.out"
-  : >"$work/$name.log"
-  "$@" >"$work/$name.out" 2>"$work/$name.log" </dev/null &
-  pids+=("$!")
-  names+=("$name")
-}
-
-# Waits (at most 30 s) until the process started last has printed $2
-# "listening on ADDR" lines, and puts the addresses in `listening`. $3 is
-# the option that changes its ports, for the message when one is taken.
-wait_listening() {
-  local name=$1 want=$2 option=$3 pid=${pids[-1]} tries=0
-  local out="$work/$name.out"
-  while (( $(grep -c '^listening on ' "$out" || true) < want )); do
-    if ! alive "$pid"; then
-      local port
-      port=$(grep -o 'cannot listen on [^ ]*:[0-9]*' "$work/$name.log" |
-        head -n 1 | sed 's/.*://' || true)
-      if [[ -n "$port" ]] && grep -q 'in use' "$work/$name.log"; then
-        die "port $port is in use: stop what runs there or pass $option"
-      fi
-      echo "error: $name exited; its log says:" >&2
-      sed 's/^/  /' "$work/$name.log" >&2
+# Ends the demo when a process it started does not listen (after
+# wait_listening or start_backends): a taken port in one line, a process
+# that exited or never listened with its log.
+die_not_started() {
+  local log="$work/$start_failed.log"
+  case "$start_failure" in
+    in-use) die "$start_error" ;;
+    exited)
+      echo "error: $start_failed exited; its log says:" >&2
+      sed 's/^/  /' "$log" >&2
       exit 1
-    fi
-    if (( ++tries > 300 )); then
-      die "$name is not listening after 30 s; its log: $(<"$work/$name.log")"
-    fi
-    sleep 0.1
-  done
-  mapfile -t listening < <(awk '/^listening on /{print $3}' "$out")
-}
-
-# Starts the backends and puts their addresses in `backend_addrs`: $1 =
-# comma-separated ports, then one word per port, plain or tls. Plain and TLS
-# backends run as two dummy-servers processes, the second with --tls
-# (its --tls-ports names ports, and a port 0 cannot be named).
-start_backends() {
-  local ports kinds=("${@:2}") plain=() tls=() i
-  IFS=, read -r -a ports <<<"$1"
-  for i in "${!kinds[@]}"; do
-    if [[ "${kinds[$i]}" == tls ]]; then
-      tls+=("${ports[$i]}")
-    else
-      plain+=("${ports[$i]}")
-    fi
-  done
-  local plain_addrs=() tls_addrs=()
-  if (( ${#plain[@]} > 0 )); then
-    start dummy-servers "$bin_dir/dummy-servers" \
-      --ports "$(IFS=,; echo "${plain[*]}")"
-    wait_listening dummy-servers "${#plain[@]}" "--backend-ports A,B,C"
-    plain_addrs=("${listening[@]}")
-  fi
-  if (( ${#tls[@]} > 0 )); then
-    start "dummy-servers --tls" "$bin_dir/dummy-servers" --tls \
-      --ports "$(IFS=,; echo "${tls[*]}")"
-    wait_listening "dummy-servers --tls" "${#tls[@]}" "--backend-ports A,B,C"
-    tls_addrs=("${listening[@]}")
-  fi
-  backend_addrs=()
-  local p=0 t=0
-  for i in "${!kinds[@]}"; do
-    if [[ "${kinds[$i]}" == tls ]]; then
-      backend_addrs+=("${tls_addrs[t++]}")
-    else
-      backend_addrs+=("${plain_addrs[p++]}")
-    fi
-  done
-}
-
-# True if something accepts connections on 127.0.0.1:$1.
-port_in_use() {
-  (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+      ;;
+    *) die "$start_failed is not listening after 30 s; its log: $(<"$log")" ;;
+  esac
 }
 
 # ---------------------------------------------------------------------------
@@ -262,11 +53,12 @@ step_arg=08
 port=${LAB_PORT:-}
 backend_ports=${LAB_BACKEND_PORTS:-4444,4445,4446}
 requests=${LAB_REQUESTS:-6}
+seed=7  # step 05's, as in compare.sh's table
 keep_running=false
 step_given=false
 while (( $# > 0 )); do
   case "$1" in
-    -h|--help) usage; exit 0 ;;
+    -h|--help) print_header "${BASH_SOURCE[0]}"; exit 0 ;;
     --port) port=${2:?--port needs a number}; shift ;;
     --port=*) port=${1#--port=} ;;
     --backend-ports) backend_ports=${2:?--backend-ports needs A,B,C}; shift ;;
@@ -324,47 +116,34 @@ for p in "${ports[@]}"; do
     die "--backend-ports takes ports 0-65535, comma-separated"
   fi
 done
-command -v curl >/dev/null || die "curl is needed (apt-get install curl)"
+require_curl
 
-# Fail before building if a fixed port is taken; ports given as 0 are
-# picked by the system when binding.
-if (( port != 0 )) && port_in_use "$port"; then
-  die "port $port is in use: stop what runs there or pass --port N"
-fi
-for p in "${ports[@]}"; do
-  if (( p != 0 )) && port_in_use "$p"; then
-    die "port $p is in use: stop what runs there (the lab's own backends?" \
-      "scripts/spawn-backends.sh stop) or pass --backend-ports A,B,C"
-  fi
-done
+# Fail before building if a fixed port is taken.
+require_free_port "$port" "--port N"
+require_free_backend_ports "${ports[@]}"
 
 # ---------------------------------------------------------------------------
 # Build, certificates, start.
 
 echo "== building $step and dummy-servers (the first build takes a while)"
-(cd "$root" && cargo build --quiet --bin "$step" --bin dummy-servers)
+build_bins "$step" dummy-servers
 
 needs_tls=false
-[[ "$front" == https ]] && needs_tls=true
-for kind in "${backend_tls[@]}"; do
-  [[ "$kind" == tls ]] && needs_tls=true
-done
-if $needs_tls && [[ ! -f "$certs_dir/ca.crt" ]]; then
-  echo "== making the lab certificates (scripts/gen-certs.sh)"
-  [[ -x "$root/scripts/gen-certs.sh" ]] ||
-    die "$step needs TLS certificates, and scripts/gen-certs.sh is missing"
-  "$root/scripts/gen-certs.sh"
+step_needs_tls && needs_tls=true
+if $needs_tls; then
+  make_certs "$step needs TLS certificates"
 fi
 
 backend_addrs=()
 if (( ${#ports[@]} > 0 )); then
-  start_backends "$(IFS=,; echo "${ports[*]}")" "${backend_tls[@]}"
+  start_backends dummy-servers "dummy-servers --tls" \
+    "$(IFS=,; echo "${ports[*]}")" "${backend_tls[@]}" || die_not_started
 fi
 
 mapfile -t command < <(step_command "$step" "127.0.0.1:$port" \
   "${backend_addrs[@]}")
 start "$step" "${command[@]}"
-wait_listening "$step" 1 "--port N"
+wait_listening "$step" 1 "--port N" || die_not_started
 balancer=${listening[0]}
 
 # ---------------------------------------------------------------------------
@@ -564,7 +343,6 @@ for i in "${!pids[@]}"; do
   started+=("${names[$i]} (pid ${pids[$i]})")
 done
 stop_all
-pids=()
 echo
 started_text=$(printf ', %s' "${started[@]}")
 ports_text=$(printf ', %s' "${listen_ports[@]}")

@@ -1,0 +1,341 @@
+# shellcheck shell=bash
+# What scripts/demo.sh and scripts/compare.sh share: the lab's paths, the
+# table of steps (what each teaches, its layer, TLS at the front and per
+# backend, its command line), building, certificates, port checks, and
+# processes started in the background and stopped by pid.
+#
+# Sourced, not run:
+#   # shellcheck source=lib/lab.sh
+#   source "$(dirname "${BASH_SOURCE[0]}")/lib/lab.sh"
+# Sourcing only defines functions; lab_init starts using them. They work
+# under set -euo pipefail, and talk through the globals each one names.
+
+# ---------------------------------------------------------------------------
+# Setting up.
+
+# Sets the paths (root, target_dir, bin_dir, certs_dir), makes `work`, a
+# new folder lb-lab-$1.XXXXXX in $TMPDIR, and sets the traps: on exit,
+# also on failure, on Ctrl-C (status 130) and on TERM (143), everything
+# started is stopped by pid and `work` removed. A command that fails
+# unexpectedly (set -e) first says where. With --report-pids as $2, a run
+# that fails also says which pids it stopped: "stopped what the $1 started
+# (pids ...)".
+lab_init() {
+  root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+  target_dir=${CARGO_TARGET_DIR:-$root/target}
+  [[ "$target_dir" == /* ]] || target_dir="$root/$target_dir"
+  bin_dir="$target_dir/debug"
+  certs_dir="$root/certs"
+
+  pids=()
+  names=()
+  lab_script=$1
+  lab_report_pids=false
+  [[ "${2:-}" == --report-pids ]] && lab_report_pids=true
+  work=$(mktemp -d "${TMPDIR:-/tmp}/lb-lab-$1.XXXXXX")
+  trap lab_on_exit EXIT
+  set -E
+  trap 'echo "error: ${BASH_SOURCE[0]} line $LINENO failed" >&2' ERR
+  trap 'echo; echo "interrupted" >&2; exit 130' INT
+  trap 'exit 143' TERM
+}
+
+lab_on_exit() {
+  local status=$?
+  local stopped=("${pids[@]}")
+  trap - EXIT INT TERM
+  stop_all
+  if $lab_report_pids && (( status != 0 && ${#stopped[@]} > 0 )); then
+    echo "stopped what the $lab_script started (pids ${stopped[*]})" >&2
+  fi
+  rm -rf "$work"
+  exit "$status"
+}
+
+# Prints the comment block at the top of script $1, without the #s: its
+# --help.
+print_header() {
+  awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$1"
+}
+
+die() {
+  echo "error: $*" >&2
+  exit 1
+}
+
+# ---------------------------------------------------------------------------
+# The steps. A step folder this table does not know yet is run as a plain
+# layer-4 balancer over three plain backends.
+
+# Sets, for step folder $1: layer (4 or 7), front (http or https),
+# backend_tls (one word per backend: plain or tls; empty for none), and
+# what the step teaches: `teaches` in a sentence (demo.sh's heading) and
+# `teaches_brief` (compare.sh's column, at most 36 characters).
+# shellcheck disable=SC2034 # the globals are for the scripts
+step_spec() {
+  teaches="a load balancer"
+  teaches_brief="a load balancer"
+  layer=4
+  front=http
+  backend_tls=(plain plain plain)
+  case "$1" in
+    01-*)
+      teaches="a TCP listener that answers pong itself"
+      teaches_brief="listen; answer pong itself"
+      backend_tls=()
+      ;;
+    02-*)
+      teaches="forward every connection to one backend"
+      teaches_brief="forward to one backend"
+      backend_tls=(plain)
+      ;;
+    03-*)
+      teaches="the same, around a dial helper"
+      teaches_brief="the same, with a dial helper"
+      backend_tls=(plain)
+      ;;
+    04-*)
+      teaches="backends in turn, per connection"
+      teaches_brief="round robin per connection"
+      ;;
+    05-*)
+      teaches="a backend at random, per connection"
+      teaches_brief="random per connection"
+      ;;
+    06-*)
+      teaches="TLS from the client, plain to the backends"
+      teaches_brief="TLS at the front"
+      front=https
+      ;;
+    07-*)
+      teaches="TLS to the backends too, verified against the lab CA"
+      teaches_brief="TLS to the backends too"
+      front=https
+      backend_tls=(tls tls tls)
+      ;;
+    08-*)
+      teaches="plain and TLS backends in one rotation, TLS front"
+      teaches_brief="plain + TLS backends, TLS front"
+      front=https
+      backend_tls=(plain tls tls)
+      ;;
+    09-*)
+      teaches="an HTTP proxy: backends in turn, per request"
+      teaches_brief="HTTP proxy, round robin per request"
+      layer=7
+      ;;
+  esac
+}
+
+# True if the step step_spec described last needs the lab certificates:
+# TLS at the front or to any backend.
+step_needs_tls() {
+  [[ "$front" == https || " ${backend_tls[*]} " == *" tls "* ]]
+}
+
+# The step's command line, one word per line: binary, listen address,
+# backends and the flags its stage needs (step 05 picks with `seed`). $1 =
+# step folder, $2 = listen address, then backend addresses; step_spec
+# must have described the step.
+step_command() {
+  local step=$1 listen=$2
+  shift 2
+  local backends
+  backends=$(IFS=,; echo "$*")
+  local command=("$bin_dir/$step" --listen "$listen")
+  case "$step" in
+    01-*) ;;
+    02-*|03-*) command+=(--backend "$backends") ;;
+    05-*) command+=(--backends "$backends" --seed "$seed") ;;
+    08-*)
+      # Each server is HOST:PORT (plain) or tls://HOST:PORT.
+      local servers=() addr i=0
+      for addr in "$@"; do
+        if [[ "${backend_tls[i++]}" == tls ]]; then
+          servers+=("tls://$addr")
+        else
+          servers+=("$addr")
+        fi
+      done
+      command+=(--backends "$(IFS=,; echo "${servers[*]}")")
+      [[ "$front" == https ]] && command+=(--tls-front)
+      ;;
+    *) command+=(--backends "$backends") ;;
+  esac
+  printf '%s\n' "${command[@]}"
+}
+
+# ---------------------------------------------------------------------------
+# Before starting: ports, binaries, certificates.
+
+# True if something accepts connections on 127.0.0.1:$1.
+port_in_use() {
+  (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
+# Stops the script if port $1 is fixed (not 0) and taken; $2 is the option
+# that changes it. Ports given as 0 are picked by the system when binding.
+require_free_port() {
+  if (( $1 != 0 )) && port_in_use "$1"; then
+    die "port $1 is in use: stop what runs there or pass $2"
+  fi
+}
+
+# The same for the backends' ports, $@.
+require_free_backend_ports() {
+  local p
+  for p in "$@"; do
+    if (( p != 0 )) && port_in_use "$p"; then
+      die "port $p is in use: stop what runs there (the lab's own backends?" \
+        "scripts/spawn-backends.sh stop) or pass --backend-ports A,B,C"
+    fi
+  done
+}
+
+require_curl() {
+  command -v curl >/dev/null || die "curl is needed (apt-get install curl)"
+}
+
+# Builds the debug binaries $@ (cargo build --bin each).
+build_bins() {
+  local args=() bin
+  for bin in "$@"; do
+    args+=(--bin "$bin")
+  done
+  (cd "$root" && cargo build --quiet "${args[@]}")
+}
+
+# Makes the lab certificates (scripts/gen-certs.sh) unless certs/ca.crt
+# exists. $1 says who needs them, for the error if gen-certs.sh is missing:
+# "$1, and scripts/gen-certs.sh is missing".
+make_certs() {
+  [[ ! -f "$certs_dir/ca.crt" ]] || return 0
+  echo "== making the lab certificates (scripts/gen-certs.sh)"
+  [[ -x "$root/scripts/gen-certs.sh" ]] ||
+    die "$1, and scripts/gen-certs.sh is missing"
+  "$root/scripts/gen-certs.sh"
+}
+
+# ---------------------------------------------------------------------------
+# Processes: started in the background with their output in $work, stopped
+# by pid. `pids` and `names` list those running, in the order started.
+
+# True while process $1 runs (a finished child not yet reaped is a zombie:
+# kill -0 still finds it).
+alive() {
+  local state
+  kill -0 "$1" 2>/dev/null || return 1
+  read -r _ _ state _ <"/proc/$1/stat" 2>/dev/null || return 1
+  [[ "$state" != Z ]]
+}
+
+# Stops every process started (TERM, then KILL after 5 s) and forgets them.
+stop_all() {
+  local pid tries
+  for pid in "${pids[@]}"; do
+    kill -TERM "$pid" 2>/dev/null || true
+  done
+  for pid in "${pids[@]}"; do
+    tries=0
+    while alive "$pid" && (( ++tries <= 50 )); do
+      sleep 0.1
+    done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+  done
+  pids=()
+  names=()
+}
+
+# Runs the command in $2.. in the background as process "$1": stdout to
+# $work/$1.out, stderr to $work/$1.log.
+start() {
+  local name=$1
+  shift
+  # Made here, not by the child's redirection, so that reading them
+  # never races with its start.
+  : >"$work/$name.out"
+  : >"$work/$name.log"
+  "$@" >"$work/$name.out" 2>"$work/$name.log" </dev/null &
+  pids+=("$!")
+  names+=("$name")
+}
+
+# Waits (at most 30 s) until the process started last, "$1", has printed
+# $2 "listening on ADDR" lines, and puts the addresses in `listening`. $3
+# is the option that changes its ports, for the message when one is
+# taken. If it does not listen, returns 1 and sets `start_failed` (its
+# name), `start_failure` (in-use, exited or silent) and `start_error` (why,
+# in a line).
+# shellcheck disable=SC2034 # the start_ globals are for the scripts
+wait_listening() {
+  local name=$1 want=$2 option=$3 pid=${pids[-1]} tries=0
+  local out="$work/$name.out" log="$work/$name.log"
+  start_failed=$name
+  start_failure=""
+  start_error=""
+  while (( $(grep -c '^listening on ' "$out" || true) < want )); do
+    if ! alive "$pid"; then
+      local port
+      port=$(grep -o 'cannot listen on [^ ]*:[0-9]*' "$log" | head -n 1 |
+        sed 's/.*://' || true)
+      if [[ -n "$port" ]] && grep -q 'in use' "$log"; then
+        start_failure=in-use
+        start_error="port $port is in use: stop what runs there or pass $option"
+      else
+        start_failure=exited
+        start_error="$name exited: $(grep -m 1 . "$log" || echo 'no log')"
+      fi
+      return 1
+    fi
+    if (( ++tries > 300 )); then
+      start_failure=silent
+      start_error="$name is not listening after 30 s"
+      return 1
+    fi
+    sleep 0.1
+  done
+  mapfile -t listening < <(awk '/^listening on /{print $3}' "$out")
+}
+
+# Starts the backends and puts their addresses in `backend_addrs`: $1 and
+# $2 = names for the plain and the TLS backends' process, $3 =
+# comma-separated ports, then one word per port, plain or tls. Plain and
+# TLS backends run as two dummy-servers processes, the second with --tls
+# (its --tls-ports names ports, and a port 0 cannot be named). Returns 1,
+# as wait_listening does, if one does not start.
+start_backends() {
+  local plain_name=$1 tls_name=$2 ports kinds=("${@:4}") plain=() tls=() i
+  IFS=, read -r -a ports <<<"$3"
+  for i in "${!kinds[@]}"; do
+    if [[ "${kinds[$i]}" == tls ]]; then
+      tls+=("${ports[$i]}")
+    else
+      plain+=("${ports[$i]}")
+    fi
+  done
+  local plain_addrs=() tls_addrs=()
+  if (( ${#plain[@]} > 0 )); then
+    start "$plain_name" "$bin_dir/dummy-servers" \
+      --ports "$(IFS=,; echo "${plain[*]}")"
+    wait_listening "$plain_name" "${#plain[@]}" "--backend-ports A,B,C" ||
+      return 1
+    plain_addrs=("${listening[@]}")
+  fi
+  if (( ${#tls[@]} > 0 )); then
+    start "$tls_name" "$bin_dir/dummy-servers" --tls \
+      --ports "$(IFS=,; echo "${tls[*]}")"
+    wait_listening "$tls_name" "${#tls[@]}" "--backend-ports A,B,C" ||
+      return 1
+    tls_addrs=("${listening[@]}")
+  fi
+  backend_addrs=()
+  local p=0 t=0
+  for i in "${!kinds[@]}"; do
+    if [[ "${kinds[$i]}" == tls ]]; then
+      backend_addrs+=("${tls_addrs[t++]}")
+    else
+      backend_addrs+=("${plain_addrs[p++]}")
+    fi
+  done
+}
