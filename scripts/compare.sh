@@ -28,235 +28,13 @@
 # on Ctrl-C or failure. Traffic goes to 127.0.0.1 only. Needs curl.
 set -euo pipefail
 
-root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-target_dir=${CARGO_TARGET_DIR:-$root/target}
-[[ "$target_dir" == /* ]] || target_dir="$root/$target_dir"
-bin_dir="$target_dir/debug"
-certs_dir="$root/certs"
+# shellcheck source-path=SCRIPTDIR source=lib/lab.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/lab.sh"
+lab_init compare
 
-usage() {
-  awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' \
-    "${BASH_SOURCE[0]}"
-}
-
-die() {
-  echo "error: $*" >&2
-  exit 1
-}
-
-# ---------------------------------------------------------------------------
-# The steps. The rows are the steps this table knows and any other folder
-# in steps/; a step folder this table does not know yet is run as a plain
-# layer-4 balancer over three plain backends.
-
+# The rows are the steps the table in lib/lab.sh knows and any other
+# folder in steps/.
 known_steps=(01 02 03 04 05 06 07 08 09)
-
-# Sets, for step folder $1: teaches, layer (4 or 7), front (http or https),
-# backend_tls (one word per backend: plain or tls; empty for none).
-step_spec() {
-  teaches="a load balancer"
-  layer=4
-  front=http
-  backend_tls=(plain plain plain)
-  case "$1" in
-    01*)
-      teaches="listen; answer pong itself"
-      backend_tls=()
-      ;;
-    02*)
-      teaches="forward to one backend"
-      backend_tls=(plain)
-      ;;
-    03*)
-      teaches="the same, with a dial helper"
-      backend_tls=(plain)
-      ;;
-    04*) teaches="round robin per connection" ;;
-    05*) teaches="random per connection" ;;
-    06*)
-      teaches="TLS at the front"
-      front=https
-      ;;
-    07*)
-      teaches="TLS to the backends too"
-      front=https
-      backend_tls=(tls tls tls)
-      ;;
-    08*)
-      teaches="plain + TLS backends, TLS front"
-      front=https
-      backend_tls=(plain tls tls)
-      ;;
-    09*)
-      teaches="HTTP proxy, round robin per request"
-      layer=7
-      ;;
-  esac
-}
-
-# The step's command line, one word per line: $1 = step folder, $2 =
-# listen address, then backend addresses.
-step_command() {
-  local step=$1 listen=$2
-  shift 2
-  local backends
-  backends=$(IFS=,; echo "$*")
-  local command=("$bin_dir/$step" --listen "$listen")
-  case "$step" in
-    01-*) ;;
-    02-*|03-*) command+=(--backend "$backends") ;;
-    05-*) command+=(--backends "$backends" --seed "$seed") ;;
-    08-*)
-      # Each server is HOST:PORT (plain) or tls://HOST:PORT.
-      local servers=() addr i=0
-      for addr in "$@"; do
-        if [[ "${backend_tls[i++]}" == tls ]]; then
-          servers+=("tls://$addr")
-        else
-          servers+=("$addr")
-        fi
-      done
-      command+=(--backends "$(IFS=,; echo "${servers[*]}")")
-      [[ "$front" == https ]] && command+=(--tls-front)
-      ;;
-    *) command+=(--backends "$backends") ;;
-  esac
-  printf '%s\n' "${command[@]}"
-}
-
-# ---------------------------------------------------------------------------
-# Processes: started in the background with their output in $work, stopped
-# by pid.
-
-pids=()
-work=$(mktemp -d "${TMPDIR:-/tmp}/lb-lab-compare.XXXXXX")
-
-# True while process $1 runs (a finished child not yet reaped is a zombie:
-# kill -0 still finds it).
-alive() {
-  local state
-  kill -0 "$1" 2>/dev/null || return 1
-  read -r _ _ state _ <"/proc/$1/stat" 2>/dev/null || return 1
-  [[ "$state" != Z ]]
-}
-
-stop_all() {
-  local pid tries
-  for pid in "${pids[@]}"; do
-    kill -TERM "$pid" 2>/dev/null || true
-  done
-  for pid in "${pids[@]}"; do
-    tries=0
-    while alive "$pid" && (( ++tries <= 50 )); do
-      sleep 0.1
-    done
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-  done
-  pids=()
-}
-
-on_exit() {
-  local status=$?
-  trap - EXIT INT TERM
-  stop_all
-  rm -rf "$work"
-  exit "$status"
-}
-trap on_exit EXIT
-# A command that fails unexpectedly (set -e) says where, before stopping.
-set -E
-trap 'echo "error: ${BASH_SOURCE[0]} line $LINENO failed" >&2' ERR
-trap 'echo; echo "interrupted" >&2; exit 130' INT
-trap 'exit 143' TERM
-
-# Runs the command in $2.. in the background as process "$1": stdout to
-# $work/$1.out, stderr to $work/$1.log.
-start() {
-  local name=$1
-  shift
-  # Made here, not by the child's redirection, so that reading them
-  # never races with its start.
-  : >"$work/$name.out"
-  : >"$work/$name.log"
-  "$@" >"$work/$name.out" 2>"$work/$name.log" </dev/null &
-  pids+=("$!")
-}
-
-# Waits (at most 30 s) until the process started last has printed $2
-# "listening on ADDR" lines, and puts the addresses in `listening`. On
-# failure sets `start_error` and returns 1. $3 is the option that changes
-# its ports, for the message when one is taken.
-wait_listening() {
-  local name=$1 want=$2 option=$3 pid=${pids[-1]} tries=0
-  local out="$work/$name.out" log="$work/$name.log"
-  start_error=""
-  while (( $(grep -c '^listening on ' "$out" || true) < want )); do
-    if ! alive "$pid"; then
-      local port
-      port=$(grep -o 'cannot listen on [^ ]*:[0-9]*' "$log" | head -n 1 |
-        sed 's/.*://' || true)
-      if [[ -n "$port" ]] && grep -q 'in use' "$log"; then
-        start_error="port $port is in use: stop what runs there or pass $option"
-      else
-        start_error="$name exited: $(grep -m 1 . "$log" || echo 'no log')"
-      fi
-      return 1
-    fi
-    if (( ++tries > 300 )); then
-      start_error="$name is not listening after 30 s"
-      return 1
-    fi
-    sleep 0.1
-  done
-  mapfile -t listening < <(awk '/^listening on /{print $3}' "$out")
-}
-
-# Starts the backends and puts their addresses in `backend_addrs`: $1 =
-# a name for their logs, $2 = comma-separated ports, then one word per
-# port, plain or tls. Plain and TLS backends run as two dummy-servers
-# processes, the second with --tls (its --tls-ports names ports, and a
-# port 0 cannot be named). Returns 1, with `start_error`, on failure.
-start_backends() {
-  local name=$1 ports kinds=("${@:3}") plain=() tls=() i
-  IFS=, read -r -a ports <<<"$2"
-  for i in "${!kinds[@]}"; do
-    if [[ "${kinds[$i]}" == tls ]]; then
-      tls+=("${ports[$i]}")
-    else
-      plain+=("${ports[$i]}")
-    fi
-  done
-  local plain_addrs=() tls_addrs=()
-  if (( ${#plain[@]} > 0 )); then
-    start "$name-backends" "$bin_dir/dummy-servers" \
-      --ports "$(IFS=,; echo "${plain[*]}")"
-    wait_listening "$name-backends" "${#plain[@]}" "--backend-ports A,B,C" ||
-      return 1
-    plain_addrs=("${listening[@]}")
-  fi
-  if (( ${#tls[@]} > 0 )); then
-    start "$name-tls-backends" "$bin_dir/dummy-servers" --tls \
-      --ports "$(IFS=,; echo "${tls[*]}")"
-    wait_listening "$name-tls-backends" "${#tls[@]}" \
-      "--backend-ports A,B,C" || return 1
-    tls_addrs=("${listening[@]}")
-  fi
-  backend_addrs=()
-  local p=0 t=0
-  for i in "${!kinds[@]}"; do
-    if [[ "${kinds[$i]}" == tls ]]; then
-      backend_addrs+=("${tls_addrs[t++]}")
-    else
-      backend_addrs+=("${plain_addrs[p++]}")
-    fi
-  done
-}
-
-# True if something accepts connections on 127.0.0.1:$1.
-port_in_use() {
-  (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
-}
 
 # ---------------------------------------------------------------------------
 # Arguments.
@@ -269,7 +47,7 @@ backend_ports=${LAB_BACKEND_PORTS:-4444,4445,4446}
 tsv=""
 while (( $# > 0 )); do
   case "$1" in
-    -h|--help) usage; exit 0 ;;
+    -h|--help) print_header "${BASH_SOURCE[0]}"; exit 0 ;;
     --requests) requests=${2:?--requests needs a number}; shift ;;
     --requests=*) requests=${1#--requests=} ;;
     --seed) seed=${2:?--seed needs a number}; shift ;;
@@ -302,22 +80,12 @@ IFS=, read -r -a ports <<<"$backend_ports"
 for p in "${ports[@]}"; do
   valid_port "$p" || die "--backend-ports takes ports 0-65535"
 done
-command -v curl >/dev/null || die "curl is needed (apt-get install curl)"
+require_curl
 
-# Fail before building if a fixed port is taken; ports given as 0 are
-# picked by the system when binding.
-if (( port != 0 )) && port_in_use "$port"; then
-  die "port $port is in use: stop what runs there or pass --port N"
-fi
-if (( http_port != 0 )) && port_in_use "$http_port"; then
-  die "port $http_port is in use: stop what runs there or pass --http-port N"
-fi
-for p in "${ports[@]}"; do
-  if (( p != 0 )) && port_in_use "$p"; then
-    die "port $p is in use: stop what runs there (the lab's own backends?" \
-      "scripts/spawn-backends.sh stop) or pass --backend-ports A,B,C"
-  fi
-done
+# Fail before building if a fixed port is taken.
+require_free_port "$port" "--port N"
+require_free_port "$http_port" "--http-port N"
+require_free_backend_ports "${ports[@]}"
 
 # ---------------------------------------------------------------------------
 # The rows: every step this table knows, and every step folder.
@@ -332,25 +100,19 @@ done
 mapfile -t rows < <(printf '%s\n' "${known_steps[@]}" "${!folder[@]}" |
   sort -u)
 
-bins=(--bin dummy-servers)
+bins=(dummy-servers)
 needs_tls=false
 for number in "${rows[@]}"; do
   [[ -n "${folder[$number]:-}" ]] || continue
-  bins+=(--bin "${folder[$number]}")
+  bins+=("${folder[$number]}")
   step_spec "${folder[$number]}"
-  [[ "$front" == https ]] && needs_tls=true
-  for kind in "${backend_tls[@]}"; do
-    [[ "$kind" == tls ]] && needs_tls=true
-  done
+  step_needs_tls && needs_tls=true
 done
 
 echo "== building the steps and dummy-servers (the first build takes a while)" >&2
-(cd "$root" && cargo build --quiet "${bins[@]}")
-if $needs_tls && [[ ! -f "$certs_dir/ca.crt" ]]; then
-  echo "== making the lab certificates (scripts/gen-certs.sh)" >&2
-  [[ -x "$root/scripts/gen-certs.sh" ]] ||
-    die "the TLS steps need certificates, and scripts/gen-certs.sh is missing"
-  "$root/scripts/gen-certs.sh" >&2
+build_bins "${bins[@]}"
+if $needs_tls; then
+  make_certs "the TLS steps need certificates" >&2
 fi
 
 # ---------------------------------------------------------------------------
@@ -392,8 +154,8 @@ measure() {
 
   local backend_addrs=() count=${#backend_tls[@]}
   if (( count > 0 )); then
-    if ! start_backends "$step" "$(IFS=,; echo "${ports[*]:0:count}")" \
-      "${backend_tls[@]}"; then
+    if ! start_backends "$step-backends" "$step-tls-backends" \
+      "$(IFS=,; echo "${ports[*]:0:count}")" "${backend_tls[@]}"; then
       row_error=$start_error
       return
     fi
@@ -507,14 +269,15 @@ for number in "${rows[@]}"; do
   stop_all
   if [[ -n "$row_error" ]]; then
     # shellcheck disable=SC2059
-    printf "$format" "$step" "$teaches" - - - - - - "did not run: $row_error"
+    printf "$format" "$step" "$teaches_brief" - - - - - - \
+      "did not run: $row_error"
     [[ -n "$tsv" ]] && printf '%s\terror\t%s\n' "$step" "$row_error" >>"$tsv"
     problems=$(( problems + 1 ))
     continue
   fi
   # shellcheck disable=SC2059
-  printf "$format" "$step" "$teaches" "$requests" "${counts[@]}" "$failed" \
-    "$rate" "$spread"
+  printf "$format" "$step" "$teaches_brief" "$requests" "${counts[@]}" \
+    "$failed" "$rate" "$spread"
   [[ -n "$tsv" ]] && printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$step" \
     "$requests" "${counts[@]}" "$failed" "$rate" "$spread" >>"$tsv"
 done
