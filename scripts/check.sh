@@ -28,5 +28,5 @@ cargo test --workspace
 echo "== scripts/test-scripts.sh (demo, compare, diff-steps, bench --smoke)"
 bash scripts/test-scripts.sh
 echo "== shellcheck"
-shellcheck scripts/*.sh .ci/run
+shellcheck scripts/*.sh scripts/lib/*.sh .ci/run
 echo "== all checks passed"
