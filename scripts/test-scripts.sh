@@ -80,6 +80,15 @@ run() {
   timeout --kill-after=10 "$limit" "$@" >"$out" 2>&1 </dev/null || rc=$?
 }
 
+# ran_ok NAME OUTPUT || return 0: true if the last run exited 0; otherwise
+# fails test NAME, showing OUTPUT, and is false. (return 0: a test that
+# failed has said so; under set -e it must not stop the others.)
+ran_ok() {
+  (( rc == 0 )) && return 0
+  fail "$1" "exited with $rc" "$2"
+  return 1
+}
+
 # True if something accepts connections on 127.0.0.1:$1.
 port_in_use() {
   (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
@@ -117,6 +126,17 @@ nothing_left() {
     fi
   done
   return "$left"
+}
+
+# pass_if_nothing_left NAME OUTPUT: a demo test's last check. Passes NAME
+# if nothing the run in OUTPUT started still runs or listens.
+pass_if_nothing_left() {
+  local left
+  if left=$(nothing_left "$2"); then
+    pass "$1"
+  else
+    fail "$1" "left behind: $left" "$2"
+  fi
 }
 
 have_curl=true
@@ -186,9 +206,7 @@ test_demo_round_robin() {
   local out="$work/demo-04.out"
   run 600 "$out" "$scripts/demo.sh" 04 --port 0 --backend-ports 0,0,0 \
     --requests 6
-  if (( rc != 0 )); then
-    fail "$name" "exited with $rc" "$out"; return
-  fi
+  ran_ok "$name" "$out" || return 0
   if ! grep -Eq '^  answers: backend-[0-9]+ ×2, backend-[0-9]+ ×2, backend-[0-9]+ ×2$' "$out"; then
     fail "$name" "6 requests are not 2, 2 and 2" "$out"; return
   fi
@@ -201,11 +219,7 @@ test_demo_round_robin() {
     fail "$name" "a kept-alive connection did not stay on one backend" "$out"
     return
   fi
-  local left
-  if ! left=$(nothing_left "$out"); then
-    fail "$name" "left behind: $left" "$out"; return
-  fi
-  pass "$name"
+  pass_if_nothing_left "$name" "$out"
 }
 
 test_demo_default() {
@@ -215,19 +229,13 @@ test_demo_default() {
     fail "$name" "steps/08-* does not exist"; return
   fi
   run 600 "$out" "$scripts/demo.sh" --port 0 --backend-ports 0,0,0
-  if (( rc != 0 )); then
-    fail "$name" "exited with $rc" "$out"; return
-  fi
+  ran_ok "$name" "$out" || return 0
   if ! grep -q "^== $(step_dir 08):" "$out" ||
     (( $(grep -Ec '^  request [0-9]+ → backend-[0-9]+ ' "$out") != 6 )); then
     fail "$name" "6 requests were not all answered by backends" "$out"
     return
   fi
-  local left
-  if ! left=$(nothing_left "$out"); then
-    fail "$name" "left behind: $left" "$out"; return
-  fi
-  pass "$name"
+  pass_if_nothing_left "$name" "$out"
 }
 
 test_demo_busy_port() {
@@ -293,11 +301,7 @@ test_demo_interrupt() {
   if (( rc != 130 )); then
     fail "$name" "exit status $rc, not 130" "$out"; return
   fi
-  local left
-  if ! left=$(nothing_left "$out"); then
-    fail "$name" "left behind: $left" "$out"; return
-  fi
-  pass "$name"
+  pass_if_nothing_left "$name" "$out"
 }
 
 test_demo_unknown_step() {
@@ -374,9 +378,7 @@ test_compare() {
   local out="$work/compare.out" tsv="$work/compare.tsv" n=30
   run 300 "$out" "$scripts/compare.sh" --requests "$n" --port 0 \
     --http-port 0 --backend-ports 0,0,0 --tsv "$tsv"
-  if (( rc != 0 )); then
-    fail "$name" "exited with $rc" "$out"; return
-  fi
+  ran_ok "$name" "$out" || return 0
   local number problem problems=()
   for number in 01 02 03 04 05 06 07 08 09; do
     if ! problem=$(check_row "$tsv" "$number" "$n"); then
@@ -414,9 +416,7 @@ test_bench_smoke() {
       break
     fi
   done
-  if (( rc != 0 )); then
-    fail "$name" "exited with $rc" "$out"; return
-  fi
+  ran_ok "$name" "$out" || return 0
   pass "$name"
 }
 
