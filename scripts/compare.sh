@@ -65,9 +65,6 @@ while (( $# > 0 )); do
   shift
 done
 
-valid_port() {
-  [[ "$1" =~ ^[0-9]+$ ]] && (( $1 <= 65535 ))
-}
 valid_port "$port" || die "--port takes 0-65535"
 valid_port "$http_port" || die "--http-port takes 0-65535"
 if ! [[ "$requests" =~ ^[0-9]+$ ]] || (( requests < 1 || requests > 100000 ))

@@ -100,9 +100,7 @@ if [[ -z "$port" ]]; then
   port=3000
   (( layer == 7 )) && port=8080
 fi
-if ! [[ "$port" =~ ^[0-9]+$ ]] || (( port > 65535 )); then
-  die "--port takes 0-65535"
-fi
+valid_port "$port" || die "--port takes 0-65535"
 if ! [[ "$requests" =~ ^[0-9]+$ ]] || (( requests < 1 || requests > 1000 ))
 then
   die "--requests takes a number from 1 to 1000"
@@ -112,9 +110,8 @@ IFS=, read -r -a ports <<<"$backend_ports"
   die "--backend-ports: $step needs ${#backend_tls[@]} ports"
 ports=("${ports[@]:0:${#backend_tls[@]}}")
 for p in "${ports[@]}"; do
-  if ! [[ "$p" =~ ^[0-9]+$ ]] || (( p > 65535 )); then
+  valid_port "$p" ||
     die "--backend-ports takes ports 0-65535, comma-separated"
-  fi
 done
 require_curl
 

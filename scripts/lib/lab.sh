@@ -261,6 +261,12 @@ start() {
   names+=("$name")
 }
 
+# A port number as the scripts take it: 0-65535, no leading zero (bash
+# would read 08 as a bad octal number).
+valid_port() {
+  [[ "$1" =~ ^(0|[1-9][0-9]{0,4})$ ]] && (( $1 <= 65535 ))
+}
+
 # Waits (at most 30 s) until the process started last, "$1", has printed
 # $2 "listening on ADDR" lines, and puts the addresses in `listening`. $3
 # is the option that changes its ports, for the message when one is
@@ -277,8 +283,10 @@ wait_listening() {
   while (( $(grep -c '^listening on ' "$out" || true) < want )); do
     if ! alive "$pid"; then
       local port
-      port=$(grep -o 'cannot listen on [^ ]*:[0-9]*' "$log" | head -n 1 |
-        sed 's/.*://' || true)
+      # The binaries say "cannot listen on 127.0.0.1:3000: Address
+      # already in use": keep the digits after the last colon of the address.
+      port=$(grep -o 'cannot listen on [^ ]*' "$log" | head -n 1 |
+        sed 's/:$//; s/.*://' || true)
       if [[ -n "$port" ]] && grep -q 'in use' "$log"; then
         start_failure=in-use
         start_error="port $port is in use: stop what runs there or pass $option"
