@@ -69,6 +69,21 @@ impl FromStr for HostPort {
         if text.contains(',') {
             return Err(format!("`{text}` is a list: give one HOST:PORT here"));
         }
+        // Without these two checks, `http://h:1` and `h:1 h:2` would be
+        // read as IPv6 hosts (they hold a `:` before the port) and get
+        // advice about brackets.
+        if text.contains(char::is_whitespace) {
+            return Err(format!(
+                "`{text}` contains a space: write HOST:PORT, and separate \
+                 a list with commas"
+            ));
+        }
+        if let Some((scheme, _)) = text.split_once("://") {
+            return Err(format!(
+                "`{text}`: no `{scheme}://` here, write HOST:PORT \
+                 (e.g. 127.0.0.1:4444)"
+            ));
+        }
         let (host, port) = text.rsplit_once(':').ok_or_else(|| {
             format!("`{text}` is not HOST:PORT (e.g. 127.0.0.1:4444)")
         })?;
@@ -129,6 +144,17 @@ mod tests {
         ] {
             assert!(bad.parse::<HostPort>().is_err(), "{bad} accepted");
         }
+    }
+
+    #[test]
+    fn a_scheme_or_a_space_is_named_in_the_error() {
+        let err = "http://127.0.0.1:4444".parse::<HostPort>().unwrap_err();
+        assert!(err.contains("no `http://` here"), "{err}");
+        let err = "127.0.0.1:4444 127.0.0.1:4445"
+            .parse::<HostPort>()
+            .unwrap_err();
+        assert!(err.contains("contains a space"), "{err}");
+        assert!(!err.contains("IPv6"), "{err}");
     }
 
     #[test]
