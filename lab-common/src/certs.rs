@@ -48,9 +48,7 @@ impl CertSet {
     /// Makes a fresh CA and a server certificate for `names` (DNS names
     /// or IP addresses; rcgen makes an IP address an IP SAN by itself).
     pub fn generate(names: &[String]) -> Result<CertSet, Error> {
-        if names.is_empty() {
-            return Err("a server certificate needs at least one name".into());
-        }
+        check_names(names)?;
         let now = OffsetDateTime::now_utc();
         // A day of slack before "now", for clocks that disagree a little.
         let not_before = now - Duration::days(1);
@@ -98,6 +96,27 @@ impl CertSet {
         write_file(&dir.join(SERVER_KEY_FILE), &self.server_key_pem, true)?;
         Ok(())
     }
+}
+
+/// Fails unless every one of `names` is a DNS name or an IP address, as
+/// a client would check it: rcgen writes whatever it is given, even an
+/// empty name or `bad name!`, into a certificate nobody can match. A
+/// wildcard (`*.lab.test`) is a DNS name with `*.` in front.
+pub fn check_names(names: &[String]) -> Result<(), Error> {
+    if names.is_empty() {
+        return Err("a server certificate needs at least one name".into());
+    }
+    for name in names {
+        let bare = name.strip_prefix("*.").unwrap_or(name);
+        if ServerName::try_from(bare).is_err() {
+            return Err(format!(
+                "`{name}` is not a DNS name or IP address (e.g. localhost, \
+                 lab.test, 127.0.0.1)"
+            )
+            .into());
+        }
+    }
+    Ok(())
 }
 
 /// The paths of a certificate set inside `dir`.
@@ -231,6 +250,17 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("UnknownIssuer"), "{err}");
+    }
+
+    #[test]
+    fn a_name_that_is_not_a_dns_name_or_ip_is_refused() {
+        for bad in ["", "bad name!", "lab..test"] {
+            let err = CertSet::generate(&[bad.to_owned()])
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("is not a DNS name or IP address"), "{err}");
+        }
+        CertSet::generate(&["*.lab.test".into(), "::1".into()]).unwrap();
     }
 
     #[cfg(unix)]

@@ -43,6 +43,12 @@ fn main() -> ExitCode {
     let args = Args::parse();
     let out = args.out.unwrap_or_else(tls::certs_dir);
     let names = args.names.join(", ");
+    // Before looking at what is there: a bad name is the user's typo, not
+    // a reason to replace the set.
+    if let Err(err) = certs::check_names(&args.names) {
+        eprintln!("error: --names: {err}");
+        return ExitCode::from(2);
+    }
 
     if !args.force {
         match certs::check_existing(&out, &args.names) {
