@@ -8,7 +8,11 @@
 //!   a plain or a TLS client, to a plain or a TLS backend, because it only
 //!   asks of each side that it can read and write bytes;
 //! - certificates are loaded only for what is used: a plain front needs
-//!   no `--cert`, a list without `tls://` needs no `--ca`.
+//!   no `--cert`, a list without `tls://` needs no `--ca`;
+//! - the relay is our own `pipe`, one per direction: an idle connection
+//!   holds 512 bytes instead of `copy_bidirectional`'s two 8 KiB buffers,
+//!   and a bulk transfer borrows 128 KiB while it streams
+//!   (`scripts/bench.sh` measures both).
 //!
 //! This is the article's final program: a list of servers, each with its
 //! own TLS flag, balanced round robin.
@@ -29,7 +33,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use lab_common::{Error, HostPort};
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, copy_bidirectional};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::rustls::pki_types::ServerName;
@@ -200,17 +204,22 @@ pub async fn run(
         // needs no lock: the order of picks is the order of accepts.
         // A client whose handshake then fails has used up its turn.
         let backend = round_robin.pick_backend().clone();
-        let acceptor = acceptor.clone();
         let backend_tls = backend_tls.clone();
+        // Before the handshake, whose small messages should not wait
+        // either.
+        let _ = client.set_nodelay(true);
+        // Two kinds of task, one per kind of front: a task's memory is
+        // the largest state its future can be in, so a plain connection
+        // should not carry room for a TLS session it will never have.
+        let Some(acceptor) = acceptor.clone() else {
+            tokio::spawn(async move {
+                let backend_tls = backend_tls.as_ref();
+                proxy(client, client_addr, &backend, backend_tls).await;
+            });
+            continue;
+        };
         tokio::spawn(async move {
             let backend_tls = backend_tls.as_ref();
-            // Before the handshake, whose small messages should not wait
-            // either.
-            let _ = client.set_nodelay(true);
-            let Some(acceptor) = acceptor else {
-                proxy(client, client_addr, &backend, backend_tls).await;
-                return;
-            };
             // The handshake happens here, in the connection's own task: a
             // client that is slow to finish it, or never does, holds up no
             // one else. (A production balancer would also give up on it
@@ -298,6 +307,30 @@ async fn proxy<C>(
     }
     let backend_tls =
         backend_tls.expect("run refuses tls:// backends without a CA");
+    // Boxed: the TLS session lives on the heap only for connections that
+    // have one, instead of making every connection's task that much
+    // bigger.
+    Box::pin(proxy_tls_backend(
+        client,
+        server,
+        client_addr,
+        backend,
+        backend_tls,
+    ))
+    .await;
+}
+
+/// The rest of `proxy` for a `tls://` backend: the handshake, then the
+/// relay.
+async fn proxy_tls_backend<C>(
+    mut client: C,
+    server: TcpStream,
+    client_addr: SocketAddr,
+    backend: &Server,
+    backend_tls: &BackendTls,
+) where
+    C: AsyncRead + AsyncWrite + Unpin,
+{
     // A backend whose certificate fails the check never sees a byte of
     // the client's: the client is told goodbye instead.
     let connector = &backend_tls.connector;
@@ -320,8 +353,8 @@ async fn proxy<C>(
 /// until both directions have finished, and logs how it went; `checked`
 /// says how the backend was checked ("plain" if it was not TLS).
 async fn relay<C, S>(
-    mut client: C,
-    mut server: S,
+    client: C,
+    server: S,
     client_addr: SocketAddr,
     backend: &Server,
     checked: &str,
@@ -332,7 +365,13 @@ async fn relay<C, S>(
     // Both directions at once, each passing on the other's end of stream
     // (half-close), as in step 02. TLS streams decrypt what they read and
     // encrypt what they write; the relay sees only plain bytes.
-    match copy_bidirectional(&mut client, &mut server).await {
+    let (mut client_in, mut client_out) = tokio::io::split(client);
+    let (mut server_in, mut server_out) = tokio::io::split(server);
+    let both = tokio::try_join!(
+        pipe(&mut client_in, &mut server_out),
+        pipe(&mut server_in, &mut client_out),
+    );
+    match both {
         Ok((up, down)) => info!(
             "client {client_addr} -> backend {backend} ({checked}): \
              {up} bytes up, {down} bytes down"
@@ -352,6 +391,68 @@ async fn relay<C, S>(
     }
 }
 // ANCHOR_END: proxy
+
+// ANCHOR: pipe
+/// What a connection holds while it waits for bytes: enough for most
+/// requests and small answers, little enough that thousands of idle
+/// connections cost little.
+const SMALL_BUFFER: usize = 512;
+
+/// What it takes while bytes come faster than that: a bulk transfer then
+/// needs fewer, larger reads and writes (128 KiB moved about twice the
+/// Gbit/s of 64 KiB per CPU second in `scripts/bench.sh`).
+const BIG_BUFFER: usize = 128 * 1024;
+
+/// Copies `from` into `to` until `from` ends, then shuts `to` down
+/// (half-close), and says how many bytes passed.
+///
+/// `tokio::io::copy_bidirectional` gives every connection two 8 KiB
+/// buffers for its whole life, idle or not. This waits with a small one,
+/// and takes a big one only while reads fill the small one, giving it back
+/// as soon as a read comes back short: memory goes to the connections
+/// that are moving bytes. (A stream that falls silent just after a full
+/// read keeps its big buffer until its next read.)
+async fn pipe<R, W>(from: &mut R, to: &mut W) -> io::Result<u64>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let mut copied = 0;
+    let mut small = [0u8; SMALL_BUFFER];
+    loop {
+        let n = from.read(&mut small).await?;
+        if n == 0 {
+            to.shutdown().await?;
+            return Ok(copied);
+        }
+        to.write_all(&small[..n]).await?;
+        // A TLS stream may hold written bytes back; on to the peer with
+        // them before waiting for more. (On a TcpStream this costs
+        // nothing.)
+        to.flush().await?;
+        copied += n as u64;
+        if n < SMALL_BUFFER {
+            continue;
+        }
+        // The small buffer came back full: more is waiting.
+        let mut big = Vec::with_capacity(BIG_BUFFER);
+        loop {
+            big.clear();
+            let n = from.read_buf(&mut big).await?;
+            if n == 0 {
+                to.shutdown().await?;
+                return Ok(copied);
+            }
+            to.write_all(&big).await?;
+            to.flush().await?;
+            copied += n as u64;
+            if n < BIG_BUFFER {
+                break;
+            }
+        }
+    }
+}
+// ANCHOR_END: pipe
 
 #[cfg(test)]
 mod tests {
@@ -398,6 +499,95 @@ mod tests {
         assert!(err.contains("unknown scheme `https://`"), "{err}");
         assert!("tls://localhost".parse::<Server>().is_err());
         assert!("tls://".parse::<Server>().is_err());
+    }
+
+    /// Sends `data` through `pipe` and returns what came out the other
+    /// end, which must have been shut down (or this never returns).
+    async fn through_pipe(data: &[u8]) -> Vec<u8> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (mut source, mut from) = tokio::io::duplex(8 * 1024);
+        let (mut to, mut sink) = tokio::io::duplex(8 * 1024);
+        let feed = async move {
+            source.write_all(data).await.unwrap();
+            // Dropping the writer is the end of stream.
+        };
+        let copy = pipe(&mut from, &mut to);
+        let mut out = Vec::new();
+        let (_, copied, read) =
+            tokio::join!(feed, copy, sink.read_to_end(&mut out));
+        assert_eq!(copied.unwrap(), data.len() as u64);
+        assert_eq!(read.unwrap(), data.len());
+        out
+    }
+
+    #[tokio::test]
+    async fn pipe_copies_every_size_around_its_buffers_and_passes_the_end_on() {
+        let sizes = [
+            0,
+            1,
+            SMALL_BUFFER - 1,
+            SMALL_BUFFER,
+            SMALL_BUFFER + 1,
+            BIG_BUFFER - 1,
+            BIG_BUFFER,
+            BIG_BUFFER + SMALL_BUFFER,
+            5 * BIG_BUFFER + 7,
+        ];
+        for size in sizes {
+            let data: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
+            let out = tokio::time::timeout(
+                Duration::from_secs(10),
+                through_pipe(&data),
+            )
+            .await
+            .expect("pipe finishes");
+            assert!(out == data, "{size} bytes came out different");
+        }
+    }
+
+    #[tokio::test]
+    async fn pipe_passes_on_a_full_small_buffer_before_waiting_for_more() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (mut source, mut from) = tokio::io::duplex(8 * 1024);
+        let (mut to, mut sink) = tokio::io::duplex(8 * 1024);
+        let copy = tokio::spawn(async move { pipe(&mut from, &mut to).await });
+        // Exactly one small buffer's worth, then silence: the bytes must
+        // arrive although the pipe now waits with its big buffer.
+        source.write_all(&[7u8; SMALL_BUFFER]).await.unwrap();
+        let mut out = vec![0u8; SMALL_BUFFER];
+        tokio::time::timeout(
+            Duration::from_secs(10),
+            sink.read_exact(&mut out),
+        )
+        .await
+        .expect("the bytes arrive without more input")
+        .unwrap();
+        assert_eq!(out, [7u8; SMALL_BUFFER]);
+        drop(source);
+        let copied = copy.await.unwrap().unwrap();
+        assert_eq!(copied, SMALL_BUFFER as u64);
+    }
+
+    #[tokio::test]
+    async fn pipe_flushes_a_writer_that_holds_bytes_back() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
+        let (mut source, mut from) = tokio::io::duplex(8 * 1024);
+        let (to, mut sink) = tokio::io::duplex(8 * 1024);
+        // Like a TLS stream, a BufWriter sends nothing until flushed.
+        let mut to = BufWriter::new(to);
+        let copy = tokio::spawn(async move { pipe(&mut from, &mut to).await });
+        source.write_all(b"hello").await.unwrap();
+        let mut out = [0u8; 5];
+        tokio::time::timeout(
+            Duration::from_secs(10),
+            sink.read_exact(&mut out),
+        )
+        .await
+        .expect("the bytes are flushed without more input")
+        .unwrap();
+        assert_eq!(&out, b"hello");
+        drop(source);
+        assert_eq!(copy.await.unwrap().unwrap(), 5);
     }
 
     #[test]
