@@ -491,6 +491,8 @@ fd_count() {
 busy_pairs=0
 quiet_pairs=0
 max_busy=0
+waits=0
+waited_total=0
 others_seen=""
 
 # Share of both cores busy over SECONDS, from /proc/stat (0 to 1).
@@ -516,15 +518,18 @@ wait_quiet() {
     | tr ' ' '\n' | sort -u | grep . | tr '\n' ' ')
   while :; do
     busy=$(cpu_busy "$quiet_sample")
-    if awk -v b="$busy" -v m="$max_busy" 'BEGIN { exit !(b > m) }'; then
-      max_busy=$busy
-    fi
     if awk -v b="$busy" -v l="$busy_limit" 'BEGIN { exit !(b <= l) }'; then
       quiet_pairs=$((quiet_pairs + 1))
+      ((waited > 0)) && waits=$((waits + 1))
+      waited_total=$((waited_total + waited))
       return 0
     fi
     if ((waited >= quiet_wait || quiet_budget <= 0)); then
       busy_pairs=$((busy_pairs + 1))
+      waited_total=$((waited_total + waited))
+      if awk -v b="$busy" -v m="$max_busy" 'BEGIN { exit !(b > m) }'; then
+        max_busy=$busy
+      fi
       log "machine busy (${busy} of both cores); going on after ${waited} s"
       return 0
     fi
@@ -1010,13 +1015,15 @@ report_section() {
 
 write_report() {
   local elapsed=$(($(date +%s) - started_at)) conditions set
+  local limit
+  limit="$(calc "$busy_limit * 100")%"
   if ((busy_pairs == 0)); then
-    conditions="quiet: every run started with the machine under $(calc "$busy_limit * 100")% busy"
+    conditions="quiet: all $quiet_pairs runs started with the machine under $limit busy"
+    ((waits > 0)) && conditions+=", $waits of them after waiting ($waited_total s in all) for other work to finish"
   else
-    conditions="NOT quiet: $busy_pairs of $((busy_pairs + quiet_pairs)) runs started while other work kept the machine over $(calc "$busy_limit * 100")% busy"
+    conditions="NOT quiet: $busy_pairs of $((busy_pairs + quiet_pairs)) runs started while other work kept the machine over $limit busy (up to $(calc "$max_busy * 100")%)"
   fi
-  conditions+=" (most seen: $(calc "$max_busy * 100")%)"
-  [[ -n "$others_seen" ]] && conditions+="; compilers or builds seen running: ${others_seen% }"
+  [[ -n "$others_seen" ]] && conditions+="; builds seen running during the run: ${others_seen% }"
   local load="wrk -t1 -c$connections, ${duration} s per run"
   [[ "$mode" == smoke ]] \
     && load="curl: 100 requests over one kept-alive connection, 30 with a new connection each"
