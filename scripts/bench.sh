@@ -5,14 +5,15 @@
 #   scripts/bench.sh           full run (about 25 min): writes BENCHMARKS.md
 #   scripts/bench.sh --quick   one short round of everything (< 2 min), for
 #                              development: writes target/bench/quick.md
-#   scripts/bench.sh --smoke   self-test in seconds, needing only curl: direct
+#   scripts/bench.sh --smoke   self-test in ~10 s, needing only curl: direct
 #                              vs 04-round-robin (debug build), the dummy
 #                              servers as backends, curl as the load;
 #                              writes target/bench/smoke.md
 #
 # Options (after the mode):
 #   --out FILE          where the table goes
-#   --runs N            rounds per workload (full: 5)
+#   --runs N            rounds per workload (full: 5; 3 with the dummy
+#                       servers behind)
 #   --duration S        seconds per load run (full: 5)
 #   --connections N     wrk's connections (32)
 #   --idle N            idle connections held for the memory row (5000)
@@ -59,7 +60,11 @@ install=1
 keep=0
 extras=()
 
-usage() { sed -n '2,30p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+# The comment at the top of this file, without its "# ".
+usage() {
+  awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' \
+    "${BASH_SOURCE[0]}"
+}
 die() { echo "bench.sh: error: $*" >&2; exit 1; }
 log() { printf '%s %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
@@ -450,7 +455,7 @@ start_contender() {
 process_tree() {
   local pid=$1
   echo "$pid"
-  pgrep -P "$pid" || true
+  if command -v pgrep >/dev/null; then pgrep -P "$pid" || true; fi
 }
 
 # utime+stime of a process tree, in clock ticks.
@@ -511,11 +516,15 @@ cpu_busy() {
 # Waits, at most quiet_wait seconds (and quiet_budget in all), until the
 # machine is quiet; counts the runs that had to start busy anyway.
 wait_quiet() {
-  local busy waited=0 names
-  names=$(pgrep -x 'cargo|rustc|cc|cc1|ld|ld.lld|clippy-driver' \
-    -l 2>/dev/null | awk '{ print $2 }' | sort -u | tr '\n' ' ' || true)
-  [[ -n "$names" ]] && others_seen=$(printf '%s\n' "$others_seen" "$names" \
-    | tr ' ' '\n' | sort -u | grep . | tr '\n' ' ')
+  local busy waited=0 builds=""
+  if command -v pgrep >/dev/null; then
+    builds=$(pgrep -l -x 'cargo|rustc|cc|cc1|ld|ld.lld|clippy-driver' \
+      | awk '{ print $2 }' || true)
+  fi
+  if [[ -n "$builds" ]]; then
+    others_seen=$(printf '%s\n%s\n' "${others_seen// /$'\n'}" "$builds" \
+      | grep . | sort -u | tr '\n' ' ')
+  fi
   while :; do
     busy=$(cpu_busy "$quiet_sample")
     if awk -v b="$busy" -v l="$busy_limit" 'BEGIN { exit !(b <= l) }'; then
@@ -1152,25 +1161,6 @@ contenders=()
 for c in 04 08 09 haproxy nginx; do
   wants "$c" "$contenders_wanted" && contenders+=("$c")
 done
-((${#contenders[@]} > 0)) || die "no contender chosen (--contenders)"
-
-if [[ "$mode" == smoke ]]; then
-  command -v curl >/dev/null || die "the smoke test needs curl"
-  build_steps debug
-else
-  install_tools
-  build_steps release
-fi
-# Drop the contenders whose binaries are missing (a step not written yet).
-available=()
-for c in "${contenders[@]}"; do
-  case "$c" in
-    08) [[ -n "${binary[08-final]:-}" ]] || { log "no 08-final: skipped"; continue; } ;;
-    09) [[ -n "${binary[09-http-proxy]:-}" ]] || { log "no 09-http-proxy: skipped"; continue; } ;;
-  esac
-  available+=("$c")
-done
-contenders=("${available[@]}")
 declare -A extra_command=()
 ((${#extras[@]} <= 4)) || die "at most 4 --also contenders"
 for ((i = 0; i < ${#extras[@]}; i++)); do
@@ -1181,12 +1171,35 @@ for ((i = 0; i < ${#extras[@]}; i++)); do
   slot[$c]=$((6 + i))
   contenders+=("$c")
 done
+((${#contenders[@]} > 0)) || die "no contender chosen (--contenders)"
 
+# Every port any of them could use, checked before anything is built or
+# started.
 mapfile -t all_ports < <(seq $((port_base + 1)) $((port_base + 21)))
 for c in "${contenders[@]}"; do
-  for set in nginx dummy iperf; do all_ports+=("$(contender_port "$c" "$set")"); done
+  for set in nginx dummy iperf; do
+    all_ports+=("$(contender_port "$c" "$set")")
+  done
 done
 check_ports_free "${all_ports[@]}"
+
+if [[ "$mode" == smoke ]]; then
+  command -v curl >/dev/null || die "the smoke test needs curl"
+  build_steps debug
+else
+  install_tools
+  build_steps release
+fi
+# Drop the steps whose binaries are missing (a step not written yet).
+available=()
+for c in "${contenders[@]}"; do
+  case "$c" in
+    08) [[ -n "${binary[08-final]:-}" ]] || { log "no 08-final: skipped"; continue; } ;;
+    09) [[ -n "${binary[09-http-proxy]:-}" ]] || { log "no 09-http-proxy: skipped"; continue; } ;;
+  esac
+  available+=("$c")
+done
+contenders=("${available[@]}")
 mkdir -p "$(dirname "$out")"
 write_wrk_script
 
