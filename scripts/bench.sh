@@ -517,9 +517,13 @@ cpu_busy() {
 # machine is quiet; counts the runs that had to start busy anyway.
 wait_quiet() {
   local busy waited=0 builds=""
+  # One name per pgrep: it refuses (with a warning, and no match) a pattern
+  # longer than 15 characters, the kernel's limit on a process name.
   if command -v pgrep >/dev/null; then
-    builds=$(pgrep -l -x 'cargo|rustc|cc|cc1|ld|ld.lld|clippy-driver' \
-      | awk '{ print $2 }' || true)
+    local name
+    for name in cargo rustc cc cc1 ld ld.lld clippy-driver; do
+      if pgrep -x "$name" >/dev/null; then builds+="$name"$'\n'; fi
+    done
   fi
   if [[ -n "$builds" ]]; then
     others_seen=$(printf '%s\n%s\n' "${others_seen// /$'\n'}" "$builds" \
