@@ -60,7 +60,6 @@ async fn the_binary_serves_tls_with_the_given_certificate() {
     let certs = TestCerts::new();
     let mut args = vec!["--ports".to_owned(), "0".into(), "--tls".into()];
     args.extend(certs.server_flags());
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let mut backend = RunningBinary::start(BINARY, &args).await;
     backend.wait_for_stdout(", TLS)").await;
     let url = format!("https://localhost:{}/", backend.addr.port());

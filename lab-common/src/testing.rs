@@ -3,6 +3,8 @@
 //! Everything binds `127.0.0.1:0`, waits on events rather than sleeping,
 //! and puts a deadline on what could hang.
 
+use std::ffi::OsStr;
+use std::fmt::Debug;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -187,7 +189,11 @@ pub struct RunningBinary {
 
 impl RunningBinary {
     /// Starts `program args...` and waits for its `listening on` line.
-    pub async fn start(program: &str, args: &[&str]) -> RunningBinary {
+    /// The arguments may be `&str`s or `String`s.
+    pub async fn start(
+        program: &str,
+        args: &[impl AsRef<OsStr>],
+    ) -> RunningBinary {
         let mut child = Command::new(program)
             .args(args)
             .env("RUST_LOG", "info")
@@ -248,7 +254,10 @@ impl RunningBinary {
 
 /// Runs a binary to completion (for bad-flag tests): exit code and the
 /// text of stdout and stderr.
-pub async fn run_to_end(program: &str, args: &[&str]) -> (i32, String, String) {
+pub async fn run_to_end(
+    program: &str,
+    args: &[impl AsRef<OsStr>],
+) -> (i32, String, String) {
     let output = deadline(
         "binary to exit",
         Command::new(program)
@@ -273,7 +282,7 @@ pub async fn run_to_end(program: &str, args: &[&str]) -> (i32, String, String) {
 /// no panic, and never a "listening on" line.
 pub async fn check_missing_certificates(
     program: &str,
-    args: &[&str],
+    args: &[impl AsRef<OsStr> + Debug],
     missing: &Path,
 ) {
     let (code, stdout, stderr) = run_to_end(program, args).await;

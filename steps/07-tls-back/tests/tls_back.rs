@@ -204,11 +204,6 @@ fn binary_args(
     args
 }
 
-async fn start_binary(args: &[String]) -> RunningBinary {
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    RunningBinary::start(BINARY, &args).await
-}
-
 #[tokio::test]
 async fn the_binary_verifies_and_says_which_backend_it_refused_and_why() {
     let certs = Certs::new();
@@ -223,7 +218,7 @@ async fn the_binary_verifies_and_says_which_backend_it_refused_and_why() {
         &[good.addr, foreign.addr, misnamed.addr, good.addr],
         &ca,
     );
-    let mut step = start_binary(&args).await;
+    let mut step = RunningBinary::start(BINARY, &args).await;
     let client = certs.lab.https_client();
     let url = https_url(step.addr);
 
@@ -259,7 +254,7 @@ async fn the_binary_with_insecure_warns_at_start_and_on_every_connection() {
     let foreign =
         RunningBackend::start_tls(certs.other_ca.server_config()).await;
     let args = binary_args(&certs, &[foreign.addr], &["--insecure".into()]);
-    let mut step = start_binary(&args).await;
+    let mut step = RunningBinary::start(BINARY, &args).await;
     step.wait_for_stderr("--insecure: backend certificates are NOT VERIFIED")
         .await;
     let client = certs.lab.https_client();
@@ -279,7 +274,6 @@ async fn without_certificates_it_exits_naming_the_script() {
     let ca = ["--ca".to_owned(), missing.display().to_string()];
     let backend: SocketAddr = "127.0.0.1:4444".parse().unwrap();
     let args = binary_args(&certs, &[backend], &ca);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     check_missing_certificates(BINARY, &args, &missing).await;
 }
 

@@ -189,18 +189,14 @@ fn binary_args(backends: &[Backend], extra: &[String]) -> Vec<String> {
     args
 }
 
-async fn start_binary(args: &[String]) -> RunningBinary {
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    RunningBinary::start(BINARY, &args).await
-}
-
 #[tokio::test]
 async fn the_binary_balances_a_mix_behind_a_tls_front() {
     let certs = TestCerts::new();
     let backends = mixed_backends(&certs).await;
     let mut extra = vec!["--tls-front".to_owned()];
     extra.extend(certs.all_flags());
-    let mut step = start_binary(&binary_args(&backends, &extra)).await;
+    let mut step =
+        RunningBinary::start(BINARY, &binary_args(&backends, &extra)).await;
     let (client, base) = client_and_base(step.addr, &certs, true);
     for backend in &backends {
         let answered = who_answers_with(&client, &format!("{base}/")).await;
@@ -231,7 +227,8 @@ async fn the_binary_needs_no_certificates_for_plain_on_both_sides() {
         "--ca".into(),
         nowhere,
     ];
-    let step = start_binary(&binary_args(&backends, &extra)).await;
+    let step =
+        RunningBinary::start(BINARY, &binary_args(&backends, &extra)).await;
     let url = format!("http://{}/", step.addr);
     for backend in &backends {
         let answered = who_answers_with(&fresh_client(), &url).await;
