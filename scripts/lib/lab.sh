@@ -43,7 +43,12 @@ lab_init() {
 lab_on_exit() {
   local status=$?
   local stopped=("${pids[@]}")
-  trap - EXIT INT TERM
+  # A second Ctrl-C must not cut the clean-up short and leave processes
+  # behind: it comes often, from an impatient hand, or from `timeout`,
+  # which passes a signal to its child and then to its whole group. The
+  # clean-up is bounded (stop_all waits at most 5 s a process).
+  trap - EXIT
+  trap '' INT TERM
   stop_all
   if $lab_report_pids && (( status != 0 && ${#stopped[@]} > 0 )); then
     echo "stopped what the $lab_script started (pids ${stopped[*]})" >&2
