@@ -11,11 +11,11 @@
 //! ```
 
 use std::net::IpAddr;
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser};
-use lab_common::tls;
+use lab_common::cli::fail;
+use lab_common::tls::CertFlags;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 
@@ -40,13 +40,8 @@ struct Args {
     #[arg(long, value_delimiter = ',', value_name = "PORTS")]
     tls_ports: Vec<u16>,
 
-    /// Certificate chain (PEM) of the TLS backends.
-    #[arg(long, default_value_os_t = tls::default_cert_path())]
-    cert: PathBuf,
-
-    /// Private key (PEM) of the TLS backends.
-    #[arg(long, default_value_os_t = tls::default_key_path())]
-    key: PathBuf,
+    #[command(flatten)]
+    cert: CertFlags,
 }
 
 #[tokio::main]
@@ -67,12 +62,9 @@ async fn main() -> ExitCode {
     // Load the certificate only if a backend needs it, so plain backends
     // run before scripts/gen-certs.sh ever has.
     let tls_config = if args.ports.iter().any(|&port| serves_tls(port)) {
-        match tls::server_config(&args.cert, &args.key) {
+        match args.cert.server_config() {
             Ok(config) => Some(config),
-            Err(err) => {
-                eprintln!("error: {err}");
-                return ExitCode::FAILURE;
-            }
+            Err(err) => return fail(err),
         }
     } else {
         None
@@ -83,11 +75,8 @@ async fn main() -> ExitCode {
         let listener = match TcpListener::bind((args.bind, port)).await {
             Ok(listener) => listener,
             Err(err) => {
-                eprintln!(
-                    "error: cannot listen on {}:{port}: {err}",
-                    args.bind
-                );
-                return ExitCode::FAILURE;
+                let bind = args.bind;
+                return fail(format!("cannot listen on {bind}:{port}: {err}"));
             }
         };
         let addr = listener.local_addr().expect("bound listener has an addr");
@@ -112,8 +101,7 @@ async fn main() -> ExitCode {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => ExitCode::SUCCESS,
         Some(done) = backends.join_next() => {
-            eprintln!("error: a backend stopped: {done:?}");
-            ExitCode::FAILURE
+            fail(format!("a backend stopped: {done:?}"))
         }
     }
 }

@@ -2,6 +2,7 @@
 //! address, say where we listen, run until Ctrl-C, turn errors into a
 //! message and an exit code.
 
+use std::fmt::Display;
 use std::future::Future;
 use std::io::Write;
 use std::process::ExitCode;
@@ -23,26 +24,26 @@ where
 {
     let listener = match TcpListener::bind(listen.to_string()).await {
         Ok(listener) => listener,
-        Err(err) => {
-            eprintln!("error: cannot listen on {listen}: {err}");
-            return ExitCode::FAILURE;
-        }
+        Err(err) => return fail(format!("cannot listen on {listen}: {err}")),
     };
     let local = match listener.local_addr() {
         Ok(addr) => addr,
         Err(err) => {
-            eprintln!("error: cannot read the bound address: {err}");
-            return ExitCode::FAILURE;
+            return fail(format!("cannot read the bound address: {err}"));
         }
     };
     announce(&local.to_string());
     match serve(listener, Box::pin(ctrl_c())).await {
         Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            eprintln!("error: {err}");
-            ExitCode::FAILURE
-        }
+        Err(err) => fail(err),
     }
+}
+
+/// For a `main` whose set-up failed (a certificate it cannot load): the
+/// error as one line, and exit code 1, as `serve` does for its own.
+pub fn fail(err: impl Display) -> ExitCode {
+    eprintln!("error: {err}");
+    ExitCode::FAILURE
 }
 
 /// Prints the line tests and scripts wait for, and flushes it at once:

@@ -65,6 +65,42 @@ pub fn default_key_path() -> PathBuf {
     certs_dir().join(SERVER_KEY_FILE)
 }
 
+/// `--cert` and `--key`: the certificate a TLS listener presents. Every
+/// binary that serves TLS takes them the same way, with
+/// `#[command(flatten)]` in its clap arguments.
+#[derive(clap::Args, Debug, Clone)]
+pub struct CertFlags {
+    /// Certificate chain (PEM) presented to clients that speak TLS.
+    #[arg(long, default_value_os_t = default_cert_path())]
+    pub cert: PathBuf,
+
+    /// Private key (PEM) of that certificate.
+    #[arg(long, default_value_os_t = default_key_path())]
+    pub key: PathBuf,
+}
+
+impl CertFlags {
+    /// Loads the two files: see [`server_config`].
+    pub fn server_config(&self) -> Result<Arc<ServerConfig>, Error> {
+        server_config(&self.cert, &self.key)
+    }
+}
+
+/// `--ca` and `--insecure`: how a balancer checks the TLS backends it
+/// dials. What it does with the answer is the step's lesson.
+#[derive(clap::Args, Debug, Clone)]
+pub struct TrustFlags {
+    /// CA certificate(s) (PEM) that must have signed the TLS backends'
+    /// certificates.
+    #[arg(long, default_value_os_t = default_ca_path())]
+    pub ca: PathBuf,
+
+    /// Do not verify the TLS backends' certificates at all. For
+    /// experiments only: anyone on the way to a backend could pose as it.
+    #[arg(long, conflicts_with = "ca")]
+    pub insecure: bool,
+}
+
 /// Every certificate in a PEM file, in order (a server's chain starts
 /// with its own certificate).
 pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, Error> {

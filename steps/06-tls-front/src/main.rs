@@ -1,12 +1,12 @@
 //! `cargo run --bin 06-tls-front`: the lesson is in `lib.rs`.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
 use lab_common::HostPort;
 use lab_common::addr::{DEFAULT_BACKENDS, DEFAULT_LISTEN};
-use lab_common::tls;
+use lab_common::cli::fail;
+use lab_common::tls::CertFlags;
 
 /// Step 06: a TCP load balancer that terminates TLS and hands the plain
 /// connections to backends in turn.
@@ -21,13 +21,8 @@ struct Args {
     #[arg(long, value_delimiter = ',', default_value = DEFAULT_BACKENDS)]
     backends: Vec<HostPort>,
 
-    /// Certificate chain (PEM) the balancer presents to clients.
-    #[arg(long, default_value_os_t = tls::default_cert_path())]
-    cert: PathBuf,
-
-    /// Private key (PEM) of that certificate.
-    #[arg(long, default_value_os_t = tls::default_key_path())]
-    key: PathBuf,
+    #[command(flatten)]
+    cert: CertFlags,
 }
 
 #[tokio::main]
@@ -35,12 +30,9 @@ async fn main() -> ExitCode {
     let args = Args::parse();
     lab_common::logging::init();
     // Certificates first: without them there is nothing to listen for.
-    let tls = match tls::server_config(&args.cert, &args.key) {
+    let tls = match args.cert.server_config() {
         Ok(tls) => tls,
-        Err(err) => {
-            eprintln!("error: {err}");
-            return ExitCode::FAILURE;
-        }
+        Err(err) => return fail(err),
     };
     lab_common::cli::serve(&args.listen, |listener, shutdown| {
         step_06_tls_front::run(listener, args.backends, tls, shutdown)

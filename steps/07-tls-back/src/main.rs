@@ -1,12 +1,12 @@
 //! `cargo run --bin 07-tls-back`: the lesson is in `lib.rs`.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
 use lab_common::HostPort;
 use lab_common::addr::{DEFAULT_BACKENDS, DEFAULT_LISTEN};
-use lab_common::tls;
+use lab_common::cli::fail;
+use lab_common::tls::{self, CertFlags, TrustFlags};
 use step_07_tls_back::BackendTrust;
 
 /// Step 07: a TCP load balancer with TLS on both sides: it terminates the
@@ -24,23 +24,11 @@ struct Args {
     #[arg(long, value_delimiter = ',', default_value = DEFAULT_BACKENDS)]
     backends: Vec<HostPort>,
 
-    /// Certificate chain (PEM) the balancer presents to clients.
-    #[arg(long, default_value_os_t = tls::default_cert_path())]
-    cert: PathBuf,
+    #[command(flatten)]
+    cert: CertFlags,
 
-    /// Private key (PEM) of that certificate.
-    #[arg(long, default_value_os_t = tls::default_key_path())]
-    key: PathBuf,
-
-    /// CA certificate(s) (PEM) that must have signed the backends'
-    /// certificates.
-    #[arg(long, default_value_os_t = tls::default_ca_path())]
-    ca: PathBuf,
-
-    /// Do not verify the backends' certificates at all. For experiments
-    /// only: anyone on the way to a backend could pose as it.
-    #[arg(long, conflicts_with = "ca")]
-    insecure: bool,
+    #[command(flatten)]
+    trust: TrustFlags,
 }
 
 #[tokio::main]
@@ -48,22 +36,16 @@ async fn main() -> ExitCode {
     let args = Args::parse();
     lab_common::logging::init();
     // Certificates first: without them there is nothing to listen for.
-    let tls = match tls::server_config(&args.cert, &args.key) {
+    let tls = match args.cert.server_config() {
         Ok(tls) => tls,
-        Err(err) => {
-            eprintln!("error: {err}");
-            return ExitCode::FAILURE;
-        }
+        Err(err) => return fail(err),
     };
-    let backend_trust = if args.insecure {
+    let backend_trust = if args.trust.insecure {
         BackendTrust::Insecure
     } else {
-        match tls::client_config(&args.ca) {
+        match tls::client_config(&args.trust.ca) {
             Ok(config) => BackendTrust::Verify(config),
-            Err(err) => {
-                eprintln!("error: {err}");
-                return ExitCode::FAILURE;
-            }
+            Err(err) => return fail(err),
         }
     };
     lab_common::cli::serve(&args.listen, |listener, shutdown| {

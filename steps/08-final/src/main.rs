@@ -1,12 +1,12 @@
 //! `cargo run --bin 08-final`: the lesson is in `lib.rs`.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
 use lab_common::HostPort;
 use lab_common::addr::DEFAULT_LISTEN;
-use lab_common::tls;
+use lab_common::cli::fail;
+use lab_common::tls::{self, CertFlags, TrustFlags};
 use step_08_final::{BackendTrust, Server};
 
 /// The article's mix: one plain backend and two over TLS.
@@ -44,23 +44,11 @@ struct Args {
     #[arg(long)]
     tls_front: bool,
 
-    /// Certificate chain (PEM) presented to clients, with --tls-front.
-    #[arg(long, default_value_os_t = tls::default_cert_path())]
-    cert: PathBuf,
+    #[command(flatten)]
+    cert: CertFlags,
 
-    /// Private key (PEM) of that certificate.
-    #[arg(long, default_value_os_t = tls::default_key_path())]
-    key: PathBuf,
-
-    /// CA certificate(s) (PEM) that must have signed the tls:// backends'
-    /// certificates.
-    #[arg(long, default_value_os_t = tls::default_ca_path())]
-    ca: PathBuf,
-
-    /// Do not verify the tls:// backends' certificates at all. For
-    /// experiments only: anyone on the way to a backend could pose as it.
-    #[arg(long, conflicts_with = "ca")]
-    insecure: bool,
+    #[command(flatten)]
+    trust: TrustFlags,
 }
 
 #[tokio::main]
@@ -70,17 +58,17 @@ async fn main() -> ExitCode {
     // Load only what this run uses: a plain front needs no certificate,
     // and a list without tls:// backends needs no CA.
     let front_tls = if args.tls_front {
-        match tls::server_config(&args.cert, &args.key) {
+        match args.cert.server_config() {
             Ok(config) => Some(config),
             Err(err) => return fail(err),
         }
     } else {
         None
     };
-    let backend_trust = if args.insecure {
+    let backend_trust = if args.trust.insecure {
         Some(BackendTrust::Insecure)
     } else if args.backends.iter().any(|server| server.tls) {
-        match tls::client_config(&args.ca) {
+        match tls::client_config(&args.trust.ca) {
             Ok(config) => Some(BackendTrust::Verify(config)),
             Err(err) => return fail(err),
         }
@@ -97,9 +85,4 @@ async fn main() -> ExitCode {
         )
     })
     .await
-}
-
-fn fail(err: lab_common::Error) -> ExitCode {
-    eprintln!("error: {err}");
-    ExitCode::FAILURE
 }
