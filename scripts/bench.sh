@@ -517,13 +517,11 @@ cpu_busy() {
 # machine is quiet; counts the runs that had to start busy anyway.
 wait_quiet() {
   local busy waited=0 builds=""
-  # One name per pgrep: it refuses (with a warning, and no match) a pattern
-  # longer than 15 characters, the kernel's limit on a process name.
+  # pgrep (procps 4) matches this fine, but warns on stderr whenever a
+  # pattern longer than 15 characters matches nothing: hence 2>/dev/null.
   if command -v pgrep >/dev/null; then
-    local name
-    for name in cargo rustc cc cc1 ld ld.lld clippy-driver; do
-      if pgrep -x "$name" >/dev/null; then builds+="$name"$'\n'; fi
-    done
+    builds=$(pgrep -l -x 'cargo|rustc|cc|cc1|ld|ld.lld|clippy-driver' \
+      2>/dev/null | awk '{ print $2 }' || true)
   fi
   if [[ -n "$builds" ]]; then
     others_seen=$(printf '%s\n%s\n' "${others_seen// /$'\n'}" "$builds" \
