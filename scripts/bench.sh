@@ -3,6 +3,7 @@
 # one run, and writes the table to BENCHMARKS.md.
 #
 #   scripts/bench.sh           full run (about 25 min): writes BENCHMARKS.md
+#                              (also --full)
 #   scripts/bench.sh --quick   one short round of everything (< 2 min), for
 #                              development: writes target/bench/quick.md
 #   scripts/bench.sh --smoke   self-test in ~10 s, needing only curl: direct
@@ -38,6 +39,8 @@
 #
 # Every process it starts is stopped on exit, failure or Ctrl-C, by PID.
 set -euo pipefail
+# A `die` inside $(...) must stop the run, not leave an empty figure.
+shopt -s inherit_errexit
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 target_dir="${CARGO_TARGET_DIR:-$root/target}"
@@ -119,6 +122,14 @@ case "$mode" in
     out=${out:-$target_dir/bench/smoke.md} ;;
 esac
 ((runs >= 1)) || die "--runs must be at least 1"
+for name in ${contenders_wanted//,/ }; do
+  [[ " 04 08 09 haproxy nginx " == *" $name "* ]] \
+    || die "--contenders: unknown \"$name\" (04, 08, 09, haproxy, nginx)"
+done
+for name in ${workloads_wanted//,/ }; do
+  [[ " memory keepalive close bulk " == *" $name "* ]] \
+    || die "--workloads: unknown \"$name\" (memory, keepalive, close, bulk)"
+done
 ((duration >= 1)) || die "--duration must be at least 1"
 # Above this share of both cores busy (other people's work: this script's
 # own processes sit idle between runs), the machine counts as busy.
@@ -155,7 +166,11 @@ stop() {
 
 cleanup() {
   local status=$? name
-  trap - EXIT INT TERM
+  # A second Ctrl-C (or `timeout`, which signals its child and then its
+  # whole group) must not cut the clean-up short and leave HAProxy, nginx
+  # or iperf3 running. It is bounded: 5 s a process at most.
+  trap - EXIT
+  trap '' INT TERM
   for name in "${!pid_of[@]}"; do
     stop "$name"
   done
@@ -167,7 +182,8 @@ cleanup() {
   exit "$status"
 }
 trap cleanup EXIT
-trap 'echo "bench.sh: interrupted" >&2; exit 130' INT TERM
+trap 'echo "bench.sh: interrupted" >&2; exit 130' INT
+trap 'exit 143' TERM
 
 # ---------------------------------------------------------------- ports
 
@@ -222,12 +238,15 @@ check_ports_free() {
 # Waits (at most 15 s) until PORT listens, or the process NAME has died.
 wait_listening() {
   local name=$1 port=$2 tries=0
-  until is_listening "$port"; do
+  # Alive first: a contender that died on "address in use" must not pass
+  # for listening because something else holds the port.
+  while :; do
     if ! kill -0 "${pid_of[$name]}" 2>/dev/null; then
       echo "--- $tmp/$name.log:" >&2
       cat "$tmp/$name.log" >&2 || true
       die "$name exited before listening on $port"
     fi
+    is_listening "$port" && return 0
     ((++tries <= 150)) || die "$name not listening on $port after 15 s"
     sleep 0.1
   done
@@ -606,8 +625,8 @@ curl_load() {
     echo "output = \"/dev/null\""
   done >"$config"
   start=$EPOCHREALTIME
-  curl -sS --fail "${header[@]}" -w '%{time_total}\n' --config "$config" \
-    >"$tmp/curl-times" || die "curl through port $port failed"
+  curl -sS --fail --max-time $((duration + 30)) "${header[@]}" \
+    -w '%{time_total}\n' --config "$config" >"$tmp/curl-times" || die "curl through port $port failed"
   end=$EPOCHREALTIME
   local us
   us=$(calc "($end - $start) * 1000000")
@@ -624,7 +643,8 @@ bulk_load() {
   [[ -n "$cpu_pid" ]] && before=$(cpu_ticks "$cpu_pid")
   if [[ "$mode" == smoke ]]; then
     # No iperf3 here: the dummy servers' /bytes/N, read by curl.
-    line=$(curl -sS --fail -o /dev/null -w '%{size_download} %{time_total}' \
+    line=$(curl -sS --fail --max-time $((duration + 30)) -o /dev/null \
+      -w '%{size_download} %{time_total}' \
       "http://127.0.0.1:$port/bytes/20000000" \
       | awk '{ printf "%.6g %.6g", $1 * 8 / $2 / 1e9, $1 / 1e9 }') \
       || die "curl /bytes through port $port failed"
@@ -713,14 +733,15 @@ run_direct() {
   port=$(direct_port "$set")
   local backend_pid=${pid_of[backend-$set]}
   if [[ "$workload" == bulk ]]; then
-    local gbps gb ticks
-    read -r gbps gb ticks <<<"$(bulk_load "$port")"
+    local gbps gb ticks result
+    result=$(bulk_load "$port")
+    read -r gbps gb ticks <<<"$result"
     record "$workload" "$set" "$round" direct gbps "$gbps"
     direct_metric=$gbps
   else
-    local rps p50 p99 requests errors ticks
-    read -r rps p50 p99 requests errors ticks \
-      <<<"$(http_load "$workload" "$port" "$backend_pid")"
+    local rps p50 p99 requests errors ticks result
+    result=$(http_load "$workload" "$port" "$backend_pid")
+    read -r rps p50 p99 requests errors ticks <<<"$result"
     record "$workload" "$set" "$round" direct rps "$rps"
     record "$workload" "$set" "$round" direct p50 "$p50"
     record "$workload" "$set" "$round" direct p99 "$p99"
@@ -747,16 +768,17 @@ workload_round() {
     port=$(contender_port "$c" "$set")
     pid=${pid_of[$(instance "$c" "$set")]}
     if [[ "$workload" == bulk ]]; then
-      local gbps gb ticks
-      read -r gbps gb ticks <<<"$(bulk_load "$port" "$pid")"
+      local gbps gb ticks result
+      result=$(bulk_load "$port" "$pid")
+      read -r gbps gb ticks <<<"$result"
       metric=$gbps
       record "$workload" "$set" "$round" "$c" gbps "$gbps"
       record "$workload" "$set" "$round" "$c" cpu_ms_gb \
         "$(calc "$ticks * 1000 / $clk_tck / $gb")"
     else
-      local rps p50 p99 requests errors ticks
-      read -r rps p50 p99 requests errors ticks \
-        <<<"$(http_load "$workload" "$port" "$pid")"
+      local rps p50 p99 requests errors ticks result
+      result=$(http_load "$workload" "$port" "$pid")
+      read -r rps p50 p99 requests errors ticks <<<"$result"
       metric=$rps
       record "$workload" "$set" "$round" "$c" rps "$rps"
       record "$workload" "$set" "$round" "$c" p50 "$p50"
