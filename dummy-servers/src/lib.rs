@@ -88,15 +88,6 @@ impl Backend {
         })
     }
 
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    /// How many requests this backend has served (health checks excluded).
-    pub fn calls(&self) -> u64 {
-        self.calls.load(Ordering::Relaxed)
-    }
-
     fn count_call(&self) -> u64 {
         self.calls.fetch_add(1, Ordering::Relaxed) + 1
     }
@@ -151,9 +142,8 @@ impl Echo {
     }
 }
 
-/// The routes of one backend. Separate from serving, so a test can serve
-/// it on any listener.
-pub fn router(backend: Arc<Backend>) -> Router {
+/// The routes of one backend, served plain or over TLS.
+fn router(backend: Arc<Backend>) -> Router {
     Router::new()
         .route("/health", get(health))
         .route("/bytes/{n}", get(bytes))
@@ -419,6 +409,11 @@ impl Drop for RunningBackend {
     fn drop(&mut self) {
         self.task.abort();
     }
+}
+
+/// The addresses of `backends`, in order.
+pub fn addrs(backends: &[RunningBackend]) -> Vec<SocketAddr> {
+    backends.iter().map(|backend| backend.addr).collect()
 }
 
 /// Addresses as `--backends` takes them: `127.0.0.1:1,127.0.0.1:2`.

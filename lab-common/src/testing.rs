@@ -19,10 +19,10 @@ use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio_rustls::rustls::{ClientConfig, ServerConfig};
 
-use crate::Error;
 use crate::certs::{CertSet, LAB_NAMES};
 use crate::cli::Shutdown;
 use crate::tls;
+use crate::{Error, HostPort};
 
 /// How long any single test step may take before we call it hung.
 pub const DEADLINE: Duration = Duration::from_secs(60);
@@ -236,11 +236,6 @@ impl RunningBinary {
         wait_for(&mut self.stderr, needle, "stderr", &other).await
     }
 
-    /// Everything the binary logged so far.
-    pub fn stderr(&self) -> String {
-        self.stderr.borrow().clone()
-    }
-
     /// The process id, for tests that signal it.
     pub fn id(&self) -> Option<u32> {
         self.child.id()
@@ -250,6 +245,11 @@ impl RunningBinary {
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
     }
+}
+
+/// Addresses as a step's `run` takes its backends.
+pub fn host_ports(addrs: &[SocketAddr]) -> Vec<HostPort> {
+    addrs.iter().map(|&addr| HostPort::from(addr)).collect()
 }
 
 /// Runs a binary to completion (for bad-flag tests): exit code and the
@@ -353,6 +353,12 @@ pub mod http {
             .pool_max_idle_per_host(0)
             .build()
             .expect("a plain client builds")
+    }
+
+    /// `https://127.0.0.1:PORT/` for the balancer at `addr`: the test
+    /// certificate names that IP address.
+    pub fn https_url(addr: SocketAddr) -> String {
+        format!("https://127.0.0.1:{}/", addr.port())
     }
 
     /// An HTTPS client that trusts only the CA in `ca` (not the system's

@@ -3,15 +3,14 @@
 
 use std::net::SocketAddr;
 
-use dummy_servers::{RunningBackend, backend_list};
-use lab_common::HostPort;
+use dummy_servers::{RunningBackend, addrs, backend_list};
 use lab_common::testing::http::{
     check_big_request, check_download, check_upload, closed_without_answer,
     fresh_client, keep_alive_client, who_answers, who_answers_with,
 };
 use lab_common::testing::{
     RunningBinary, RunningStep, check_half_close, half_close_backend,
-    run_to_end,
+    host_ports, run_to_end,
 };
 use step_04_round_robin::run;
 
@@ -19,16 +18,11 @@ const BINARY: &str = env!("CARGO_BIN_EXE_04-round-robin");
 const MIB: u64 = 1024 * 1024;
 
 async fn step_in_front_of(backends: &[SocketAddr]) -> RunningStep {
-    let backends: Vec<HostPort> =
-        backends.iter().map(|&addr| HostPort::from(addr)).collect();
+    let backends = host_ports(backends);
     RunningStep::start(move |listener, shutdown| {
         run(listener, backends, shutdown)
     })
     .await
-}
-
-fn addrs(backends: &[RunningBackend]) -> Vec<SocketAddr> {
-    backends.iter().map(|backend| backend.addr).collect()
 }
 
 #[tokio::test]

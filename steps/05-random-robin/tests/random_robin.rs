@@ -4,15 +4,14 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
-use dummy_servers::{RunningBackend, backend_list};
-use lab_common::HostPort;
+use dummy_servers::{RunningBackend, addrs, backend_list};
 use lab_common::testing::http::{
     check_big_request, check_download, check_upload, fresh_client,
     raw_exchange, who_answers,
 };
 use lab_common::testing::{
     RunningBinary, RunningStep, check_half_close, half_close_backend,
-    run_to_end,
+    host_ports, run_to_end,
 };
 use step_05_random_robin::run;
 
@@ -23,16 +22,11 @@ async fn step_in_front_of(
     backends: &[SocketAddr],
     seed: Option<u64>,
 ) -> RunningStep {
-    let backends: Vec<HostPort> =
-        backends.iter().map(|&addr| HostPort::from(addr)).collect();
+    let backends = host_ports(backends);
     RunningStep::start(move |listener, shutdown| {
         run(listener, backends, seed, shutdown)
     })
     .await
-}
-
-fn addrs(backends: &[RunningBackend]) -> Vec<SocketAddr> {
-    backends.iter().map(|backend| backend.addr).collect()
 }
 
 async fn sequence(step: &RunningStep, count: usize) -> Vec<String> {

@@ -4,24 +4,19 @@
 
 use std::net::SocketAddr;
 
-use dummy_servers::{RunningBackend, backend_list};
-use lab_common::HostPort;
+use dummy_servers::{RunningBackend, addrs, backend_list};
 use lab_common::testing::http::{
-    check_download, check_upload, https_client_builder, raw_exchange,
-    who_answers_with,
+    check_download, check_upload, https_client_builder, https_url,
+    raw_exchange, who_answers_with,
 };
 use lab_common::testing::{
     RunningBinary, RunningStep, TestCerts, check_missing_certificates,
-    deadline, run_to_end,
+    deadline, host_ports, run_to_end,
 };
 use step_06_tls_front::run;
 
 const BINARY: &str = env!("CARGO_BIN_EXE_06-tls-front");
 const MIB: u64 = 1024 * 1024;
-
-fn host_ports(backends: &[SocketAddr]) -> Vec<HostPort> {
-    backends.iter().map(|&addr| HostPort::from(addr)).collect()
-}
 
 async fn step_in_front_of(
     backends: &[SocketAddr],
@@ -33,15 +28,6 @@ async fn step_in_front_of(
         run(listener, backends, tls, shutdown)
     })
     .await
-}
-
-fn addrs(backends: &[RunningBackend]) -> Vec<SocketAddr> {
-    backends.iter().map(|backend| backend.addr).collect()
-}
-
-/// `https://127.0.0.1:PORT/`: the certificate has that IP address.
-fn https_url(addr: SocketAddr) -> String {
-    format!("https://127.0.0.1:{}/", addr.port())
 }
 
 #[tokio::test]

@@ -5,14 +5,13 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use dummy_servers::{RunningBackend, backend_list};
-use lab_common::HostPort;
+use dummy_servers::{RunningBackend, addrs, backend_list};
 use lab_common::testing::http::{
-    check_download, check_upload, echo_with, who_answers_with,
+    check_download, check_upload, echo_with, https_url, who_answers_with,
 };
 use lab_common::testing::{
     RunningBinary, RunningStep, TestCerts, check_missing_certificates,
-    deadline, run_to_end,
+    deadline, host_ports, run_to_end,
 };
 use step_07_tls_back::{BackendTrust, run};
 
@@ -68,21 +67,12 @@ async fn step_in_front_of(
     certs: &Certs,
     backend_trust: BackendTrust,
 ) -> RunningStep {
-    let backends: Vec<HostPort> =
-        backends.iter().map(|&addr| HostPort::from(addr)).collect();
+    let backends = host_ports(backends);
     let tls = certs.lab.server_config();
     RunningStep::start(move |listener, shutdown| {
         run(listener, backends, tls, backend_trust, shutdown)
     })
     .await
-}
-
-fn addrs(backends: &[RunningBackend]) -> Vec<SocketAddr> {
-    backends.iter().map(|backend| backend.addr).collect()
-}
-
-fn https_url(addr: SocketAddr) -> String {
-    format!("https://127.0.0.1:{}/", addr.port())
 }
 
 /// GET through the balancer; Err when the connection closed on us.

@@ -5,17 +5,16 @@
 use std::net::SocketAddr;
 
 use bytes::Bytes;
-use dummy_servers::{Echo, RunningBackend, backend_list};
+use dummy_servers::{Echo, RunningBackend, addrs, backend_list};
 use http_body_util::{BodyExt, Empty};
 use hyper::client::conn::http1::{SendRequest, handshake};
 use hyper::{Request, StatusCode};
 use hyper_util::rt::TokioIo;
-use lab_common::HostPort;
 use lab_common::testing::http::{
     check_download, check_upload, echo_with, fresh_client, raw_exchange,
 };
 use lab_common::testing::{
-    RunningBinary, RunningStep, deadline, listener, run_to_end,
+    RunningBinary, RunningStep, deadline, host_ports, listener, run_to_end,
 };
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
@@ -23,14 +22,6 @@ use tokio::task::JoinHandle;
 
 const BINARY: &str = env!("CARGO_BIN_EXE_09-http-proxy");
 const MIB: u64 = 1024 * 1024;
-
-fn addrs(backends: &[RunningBackend]) -> Vec<SocketAddr> {
-    backends.iter().map(|backend| backend.addr).collect()
-}
-
-fn host_ports(backends: &[SocketAddr]) -> Vec<HostPort> {
-    backends.iter().map(|&addr| HostPort::from(addr)).collect()
-}
 
 /// Step 09 in this process, in front of `backends`.
 async fn proxy_in_front_of(backends: &[SocketAddr]) -> RunningStep {
