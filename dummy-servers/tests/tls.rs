@@ -2,7 +2,7 @@
 //! for the test, real HTTPS clients, raw TCP for the misbehaving ones.
 
 use dummy_servers::RunningBackend;
-use lab_common::testing::http::{echo_with, https_client, raw_exchange};
+use lab_common::testing::http::{echo_with, raw_exchange};
 use lab_common::testing::{
     RunningBinary, TestCerts, check_missing_certificates, deadline, run_to_end,
 };
@@ -63,7 +63,7 @@ async fn the_binary_serves_tls_with_the_given_certificate() {
     let mut backend = RunningBinary::start(BINARY, &args).await;
     backend.wait_for_stdout(", TLS)").await;
     let url = format!("https://localhost:{}/", backend.addr.port());
-    let echo = echo_with(&https_client(&certs.ca_path()), &url).await;
+    let echo = echo_with(&certs.https_client(), &url).await;
     assert_eq!(echo["tls"], true);
 }
 

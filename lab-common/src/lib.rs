@@ -4,8 +4,9 @@
 //! and the TLS wiring stay in each step's `lib.rs`, copied forward so that a
 //! `diff -u` between neighbouring steps shows only what a step teaches. What
 //! lives here is what no step teaches: default addresses, the address type,
-//! the CLI runner that binds and waits for Ctrl-C, logging set-up, reading
-//! PEM files into rustls configurations, making the lab's certificates, and
+//! the CLI runner that binds and waits for Ctrl-C, logging set-up, the TLS
+//! flags and reading PEM files into rustls configurations, making the lab's
+//! certificates, and
 //! (with the `testing` feature) helpers for the integration tests.
 
 pub mod addr;

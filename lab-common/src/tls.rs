@@ -1,4 +1,5 @@
-//! TLS plumbing: where the lab's certificates live, reading PEM files, and
+//! TLS plumbing: where the lab's certificates live, the flags that name
+//! them (`--cert`/`--key`, `--ca`/`--insecure`), reading PEM files, and
 //! building rustls configurations from them.
 //!
 //! What a TLS step *does* with these configurations (accept, connect,
@@ -87,7 +88,7 @@ impl CertFlags {
 }
 
 /// `--ca` and `--insecure`: how a balancer checks the TLS backends it
-/// dials. What it does with the answer is the step's lesson.
+/// dials. What it does with them is the step's lesson.
 #[derive(clap::Args, Debug, Clone)]
 pub struct TrustFlags {
     /// CA certificate(s) (PEM) that must have signed the TLS backends'
@@ -99,6 +100,14 @@ pub struct TrustFlags {
     /// experiments only: anyone on the way to a backend could pose as it.
     #[arg(long, conflicts_with = "ca")]
     pub insecure: bool,
+}
+
+impl TrustFlags {
+    /// Loads `--ca`: see [`client_config`]. (With `--insecure` there is
+    /// nothing to load; the step decides what that means.)
+    pub fn client_config(&self) -> Result<Arc<ClientConfig>, Error> {
+        client_config(&self.ca)
+    }
 }
 
 /// Every certificate in a PEM file, in order (a server's chain starts

@@ -74,8 +74,7 @@ fn main() -> ExitCode {
     let written =
         CertSet::generate(&args.names).and_then(|set| set.write_to(&out));
     if let Err(err) = written {
-        eprintln!("error: {err}");
-        return ExitCode::FAILURE;
+        return lab_common::cli::fail(err);
     }
     let [ca, cert, key] = certs::paths_in(&out);
     let [ca, cert, key] = [shown(&ca), shown(&cert), shown(&key)];

@@ -6,7 +6,7 @@ use clap::Parser;
 use lab_common::HostPort;
 use lab_common::addr::{DEFAULT_BACKENDS, DEFAULT_LISTEN};
 use lab_common::cli::fail;
-use lab_common::tls::{self, CertFlags, TrustFlags};
+use lab_common::tls::{CertFlags, TrustFlags};
 use step_07_tls_back::BackendTrust;
 
 /// Step 07: a TCP load balancer with TLS on both sides: it terminates the
@@ -43,7 +43,7 @@ async fn main() -> ExitCode {
     let backend_trust = if args.trust.insecure {
         BackendTrust::Insecure
     } else {
-        match tls::client_config(&args.trust.ca) {
+        match args.trust.client_config() {
             Ok(config) => BackendTrust::Verify(config),
             Err(err) => return fail(err),
         }

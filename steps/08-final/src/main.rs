@@ -6,7 +6,7 @@ use clap::Parser;
 use lab_common::HostPort;
 use lab_common::addr::DEFAULT_LISTEN;
 use lab_common::cli::fail;
-use lab_common::tls::{self, CertFlags, TrustFlags};
+use lab_common::tls::{CertFlags, TrustFlags};
 use step_08_final::{BackendTrust, Server};
 
 /// The article's mix: one plain backend and two over TLS.
@@ -68,7 +68,7 @@ async fn main() -> ExitCode {
     let backend_trust = if args.trust.insecure {
         Some(BackendTrust::Insecure)
     } else if args.backends.iter().any(|server| server.tls) {
-        match tls::client_config(&args.trust.ca) {
+        match args.trust.client_config() {
             Ok(config) => Some(BackendTrust::Verify(config)),
             Err(err) => return fail(err),
         }
