@@ -10,8 +10,8 @@
 //! - certificates are loaded only for what is used: a plain front needs
 //!   no `--cert`, a list without `tls://` needs no `--ca`;
 //! - the relay is our own `pipe`, one per direction: an idle connection
-//!   holds 512 bytes instead of `copy_bidirectional`'s two 8 KiB buffers,
-//!   and a bulk transfer borrows 128 KiB while it streams
+//!   holds two 512-byte buffers instead of `copy_bidirectional`'s two
+//!   8 KiB ones, and a bulk transfer borrows 128 KiB while it streams
 //!   (`scripts/bench.sh` measures both).
 //!
 //! This is the article's final program: a list of servers, each with its
