@@ -44,6 +44,8 @@ shopt -s inherit_errexit
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 target_dir="${CARGO_TARGET_DIR:-$root/target}"
+# cargo reads a relative CARGO_TARGET_DIR from the root, where it builds.
+[[ "$target_dir" == /* ]] || target_dir="$root/$target_dir"
 started_at=$(date +%s)
 command_line="scripts/bench.sh"
 (($# > 0)) && command_line+=$(printf ' %q' "$@")

@@ -15,15 +15,13 @@
 # A step is named by its number ("04") or its folder ("04-round-robin").
 # Works from any folder; reads files only.
 set -euo pipefail
+# For print_header; sourcing only defines functions.
+# shellcheck source-path=SCRIPTDIR source=lib/lab.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/lab.sh"
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # The files that hold a step's lesson, its CLI and its dependencies.
 files=(src/lib.rs src/main.rs Cargo.toml)
-
-usage() {
-  awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' \
-    "${BASH_SOURCE[0]}"
-}
 
 # Every step folder name, in order: 01-ping 02-forward ...
 all_steps() {
@@ -106,7 +104,7 @@ color=auto
 args=()
 while (( $# > 0 )); do
   case "$1" in
-    -h|--help) usage; exit 0 ;;
+    -h|--help) print_header "${BASH_SOURCE[0]}"; exit 0 ;;
     --color=*) color=${1#--color=} ;;
     --color) color=${2:?--color needs auto, always or never}; shift ;;
     -*) echo "error: unknown option $1 (see --help)" >&2; exit 2 ;;

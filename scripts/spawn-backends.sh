@@ -11,12 +11,17 @@
 # The pid and the log live in .lab-run/ at the root of the repository
 # (git-ignored). Starting twice does not start a second set.
 set -euo pipefail
+# shellcheck source-path=SCRIPTDIR source=lib/lab.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/lab.sh"
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 run_dir="$root/.lab-run"
 pid_file="$run_dir/backends.pid"
 log_file="$run_dir/backends.log"
-binary="${CARGO_TARGET_DIR:-$root/target}/debug/dummy-servers"
+target_dir=${CARGO_TARGET_DIR:-$root/target}
+# cargo reads a relative CARGO_TARGET_DIR from the root, where it builds.
+[[ "$target_dir" == /* ]] || target_dir="$root/$target_dir"
+binary="$target_dir/debug/dummy-servers"
 
 # The pid in the pid file, if that process is still our dummy-servers (a
 # pid can be reused by an unrelated process after ours exits).
@@ -36,18 +41,18 @@ listening_lines() {
 
 # How many backends the flags ask for: one per port in --ports (3 without).
 expected_backends() {
-  local ports="4444,4445,4446"
+  local port_list="4444,4445,4446"
   while [[ $# -gt 0 ]]; do
     case "$1" in
-      --ports) ports="${2:-}"; shift ;;
-      --ports=*) ports="${1#--ports=}" ;;
+      --ports) port_list="${2:-}"; shift ;;
+      --ports=*) port_list="${1#--ports=}" ;;
     esac
     shift
   done
-  tr ',' '\n' <<<"$ports" | grep -c .
+  tr "," "\n" <<<"$port_list" | grep -c .
 }
 
-start() {
+cmd_start() {
   local pid
   if pid=$(running_pid); then
     echo "backends already running (pid $pid):"
@@ -89,14 +94,15 @@ start() {
   echo "log: ${log_file#"$root"/}   stop: scripts/spawn-backends.sh stop"
 }
 
-stop() {
+cmd_stop() {
   local pid
   if ! pid=$(running_pid); then
     rm -f "$pid_file"
     echo "backends are not running"
     return 0
   fi
-  kill "$pid"
+  # It may have exited since running_pid looked.
+  kill "$pid" 2>/dev/null || true
   local tries=0
   while kill -0 "$pid" 2>/dev/null; do
     if (( ++tries > 100 )); then
@@ -109,7 +115,7 @@ stop() {
   echo "backends stopped (pid $pid)"
 }
 
-status() {
+cmd_status() {
   local pid
   if pid=$(running_pid); then
     echo "backends running (pid $pid):"
@@ -120,13 +126,13 @@ status() {
   fi
 }
 
-command="${1:-start}"
+subcommand="${1:-start}"
 [[ $# -gt 0 ]] && shift
-case "$command" in
-  start) start "$@" ;;
-  stop) stop ;;
-  status) status ;;
-  -h|--help|help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//' ;;
+case "$subcommand" in
+  start) cmd_start "$@" ;;
+  stop) cmd_stop ;;
+  status) cmd_status ;;
+  -h|--help|help) print_header "${BASH_SOURCE[0]}" ;;
   *)
     echo "usage: scripts/spawn-backends.sh [start [FLAGS]|stop|status]" >&2
     exit 2

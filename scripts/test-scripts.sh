@@ -22,6 +22,9 @@
 # scripts/check.sh installs) is skipped with a message. Every run of a
 # script has a time limit; all traffic goes to 127.0.0.1.
 set -euo pipefail
+# For print_header and port_in_use; sourcing only defines functions.
+# shellcheck source-path=SCRIPTDIR source=lib/lab.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/lab.sh"
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 scripts="$root/scripts"
@@ -30,8 +33,7 @@ target_dir=${CARGO_TARGET_DIR:-$root/target}
 
 case "${1:-}" in
   -h|--help)
-    awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' \
-      "${BASH_SOURCE[0]}"
+    print_header "${BASH_SOURCE[0]}"
     exit 0
     ;;
   "") ;;
@@ -40,10 +42,14 @@ esac
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/lb-lab-test-scripts.XXXXXX")
 own_pids=()
+# TERM, then KILL after 5 s: a clean-up that cannot hang.
 cleanup() {
-  local pid
+  local pid tries
   for pid in "${own_pids[@]}"; do
     kill -TERM "$pid" 2>/dev/null || true
+    tries=0
+    while alive "$pid" && (( ++tries <= 50 )); do sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
     wait "$pid" 2>/dev/null || true
   done
   rm -rf "$work"
@@ -87,11 +93,6 @@ ran_ok() {
   (( rc == 0 )) && return 0
   fail "$1" "exited with $rc" "$2"
   return 1
-}
-
-# True if something accepts connections on 127.0.0.1:$1.
-port_in_use() {
-  (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
 }
 
 # True if pid $1 still runs one of the lab's binaries (a pid the system
@@ -155,10 +156,12 @@ step_dir() {
 test_help() {
   local name="every script answers --help, from any folder"
   local out="$work/help.out" script
-  for script in demo compare diff-steps test-scripts; do
+  for script in demo compare diff-steps spawn-backends bench test-scripts; do
     rc=0
     (cd / && timeout 30 "$scripts/$script.sh" --help) >"$out" 2>&1 || rc=$?
-    if (( rc != 0 )) || ! grep -q "scripts/$script.sh" "$out"; then
+    # The header comment, and nothing of the code below it.
+    if (( rc != 0 )) || ! grep -q "scripts/$script.sh" "$out" \
+      || grep -q 'set -euo' "$out"; then
       fail "$name" "$script.sh --help (exit $rc)" "$out"; return
     fi
   done
