@@ -11,7 +11,8 @@
 #                round robin exactly even, random uneven but complete,
 #                one backend per kept-alive connection at layer 4, a
 #                backend per request at layer 7.
-#   diff-steps.sh  a pair and the summary of every neighbouring pair.
+#   diff-steps.sh  a pair and the summary of every neighbouring pair,
+#                which tutorial.md must print as the script does.
 #   bench.sh --smoke, if bench.sh has that option.
 #
 #   scripts/test-scripts.sh        run them all (scripts/check.sh does)
@@ -191,6 +192,16 @@ test_diff_steps() {
     true)
   if (( rc != 0 || count != steps - 1 )); then
     fail "$name" "summary: $count pair lines for $steps steps (rc $rc)" "$out"
+    return
+  fi
+  # tutorial.md prints this summary: it must still be what the script says.
+  if ! awk '/^```/ { inside = 0 } inside { print }
+    /^```text$/ { inside = 1 }' "$root/tutorial.md" \
+    | grep -A "$((steps - 1))" -E "^01 → 02: " \
+    | diff -u - "$out" >"$work/diff.diff"
+  then
+    fail "$name" "tutorial.md's summary differs from the script's" \
+      "$work/diff.diff"
     return
   fi
   run 30 "$out" "$scripts/diff-steps.sh" 04 99
