@@ -447,15 +447,10 @@ start_contender() {
   port=$(contender_port "$c" "$set")
   backends=$(backend_list "$set")
   case "$c" in
-    04|09)
+    04|08|09)
       # The lab's binaries log one line per connection at info level; the
       # other contenders log nothing, so neither do these.
-      local bin=${binary[04-round-robin]}
-      [[ "$c" == 09 ]] && bin=${binary[09-http-proxy]}
-      launch "$name" env RUST_LOG=warn "$bin" \
-        --listen "127.0.0.1:$port" --backends "$backends" ;;
-    08)
-      launch "$name" env RUST_LOG=warn "${binary[08-final]}" \
+      launch "$name" env RUST_LOG=warn "${binary[${label[$c]}]}" \
         --listen "127.0.0.1:$port" --backends "$backends" ;;
     haproxy)
       write_haproxy_config "$set"
