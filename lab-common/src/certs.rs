@@ -24,7 +24,7 @@ use tokio_rustls::rustls::pki_types::{ServerName, UnixTime};
 
 use crate::Error;
 use crate::tls::{
-    CA_CERT_FILE, SERVER_CERT_FILE, SERVER_KEY_FILE, client_config, load_certs,
+    CA_CERT_FILE, SERVER_CERT_FILE, SERVER_KEY_FILE, load_certs, root_store,
     server_config,
 };
 
@@ -129,15 +129,10 @@ pub fn paths_in(dir: &Path) -> [PathBuf; 3] {
 /// `names`. The error says what is wrong.
 pub fn check_existing(dir: &Path, names: &[String]) -> Result<(), Error> {
     let [ca, cert, key] = paths_in(dir);
-    // Loading both configurations proves the files parse and that the key
-    // belongs to the certificate.
+    // Loading the server's configuration proves its files parse and that
+    // the key belongs to the certificate.
     server_config(&cert, &key)?;
-    client_config(&ca)?;
-
-    let mut roots = tokio_rustls::rustls::RootCertStore::empty();
-    for ca_cert in load_certs(&ca)? {
-        roots.add(ca_cert)?;
-    }
+    let roots = root_store(&ca)?;
     let verifier = WebPkiServerVerifier::builder(Arc::new(roots)).build()?;
     let chain = load_certs(&cert)?;
     let (end_entity, intermediates) = chain

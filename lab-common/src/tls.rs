@@ -158,16 +158,21 @@ pub fn server_config(
 /// nothing else: not the system's roots, which never signed a lab
 /// certificate.
 pub fn client_config(ca: &Path) -> Result<Arc<ClientConfig>, Error> {
+    let config = ClientConfig::builder()
+        .with_root_certificates(root_store(ca)?)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
+/// The CA certificates in `ca`, as the roots a client trusts.
+pub fn root_store(ca: &Path) -> Result<RootCertStore, Error> {
     let mut roots = RootCertStore::empty();
     for cert in load_certs(ca)? {
         roots.add(cert).map_err(|err| {
             format!("{}: not a usable CA certificate: {err}", ca.display())
         })?;
     }
-    let config = ClientConfig::builder()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Ok(Arc::new(config))
+    Ok(roots)
 }
 
 /// A client configuration that accepts any certificate for any name:
