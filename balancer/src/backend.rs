@@ -1,0 +1,157 @@
+//! A backend: what the config says of it (id, address, TLS, weight,
+//! limit) and what `lb` learns of it while running (open connections,
+//! health). The live counters are kept by guards whose `Drop` gives the
+//! count back, so no path through `proxy` can leak one.
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use lab_common::HostPort;
+use tokio::time::Instant;
+
+use crate::health::{Change, HealthState};
+
+// ANCHOR: address
+/// Where a backend is and whether `lb` speaks TLS to it, written as in
+/// step 08: `127.0.0.1:4444` (or `tcp://127.0.0.1:4444`) for plain TCP,
+/// `tls://127.0.0.1:4445` for TLS.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Address {
+    pub host_port: HostPort,
+    pub tls: bool,
+}
+
+impl FromStr for Address {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Address, String> {
+        let text = text.trim();
+        let (tls, rest) = if let Some(rest) = text.strip_prefix("tls://") {
+            (true, rest)
+        } else if let Some(rest) = text.strip_prefix("tcp://") {
+            (false, rest)
+        } else if let Some((scheme, _)) = text.split_once("://") {
+            return Err(format!(
+                "`{text}`: unknown scheme `{scheme}://`; write HOST:PORT \
+                 for plain TCP or tls://HOST:PORT for TLS"
+            ));
+        } else {
+            (false, text)
+        };
+        Ok(Address {
+            host_port: rest.parse()?,
+            tls,
+        })
+    }
+}
+
+impl fmt::Display for Address {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.tls {
+            write!(f, "tls://{}", self.host_port)
+        } else {
+            write!(f, "{}", self.host_port)
+        }
+    }
+}
+// ANCHOR_END: address
+
+/// One backend of the running balancer.
+#[derive(Debug)]
+pub struct Backend {
+    /// A stable name: the config's `id`, or the address as written.
+    /// Logs name backends by it, and Maglev hashes it.
+    pub id: String,
+    pub address: Address,
+    /// Its share of clients, for the algorithms that read weights.
+    pub weight: u32,
+    /// At most this many client connections at once (`None`: no limit).
+    pub max_connections: Option<u32>,
+    /// Client connections open to it now; see [`ActiveGuard`].
+    active: AtomicU32,
+    health: Mutex<HealthState>,
+}
+
+impl Backend {
+    pub fn new(
+        id: String,
+        address: Address,
+        weight: u32,
+        max_connections: Option<u32>,
+    ) -> Backend {
+        Backend {
+            id,
+            address,
+            weight,
+            max_connections,
+            active: AtomicU32::new(0),
+            health: Mutex::new(HealthState::new()),
+        }
+    }
+
+    /// Client connections open to this backend now.
+    pub fn active(&self) -> u32 {
+        self.active.load(Ordering::Relaxed)
+    }
+
+    /// Whether a new client may be sent here now: healthy, not cooling
+    /// down, not full.
+    pub fn usable(&self, now: Instant) -> bool {
+        !self.is_full() && self.health().usable(now)
+    }
+
+    /// At its `max_connections`.
+    pub fn is_full(&self) -> bool {
+        self.max_connections.is_some_and(|max| self.active() >= max)
+    }
+
+    /// Runs `update` on this backend's health state and returns the change
+    /// of state it made, if any, for the caller to log.
+    pub fn update_health(
+        &self,
+        update: impl FnOnce(&mut HealthState) -> Option<Change>,
+    ) -> Option<Change> {
+        update(&mut self.health())
+    }
+
+    fn health(&self) -> std::sync::MutexGuard<'_, HealthState> {
+        // A panic while the lock was held left a state that is still
+        // consistent (every update is a few assignments), so carry on.
+        self.health
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+    }
+
+    /// Counts one more connection to this backend until the guard is
+    /// dropped.
+    pub fn track(self: &std::sync::Arc<Self>) -> ActiveGuard {
+        self.active.fetch_add(1, Ordering::Relaxed);
+        ActiveGuard {
+            backend: self.clone(),
+        }
+    }
+}
+
+// ANCHOR: active_guard
+/// One open client connection to a backend. Created when `proxy` picks
+/// the backend, dropped when the connection ends, however it ends: the
+/// count cannot leak.
+#[derive(Debug)]
+pub struct ActiveGuard {
+    backend: std::sync::Arc<Backend>,
+}
+
+impl ActiveGuard {
+    pub fn backend(&self) -> &std::sync::Arc<Backend> {
+        &self.backend
+    }
+}
+
+impl Drop for ActiveGuard {
+    fn drop(&mut self) {
+        self.backend.active.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+// ANCHOR_END: active_guard

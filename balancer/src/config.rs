@@ -1,0 +1,1059 @@
+//! The configuration: a TOML file (`balancer/lb.toml` shows every key with
+//! its default) turned into a validated [`Config`], or into an error that
+//! names the file, the line and the key.
+//!
+//! Pure: reading the file is the caller's business, and so is loading the
+//! certificates it names. Parsing happens in two passes: serde reads the
+//! text into `Raw*` structs (unknown keys and wrong types are refused
+//! there, with toml's position), then [`Config::from_raw`] checks what
+//! serde cannot (a weight of 0, an unknown algorithm, two backends with
+//! one id) and still knows where each value was written, because the raw
+//! values are [`Spanned`].
+
+use std::collections::HashSet;
+use std::fmt;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use lab_common::HostPort;
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::backend::Address;
+use crate::select::Algorithm;
+
+// ANCHOR: config
+/// Everything `lb` runs by. [`Config::default`] is what `lb` does with no
+/// file and no flags, and what `balancer/lb.toml` spells out.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Config {
+    /// Where clients connect.
+    pub listen: HostPort,
+    pub algorithm: Algorithm,
+    /// How many other backends a client may be sent to when its first
+    /// cannot be reached (`None`: all of them).
+    pub retries: Option<u32>,
+    pub tls: TlsConfig,
+    pub timeouts: Timeouts,
+    pub limits: Limits,
+    pub health: HealthConfig,
+    pub backends: Vec<BackendConfig>,
+}
+
+/// `[tls]`: the certificate `lb` presents to clients, and how it checks
+/// its `tls://` backends.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TlsConfig {
+    /// Certificate chain and key for the front: clients must speak TLS.
+    /// `None`: plain TCP at the front.
+    pub front: Option<FrontTls>,
+    /// CA certificates the `tls://` backends' certificates must chain to.
+    pub ca: Option<PathBuf>,
+    /// Accept any backend certificate (encrypted, but not verified).
+    pub insecure: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FrontTls {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// `[timeouts]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timeouts {
+    /// Reaching a backend over TCP; past it, the next candidate.
+    pub connect: Duration,
+    /// A TLS handshake, with a client at the front or with a backend.
+    pub tls_handshake: Duration,
+    /// No byte either way for this long closes both sides.
+    pub idle: Duration,
+    /// One side has finished; the other may stay silent this long.
+    pub half_closed: Duration,
+    /// After SIGTERM or Ctrl-C, how long open connections may finish.
+    pub drain: Duration,
+}
+
+/// `[limits]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Client connections open at once; past it, `lb` stops accepting.
+    pub max_connections: u32,
+    /// The listen queue the kernel keeps while `lb` is not accepting.
+    pub backlog: u32,
+    /// How long a client waits for a backend when all are full.
+    pub queue_timeout: Duration,
+    /// TLS handshakes with clients in progress at once.
+    pub max_handshakes: u32,
+}
+
+/// `[health]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HealthConfig {
+    pub kind: CheckKind,
+    /// What an HTTP check asks for.
+    pub path: String,
+    pub interval: Duration,
+    /// One check's whole time: connect, TLS and the answer.
+    pub timeout: Duration,
+    pub rise: u32,
+    pub fall: u32,
+    /// Failed client connections in a row that take a backend out...
+    pub failures: u32,
+    /// ...for this long.
+    pub cooldown: Duration,
+}
+
+/// How the active checks test a backend.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CheckKind {
+    /// No active checks (passive marking still applies).
+    Off,
+    /// A TCP connection (and TLS, for `tls://`) is accepted.
+    Tcp,
+    /// `GET path` answers 2xx.
+    Http,
+}
+
+/// One `[[backends]]` entry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BackendConfig {
+    /// A stable name; defaults to the address as written.
+    pub id: String,
+    pub address: Address,
+    pub weight: u32,
+    /// At most this many client connections (`None`: no limit).
+    pub max_connections: Option<u32>,
+}
+// ANCHOR_END: config
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            listen: parse_default(lab_common::addr::DEFAULT_LISTEN),
+            algorithm: Algorithm::RoundRobin,
+            retries: None,
+            tls: TlsConfig::default(),
+            timeouts: Timeouts {
+                connect: Duration::from_secs(3),
+                tls_handshake: Duration::from_secs(5),
+                idle: Duration::from_secs(300),
+                half_closed: Duration::from_secs(30),
+                drain: Duration::from_secs(30),
+            },
+            limits: Limits {
+                max_connections: 8192,
+                backlog: 1024,
+                queue_timeout: Duration::from_secs(5),
+                max_handshakes: 256,
+            },
+            health: HealthConfig {
+                kind: CheckKind::Tcp,
+                path: "/health".to_owned(),
+                interval: Duration::from_secs(2),
+                timeout: Duration::from_secs(1),
+                rise: 2,
+                fall: 3,
+                failures: 3,
+                cooldown: Duration::from_secs(10),
+            },
+            backends: lab_common::addr::DEFAULT_BACKENDS
+                .split(',')
+                .map(|address| BackendConfig::at(parse_default(address)))
+                .collect(),
+        }
+    }
+}
+
+fn parse_default<T: std::str::FromStr>(text: &str) -> T
+where
+    T::Err: fmt::Debug,
+{
+    text.parse().expect("the built-in defaults parse")
+}
+
+impl BackendConfig {
+    /// A backend at `address` with every other setting at its default.
+    pub fn at(address: Address) -> BackendConfig {
+        BackendConfig {
+            id: address.to_string(),
+            address,
+            weight: 1,
+            max_connections: None,
+        }
+    }
+}
+
+impl CheckKind {
+    fn name(self) -> &'static str {
+        match self {
+            CheckKind::Off => "off",
+            CheckKind::Tcp => "tcp",
+            CheckKind::Http => "http",
+        }
+    }
+}
+
+impl fmt::Display for CheckKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+// ANCHOR: config_error
+/// A configuration that cannot be used, and where it went wrong.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The file, or the flag (`--backends`) the value came from.
+    pub source: String,
+    /// 1-based line in the file, when the error has one.
+    pub line: Option<usize>,
+    /// The key, as a path: `health.rise`, `backends[2].weight`.
+    pub key: Option<String>,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    /// `lb.toml:14: backends[2].weight: must be at least 1, found 0`
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.source)?;
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
+        }
+        if let Some(key) = &self.key {
+            write!(f, ": {key}")?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+// ANCHOR_END: config_error
+
+impl Config {
+    /// Parses and checks `text`, the contents of the file `path`. Relative
+    /// paths in it (certificates) are taken from the file's folder.
+    pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+        let file = Source {
+            name: path.display().to_string(),
+            text,
+        };
+        let raw: RawConfig =
+            toml::from_str(text).map_err(|err| file.toml_error(&err))?;
+        let folder = path.parent().unwrap_or(Path::new(""));
+        Config::from_raw(raw, &file, folder)
+    }
+
+    /// Checks a config that the command line changed (`--backends`, say):
+    /// the rules that hold between keys, which the flags may now break.
+    pub fn check(&self, source: &str) -> Result<(), ConfigError> {
+        let error = |key: &str, message: String| ConfigError {
+            source: source.to_owned(),
+            line: None,
+            key: Some(key.to_owned()),
+            message,
+        };
+        if self.backends.is_empty() {
+            return Err(error(
+                "backends",
+                "no backends: list one at least".into(),
+            ));
+        }
+        let mut ids = HashSet::new();
+        for backend in &self.backends {
+            if !ids.insert(backend.id.as_str()) {
+                let msg = format!("two backends have the id `{}`", backend.id);
+                return Err(error("backends", msg));
+            }
+            if !self.algorithm.uses_weights() && backend.weight != 1 {
+                return Err(error("algorithm", weight_on_round_robin(backend)));
+            }
+            if backend.address.tls
+                && self.tls.ca.is_none()
+                && !self.tls.insecure
+            {
+                return Err(error(
+                    "backends",
+                    tls_without_ca(&backend.address),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn from_raw(
+        raw: RawConfig,
+        file: &Source<'_>,
+        folder: &Path,
+    ) -> Result<Config, ConfigError> {
+        let defaults = Config::default();
+        let mut config = Config {
+            backends: Vec::new(),
+            ..defaults.clone()
+        };
+        if let Some(listen) = raw.listen {
+            config.listen = file.parse_with(&listen, "listen", |text| {
+                text.parse::<HostPort>()
+            })?;
+        }
+        if let Some(algorithm) = &raw.algorithm {
+            config.algorithm =
+                file.parse_with(algorithm, "algorithm", |text| {
+                    text.parse::<Algorithm>()
+                })?;
+        }
+        if let Some(retries) = &raw.retries {
+            config.retries =
+                file.check(retries, "retries", |value| match value {
+                    RawRetries::Count(n) => Ok(Some(whole(*n, 0)?)),
+                    RawRetries::Word(word) if word == "all" => Ok(None),
+                    RawRetries::Word(word) => Err(format!(
+                        "`{word}`: write a number of backends, or \"all\""
+                    )),
+                })?;
+        }
+        if let Some(tls) = raw.tls {
+            config.tls = tls.check(file, folder)?;
+        }
+        if let Some(timeouts) = raw.timeouts {
+            timeouts.apply(file, &mut config.timeouts)?;
+        }
+        if let Some(limits) = raw.limits {
+            limits.apply(file, &mut config.limits)?;
+        }
+        if let Some(health) = raw.health {
+            health.apply(file, &mut config.health)?;
+        }
+
+        let Some(backends) = raw.backends else {
+            return Err(file.error_without_line(
+                "backends",
+                "no [[backends]]: list one at least",
+            ));
+        };
+        let backends_span = backends.span();
+        let mut ids = HashSet::new();
+        for (i, backend) in backends.into_inner().into_iter().enumerate() {
+            let key = |name: &str| format!("backends[{}].{name}", i + 1);
+            let backend = backend.check(file, &key)?;
+            if !ids.insert(backend.id.clone()) {
+                // The id as written, or the address it defaulted to.
+                let name = match file.span_of_key_in_backend(i, "id") {
+                    Some(_) => "id",
+                    None => "address",
+                };
+                let span = file.span_of_key_in_backend(i, name);
+                return Err(file.error_opt(
+                    span,
+                    &key(name),
+                    format!(
+                        "two backends have the id `{}`; give each an id \
+                         of its own",
+                        backend.id
+                    ),
+                ));
+            }
+            config.backends.push(backend);
+        }
+        if config.backends.is_empty() {
+            return Err(file.error(
+                backends_span,
+                "backends",
+                "no backends: list one at least",
+            ));
+        }
+        // Rules between keys, now that every key is read.
+        for (i, backend) in config.backends.iter().enumerate() {
+            let key = |name: &str| format!("backends[{}].{name}", i + 1);
+            if !config.algorithm.uses_weights() && backend.weight != 1 {
+                let span = file.span_of_key_in_backend(i, "weight");
+                return Err(file.error_opt(
+                    span,
+                    &key("weight"),
+                    weight_on_round_robin(backend),
+                ));
+            }
+            if backend.address.tls
+                && config.tls.ca.is_none()
+                && !config.tls.insecure
+            {
+                let span = file.span_of_key_in_backend(i, "address");
+                return Err(file.error_opt(
+                    span,
+                    &key("address"),
+                    tls_without_ca(&backend.address),
+                ));
+            }
+        }
+        Ok(config)
+    }
+}
+
+fn weight_on_round_robin(backend: &BackendConfig) -> String {
+    format!(
+        "backend `{}` has weight {}, but round-robin ignores weights; use \
+         weighted-round-robin, or remove the weight",
+        backend.id, backend.weight
+    )
+}
+
+fn tls_without_ca(address: &Address) -> String {
+    format!(
+        "`{address}` is a TLS backend, but nothing says how to check its \
+         certificate: set `ca` in [tls] (or --ca), or `insecure = true`"
+    )
+}
+
+/// Formats a duration the way the config file writes it: `2s`, `500ms`.
+pub fn show_duration(duration: Duration) -> String {
+    if duration.subsec_millis() != 0 || duration.is_zero() {
+        format!("{}ms", duration.as_millis())
+    } else {
+        let secs = duration.as_secs();
+        if secs.is_multiple_of(3600) {
+            format!("{}h", secs / 3600)
+        } else if secs.is_multiple_of(60) {
+            format!("{}m", secs / 60)
+        } else {
+            format!("{secs}s")
+        }
+    }
+}
+
+/// Parses a duration as the config file writes it: a whole number and a
+/// unit, `ms`, `s`, `m` or `h` (`"500ms"`, `"2s"`, `"5m"`).
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let digits = text.len()
+        - text.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+    let (number, unit) = text.split_at(digits);
+    let hint =
+        "write a whole number and a unit: \"500ms\", \"2s\", \"5m\", \"1h\"";
+    if number.is_empty() {
+        return Err(format!("`{text}` is not a duration; {hint}"));
+    }
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is too long a duration"))?;
+    let millis = match unit.trim() {
+        "ms" => Some(number),
+        "s" => number.checked_mul(1000),
+        "m" => number.checked_mul(60_000),
+        "h" => number.checked_mul(3_600_000),
+        "" => return Err(format!("`{text}` has no unit; {hint}")),
+        other => {
+            return Err(format!("`{text}`: unknown unit `{other}`; {hint}"));
+        }
+    };
+    millis
+        .map(Duration::from_millis)
+        .ok_or_else(|| format!("`{text}` is too long a duration"))
+}
+
+/// `n` as a u32 of at least `min`, or why not.
+fn whole(n: i64, min: u32) -> Result<u32, String> {
+    match u32::try_from(n) {
+        Ok(n) if n >= min => Ok(n),
+        _ if n < i64::from(min) => {
+            Err(format!("must be at least {min}, found {n}"))
+        }
+        _ => Err(format!("must be at most {}, found {n}", u32::MAX)),
+    }
+}
+
+// ---- The file as serde reads it ----
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    listen: Option<Spanned<String>>,
+    algorithm: Option<Spanned<String>>,
+    retries: Option<Spanned<RawRetries>>,
+    tls: Option<RawTls>,
+    timeouts: Option<RawTimeouts>,
+    limits: Option<RawLimits>,
+    health: Option<RawHealth>,
+    backends: Option<Spanned<Vec<RawBackend>>>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawRetries {
+    Count(i64),
+    Word(String),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTls {
+    cert: Option<Spanned<String>>,
+    key: Option<Spanned<String>>,
+    ca: Option<Spanned<String>>,
+    insecure: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTimeouts {
+    connect: Option<Spanned<String>>,
+    tls_handshake: Option<Spanned<String>>,
+    idle: Option<Spanned<String>>,
+    half_closed: Option<Spanned<String>>,
+    drain: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    max_connections: Option<Spanned<i64>>,
+    backlog: Option<Spanned<i64>>,
+    queue_timeout: Option<Spanned<String>>,
+    max_handshakes: Option<Spanned<i64>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHealth {
+    kind: Option<Spanned<String>>,
+    path: Option<Spanned<String>>,
+    interval: Option<Spanned<String>>,
+    timeout: Option<Spanned<String>>,
+    rise: Option<Spanned<i64>>,
+    fall: Option<Spanned<i64>>,
+    failures: Option<Spanned<i64>>,
+    cooldown: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBackend {
+    address: Spanned<String>,
+    id: Option<Spanned<String>>,
+    weight: Option<Spanned<i64>>,
+    max_connections: Option<Spanned<i64>>,
+}
+
+impl RawTls {
+    fn check(
+        self,
+        file: &Source<'_>,
+        folder: &Path,
+    ) -> Result<TlsConfig, ConfigError> {
+        let path = |value: &Spanned<String>, key: &str| {
+            file.check(value, key, |text| {
+                if text.trim().is_empty() {
+                    return Err("an empty path".to_owned());
+                }
+                Ok(folder.join(text))
+            })
+        };
+        let front = match (&self.cert, &self.key) {
+            (Some(cert), Some(key)) => Some(FrontTls {
+                cert: path(cert, "tls.cert")?,
+                key: path(key, "tls.key")?,
+            }),
+            (None, None) => None,
+            (Some(cert), None) => {
+                return Err(file.error(
+                    cert.span(),
+                    "tls.key",
+                    "`cert` is set but `key` is not: the front needs both",
+                ));
+            }
+            (None, Some(key)) => {
+                return Err(file.error(
+                    key.span(),
+                    "tls.cert",
+                    "`key` is set but `cert` is not: the front needs both",
+                ));
+            }
+        };
+        let ca = self.ca.as_ref().map(|ca| path(ca, "tls.ca")).transpose()?;
+        let insecure = self.insecure.unwrap_or(false);
+        if let (Some(ca_value), true) = (&self.ca, insecure) {
+            return Err(file.error(
+                ca_value.span(),
+                "tls.insecure",
+                "`ca` and `insecure = true` contradict each other: keep one",
+            ));
+        }
+        Ok(TlsConfig {
+            front,
+            ca,
+            insecure,
+        })
+    }
+}
+
+impl RawTimeouts {
+    fn apply(
+        self,
+        file: &Source<'_>,
+        timeouts: &mut Timeouts,
+    ) -> Result<(), ConfigError> {
+        let fields = [
+            (
+                self.connect,
+                "timeouts.connect",
+                &mut timeouts.connect,
+                false,
+            ),
+            (
+                self.tls_handshake,
+                "timeouts.tls_handshake",
+                &mut timeouts.tls_handshake,
+                false,
+            ),
+            (self.idle, "timeouts.idle", &mut timeouts.idle, false),
+            (
+                self.half_closed,
+                "timeouts.half_closed",
+                &mut timeouts.half_closed,
+                false,
+            ),
+            (self.drain, "timeouts.drain", &mut timeouts.drain, true),
+        ];
+        for (value, key, slot, zero_ok) in fields {
+            if let Some(value) = value {
+                *slot = file.duration(&value, key, zero_ok)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl RawLimits {
+    fn apply(
+        self,
+        file: &Source<'_>,
+        limits: &mut Limits,
+    ) -> Result<(), ConfigError> {
+        if let Some(value) = self.max_connections {
+            limits.max_connections =
+                file.count(&value, "limits.max_connections", 1)?;
+        }
+        if let Some(value) = self.backlog {
+            limits.backlog = file.count(&value, "limits.backlog", 1)?;
+        }
+        if let Some(value) = self.queue_timeout {
+            limits.queue_timeout =
+                file.duration(&value, "limits.queue_timeout", true)?;
+        }
+        if let Some(value) = self.max_handshakes {
+            limits.max_handshakes =
+                file.count(&value, "limits.max_handshakes", 1)?;
+        }
+        Ok(())
+    }
+}
+
+impl RawHealth {
+    fn apply(
+        self,
+        file: &Source<'_>,
+        health: &mut HealthConfig,
+    ) -> Result<(), ConfigError> {
+        if let Some(kind) = &self.kind {
+            health.kind =
+                file.check(kind, "health.kind", |text| match text.as_str() {
+                    "off" => Ok(CheckKind::Off),
+                    "tcp" => Ok(CheckKind::Tcp),
+                    "http" => Ok(CheckKind::Http),
+                    other => Err(format!(
+                        "unknown kind `{other}`; choose \"tcp\", \"http\" or \
+                     \"off\""
+                    )),
+                })?;
+        }
+        if let Some(path) = &self.path {
+            health.path = file.check(path, "health.path", |text| {
+                if text.starts_with('/') && !text.contains(char::is_whitespace)
+                {
+                    Ok(text.clone())
+                } else {
+                    Err(format!(
+                        "`{text}`: a path starts with `/` and has no spaces"
+                    ))
+                }
+            })?;
+        }
+        if let Some(value) = self.interval {
+            health.interval =
+                file.duration(&value, "health.interval", false)?;
+        }
+        if let Some(value) = self.timeout {
+            health.timeout = file.duration(&value, "health.timeout", false)?;
+        }
+        if let Some(value) = self.rise {
+            health.rise = file.count(&value, "health.rise", 1)?;
+        }
+        if let Some(value) = self.fall {
+            health.fall = file.count(&value, "health.fall", 1)?;
+        }
+        if let Some(value) = self.failures {
+            health.failures = file.count(&value, "health.failures", 1)?;
+        }
+        if let Some(value) = self.cooldown {
+            health.cooldown =
+                file.duration(&value, "health.cooldown", false)?;
+        }
+        Ok(())
+    }
+}
+
+impl RawBackend {
+    fn check(
+        self,
+        file: &Source<'_>,
+        key: &dyn Fn(&str) -> String,
+    ) -> Result<BackendConfig, ConfigError> {
+        let address =
+            file.parse_with(&self.address, &key("address"), |text| {
+                text.parse::<Address>()
+            })?;
+        let mut backend = BackendConfig::at(address);
+        if let Some(id) = &self.id {
+            backend.id = file.check(id, &key("id"), |text| {
+                if text.trim().is_empty() {
+                    Err("an empty id; leave it out to use the address".into())
+                } else {
+                    Ok(text.clone())
+                }
+            })?;
+        }
+        if let Some(weight) = &self.weight {
+            backend.weight = file.count(weight, &key("weight"), 1)?;
+        }
+        if let Some(max) = &self.max_connections {
+            // 0 means no limit, as HAProxy's `maxconn 0` does.
+            let max = file.count(max, &key("max_connections"), 0)?;
+            backend.max_connections = (max > 0).then_some(max);
+        }
+        Ok(backend)
+    }
+}
+
+// ---- Positions in the file ----
+
+/// The file being read: its name for messages, and its text to turn byte
+/// offsets into line numbers.
+struct Source<'a> {
+    name: String,
+    text: &'a str,
+}
+
+impl Source<'_> {
+    fn line_of(&self, offset: usize) -> usize {
+        let offset = offset.min(self.text.len());
+        self.text[..offset].matches('\n').count() + 1
+    }
+
+    fn error(
+        &self,
+        span: Range<usize>,
+        key: &str,
+        message: impl Into<String>,
+    ) -> ConfigError {
+        ConfigError {
+            source: self.name.clone(),
+            line: Some(self.line_of(span.start)),
+            key: Some(key.to_owned()),
+            message: message.into(),
+        }
+    }
+
+    fn error_opt(
+        &self,
+        span: Option<Range<usize>>,
+        key: &str,
+        message: impl Into<String>,
+    ) -> ConfigError {
+        match span {
+            Some(span) => self.error(span, key, message),
+            None => self.error_without_line(key, message),
+        }
+    }
+
+    fn error_without_line(
+        &self,
+        key: &str,
+        message: impl Into<String>,
+    ) -> ConfigError {
+        ConfigError {
+            source: self.name.clone(),
+            line: None,
+            key: Some(key.to_owned()),
+            message: message.into(),
+        }
+    }
+
+    /// Runs `check` on a value, and places its error at the value.
+    fn check<T, U>(
+        &self,
+        value: &Spanned<T>,
+        key: &str,
+        check: impl FnOnce(&T) -> Result<U, String>,
+    ) -> Result<U, ConfigError> {
+        check(value.get_ref()).map_err(|msg| self.error(value.span(), key, msg))
+    }
+
+    fn parse_with<U>(
+        &self,
+        value: &Spanned<String>,
+        key: &str,
+        parse: impl FnOnce(&str) -> Result<U, String>,
+    ) -> Result<U, ConfigError> {
+        self.check(value, key, |text| parse(text))
+    }
+
+    fn duration(
+        &self,
+        value: &Spanned<String>,
+        key: &str,
+        zero_ok: bool,
+    ) -> Result<Duration, ConfigError> {
+        self.check(value, key, |text| {
+            let duration = parse_duration(text)?;
+            if duration.is_zero() && !zero_ok {
+                return Err(format!("`{text}`: must be longer than zero"));
+            }
+            Ok(duration)
+        })
+    }
+
+    fn count(
+        &self,
+        value: &Spanned<i64>,
+        key: &str,
+        min: u32,
+    ) -> Result<u32, ConfigError> {
+        self.check(value, key, |n| whole(*n, min))
+    }
+
+    /// The span of `key = ...` inside the `index`th `[[backends]]` table,
+    /// found in the text: for rules checked after every key is read.
+    fn span_of_key_in_backend(
+        &self,
+        index: usize,
+        key: &str,
+    ) -> Option<Range<usize>> {
+        let mut offset = 0;
+        let mut seen = None;
+        for line in self.text.split_inclusive('\n') {
+            let trimmed = line.trim();
+            if trimmed.starts_with("[[backends]]") {
+                seen = Some(seen.map_or(0, |n| n + 1));
+            } else if trimmed.starts_with('[') {
+                if seen == Some(index) {
+                    return None;
+                }
+            } else if seen == Some(index)
+                && trimmed
+                    .split_once('=')
+                    .is_some_and(|(name, _)| name.trim() == key)
+            {
+                return Some(offset..offset + line.len());
+            }
+            offset += line.len();
+        }
+        None
+    }
+
+    /// toml's own error (a syntax error, an unknown key, a wrong type) as
+    /// one line with the file, the line and the key.
+    fn toml_error(&self, err: &toml::de::Error) -> ConfigError {
+        let message = err.message().trim().to_owned();
+        let Some(span) = err.span() else {
+            return ConfigError {
+                source: self.name.clone(),
+                line: None,
+                key: None,
+                message,
+            };
+        };
+        ConfigError {
+            source: self.name.clone(),
+            line: Some(self.line_of(span.start)),
+            key: self.key_at(span.start),
+            message,
+        }
+    }
+
+    /// The dotted key written at `offset`: the table header above it and
+    /// the name on its line, `health.rise` or `backends[2].weight`.
+    fn key_at(&self, offset: usize) -> Option<String> {
+        let line_start = self.text[..offset].rfind('\n').map_or(0, |i| i + 1);
+        let line_end = self.text[offset..]
+            .find('\n')
+            .map_or(self.text.len(), |i| offset + i);
+        let line = self.text[line_start..line_end].trim();
+        let name = line.split_once('=').map(|(name, _)| name.trim());
+        let mut table = None;
+        let mut backend_count = 0;
+        for header in self.text[..line_start].lines() {
+            let header = header.trim();
+            if header == "[[backends]]" {
+                backend_count += 1;
+                table = Some(format!("backends[{backend_count}]"));
+            } else if let Some(name) = header
+                .strip_prefix('[')
+                .and_then(|rest| rest.strip_suffix(']'))
+            {
+                table = Some(name.trim().to_owned());
+            }
+        }
+        match (table, name) {
+            (Some(table), Some(name)) => Some(format!("{table}.{name}")),
+            (None, Some(name)) => Some(name.to_owned()),
+            (table, None) => table,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(Path::new("lb.toml"), text)
+    }
+
+    fn error(text: &str) -> String {
+        parse(text).expect_err("the config is refused").to_string()
+    }
+
+    const ONE_BACKEND: &str = "[[backends]]\naddress = \"127.0.0.1:4444\"\n";
+
+    #[test]
+    fn a_file_with_only_backends_takes_every_other_default() {
+        let config = parse(ONE_BACKEND).unwrap();
+        let defaults = Config::default();
+        assert_eq!(config.listen, defaults.listen);
+        assert_eq!(config.timeouts, defaults.timeouts);
+        assert_eq!(config.health, defaults.health);
+        assert_eq!(config.backends.len(), 1);
+        assert_eq!(config.backends[0].id, "127.0.0.1:4444");
+    }
+
+    #[test]
+    fn durations_read_as_written() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2s"), Ok(Duration::from_secs(2)));
+        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert!(parse_duration("2").unwrap_err().contains("no unit"));
+        assert!(parse_duration("-1s").is_err());
+        assert!(parse_duration("1.5s").is_err());
+        assert!(parse_duration("2x").unwrap_err().contains("unknown unit"));
+        for text in ["500ms", "2s", "5m", "1h", "0ms"] {
+            let duration = parse_duration(text).unwrap();
+            assert_eq!(show_duration(duration), text);
+        }
+    }
+
+    #[test]
+    fn an_unknown_key_names_its_line_and_key() {
+        let text = format!("{ONE_BACKEND}\n[health]\nrise = 2\ncolour = 1\n");
+        let err = error(&text);
+        assert!(err.starts_with("lb.toml:6: health.colour: "), "{err}");
+        assert!(err.contains("unknown field `colour`"), "{err}");
+    }
+
+    #[test]
+    fn a_value_of_the_wrong_type_names_its_line_and_key() {
+        let text = format!("{ONE_BACKEND}weight = \"two\"\n");
+        let err = error(&text);
+        assert!(err.starts_with("lb.toml:3: backends[1].weight: "), "{err}");
+    }
+
+    #[test]
+    fn rules_checked_after_parsing_name_the_line_and_key_too() {
+        let cases = [
+            (
+                "[[backends]]\naddress = \"127.0.0.1:1\"\nweight = 0\n",
+                "lb.toml:3: backends[1].weight: must be at least 1, found 0",
+            ),
+            (
+                "[health]\ninterval = \"0s\"\n",
+                "lb.toml:2: health.interval: `0s`: must be longer than zero",
+            ),
+            (
+                "[health]\nrise = 0\n",
+                "lb.toml:2: health.rise: must be at least 1",
+            ),
+            (
+                "[health]\ninterval = \"-2s\"\n",
+                "lb.toml:2: health.interval: `-2s` is not a duration",
+            ),
+            (
+                "algorithm = \"fastest\"\n",
+                "lb.toml:1: algorithm: unknown algorithm `fastest`",
+            ),
+        ];
+        for (text, want) in cases {
+            let text = if text.contains("[[backends]]") {
+                text.to_owned()
+            } else {
+                format!("{text}{ONE_BACKEND}")
+            };
+            let err = error(&text);
+            assert!(err.starts_with(want), "{err}\nwanted: {want}");
+        }
+    }
+
+    #[test]
+    fn relations_between_keys_are_checked() {
+        let weight = "[[backends]]\naddress = \"127.0.0.1:1\"\n\
+                      [[backends]]\naddress = \"127.0.0.1:2\"\nweight = 3\n";
+        let err = error(weight);
+        assert!(err.starts_with("lb.toml:5: backends[2].weight: "), "{err}");
+        assert!(err.contains("round-robin ignores weights"), "{err}");
+        let weighted =
+            format!("algorithm = \"weighted-round-robin\"\n{weight}");
+        assert_eq!(parse(&weighted).unwrap().backends[1].weight, 3);
+
+        let tls = "[[backends]]\naddress = \"tls://127.0.0.1:1\"\n";
+        let err = error(tls);
+        assert!(err.starts_with("lb.toml:2: backends[1].address: "), "{err}");
+        assert!(err.contains("set `ca`"), "{err}");
+        let insecure = format!("[tls]\ninsecure = true\n{tls}");
+        assert!(parse(&insecure).unwrap().tls.insecure);
+
+        let twice = "[[backends]]\naddress = \"127.0.0.1:1\"\nid = \"a\"\n\
+                     [[backends]]\naddress = \"127.0.0.1:2\"\nid = \"a\"\n";
+        let err = error(twice);
+        assert!(err.contains("backends[2].id: two backends have the id `a`"));
+
+        let err = error("listen = \"127.0.0.1:3000\"\n");
+        assert!(
+            err.starts_with("lb.toml: backends: no [[backends]]"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_relative_certificate_path_is_taken_from_the_file_s_folder() {
+        let text =
+            format!("[tls]\ncert = \"c.pem\"\nkey = \"k.pem\"\n{ONE_BACKEND}");
+        let config = Config::parse(Path::new("conf/lb.toml"), &text).unwrap();
+        let front = config.tls.front.unwrap();
+        assert_eq!(front.cert, Path::new("conf/c.pem"));
+        assert_eq!(front.key, Path::new("conf/k.pem"));
+    }
+
+    #[test]
+    fn retries_is_a_count_or_all() {
+        let with = |value: &str| format!("retries = {value}\n{ONE_BACKEND}");
+        assert_eq!(parse(&with("1")).unwrap().retries, Some(1));
+        assert_eq!(parse(&with("\"all\"")).unwrap().retries, None);
+        assert!(error(&with("-1")).starts_with("lb.toml:1: retries: "));
+        assert!(error(&with("\"some\"")).contains("\"all\""));
+    }
+
+    #[test]
+    fn a_syntax_error_names_its_line() {
+        let err = error("[[backends]\naddress = 1\n");
+        assert!(err.starts_with("lb.toml:1"), "{err}");
+    }
+}

@@ -1,0 +1,221 @@
+//! Reaching a backend: a TCP connection within the connect timeout, then
+//! TLS if the backend is `tls://`, within the handshake timeout. Client
+//! traffic (`proxy`) and the active health checks (`health`) both come
+//! through here, so a check verifies a backend exactly as a client's
+//! connection would.
+
+use std::fmt;
+use std::io;
+use std::net::IpAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use lab_common::HostPort;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
+use tokio_rustls::rustls::ClientConfig;
+use tokio_rustls::rustls::pki_types::ServerName;
+
+use crate::backend::Address;
+
+/// How `lb` checks the certificates of its `tls://` backends.
+#[derive(Clone)]
+pub struct BackendTls {
+    connector: TlsConnector,
+    /// "verified", or "NOT VERIFIED" under `insecure`: said in every
+    /// connection's log line.
+    pub checked: &'static str,
+}
+
+impl BackendTls {
+    /// Accept a certificate only if a CA in `config` signed it and it
+    /// names the host dialled.
+    pub fn verify(config: Arc<ClientConfig>) -> BackendTls {
+        BackendTls {
+            connector: TlsConnector::from(config),
+            checked: "verified",
+        }
+    }
+
+    /// Accept any certificate: encrypted, but to whoever answers.
+    pub fn insecure() -> BackendTls {
+        BackendTls {
+            connector: TlsConnector::from(
+                lab_common::tls::insecure_client_config(),
+            ),
+            checked: "NOT VERIFIED",
+        }
+    }
+}
+
+impl fmt::Debug for BackendTls {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BackendTls")
+            .field("checked", &self.checked)
+            .finish()
+    }
+}
+
+/// How long each phase of reaching a backend may take.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConnectTimeouts {
+    pub connect: Duration,
+    pub tls_handshake: Duration,
+}
+
+/// Which phase of reaching a backend failed, and how: what the log line
+/// and the passive health marks say.
+#[derive(Debug)]
+pub struct ConnectError {
+    pub phase: &'static str,
+    pub error: io::Error,
+}
+
+impl fmt::Display for ConnectError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.phase, self.error)
+    }
+}
+
+impl std::error::Error for ConnectError {}
+
+/// A connection to a backend, plain or TLS.
+///
+/// An enum rather than a boxed trait object: the relay needs the TCP
+/// socket underneath either kind (to reset it, or to end it without TLS's
+/// `close_notify` when the other side ended without one).
+#[derive(Debug)]
+pub enum BackendStream {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+impl BackendStream {
+    /// The TCP connection underneath.
+    pub fn tcp(&self) -> &TcpStream {
+        match self {
+            BackendStream::Plain(tcp) => tcp,
+            BackendStream::Tls(tls) => tls.get_ref().0,
+        }
+    }
+}
+
+/// Connects to `address` within `timeouts`, speaking TLS if it is a
+/// `tls://` backend (`tls` must then be given: the config refuses
+/// `tls://` backends without a CA or `insecure`).
+pub async fn connect(
+    address: &Address,
+    tls: Option<&BackendTls>,
+    timeouts: ConnectTimeouts,
+) -> Result<BackendStream, ConnectError> {
+    let tcp =
+        dial(&address.host_port, timeouts.connect)
+            .await
+            .map_err(|error| ConnectError {
+                phase: "connect",
+                error,
+            })?;
+    if !address.tls {
+        return Ok(BackendStream::Plain(tcp));
+    }
+    let tls = tls.expect("the config refuses tls:// backends without a CA");
+    let handshake = async {
+        let name = server_name(address.host_port.host())?;
+        tls.connector.connect(name, tcp).await
+    };
+    match tokio::time::timeout(timeouts.tls_handshake, handshake).await {
+        Ok(Ok(stream)) => Ok(BackendStream::Tls(Box::new(stream))),
+        Ok(Err(error)) => Err(ConnectError {
+            phase: "TLS handshake",
+            error,
+        }),
+        Err(_) => Err(ConnectError {
+            phase: "TLS handshake",
+            error: timed_out(timeouts.tls_handshake),
+        }),
+    }
+}
+
+/// A TCP connection to `host_port` within `timeout`, with Nagle's
+/// algorithm off: small requests and answers should leave at once.
+async fn dial(
+    host_port: &HostPort,
+    timeout: Duration,
+) -> io::Result<TcpStream> {
+    let connecting = TcpStream::connect((host_port.host(), host_port.port()));
+    let tcp = tokio::time::timeout(timeout, connecting)
+        .await
+        .map_err(|_| timed_out(timeout))??;
+    tcp.set_nodelay(true)?;
+    Ok(tcp)
+}
+
+/// The name the backend's certificate must carry: the host exactly as
+/// written in its address, an IP address checked as an IP address.
+pub fn server_name(host: &str) -> io::Result<ServerName<'static>> {
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        return Ok(ServerName::from(ip));
+    }
+    ServerName::try_from(host.to_owned()).map_err(|_| {
+        let msg = format!("`{host}` is neither an IP address nor a DNS name");
+        io::Error::new(io::ErrorKind::InvalidInput, msg)
+    })
+}
+
+/// The error of a phase that ran out of time, saying how long it had.
+pub fn timed_out(limit: Duration) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::TimedOut,
+        format!("timed out after {}", crate::config::show_duration(limit)),
+    )
+}
+
+impl AsyncRead for BackendStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            BackendStream::Plain(tcp) => Pin::new(tcp).poll_read(cx, buf),
+            BackendStream::Tls(tls) => Pin::new(tls).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for BackendStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            BackendStream::Plain(tcp) => Pin::new(tcp).poll_write(cx, buf),
+            BackendStream::Tls(tls) => Pin::new(tls).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            BackendStream::Plain(tcp) => Pin::new(tcp).poll_flush(cx),
+            BackendStream::Tls(tls) => Pin::new(tls).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            BackendStream::Plain(tcp) => Pin::new(tcp).poll_shutdown(cx),
+            BackendStream::Tls(tls) => Pin::new(tls).poll_shutdown(cx),
+        }
+    }
+}

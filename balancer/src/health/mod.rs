@@ -1,0 +1,14 @@
+//! Health: whether each backend may take new clients.
+//!
+//! - `state`: the up/down state machine of one backend (rise/fall for
+//!   active checks, failures/cooldown for passive marking). Pure: it is
+//!   told what happened and when, and says whether the state changed.
+//! - `checker`: the active checks, one task per backend, TCP connect or
+//!   HTTP `GET`, spread over the interval.
+//!
+//! Passive marking happens in `proxy`, which reports each failed or
+//! successful dial to the backend's state.
+
+mod state;
+
+pub use state::{Change, HealthRules, HealthState, Status};

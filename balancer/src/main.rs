@@ -1,0 +1,3 @@
+//! `lb`: flags and config file in, the balancer out. (Being written.)
+
+fn main() {}
