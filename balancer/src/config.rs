@@ -1133,9 +1133,9 @@ mod tests {
         }
         for (table, fields) in tables {
             for field in fields {
-                let is_table =
-                    tables.iter().any(|(t, _)| t.contains(&**field));
-                let shown = written.iter().any(|(t, k)| t == table && k == field);
+                let is_table = tables.iter().any(|(t, _)| t.contains(&**field));
+                let shown =
+                    written.iter().any(|(t, k)| t == table && k == field);
                 assert!(
                     shown || (table.is_empty() && is_table),
                     "balancer/lb.toml does not show `{field}` in {table:?}"

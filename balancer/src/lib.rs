@@ -163,8 +163,8 @@ pub struct Drained {
 /// accepting (at `max_connections`, or during a burst). tokio's
 /// `TcpListener::bind` always asks for 1,024.
 pub async fn bind(listen: &HostPort, backlog: u32) -> io::Result<TcpListener> {
-    let mut addrs = tokio::net::lookup_host((listen.host(), listen.port()))
-        .await?;
+    let mut addrs =
+        tokio::net::lookup_host((listen.host(), listen.port())).await?;
     let addr = addrs.next().ok_or_else(|| {
         io::Error::new(io::ErrorKind::NotFound, format!("{listen}: no address"))
     })?;
@@ -257,7 +257,11 @@ async fn drain_connections(
         );
     }
     let in_time = tokio::time::timeout(drain, connections.wait()).await;
-    let left = if in_time.is_ok() { 0 } else { connections.len() };
+    let left = if in_time.is_ok() {
+        0
+    } else {
+        connections.len()
+    };
     if left > 0 {
         cut.cancel();
         connections.wait().await;

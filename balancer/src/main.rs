@@ -81,17 +81,26 @@ async fn main() -> ExitCode {
         Ok(config) => config,
         Err(err) => return fail(err),
     };
+    // Before "listening on": a signal sent as soon as `lb` says it is up
+    // must find the handlers in place.
+    let signals = match Signals::install() {
+        Ok(signals) => signals,
+        Err(err) => return fail(format!("cannot handle signals: {err}")),
+    };
     balancer::raise_open_file_limit();
-    let listener =
-        match balancer::bind(&config.listen, config.limits.backlog).await {
-            Ok(listener) => listener,
-            Err(err) => {
-                return fail(format!("cannot listen on {}: {err}", config.listen));
-            }
-        };
+    let listener = match balancer::bind(&config.listen, config.limits.backlog)
+        .await
+    {
+        Ok(listener) => listener,
+        Err(err) => {
+            return fail(format!("cannot listen on {}: {err}", config.listen));
+        }
+    };
     match listener.local_addr() {
         Ok(addr) => announce(&addr.to_string()),
-        Err(err) => return fail(format!("cannot read the bound address: {err}")),
+        Err(err) => {
+            return fail(format!("cannot read the bound address: {err}"));
+        }
     }
     info!(
         "balancing over {} backends with {}; health checks: {}",
@@ -99,10 +108,6 @@ async fn main() -> ExitCode {
         config.algorithm,
         config.health.kind
     );
-    let signals = match Signals::install() {
-        Ok(signals) => signals,
-        Err(err) => return fail(format!("cannot handle signals: {err}")),
-    };
     match balancer::run(listener, config, signals.first()).await {
         Ok(_) => ExitCode::SUCCESS,
         Err(err) => fail(err),
@@ -120,8 +125,12 @@ fn configure(args: &Args) -> Result<Config, String> {
         config.listen = listen.clone();
     }
     if !args.backends.is_empty() {
-        config.backends =
-            args.backends.iter().cloned().map(BackendConfig::at).collect();
+        config.backends = args
+            .backends
+            .iter()
+            .cloned()
+            .map(BackendConfig::at)
+            .collect();
         changed = true;
     }
     if let Some(algorithm) = args.algorithm {

@@ -70,8 +70,7 @@ pub async fn serve_client(
     };
     let id = &guard.backend().id;
     let timeouts = balancer.relay_timeouts();
-    let outcome =
-        relay::relay(client, backend, timeouts, &shutdown.cut).await;
+    let outcome = relay::relay(client, backend, timeouts, &shutdown.cut).await;
     info!(
         client = %client_addr,
         backend = %id,
@@ -93,7 +92,9 @@ async fn choose_and_connect(
     client_addr: SocketAddr,
 ) -> Option<(BackendStream, ActiveGuard)> {
     let key = select::client_key(client_addr.ip());
-    let order = balancer.wait_for_candidates(key, client, client_addr).await?;
+    let order = balancer
+        .wait_for_candidates(key, client, client_addr)
+        .await?;
     let tries = balancer.tries().min(order.len());
     for &index in order.iter().take(tries) {
         let backend = &balancer.backends[index];
@@ -103,8 +104,12 @@ async fn choose_and_connect(
             continue;
         };
         let tls = balancer.backend_tls.as_ref();
-        match connect::connect(&backend.address, tls, balancer.connect_timeouts())
-            .await
+        match connect::connect(
+            &backend.address,
+            tls,
+            balancer.connect_timeouts(),
+        )
+        .await
         {
             Ok(stream) => {
                 balancer.connection_succeeded(backend);
@@ -296,7 +301,9 @@ impl Peer for ClientStream {
     ) -> Poll<io::Result<()>> {
         match self.get_mut() {
             ClientStream::Plain(tcp) => Pin::new(tcp).poll_shutdown(cx),
-            ClientStream::Tls(tls) => Pin::new(tls.get_mut().0).poll_shutdown(cx),
+            ClientStream::Tls(tls) => {
+                Pin::new(tls.get_mut().0).poll_shutdown(cx)
+            }
         }
     }
 }

@@ -39,7 +39,7 @@ impl Buffer {
 
     /// The buffer to read into; empty, with `SMALL` or `BIG` bytes of
     /// room.
-    pub fn to_fill(&mut self) -> &mut BytesMut {
+    pub fn for_reading(&mut self) -> &mut BytesMut {
         debug_assert!(self.bytes.is_empty());
         self.room = self.bytes.capacity();
         &mut self.bytes
@@ -74,22 +74,28 @@ mod tests {
     /// Pretends a read of `n` bytes, then a drain; returns the room the
     /// next read gets.
     fn read_then_drain(buffer: &mut Buffer, n: usize) -> usize {
-        let bytes = buffer.to_fill();
+        let bytes = buffer.for_reading();
         assert!(n <= bytes.capacity());
         bytes.extend(std::iter::repeat_n(7u8, n));
         buffer.drained();
-        buffer.to_fill().capacity()
+        buffer.for_reading().capacity()
     }
 
     #[test]
     fn a_full_small_read_grows_and_a_short_big_read_shrinks() {
         let mut buffer = Buffer::new();
-        assert!(buffer.to_fill().capacity() >= SMALL);
-        assert!(read_then_drain(&mut buffer, SMALL - 1) < BIG, "short: small");
-        let room = buffer.to_fill().capacity();
+        assert!(buffer.for_reading().capacity() >= SMALL);
+        assert!(
+            read_then_drain(&mut buffer, SMALL - 1) < BIG,
+            "short: small"
+        );
+        let room = buffer.for_reading().capacity();
         assert!(read_then_drain(&mut buffer, room) >= BIG, "full: grows");
-        let room = buffer.to_fill().capacity();
+        let room = buffer.for_reading().capacity();
         assert!(read_then_drain(&mut buffer, room) >= BIG, "full big: big");
-        assert!(read_then_drain(&mut buffer, BIG - 1) < BIG, "short: shrinks");
+        assert!(
+            read_then_drain(&mut buffer, BIG - 1) < BIG,
+            "short: shrinks"
+        );
     }
 }

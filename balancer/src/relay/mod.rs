@@ -151,7 +151,11 @@ pub async fn relay<C: Peer, B: Peer>(
         while timer.as_mut().poll(cx).is_ready() {
             let deadline = last_moved + limit;
             if Instant::now() >= deadline {
-                let end = if half_closed { End::HalfClosed } else { End::Idle };
+                let end = if half_closed {
+                    End::HalfClosed
+                } else {
+                    End::Idle
+                };
                 return Poll::Ready(end);
             }
             timer.as_mut().reset(deadline);
@@ -328,7 +332,7 @@ impl Direction {
                     let read = tokio_util::io::poll_read_buf(
                         Pin::new(&mut *from),
                         cx,
-                        self.buffer.to_fill(),
+                        self.buffer.for_reading(),
                     );
                     match read {
                         Poll::Pending => {

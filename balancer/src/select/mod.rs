@@ -150,7 +150,9 @@ impl Select for TemporaryRoundRobin {
         let start =
             self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % n;
         order.extend(
-            (0..n).map(|i| (start + i) % n).filter(|&i| backends[i].usable),
+            (0..n)
+                .map(|i| (start + i) % n)
+                .filter(|&i| backends[i].usable),
         );
     }
 }

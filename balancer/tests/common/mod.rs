@@ -66,8 +66,7 @@ impl Drop for RunningLb {
 /// A config for backends at `addrs` (plain TCP), with short health-check
 /// and timeout settings fit for tests.
 pub fn config_for(addrs: &[SocketAddr]) -> Config {
-    let mut config = Config::default();
-    config.backends = addrs
+    let backends = addrs
         .iter()
         .map(|addr| {
             let address: Address =
@@ -75,6 +74,10 @@ pub fn config_for(addrs: &[SocketAddr]) -> Config {
             BackendConfig::at(address)
         })
         .collect();
+    let mut config = Config {
+        backends,
+        ..Config::default()
+    };
     config.health.interval = Duration::from_millis(100);
     config.health.timeout = Duration::from_millis(500);
     config.timeouts.connect = Duration::from_millis(500);
