@@ -11,4 +11,4 @@
 
 mod state;
 
-pub use state::{Change, HealthRules, HealthState, Status};
+pub use state::{Change, ChangeKind, HealthRules, HealthState, Status};
