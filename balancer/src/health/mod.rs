@@ -9,6 +9,9 @@
 //! Passive marking happens in `proxy`, which reports each failed or
 //! successful dial to the backend's state.
 
+mod checker;
 mod state;
+
+pub use checker::spawn;
 
 pub use state::{Change, ChangeKind, HealthRules, HealthState, Status};
