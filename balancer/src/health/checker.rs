@@ -137,27 +137,27 @@ async fn check_loop(
 /// changed.
 fn record(backend: &Backend, rules: &HealthRules, outcome: Result<(), String>) {
     let id = &backend.id;
-    // The end of a cooldown has no event of its own; this is one of the
-    // places that notice it (see `HealthState::cooldown_over`).
+    match &outcome {
+        Ok(()) => {
+            tracing::debug!(backend = %id, phase = "health", "check passed");
+        }
+        Err(why) => tracing::debug!(
+            backend = %id,
+            phase = "health",
+            "check failed: {why}"
+        ),
+    }
+    // The end of a cooldown has no event of its own; each check looks
+    // (see `HealthState::cooldown_over`).
     let back =
         backend.update_health(|state| state.cooldown_over(Instant::now()));
     if let Some(change) = back {
         change.log(id);
     }
-    let change = match &outcome {
-        Ok(()) => {
-            tracing::debug!(backend = %id, phase = "health", "check passed");
-            backend.update_health(|state| state.check_passed(rules))
-        }
-        Err(why) => {
-            tracing::debug!(
-                backend = %id,
-                phase = "health",
-                "check failed: {why}"
-            );
-            backend.update_health(|state| state.check_failed(rules, why))
-        }
-    };
+    let change = backend.update_health(|state| match &outcome {
+        Ok(()) => state.check_passed(rules),
+        Err(why) => state.check_failed(rules, why),
+    });
     if let Some(change) = change {
         change.log(id);
     }
@@ -795,6 +795,51 @@ mod tests {
         }
     }
     // ANCHOR_END: tls_check_test
+
+    #[tokio::test]
+    async fn the_next_check_reports_the_end_of_a_cooldown() {
+        let mut log = Log::capture();
+        let server = RunningBackend::start().await;
+        let flaky = backend(&server.addr.to_string());
+        let config = HealthConfig {
+            cooldown: Duration::from_millis(200),
+            ..config(CheckKind::Tcp)
+        };
+        let rules = HealthRules::from(&config);
+        let _checks =
+            Running::spawn(std::slice::from_ref(&flaky), &config, None);
+        log.wait_for(&flaky, 1, |event| event.is_check(true)).await;
+
+        // Clients failed to reach it (as `proxy` reports them), though
+        // its checks pass: out, whatever they say.
+        let went_out = Instant::now();
+        for _ in 0..rules.failures {
+            let change = flaky.update_health(|state| {
+                state.connection_failed(&rules, went_out, "connect: refused")
+            });
+            if let Some(change) = change {
+                change.log(&flaky.id);
+            }
+        }
+        assert!(!flaky.usable(went_out));
+
+        let events = log.wait_for_change(&flaky, "back").await;
+        assert!(went_out.elapsed() >= config.cooldown);
+        assert_eq!(
+            changes(&events),
+            [
+                format!(
+                    "backend {} out for 200ms after 3 failed connections: \
+                     connect: refused",
+                    flaky.id
+                ),
+                format!("backend {} back after its cooldown", flaky.id),
+            ]
+        );
+        // Reported by the check just before the line.
+        assert!(events[events.len() - 2].is_check(true));
+        assert!(flaky.usable(Instant::now()));
+    }
 
     #[tokio::test]
     async fn no_checks_when_they_are_off() {
