@@ -211,6 +211,8 @@ impl HealthState {
                 self.streak = 0;
                 let mut why =
                     format!("after {}", count(rules.rise, "passed check"));
+                // The checker reports a cooldown's end just before each
+                // verdict, so a cooldown still recorded is still running.
                 if self.out_until.is_some() {
                     why.push_str(" (still out until its cooldown ends)");
                 }
@@ -284,10 +286,13 @@ impl HealthState {
         // after it the backend gets `failures` chances again, as at first.
         self.failed_connections = 0;
         self.out_until = Some(now + rules.cooldown);
+        // With `failures = 1` the first failure after an unreported
+        // cooldown ends it and starts the next: one line says both.
+        let again = if back.is_some() { "again " } else { "" };
         Some(Change {
             kind: ChangeKind::Out,
             why: format!(
-                "for {} after {}: {why}",
+                "{again}for {} after {}: {why}",
                 show_duration(rules.cooldown),
                 count(rules.failures, "failed connection")
             ),
@@ -309,8 +314,8 @@ impl HealthState {
     /// The end of a cooldown is no event of its own: `usable` lets
     /// clients back at the exact moment, and the line in the log comes
     /// from whichever is first to look afterwards: the next active check
-    /// (the checker calls this before each one) or the next client
-    /// connection, failed or not.
+    /// (the checker calls this with each check's verdict) or the next
+    /// client connection, failed or not.
     pub fn cooldown_over(&mut self, now: Instant) -> Option<Change> {
         let until = self.out_until?;
         if now < until {
@@ -623,8 +628,8 @@ mod tests {
         assert!(state.usable(start + RULES.cooldown));
     }
 
-    #[test]
-    fn counts_of_one_are_singular() {
+    #[tokio::test(start_paused = true)]
+    async fn counts_of_one_are_singular() {
         let rules = HealthRules {
             rise: 1,
             fall: 1,
@@ -646,6 +651,15 @@ mod tests {
         assert_eq!(
             out.map(|change| change.to_string()),
             Some("out for 500ms after 1 failed connection: refused".to_owned())
+        );
+        tokio::time::advance(rules.cooldown).await;
+        let out = state.connection_failed(&rules, Instant::now(), "refused");
+        assert_eq!(
+            out.map(|change| change.to_string()),
+            Some(
+                "out again for 500ms after 1 failed connection: refused"
+                    .to_owned()
+            )
         );
     }
 }
