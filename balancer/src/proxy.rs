@@ -24,8 +24,9 @@ use tokio::time::Instant;
 use tokio_rustls::server::TlsStream;
 use tracing::{info, warn};
 
-use crate::backend::ActiveGuard;
+use crate::backend::{ActiveGuard, Backend};
 use crate::connect::{self, BackendStream};
+use crate::health::HealthRules;
 use crate::relay::{self, Peer};
 use crate::select::{self, Candidate};
 use crate::{Balancer, Shutdown};
@@ -214,23 +215,26 @@ impl Balancer {
         );
     }
 
-    /// Reports a reached backend to its health state.
-    fn connection_succeeded(&self, backend: &crate::backend::Backend) {
-        backend.update_health(|state| {
-            state.connection_succeeded();
-            None
-        });
+    /// Reports a reached backend to its health state (passive marking),
+    /// and logs the change of state it makes, if any.
+    fn connection_succeeded(&self, backend: &Backend) {
+        let now = Instant::now();
+        if let Some(change) =
+            backend.update_health(|state| state.connection_succeeded(now))
+        {
+            change.log(&backend.id);
+        }
     }
 
     /// Reports a failed connection to its health state, and logs the
-    /// change of state it causes.
-    fn connection_failed(&self, backend: &crate::backend::Backend, why: &str) {
-        let rules = self.health_rules();
+    /// change of state it makes, if any.
+    fn connection_failed(&self, backend: &Backend, why: &str) {
+        let rules = HealthRules::from(&self.config.health);
         let now = Instant::now();
         if let Some(change) = backend
             .update_health(|state| state.connection_failed(&rules, now, why))
         {
-            warn!(backend = %backend.id, phase = "passive", "{change}");
+            change.log(&backend.id);
         }
     }
 
