@@ -211,10 +211,16 @@ impl HealthState {
                 self.streak = 0;
                 let mut why =
                     format!("after {}", count(rules.rise, "passed check"));
-                // The checker reports a cooldown's end just before each
-                // verdict, so a cooldown still recorded is still running.
-                if self.out_until.is_some() {
-                    why.push_str(" (still out until its cooldown ends)");
+                // The checks saw it down, then saw it recover: that ends a
+                // cooldown too, and restarts the count of failures. (A
+                // backend the checks never saw down stays out for its
+                // whole cooldown, whatever they say: clients failed to
+                // reach it although it answered the checks.) The checker
+                // reports a cooldown's end just before each verdict, so
+                // a cooldown still recorded is still running.
+                self.failed_connections = 0;
+                if self.out_until.take().is_some() {
+                    why.push_str(", which ends its cooldown");
                 }
                 Some(Change {
                     kind: ChangeKind::Up,
@@ -607,7 +613,8 @@ mod tests {
             Some("back after its cooldown, but DOWN by its checks".to_owned())
         );
 
-        // Up by the checks while still out: not usable until it ends.
+        // Seen down, then up by the checks while still out: the
+        // recovery ends the cooldown.
         let mut state = checked();
         let start = Instant::now();
         let _ = fail_connections(&mut state, start);
@@ -619,11 +626,17 @@ mod tests {
         assert_eq!(
             change.map(|change| change.to_string()),
             Some(
-                "UP after 2 passed checks (still out until its cooldown ends)"
-                    .to_owned()
+                "UP after 2 passed checks, which ends its cooldown".to_owned()
             )
         );
         assert_eq!(state.status(), Status::Up);
+        assert!(state.usable(start));
+
+        // Out while the checks pass all along: out for the whole
+        // cooldown, whatever they say.
+        let mut state = checked();
+        let _ = fail_connections(&mut state, start);
+        assert_eq!(state.check_passed(&RULES), None);
         assert!(!state.usable(start));
         assert!(state.usable(start + RULES.cooldown));
     }
