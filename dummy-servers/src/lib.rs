@@ -29,6 +29,9 @@
 //! A backend serves plain HTTP ([`serve`]) or HTTPS ([`serve_tls`], with
 //! the lab certificate); a TLS backend says so in its first line:
 //! `backend-4445 at 127.0.0.1:4445 over TLS, call #1`.
+//!
+//! With the `testing` feature, the `testing` module starts backends inside
+//! a test.
 
 use std::io;
 use std::net::SocketAddr;
@@ -50,6 +53,9 @@ use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls::ServerConfig;
 use tokio_rustls::server::TlsStream;
+
+#[cfg(feature = "testing")]
+pub mod testing;
 
 /// The largest body `/bytes/{n}` will stream: 16 GiB is plenty for any
 /// experiment and keeps a typo from streaming forever.
@@ -334,93 +340,4 @@ fn header_pairs(headers: &HeaderMap) -> Vec<(String, String)> {
             (name.as_str().to_owned(), value)
         })
         .collect()
-}
-
-/// A backend running in this process on `127.0.0.1:0`, for tests.
-pub struct RunningBackend {
-    pub addr: SocketAddr,
-    task: tokio::task::JoinHandle<std::io::Result<()>>,
-}
-
-impl RunningBackend {
-    /// Starts a backend on a port the OS picks.
-    pub async fn start() -> RunningBackend {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("binding 127.0.0.1:0 always works");
-        Self::on(listener)
-    }
-
-    /// Starts a backend that serves over TLS with `tls`, on a port the OS
-    /// picks.
-    pub async fn start_tls(tls: Arc<ServerConfig>) -> RunningBackend {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("binding 127.0.0.1:0 always works");
-        let addr = listener.local_addr().expect("bound listener has an addr");
-        RunningBackend {
-            addr,
-            task: tokio::spawn(serve_tls(listener, tls)),
-        }
-    }
-
-    /// Starts `count` backends, each on its own fresh port.
-    pub async fn start_many(count: usize) -> Vec<RunningBackend> {
-        let mut backends = Vec::with_capacity(count);
-        for _ in 0..count {
-            backends.push(RunningBackend::start().await);
-        }
-        backends
-    }
-
-    /// Starts a backend on a listener the caller bound.
-    pub fn on(listener: TcpListener) -> RunningBackend {
-        let addr = listener.local_addr().expect("bound listener has an addr");
-        RunningBackend {
-            addr,
-            task: tokio::spawn(serve(listener)),
-        }
-    }
-
-    /// `backend-PORT`, the name in this backend's answers.
-    pub fn name(&self) -> String {
-        format!("backend-{}", self.addr.port())
-    }
-
-    /// Stops accepting: the port is closed when this returns, so the next
-    /// connection to it is refused.
-    pub async fn stop(mut self) -> SocketAddr {
-        self.task.abort();
-        let _ = (&mut self.task).await;
-        self.addr
-    }
-
-    /// Starts a fresh backend (calls from 0) on an address a stopped one
-    /// used. Linux lets a listener rebind at once (SO_REUSEADDR).
-    pub async fn restart(addr: SocketAddr) -> RunningBackend {
-        let listener = TcpListener::bind(addr)
-            .await
-            .unwrap_or_else(|err| panic!("rebinding {addr}: {err}"));
-        Self::on(listener)
-    }
-}
-
-impl Drop for RunningBackend {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-/// The addresses of `backends`, in order.
-pub fn addrs(backends: &[RunningBackend]) -> Vec<SocketAddr> {
-    backends.iter().map(|backend| backend.addr).collect()
-}
-
-/// Addresses as `--backends` takes them: `127.0.0.1:1,127.0.0.1:2`.
-pub fn backend_list<T: ToString>(addrs: impl IntoIterator<Item = T>) -> String {
-    addrs
-        .into_iter()
-        .map(|addr| addr.to_string())
-        .collect::<Vec<_>>()
-        .join(",")
 }
