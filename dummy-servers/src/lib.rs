@@ -28,12 +28,13 @@
 //!
 //! A backend serves plain HTTP ([`serve`]) or HTTPS ([`serve_tls`], with
 //! the lab certificate); a TLS backend says so in its first line:
-//! `backend-4445 at 127.0.0.1:4445 over TLS, call #1`.
+//! `backend-4445 at 127.0.0.1:4445 over TLS, call #1`. A client that
+//! sends its request and then shuts down its write side (half-close)
+//! still gets its answer.
 //!
 //! With the `testing` feature, the `testing` module starts backends inside
 //! a test.
 
-use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -48,14 +49,12 @@ use axum::routing::{get, post};
 use futures_util::stream;
 use lab_common::pattern;
 use serde::{Deserialize, Serialize};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::task::JoinSet;
-use tokio_rustls::TlsAcceptor;
-use tokio_rustls::rustls::ServerConfig;
-use tokio_rustls::server::TlsStream;
 
+mod serve;
 #[cfg(feature = "testing")]
 pub mod testing;
+
+pub use serve::{TlsListener, serve, serve_tls};
 
 /// The largest body `/bytes/{n}` will stream: 16 GiB is plenty for any
 /// experiment and keeps a typo from streaming forever.
@@ -92,6 +91,11 @@ impl Backend {
             tls,
             calls: AtomicU64::new(0),
         })
+    }
+
+    /// `backend-4444`.
+    pub fn name(&self) -> &str {
+        &self.name
     }
 
     fn count_call(&self) -> u64 {
@@ -157,83 +161,6 @@ fn router(backend: Arc<Backend>) -> Router {
         .route("/delay/{ms}", get(delayed_echo))
         .fallback(echo)
         .with_state(backend)
-}
-
-/// Serves one backend on an already-bound listener until the task is
-/// dropped or the listener fails.
-pub async fn serve(listener: TcpListener) -> std::io::Result<()> {
-    let backend = Backend::new(listener.local_addr()?);
-    axum::serve(listener, router(backend)).await
-}
-
-/// Serves one backend over TLS with `tls` (the lab certificate, say) on
-/// an already-bound listener until the task is dropped.
-pub async fn serve_tls(
-    listener: TcpListener,
-    tls: Arc<ServerConfig>,
-) -> std::io::Result<()> {
-    let backend = Backend::new_tls(listener.local_addr()?);
-    axum::serve(TlsListener::new(listener, tls), router(backend)).await
-}
-
-/// A TCP listener that hands axum only connections whose TLS handshake
-/// succeeded.
-///
-/// Each handshake runs in its own task, so one slow or silent client
-/// does not hold up the others; a failed one is logged and dropped.
-/// Dropping the listener closes the port and ends the handshakes in
-/// flight.
-pub struct TlsListener {
-    tcp: TcpListener,
-    acceptor: TlsAcceptor,
-    handshakes: JoinSet<(io::Result<TlsStream<TcpStream>>, SocketAddr)>,
-}
-
-impl TlsListener {
-    pub fn new(tcp: TcpListener, tls: Arc<ServerConfig>) -> TlsListener {
-        TlsListener {
-            tcp,
-            acceptor: TlsAcceptor::from(tls),
-            handshakes: JoinSet::new(),
-        }
-    }
-}
-
-impl axum::serve::Listener for TlsListener {
-    type Io = TlsStream<TcpStream>;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        loop {
-            // Both branches are cancel-safe: axum drops this future
-            // between connections, and nothing accepted is lost.
-            tokio::select! {
-                accepted = self.tcp.accept() => match accepted {
-                    Ok((stream, peer)) => {
-                        let acceptor = self.acceptor.clone();
-                        self.handshakes.spawn(async move {
-                            (acceptor.accept(stream).await, peer)
-                        });
-                    }
-                    Err(err) => {
-                        tracing::warn!("accept failed: {err}");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                    }
-                },
-                Some(done) = self.handshakes.join_next() => match done {
-                    Ok((Ok(stream), peer)) => return (stream, peer),
-                    Ok((Err(err), peer)) => tracing::info!(
-                        "TLS handshake with client {peer}: {err}"
-                    ),
-                    Err(err) => tracing::warn!("TLS handshake task: {err}"),
-                },
-            }
-        }
-    }
-
-    fn local_addr(&self) -> io::Result<Self::Addr> {
-        self.tcp.local_addr()
-    }
 }
 
 async fn health() -> &'static str {

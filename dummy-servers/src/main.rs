@@ -9,6 +9,8 @@
 //! cargo run -p dummy-servers -- --tls-ports 4445,4446
 //! curl --cacert certs/ca.crt https://localhost:4445
 //! ```
+//!
+//! Ctrl-C stops them all, closing the connections still open.
 
 use std::net::IpAddr;
 use std::process::ExitCode;
@@ -18,6 +20,7 @@ use lab_common::cli::fail;
 use lab_common::tls::CertFlags;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
 
 /// Runs the lab's dummy backends until Ctrl-C.
 #[derive(Parser, Debug)]
@@ -70,6 +73,8 @@ async fn main() -> ExitCode {
         None
     };
 
+    // Ctrl-C cancels this token; every backend's shutdown waits on it.
+    let stop = CancellationToken::new();
     let mut backends = JoinSet::new();
     for &port in &args.ports {
         let listener = match TcpListener::bind((args.bind, port)).await {
@@ -86,22 +91,34 @@ async fn main() -> ExitCode {
                     "{addr} (backend-{}, TLS)",
                     addr.port()
                 ));
-                backends.spawn(dummy_servers::serve_tls(listener, config));
+                backends.spawn(dummy_servers::serve_tls(
+                    listener,
+                    config,
+                    stop.clone().cancelled_owned(),
+                ));
             }
             None => {
                 lab_common::cli::announce(&format!(
                     "{addr} (backend-{})",
                     addr.port()
                 ));
-                backends.spawn(dummy_servers::serve(listener));
+                backends.spawn(dummy_servers::serve(
+                    listener,
+                    stop.clone().cancelled_owned(),
+                ));
             }
         }
     }
 
     tokio::select! {
-        _ = tokio::signal::ctrl_c() => ExitCode::SUCCESS,
+        _ = tokio::signal::ctrl_c() => {}
         Some(done) = backends.join_next() => {
-            fail(format!("a backend stopped: {done:?}"))
+            return fail(format!("a backend stopped: {done:?}"));
         }
     }
+    // Each backend returns as soon as it sees the token, closing its
+    // open connections: Ctrl-C cuts what is in flight.
+    stop.cancel();
+    while backends.join_next().await.is_some() {}
+    ExitCode::SUCCESS
 }

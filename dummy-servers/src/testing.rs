@@ -1,5 +1,5 @@
-//! Backends started inside a test (feature `testing`), each on a port
-//! the OS picks.
+//! Backends started inside a test (feature `testing`): each on a port the
+//! OS picks, stopped by its shutdown signal or when dropped.
 //!
 //! ```toml
 //! [dev-dependencies]
@@ -8,38 +8,41 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
+use lab_common::cli::Shutdown;
 use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
 use tokio_rustls::rustls::ServerConfig;
 
-use crate::{serve, serve_tls};
+use crate::Backend;
+use crate::serve::{TlsListener, serve_backend};
 
 /// A backend running in this process on `127.0.0.1:0`, for tests.
 pub struct RunningBackend {
     pub addr: SocketAddr,
-    task: tokio::task::JoinHandle<std::io::Result<()>>,
+    backend: Arc<Backend>,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<()>,
 }
 
 impl RunningBackend {
     /// Starts a backend on a port the OS picks.
     pub async fn start() -> RunningBackend {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("binding 127.0.0.1:0 always works");
-        Self::on(listener)
+        RunningBackend::on(fresh_listener().await)
     }
 
     /// Starts a backend that serves over TLS with `tls`, on a port the OS
     /// picks.
     pub async fn start_tls(tls: Arc<ServerConfig>) -> RunningBackend {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("binding 127.0.0.1:0 always works");
+        let listener = fresh_listener().await;
         let addr = listener.local_addr().expect("bound listener has an addr");
-        RunningBackend {
-            addr,
-            task: tokio::spawn(serve_tls(listener, tls)),
-        }
+        let backend = Backend::new_tls(addr);
+        let listener = TlsListener::new(listener, tls);
+        RunningBackend::spawn(addr, backend, |backend, shutdown| {
+            serve_backend(listener, backend, shutdown)
+        })
     }
 
     /// Starts `count` backends, each on its own fresh port.
@@ -54,32 +57,61 @@ impl RunningBackend {
     /// Starts a backend on a listener the caller bound.
     pub fn on(listener: TcpListener) -> RunningBackend {
         let addr = listener.local_addr().expect("bound listener has an addr");
+        RunningBackend::spawn(addr, Backend::new(addr), |backend, shutdown| {
+            serve_backend(listener, backend, shutdown)
+        })
+    }
+
+    fn spawn<F, Fut>(
+        addr: SocketAddr,
+        backend: Arc<Backend>,
+        serve: F,
+    ) -> RunningBackend
+    where
+        F: FnOnce(Arc<Backend>, Shutdown) -> Fut,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let (stop, stopped) = oneshot::channel::<()>();
+        let shutdown: Shutdown = Box::pin(async move {
+            let _ = stopped.await;
+        });
+        let task = tokio::spawn(serve(backend.clone(), shutdown));
         RunningBackend {
             addr,
-            task: tokio::spawn(serve(listener)),
+            backend,
+            stop: Some(stop),
+            task,
         }
     }
 
     /// `backend-PORT`, the name in this backend's answers.
     pub fn name(&self) -> String {
-        format!("backend-{}", self.addr.port())
+        self.backend.name().to_owned()
     }
 
-    /// Stops accepting: the port is closed when this returns, so the next
-    /// connection to it is refused.
+    /// Stops the backend through its shutdown signal: when this returns
+    /// the port is closed, so the next connection to it is refused, and
+    /// so is every connection that was open.
     pub async fn stop(mut self) -> SocketAddr {
-        self.task.abort();
-        let _ = (&mut self.task).await;
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        // It returns as soon as it sees the signal; ten seconds is a hang.
+        tokio::time::timeout(Duration::from_secs(10), &mut self.task)
+            .await
+            .expect("the backend stops within 10 s of its signal")
+            .expect("the backend's task did not panic");
         self.addr
     }
 
-    /// Starts a fresh backend (calls from 0) on an address a stopped one
-    /// used. Linux lets a listener rebind at once (SO_REUSEADDR).
+    /// Starts a fresh backend (calls from 0) on an
+    /// address a stopped one used. Linux lets a listener rebind at once
+    /// (SO_REUSEADDR).
     pub async fn restart(addr: SocketAddr) -> RunningBackend {
         let listener = TcpListener::bind(addr)
             .await
             .unwrap_or_else(|err| panic!("rebinding {addr}: {err}"));
-        Self::on(listener)
+        RunningBackend::on(listener)
     }
 }
 
@@ -87,6 +119,12 @@ impl Drop for RunningBackend {
     fn drop(&mut self) {
         self.task.abort();
     }
+}
+
+async fn fresh_listener() -> TcpListener {
+    TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("binding 127.0.0.1:0 always works")
 }
 
 /// The addresses of `backends`, in order.
