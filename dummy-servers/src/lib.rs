@@ -20,11 +20,17 @@
 //!
 //! | route | answer |
 //! |---|---|
-//! | `GET /health` | `ok` (not counted as a call) |
+//! | `GET /health` | `ok` (not counted as a call); `503` in fault mode `unhealthy` |
 //! | `GET /bytes/{n}` | `n` deterministic bytes ([`lab_common::pattern`]), streamed |
 //! | `POST /echo` | the request body, streamed back as it arrives |
 //! | `GET /delay/{ms}` | the usual echo, after `ms` milliseconds |
+//! | `POST /fault/{mode}` | sets the fault mode: `none`, `unhealthy`, `stall`, `slow/{ms}`, `close` ([`Fault`]) |
+//! | `GET /fault` | the fault mode, e.g. `none` |
 //! | anything else | the echo above |
+//!
+//! A backend in a fault mode other than `none` misbehaves on purpose, so
+//! a balancer's health checks and failover can be watched at work: see
+//! [`Fault`]. The `/fault` routes are answered whatever the mode.
 //!
 //! A backend serves plain HTTP ([`serve`]) or HTTPS ([`serve_tls`], with
 //! the lab certificate); a TLS backend says so in its first line:
@@ -49,27 +55,35 @@ use axum::routing::{get, post};
 use futures_util::stream;
 use lab_common::pattern;
 use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
 
+mod fault;
 mod serve;
 #[cfg(feature = "testing")]
 pub mod testing;
 
+pub use fault::Fault;
 pub use serve::{TlsListener, serve, serve_tls};
 
 /// The largest body `/bytes/{n}` will stream: 16 GiB is plenty for any
 /// experiment and keeps a typo from streaming forever.
 pub const MAX_BYTES: u64 = 16 << 30;
 
-/// The longest `/delay/{ms}` will wait: ten minutes.
+/// The longest `/delay/{ms}` and fault mode `slow/{ms}` will wait: ten
+/// minutes.
 pub const MAX_DELAY_MS: u64 = 600_000;
 
-/// One backend's identity and call counter, shared by its handlers.
+/// One backend's identity, call counter and fault mode, shared by its
+/// handlers.
 #[derive(Debug)]
 pub struct Backend {
     name: String,
     addr: SocketAddr,
     tls: bool,
     calls: AtomicU64,
+    /// A watch channel rather than a plain lock: stalled requests wait
+    /// for the mode to change.
+    fault: watch::Sender<Fault>,
 }
 
 impl Backend {
@@ -90,12 +104,31 @@ impl Backend {
             addr,
             tls,
             calls: AtomicU64::new(0),
+            fault: watch::Sender::new(Fault::None),
         })
     }
 
     /// `backend-4444`.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The current fault mode.
+    pub fn fault(&self) -> Fault {
+        *self.fault.borrow()
+    }
+
+    /// Sets the fault mode, logs the change, and returns the old mode.
+    pub fn set_fault(&self, fault: Fault) -> Fault {
+        let was = self.fault.send_replace(fault);
+        tracing::info!(
+            backend = %self.name, %fault, %was, "fault mode set"
+        );
+        was
+    }
+
+    fn watch_fault(&self) -> watch::Receiver<Fault> {
+        self.fault.subscribe()
     }
 
     fn count_call(&self) -> u64 {
@@ -159,6 +192,8 @@ fn router(backend: Arc<Backend>) -> Router {
         .route("/bytes/{n}", get(bytes))
         .route("/echo", post(echo_body))
         .route("/delay/{ms}", get(delayed_echo))
+        .route("/fault", get(fault::show))
+        .route("/fault/{*mode}", post(fault::set))
         .fallback(echo)
         .with_state(backend)
 }

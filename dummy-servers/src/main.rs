@@ -10,6 +10,8 @@
 //! curl --cacert certs/ca.crt https://localhost:4445
 //! ```
 //!
+//! Each backend takes a fault mode at run time (see the library's docs):
+//! `curl -X POST localhost:4445/fault/stall`, then `.../fault/none`.
 //! Ctrl-C stops them all, closing the connections still open.
 
 use std::net::IpAddr;
@@ -22,9 +24,30 @@ use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+/// What `--help` says after the flags: the routes and the fault modes.
+const ROUTES: &str = "\
+Routes of every backend:
+  GET /health          ok (503 in fault mode unhealthy)
+  GET /bytes/N         N deterministic bytes
+  POST /echo           the request body, streamed back
+  GET /delay/MS        the echo, after MS milliseconds
+  POST /fault/MODE     set the fault mode (answered whatever the mode)
+  GET /fault           the fault mode
+  anything else        who answered, the call count, the request seen
+
+Fault modes (one per backend, at run time; none at start):
+  none         normal
+  unhealthy    /health answers 503, the rest as usual
+  stall        requests are read and never answered (/health too)
+  slow/MS      every answer waits MS milliseconds first
+  close        the connection is closed without an answer
+
+  curl -X POST localhost:4445/fault/stall
+  scripts/spawn-backends.sh fault 4445 stall     (the same, TLS or not)";
+
 /// Runs the lab's dummy backends until Ctrl-C.
 #[derive(Parser, Debug)]
-#[command(version, about)]
+#[command(version, about, after_help = ROUTES)]
 struct Args {
     /// Address to bind every backend on.
     #[arg(long, default_value = "127.0.0.1")]

@@ -4,7 +4,7 @@
 //!
 //! axum's own `axum::serve` cannot be told to answer a client that
 //! half-closes, so the loop here hands each connection to hyper's HTTP/1
-//! server itself.
+//! server itself, and runs the backend's routes behind its fault mode.
 
 use std::future::Future;
 use std::io;
@@ -12,8 +12,14 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::Router;
+use axum::body::Body;
+use axum::extract::Request;
+use axum::response::Response;
 use axum::serve::Listener;
+use hyper::body::Incoming;
 use hyper::server::conn::http1;
+use hyper::service::{Service, service_fn};
 use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpStream};
@@ -22,6 +28,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls::ServerConfig;
 use tokio_rustls::server::TlsStream;
 
+use crate::fault::{self, NoAnswer};
 use crate::{Backend, router};
 
 /// Serves one backend on an already-bound listener until `shutdown`
@@ -48,7 +55,7 @@ pub async fn serve_tls(
 }
 
 /// The accept loop of [`serve`] and [`serve_tls`], for a backend made
-/// by the caller.
+/// by the caller (tests keep a handle on it to set its fault mode).
 pub(crate) async fn serve_backend<L: Listener>(
     mut listener: L,
     backend: Arc<Backend>,
@@ -56,7 +63,7 @@ pub(crate) async fn serve_backend<L: Listener>(
 ) where
     L::Addr: std::fmt::Debug,
 {
-    let routes = TowerToHyperService::new(router(backend));
+    let routes = TowerToHyperService::new(router(backend.clone()));
     let mut http = http1::Builder::new();
     // A client may send its whole request and then shut down its write
     // side ("half-close": I have nothing more to say, I am listening).
@@ -75,8 +82,13 @@ pub(crate) async fn serve_backend<L: Listener>(
         tokio::select! {
             () = &mut shutdown => return,
             (io, peer) = listener.accept() => {
+                let backend = backend.clone();
+                let routes = routes.clone();
+                let service = service_fn(move |request| {
+                    answer(backend.clone(), routes.clone(), request)
+                });
                 let connection =
-                    http.serve_connection(TokioIo::new(io), routes.clone());
+                    http.serve_connection(TokioIo::new(io), service);
                 connections.spawn(async move {
                     if let Err(err) = connection.await {
                         tracing::debug!(?peer, "connection ended: {err}");
@@ -88,6 +100,20 @@ pub(crate) async fn serve_backend<L: Listener>(
             Some(_) = connections.join_next() => {}
         }
     }
+}
+
+/// One request: the fault mode first, then the routes.
+async fn answer(
+    backend: Arc<Backend>,
+    routes: TowerToHyperService<Router>,
+    request: Request<Incoming>,
+) -> Result<Response, NoAnswer> {
+    let mut request = request.map(Body::new);
+    if let Some(response) = fault::apply(&backend, &mut request).await? {
+        return Ok(response);
+    }
+    let Ok(response) = routes.call(request).await;
+    Ok(response)
 }
 
 /// A TCP listener that hands out only connections whose TLS handshake

@@ -16,8 +16,8 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio_rustls::rustls::ServerConfig;
 
-use crate::Backend;
 use crate::serve::{TlsListener, serve_backend};
+use crate::{Backend, Fault};
 
 /// A backend running in this process on `127.0.0.1:0`, for tests.
 pub struct RunningBackend {
@@ -89,6 +89,12 @@ impl RunningBackend {
         self.backend.name().to_owned()
     }
 
+    /// Sets the backend's fault mode (as `POST /fault/MODE` does) and
+    /// returns the old one.
+    pub fn set_fault(&self, fault: Fault) -> Fault {
+        self.backend.set_fault(fault)
+    }
+
     /// Stops the backend through its shutdown signal: when this returns
     /// the port is closed, so the next connection to it is refused, and
     /// so is every connection that was open.
@@ -104,7 +110,7 @@ impl RunningBackend {
         self.addr
     }
 
-    /// Starts a fresh backend (calls from 0) on an
+    /// Starts a fresh backend (calls from 0, fault mode none) on an
     /// address a stopped one used. Linux lets a listener rebind at once
     /// (SO_REUSEADDR).
     pub async fn restart(addr: SocketAddr) -> RunningBackend {
