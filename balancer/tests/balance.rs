@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use common::{RunningLb, config_for};
-use dummy_servers::{RunningBackend, addrs};
+use dummy_servers::testing::{RunningBackend, addrs};
 use lab_common::testing::deadline;
 use lab_common::testing::http::{fresh_client, who_answers};
 use tokio::io::AsyncReadExt;

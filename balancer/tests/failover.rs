@@ -1,7 +1,7 @@
 //! Health checks and failover seen from outside: the real `lb` binary,
 //! real backends that stop and start again, a client that never notices.
 
-use dummy_servers::RunningBackend;
+use dummy_servers::testing::RunningBackend;
 use lab_common::testing::http::fresh_client;
 use lab_common::testing::{RunningBinary, deadline};
 

@@ -278,7 +278,7 @@ mod tests {
     use std::fmt;
     use std::net::SocketAddr;
 
-    use dummy_servers::RunningBackend;
+    use dummy_servers::testing::RunningBackend;
     use lab_common::testing::{TestCerts, deadline};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpListener;
