@@ -1,6 +1,7 @@
 //! Health checks and failover seen from outside: the real `lb` binary,
 //! real backends that stop and start again, a client that never notices.
 
+use dummy_servers::Fault;
 use dummy_servers::testing::RunningBackend;
 use lab_common::testing::http::fresh_client;
 use lab_common::testing::{RunningBinary, deadline};
@@ -89,4 +90,34 @@ async fn a_backend_stopped_and_started_again_fails_none_of_3000_clients() {
         }
     }
     assert!(victim_answers_after_restart > 0, "{victim} never came back");
+}
+
+#[tokio::test]
+async fn a_stalled_backend_gets_no_new_client_once_http_checks_mark_it_down() {
+    let dir = tempfile::tempdir().unwrap();
+    let backends = RunningBackend::start_many(3).await;
+    let config = config_file(dir.path(), &backends.iter().collect::<Vec<_>>());
+    let text = std::fs::read_to_string(&config).unwrap();
+    // HTTP checks: a stalled backend still accepts connections, so only
+    // a check that waits for an answer can tell.
+    let text = text.replace("kind = \"tcp\"", "kind = \"http\"");
+    let text = text.replace("timeout = \"500ms\"", "timeout = \"300ms\"");
+    std::fs::write(&config, text).unwrap();
+    let mut lb = RunningBinary::start(LB, &["--config", &config]).await;
+    let stalled = &backends[2];
+    stalled.set_fault(Fault::Stall);
+    lb.wait_for_stderr(&format!("backend {} DOWN after ", stalled.addr))
+        .await;
+    // Every client from now on is answered, and never by the stalled
+    // backend (whose clients would wait forever: the timeout would say).
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .timeout(std::time::Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let url = format!("http://{}/", lb.addr);
+    for _ in 0..60 {
+        let name = ask(&client, &url).await.expect("answered");
+        assert_ne!(name, stalled.name());
+    }
 }
