@@ -170,7 +170,7 @@ async fn the_binary_serves_https_and_logs_failed_handshakes() {
 }
 
 #[tokio::test]
-async fn without_certificates_it_exits_naming_the_script() {
+async fn a_missing_certificate_file_is_named_and_it_exits() {
     let dir = tempfile::tempdir().unwrap();
     let cert = dir.path().join("server.crt");
     let key = dir.path().join("server.key");

@@ -258,7 +258,7 @@ async fn the_binary_with_insecure_warns_at_start_and_on_every_connection() {
 }
 
 #[tokio::test]
-async fn without_certificates_it_exits_naming_the_script() {
+async fn a_missing_certificate_file_is_named_and_it_exits() {
     let certs = Certs::new();
     let missing = certs.lab.dir().join("missing-ca.crt");
     let ca = ["--ca".to_owned(), missing.display().to_string()];

@@ -237,7 +237,7 @@ async fn the_binary_needs_no_certificates_for_plain_on_both_sides() {
 }
 
 #[tokio::test]
-async fn without_certificates_it_exits_naming_the_script() {
+async fn a_missing_certificate_file_is_named_and_it_exits() {
     let dir = tempfile::tempdir().unwrap();
     let nowhere = dir.path().join("nothing-here.crt");
     let path = nowhere.to_str().unwrap();
