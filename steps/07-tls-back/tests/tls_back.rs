@@ -214,22 +214,22 @@ async fn the_binary_verifies_and_says_which_backend_it_refused_and_why() {
 
     assert_eq!(who_answers_with(&client, &url).await, good.name());
     step.wait_for_stderr(&format!(
-        "-> backend {} (TLS, verified): ",
+        "-> backend {} (tls: verified): ",
         good.addr
     ))
     .await;
     assert!(try_get(&client, &url).await.is_err());
     step.wait_for_stderr(&format!(
-        "TLS handshake with backend {}: invalid peer certificate: \
-         UnknownIssuer",
+        "-> backend {} (tls: verified): backend TLS handshake: invalid \
+         peer certificate: UnknownIssuer",
         foreign.addr
     ))
     .await;
     assert!(try_get(&client, &url).await.is_err());
     let log = step
         .wait_for_stderr(&format!(
-            "TLS handshake with backend {}: invalid peer certificate: \
-             certificate not valid for name \"127.0.0.1\"",
+            "-> backend {} (tls: verified): backend TLS handshake: invalid \
+             peer certificate: certificate not valid for name \"127.0.0.1\"",
             misnamed.addr
         ))
         .await;
@@ -251,7 +251,7 @@ async fn the_binary_with_insecure_warns_at_start_and_on_every_connection() {
     let url = https_url(step.addr);
     assert_eq!(who_answers_with(&client, &url).await, foreign.name());
     step.wait_for_stderr(&format!(
-        "-> backend {} (TLS, NOT VERIFIED, --insecure)",
+        "-> backend {} (tls: NOT VERIFIED, --insecure)",
         foreign.addr
     ))
     .await;

@@ -202,13 +202,10 @@ async fn the_binary_balances_a_mix_behind_a_tls_front() {
         let answered = who_answers_with(&client, &format!("{base}/")).await;
         assert_eq!(answered, backend.running.name());
     }
+    step.wait_for_stderr(&format!("-> backend {}: ", backends[0].running.addr))
+        .await;
     step.wait_for_stderr(&format!(
-        "-> backend {} (plain)",
-        backends[0].running.addr
-    ))
-    .await;
-    step.wait_for_stderr(&format!(
-        "-> backend tls://{} (verified)",
+        "-> backend tls://{} (tls: verified): ",
         backends[1].running.addr
     ))
     .await;
