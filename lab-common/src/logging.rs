@@ -296,7 +296,7 @@ mod tests {
                 "conn",
                 client = "127.0.0.1:1",
                 backend = tracing::field::Empty,
-                tls = "verified"
+                certificate = "checked"
             );
             let _inside = span.enter();
             info!("before");
@@ -306,9 +306,9 @@ mod tests {
         assert_eq!(
             lines,
             [
-                " INFO client 127.0.0.1:1 (tls: verified): before",
+                " INFO client 127.0.0.1:1 (certificate: checked): before",
                 " INFO client 127.0.0.1:1 -> backend tls://127.0.0.1:4445 \
-                 (tls: verified): after (attempt: 2)",
+                 (certificate: checked): after (attempt: 2)",
             ]
         );
     }

@@ -9,7 +9,7 @@
 //! - a backend that fails the check is refused: the log says which
 //!   backend and why, and that client's connection is closed;
 //! - `--insecure` skips the check. It is loud about it: a warning at start
-//!   and "NOT VERIFIED" in every connection's log line.
+//!   and "NOT CHECKED" in every log line of every connection.
 //!
 //! TLS at the front and round robin are step 06's, unchanged. The bytes
 //! are now decrypted and encrypted again inside the balancer: it sees
@@ -82,21 +82,21 @@ pub enum BackendTrust {
 
 impl BackendTrust {
     /// The client side's counterpart of the acceptor, holding what we
-    /// trust, and how it checks backends, in words for the log (the `tls`
-    /// field of every connection's span). An insecure connector is
-    /// announced here, once.
+    /// trust, and how it checks backends, in words for the log (the
+    /// `certificate` field of every connection's span). An insecure
+    /// connector is announced here, once.
     fn connector(self) -> (TlsConnector, &'static str) {
         match self {
             BackendTrust::Verify(config) => {
-                (TlsConnector::from(config), "verified")
+                (TlsConnector::from(config), "checked")
             }
             BackendTrust::Insecure => {
                 warn!(
-                    "--insecure: backend certificates are NOT VERIFIED; \
+                    "--insecure: backend certificates are NOT CHECKED; \
                      anyone on the way to a backend can pose as it"
                 );
                 let config = lab_common::tls::insecure_client_config();
-                (TlsConnector::from(config), "NOT VERIFIED, --insecure")
+                (TlsConnector::from(config), "NOT CHECKED, --insecure")
             }
         }
     }
@@ -143,7 +143,7 @@ pub async fn run(
             "connection",
             client = %client_addr,
             backend = %backend,
-            tls = checked
+            certificate = checked
         );
         let task = async move {
             proxy(client, &acceptor, &connector, &backend).await;

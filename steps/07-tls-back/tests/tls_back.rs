@@ -214,13 +214,13 @@ async fn the_binary_verifies_and_says_which_backend_it_refused_and_why() {
 
     assert_eq!(who_answers_with(&client, &url).await, good.name());
     step.wait_for_stderr(&format!(
-        "-> backend {} (tls: verified): ",
+        "-> backend {} (certificate: checked): ",
         good.addr
     ))
     .await;
     assert!(try_get(&client, &url).await.is_err());
     step.wait_for_stderr(&format!(
-        "-> backend {} (tls: verified): backend TLS handshake: invalid \
+        "-> backend {} (certificate: checked): backend TLS handshake: invalid \
          peer certificate: UnknownIssuer",
         foreign.addr
     ))
@@ -228,7 +228,7 @@ async fn the_binary_verifies_and_says_which_backend_it_refused_and_why() {
     assert!(try_get(&client, &url).await.is_err());
     let log = step
         .wait_for_stderr(&format!(
-            "-> backend {} (tls: verified): backend TLS handshake: invalid \
+            "-> backend {} (certificate: checked): backend TLS handshake: invalid \
              peer certificate: certificate not valid for name \"127.0.0.1\"",
             misnamed.addr
         ))
@@ -245,13 +245,13 @@ async fn the_binary_with_insecure_warns_at_start_and_on_every_connection() {
         RunningBackend::start_tls(certs.other_ca.server_config()).await;
     let args = binary_args(&certs, &[foreign.addr], &["--insecure".into()]);
     let mut step = RunningBinary::start(BINARY, &args).await;
-    step.wait_for_stderr("--insecure: backend certificates are NOT VERIFIED")
+    step.wait_for_stderr("--insecure: backend certificates are NOT CHECKED")
         .await;
     let client = certs.lab.https_client();
     let url = https_url(step.addr);
     assert_eq!(who_answers_with(&client, &url).await, foreign.name());
     step.wait_for_stderr(&format!(
-        "-> backend {} (tls: NOT VERIFIED, --insecure)",
+        "-> backend {} (certificate: NOT CHECKED, --insecure)",
         foreign.addr
     ))
     .await;

@@ -131,8 +131,8 @@ pub enum BackendTrust {
 }
 
 /// What the balancer needs to speak TLS to a backend: the connector, and
-/// how it checks certificates, in words for the log (the `tls` field of
-/// the connection's span).
+/// how it checks certificates, in words for the log (the `certificate`
+/// field of the connection's span).
 #[derive(Clone)]
 struct BackendTls {
     connector: TlsConnector,
@@ -146,17 +146,17 @@ impl BackendTrust {
         match self {
             BackendTrust::Verify(config) => BackendTls {
                 connector: TlsConnector::from(config),
-                checked: "verified",
+                checked: "checked",
             },
             BackendTrust::Insecure => {
                 warn!(
-                    "--insecure: backend certificates are NOT VERIFIED; \
+                    "--insecure: backend certificates are NOT CHECKED; \
                      anyone on the way to a backend can pose as it"
                 );
                 let config = lab_common::tls::insecure_client_config();
                 BackendTls {
                     connector: TlsConnector::from(config),
-                    checked: "NOT VERIFIED, --insecure",
+                    checked: "NOT CHECKED, --insecure",
                 }
             }
         }
@@ -211,7 +211,7 @@ pub async fn run(
             "connection",
             client = %client_addr,
             backend = %backend,
-            tls = checked.filter(|_| backend.tls)
+            certificate = checked.filter(|_| backend.tls)
         );
         // Before the handshake, whose small messages should not wait
         // either.

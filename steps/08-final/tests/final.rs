@@ -205,7 +205,7 @@ async fn the_binary_balances_a_mix_behind_a_tls_front() {
     step.wait_for_stderr(&format!("-> backend {}: ", backends[0].running.addr))
         .await;
     step.wait_for_stderr(&format!(
-        "-> backend tls://{} (tls: verified): ",
+        "-> backend tls://{} (certificate: checked): ",
         backends[1].running.addr
     ))
     .await;
