@@ -188,6 +188,7 @@ fn check_config(path: &Path) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+// ANCHOR: signals
 /// SIGTERM and SIGINT (Ctrl-C) start the drain; a second one ends at once
 /// with status 128 + its number, as a shell reports a killed process.
 /// SIGHUP, which would kill the process by default, is logged and ignored
@@ -227,6 +228,7 @@ impl Signals {
         });
         Ok(Signals { first })
     }
+    // ANCHOR_END: signals
 
     async fn first(self) {
         // A dropped sender (the task is gone) also means stop.

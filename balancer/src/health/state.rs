@@ -230,6 +230,7 @@ impl HealthState {
         }
     }
 
+    // ANCHOR: check_failed
     /// An active check failed, for the reason `why`.
     pub fn check_failed(
         &mut self,
@@ -266,9 +267,11 @@ impl HealthState {
             }
         }
     }
+    // ANCHOR_END: check_failed
     // ANCHOR_END: checks
 
     // ANCHOR: passive
+    // ANCHOR: connection_failed
     /// A client's connection to the backend failed at `now` (a refused
     /// or timed-out dial, a failed TLS handshake) for the reason `why`.
     pub fn connection_failed(
@@ -304,6 +307,7 @@ impl HealthState {
             ),
         })
     }
+    // ANCHOR_END: connection_failed
 
     /// A client's connection to the backend succeeded at `now`: the
     /// failures so far were not "in a row". It does not cut a cooldown
