@@ -4,10 +4,10 @@
 //! private network namespace, from a fresh clone's state.
 //!
 //! ```text
-//! lab-walk tutorial.md                       the whole file
-//! lab-walk tutorial.md --only "Step 04"      one chapter (a heading, or a
-//! lab-walk tutorial.md --from "Step 06"      unique part of one), or from
-//! lab-walk tutorial.md --check               it on; --check only reads
+//! lab-walk tutorial.md                     the whole file
+//! lab-walk tutorial.md --only "Step 04"    one chapter
+//! lab-walk tutorial.md --from "Step 06"    from a chapter to the end
+//! lab-walk tutorial.md --check             read the directives, run nothing
 //! ```
 //!
 //! # What the walker reads by itself
@@ -83,7 +83,9 @@
 //!
 //! `--only HEADING` walks the section under one heading (up to the next
 //! heading of its level or higher), `--from HEADING` from there to the
-//! end. A chapter that establishes its own state (starts the backends it
+//! end. HEADING is the heading's text, or the start of it, or a part of
+//! it, case aside; each of these is tried in turn, and must name one
+//! heading. A chapter that establishes its own state (starts the backends it
 //! needs with `scripts/spawn-backends.sh restart`, say) passes alone; one
 //! that leans on an earlier chapter shows it here.
 //!
