@@ -23,7 +23,8 @@
 //! - A line ending in `\` goes on on the next line, in both.
 //! - A `text` block (or one without a language) is output: it needs a
 //!   directive saying whose (see below), or the walk fails there, so that
-//!   no output in the text goes unchecked.
+//!   no output in the text goes unchecked. It holds no `$ ` commands:
+//!   commands shown with their output are a `console` block, everywhere.
 //! - Blocks in other languages (`rust`, `toml`, ...) are not the walker's.
 //!
 //! Commands run with `bash -c`, one after the other, in the folder of the

@@ -251,13 +251,9 @@ impl<'a, W: Write> Walk<'a, W> {
                     reason.clone(),
                 ));
             }
-            What::Unmarked => {
+            What::Unchecked(why) => {
                 self.summary.outputs += 1;
-                self.fail_output(
-                    item.line,
-                    "an output block with no walk directive (`output \
-                     NAME`, `output`, or `skip REASON`)",
-                );
+                self.fail_output(item.line, why);
             }
         }
     }
