@@ -15,8 +15,9 @@
 //! - A `console` block: each line starting with `$ ` is a command; the
 //!   lines after it, up to the next `$ `, are what it prints (stdout and
 //!   stderr together, as a terminal shows them). A command followed
-//!   directly by another prints nothing. Any exit status will do: the
-//!   output says whether it went right.
+//!   directly by another prints nothing, and must then exit with status
+//!   0 (a silent failure is no quiet success); otherwise any exit status
+//!   will do: the output says whether it went right.
 //! - An `sh` (or `bash`, `shell`) block: one command per line, `#` lines
 //!   and blank lines left out, no prompt. Their output is not shown, so it
 //!   is not compared, but each must exit with status 0.

@@ -297,11 +297,17 @@ impl<'a, W: Write> Walk<'a, W> {
         match &command.expected {
             Some(expected) => {
                 let (wanted, got) = prepare(expected, &printed);
-                if expect::matches(&wanted, &got) {
-                    self.pass(command.line, &shown);
-                } else {
+                if !expect::matches(&wanted, &got) {
                     let diff = expect::diff(&wanted, &got, "      ");
                     self.fail_command(command.line, &shown, &diff);
+                } else if wanted.is_empty() && !status.success() {
+                    // Shown printing nothing, and it printed nothing: but
+                    // a silent failure (`curl -s` to a closed port) must
+                    // not pass for a quiet success.
+                    let what = format!("{shown}: exited with {status}");
+                    self.fail_command(command.line, &what, "");
+                } else {
+                    self.pass(command.line, &shown);
                 }
             }
             None if status.success() => self.pass(command.line, &shown),

@@ -141,6 +141,21 @@ fn a_failing_sh_command_fails_and_shows_what_it_printed() {
 }
 
 #[test]
+fn a_console_command_shown_silent_must_also_succeed() {
+    let markdown = "```console\n$ true\n$ false\n$ echo x; false\nx\n```\n";
+    let (output, stdout) = walk(markdown, &[]);
+    assert_eq!(output.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("$ false: exited with exit status: 1"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("commands run: 3, passed 2, failed 1"),
+        "{stdout}"
+    );
+}
+
+#[test]
 fn an_unmarked_output_block_fails_and_the_summary_names_its_chapter() {
     let markdown = "# Part\n\n## Chapter\n\n```text\nsome output\n```\n";
     let (output, stdout) = walk(markdown, &[]);
