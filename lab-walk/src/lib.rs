@@ -1,7 +1,8 @@
 //! lab-walk: follows a Markdown file as a reader would, running its
 //! commands in order and comparing what they print with what the text
-//! shows. `scripts/walk-tutorial.sh` runs it on `tutorial.md` in a
-//! private network namespace, from a fresh clone's state.
+//! shows. `scripts/walk-tutorial.sh` runs it on `README.md` and
+//! `tutorial.md` in private namespaces, from a fresh clone's state, and
+//! `scripts/check.sh` runs that.
 //!
 //! ```text
 //! lab-walk tutorial.md                     the whole file
