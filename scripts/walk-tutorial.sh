@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
-# Walks tutorial.md as a reader would: runs every command in order (the
-# ones "in another terminal" in the background, stopped where the text
-# says Ctrl-C) and compares what each prints with the text (lab-walk; its
-# conventions are in lab-walk/src/lib.rs).
+# Walks README.md and tutorial.md as a reader would: runs every command
+# in order (the ones "in another terminal" in the background, stopped
+# where the text says Ctrl-C) and compares what each prints with the text
+# (lab-walk; its conventions are in lab-walk/src/lib.rs).
 #
-#   scripts/walk-tutorial.sh                     all of tutorial.md
-#   scripts/walk-tutorial.sh --only "Step 04"    one chapter
+#   scripts/walk-tutorial.sh                     README.md, then tutorial.md
+#   scripts/walk-tutorial.sh --only "Step 04"    one chapter of tutorial.md
 #   scripts/walk-tutorial.sh --from "Step 06"    from a chapter to the end
-#   scripts/walk-tutorial.sh README.md           another file of the lab
+#   scripts/walk-tutorial.sh README.md           the files named, in order
 #   scripts/walk-tutorial.sh --fail-fast ...     other flags: lab-walk --help
 #
 # It runs in private namespaces (unshare): its own network, so the
@@ -33,12 +33,19 @@ target_dir=${CARGO_TARGET_DIR:-$root/target}
 [[ "$target_dir" == /* ]] || target_dir="$root/$target_dir"
 walker="$target_dir/debug/lab-walk"
 
-file=tutorial.md
-if [[ "${1:-}" == *.md ]]; then
-  file=$1
+# The files named first, else both (or only the tutorial, for --only and
+# --from, which name its chapters).
+files=()
+while [[ "${1:-}" == *.md ]]; do
+  files+=("$1")
   shift
+done
+if (( ${#files[@]} == 0 )); then
+  if (( $# == 0 )); then files=(README.md tutorial.md); else files=(tutorial.md); fi
 fi
-[[ -f "$file" ]] || die "no $file in $root"
+for file in "${files[@]}"; do
+  [[ -f "$file" ]] || die "no $file in $root"
+done
 
 echo "building lab-walk..."
 cargo build --quiet -p lab-walk
@@ -57,18 +64,27 @@ printf "%s\n" "$readme" >certs/README.md
 mkdir -p .lab-run
 mount -t tmpfs lab-walk-run .lab-run
 mount -t tmpfs lab-walk-tmp /tmp
-"$@" && status=0 || status=$?
+walker=$1
+shift
+files=()
+while [[ "${1:-}" == *.md ]]; do files+=("$1"); shift; done
+status=0
+for file in "${files[@]}"; do
+  "$walker" "$file" "$@" || status=$?
+  (( status != 130 )) || break
+done
 exit "$status"
 '
 namespaces=(--net --mount --pid --fork --mount-proc --kill-child)
 if unshare "${namespaces[@]}" true 2>/dev/null; then
-  echo "walking $file in private namespaces (network, processes, mounts)"
-  exec unshare "${namespaces[@]}" bash -c "$inner" walk "$walker" "$file" "$@"
+  echo "walking ${files[*]} in private namespaces (network, processes, mounts)"
+  exec unshare "${namespaces[@]}" \
+    bash -c "$inner" walk "$walker" "${files[@]}" "$@"
 fi
 if unshare --user --map-root-user "${namespaces[@]}" true 2>/dev/null; then
-  echo "walking $file in private namespaces (as root of a user namespace)"
+  echo "walking ${files[*]} in private namespaces (as root of a user namespace)"
   exec unshare --user --map-root-user "${namespaces[@]}" \
-    bash -c "$inner" walk "$walker" "$file" "$@"
+    bash -c "$inner" walk "$walker" "${files[@]}" "$@"
 fi
 
 echo "warning: cannot make private namespaces here (unshare needs root or" \
@@ -88,4 +104,9 @@ for leftover in /tmp/lab-other /tmp/file.bin; do
   [[ ! -e "$leftover" ]] ||
     die "$leftover is left from an earlier walk: remove it, or run as root"
 done
-exec "$walker" "$file" "$@"
+status=0
+for file in "${files[@]}"; do
+  "$walker" "$file" "$@" || status=$?
+  (( status != 130 )) || break
+done
+exit "$status"

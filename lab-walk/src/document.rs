@@ -52,9 +52,12 @@ pub enum What {
         what: String,
         reason: String,
     },
-    /// An output block that says nothing about where its output comes
-    /// from: a failure when walked, so that no output goes unchecked.
-    Unmarked,
+    /// An output block the walker cannot check: one that says nothing
+    /// about whose output it is, or that shows `$ ` commands (those
+    /// belong in a console block). A failure when walked, so that no
+    /// output goes unchecked; a failure of its section only, so that the
+    /// rest of the file can still be walked.
+    Unchecked(String),
 }
 
 /// A shell command as the text shows it.
@@ -363,7 +366,13 @@ impl Reader {
                     let message = misplaced("background", "an output block");
                     self.problem(directive_line, message);
                 }
-                let lines = code.lines().map(str::to_owned).collect();
+                let lines: Vec<String> =
+                    code.lines().map(str::to_owned).collect();
+                if lines.iter().any(|line| line.starts_with("$ ")) {
+                    let why = "a text block with `$ ` commands: commands \
+                               shown with their output are a console block";
+                    return self.push(first, What::Unchecked(why.into()));
+                }
                 let expected = Expected {
                     line: first,
                     lines,
@@ -373,7 +382,12 @@ impl Reader {
                     Some(terminal) => {
                         self.push(first, What::Output { terminal, expected })
                     }
-                    None => self.push(first, What::Unmarked),
+                    None => {
+                        let why = "an output block with no walk directive \
+                                   (`output NAME`, `output`, or `skip \
+                                   REASON`)";
+                        self.push(first, What::Unchecked(why.into()));
+                    }
                 }
             }
             BlockKind::Console | BlockKind::Commands => {
@@ -649,11 +663,20 @@ Some text. <!-- walk: stop step -->
     }
 
     #[test]
-    fn a_text_block_without_a_directive_is_unmarked() {
-        let items =
+    fn a_text_block_unmarked_or_with_prompts_is_unchecked() {
+        let unmarked =
             items("```text\nsomething\n```\n\n```rust\nfn x() {}\n```\n");
-        assert_eq!(items.len(), 1);
-        assert!(matches!(items[0].what, What::Unmarked));
+        assert_eq!(unmarked.len(), 1);
+        let What::Unchecked(why) = &unmarked[0].what else {
+            panic!("{unmarked:?}");
+        };
+        assert!(why.contains("no walk directive"), "{why}");
+        let prompts =
+            items("<!-- walk: output -->\n```text\n$ ls\nfile\n```\n");
+        let What::Unchecked(why) = &prompts[0].what else {
+            panic!("{prompts:?}");
+        };
+        assert!(why.contains("console block"), "{why}");
     }
 
     #[test]

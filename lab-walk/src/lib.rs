@@ -1,13 +1,14 @@
 //! lab-walk: follows a Markdown file as a reader would, running its
 //! commands in order and comparing what they print with what the text
-//! shows. `scripts/walk-tutorial.sh` runs it on `tutorial.md` in a
-//! private network namespace, from a fresh clone's state.
+//! shows. `scripts/walk-tutorial.sh` runs it on `README.md` and
+//! `tutorial.md` in private namespaces, from a fresh clone's state, and
+//! `scripts/check.sh` runs that.
 //!
 //! ```text
-//! lab-walk tutorial.md                       the whole file
-//! lab-walk tutorial.md --only "Step 04"      one chapter (a heading, or a
-//! lab-walk tutorial.md --from "Step 06"      unique part of one), or from
-//! lab-walk tutorial.md --check               it on; --check only reads
+//! lab-walk tutorial.md                     the whole file
+//! lab-walk tutorial.md --only "Step 04"    one chapter
+//! lab-walk tutorial.md --from "Step 06"    from a chapter to the end
+//! lab-walk tutorial.md --check             read the directives, run nothing
 //! ```
 //!
 //! # What the walker reads by itself
@@ -15,15 +16,17 @@
 //! - A `console` block: each line starting with `$ ` is a command; the
 //!   lines after it, up to the next `$ `, are what it prints (stdout and
 //!   stderr together, as a terminal shows them). A command followed
-//!   directly by another prints nothing. Any exit status will do: the
-//!   output says whether it went right.
+//!   directly by another prints nothing, and must then exit with status
+//!   0 (a silent failure is no quiet success); otherwise any exit status
+//!   will do: the output says whether it went right.
 //! - An `sh` (or `bash`, `shell`) block: one command per line, `#` lines
 //!   and blank lines left out, no prompt. Their output is not shown, so it
 //!   is not compared, but each must exit with status 0.
 //! - A line ending in `\` goes on on the next line, in both.
 //! - A `text` block (or one without a language) is output: it needs a
 //!   directive saying whose (see below), or the walk fails there, so that
-//!   no output in the text goes unchecked.
+//!   no output in the text goes unchecked. It holds no `$ ` commands:
+//!   commands shown with their output are a `console` block, everywhere.
 //! - Blocks in other languages (`rust`, `toml`, ...) are not the walker's.
 //!
 //! Commands run with `bash -c`, one after the other, in the folder of the
@@ -83,7 +86,9 @@
 //!
 //! `--only HEADING` walks the section under one heading (up to the next
 //! heading of its level or higher), `--from HEADING` from there to the
-//! end. A chapter that establishes its own state (starts the backends it
+//! end. HEADING is the heading's text, or the start of it, or a part of
+//! it, case aside; each of these is tried in turn, and must name one
+//! heading. A chapter that establishes its own state (starts the backends it
 //! needs with `scripts/spawn-backends.sh restart`, say) passes alone; one
 //! that leans on an earlier chapter shows it here.
 //!

@@ -70,16 +70,24 @@ pub fn select(doc: &Document, part: &Part) -> Result<Range<usize>, String> {
             _ => None,
         })
         .collect();
-    let exact: Vec<_> = headings.iter().filter(|h| h.2 == wanted).collect();
+    // The heading itself, else the one heading that starts with the
+    // words given, else the one that holds them (case aside).
     let lower = wanted.to_lowercase();
+    let exact: Vec<_> = headings.iter().filter(|h| h.2 == wanted).collect();
+    let starts: Vec<_> = headings
+        .iter()
+        .filter(|h| h.2.to_lowercase().starts_with(&lower))
+        .collect();
     let close: Vec<_> = headings
         .iter()
         .filter(|h| h.2.to_lowercase().contains(&lower))
         .collect();
-    let found = match (exact.as_slice(), close.as_slice()) {
-        ([one], _) | ([], [one]) => **one,
-        ([], []) => return Err(format!("no heading contains `{wanted}`")),
-        (_, many) => {
+    let found = match (exact.as_slice(), starts.as_slice(), close.as_slice()) {
+        ([one], ..) | ([], [one], _) | ([], [], [one]) => **one,
+        ([], [], []) => {
+            return Err(format!("no heading contains `{wanted}`"));
+        }
+        (_, [], many) | (_, many, _) => {
             let list: Vec<String> = many
                 .iter()
                 .map(|h| format!("  line {}: {}", doc.items[h.0].line, h.2))
@@ -114,6 +122,8 @@ struct Terminal {
 
 /// One thing that went wrong, for the summary.
 struct Failure {
+    /// The chapter (`##` heading) it happened in.
+    chapter: String,
     line: usize,
     what: String,
 }
@@ -150,6 +160,8 @@ pub struct Walk<'a, W: Write> {
     /// What the last foreground command printed, for `output` blocks
     /// without a name.
     last_output: Option<(usize, Vec<String>)>,
+    /// The `##` heading walked last (or `#`), for the summary.
+    chapter: String,
     pub summary: Summary,
 }
 
@@ -171,6 +183,7 @@ impl<'a, W: Write> Walk<'a, W> {
             out,
             terminals: BTreeMap::new(),
             last_output: None,
+            chapter: String::new(),
             summary: Summary::default(),
         }
     }
@@ -199,6 +212,9 @@ impl<'a, W: Write> Walk<'a, W> {
     fn item(&mut self, item: &Item) {
         match &item.what {
             What::Heading { level, title } => {
+                if *level <= 2 {
+                    self.chapter = title.clone();
+                }
                 self.say(&format!("{} {title}", "#".repeat(*level)));
             }
             What::Run(command) => {
@@ -235,15 +251,9 @@ impl<'a, W: Write> Walk<'a, W> {
                     reason.clone(),
                 ));
             }
-            What::Unmarked => {
+            What::Unchecked(why) => {
                 self.summary.outputs += 1;
-                self.fail_output(
-                    item.line,
-                    "an output block with no walk directive: say whose \
-                     output it is (`output NAME`, or `output` for the \
-                     command before), or why it is not checked (`skip \
-                     REASON`)",
-                );
+                self.fail_output(item.line, why);
             }
         }
     }
@@ -287,11 +297,17 @@ impl<'a, W: Write> Walk<'a, W> {
         match &command.expected {
             Some(expected) => {
                 let (wanted, got) = prepare(expected, &printed);
-                if expect::matches(&wanted, &got) {
-                    self.pass(command.line, &shown);
-                } else {
+                if !expect::matches(&wanted, &got) {
                     let diff = expect::diff(&wanted, &got, "      ");
                     self.fail_command(command.line, &shown, &diff);
+                } else if wanted.is_empty() && !status.success() {
+                    // Shown printing nothing, and it printed nothing: but
+                    // a silent failure (`curl -s` to a closed port) must
+                    // not pass for a quiet success.
+                    let what = format!("{shown}: exited with {status}");
+                    self.fail_command(command.line, &what, "");
+                } else {
+                    self.pass(command.line, &shown);
                 }
             }
             None if status.success() => self.pass(command.line, &shown),
@@ -487,6 +503,7 @@ impl<'a, W: Write> Walk<'a, W> {
             self.say(detail.trim_end_matches('\n'));
         }
         self.summary.failures.push(Failure {
+            chapter: self.chapter.clone(),
             line,
             what: what.to_owned(),
         });
@@ -531,7 +548,12 @@ impl<'a, W: Write> Walk<'a, W> {
             text += "all passed\n";
         } else {
             text += &format!("FAILED: {}\n", s.failures.len());
+            let mut chapter = None;
             for failure in &s.failures {
+                if chapter != Some(&failure.chapter) {
+                    chapter = Some(&failure.chapter);
+                    text += &format!("  in «{}»:\n", failure.chapter);
+                }
                 text += &format!(
                     "    {}:{}  {}\n",
                     self.file, failure.line, failure.what

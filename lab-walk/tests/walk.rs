@@ -141,11 +141,31 @@ fn a_failing_sh_command_fails_and_shows_what_it_printed() {
 }
 
 #[test]
-fn an_unmarked_output_block_fails() {
-    let (output, stdout) = walk("```text\nsome output\n```\n", &[]);
+fn a_console_command_shown_silent_must_also_succeed() {
+    let markdown = "```console\n$ true\n$ false\n$ echo x; false\nx\n```\n";
+    let (output, stdout) = walk(markdown, &[]);
+    assert_eq!(output.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("$ false: exited with exit status: 1"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("commands run: 3, passed 2, failed 1"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn an_unmarked_output_block_fails_and_the_summary_names_its_chapter() {
+    let markdown = "# Part\n\n## Chapter\n\n```text\nsome output\n```\n";
+    let (output, stdout) = walk(markdown, &[]);
     assert_eq!(output.status.code(), Some(1), "{stdout}");
     assert!(
         stdout.contains("an output block with no walk directive"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("FAILED: 1\n  in «Chapter»:\n    doc.md:6  an output"),
         "{stdout}"
     );
 }
@@ -233,6 +253,28 @@ echo c
     let (_, from) = walk(markdown, &["--from", "b.1"]);
     assert!(from.contains("commands run: 2,"), "{from}");
     let (output, _) = walk(markdown, &["--only", "nothing"]);
+    assert_eq!(output.status.code(), Some(2));
+}
+
+#[test]
+fn a_heading_that_starts_with_the_words_wins_over_one_that_holds_them() {
+    let markdown = "\
+# Step 08 — Final
+```sh
+echo final
+```
+# What step 08 changed
+```sh
+echo changed
+```
+# Step 0
+";
+    let (_, only) = walk(markdown, &["--only", "step 08"]);
+    assert!(
+        only.contains("echo final") && !only.contains("echo changed"),
+        "{only}"
+    );
+    let (output, _) = walk(markdown, &["--only", "0"]);
     assert_eq!(output.status.code(), Some(2));
 }
 

@@ -13,6 +13,9 @@
 //! cargo run --bin 01-ping
 //! curl localhost:3000
 //! ```
+//!
+//! Ctrl-C stops it at once, as it stops every step: connections still
+//! open are cut, not finished.
 
 use std::future::Future;
 use std::net::SocketAddr;

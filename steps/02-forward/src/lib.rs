@@ -10,7 +10,7 @@
 //! the backends, the step, and a client, one terminal each:
 //!
 //! ```text
-//! scripts/spawn-backends.sh
+//! scripts/spawn-backends.sh restart
 //! cargo run --bin 02-forward
 //! curl localhost:3000
 //! ```

@@ -9,7 +9,7 @@
 //! What a client sees is exactly step 02's behaviour.
 //!
 //! ```text
-//! scripts/spawn-backends.sh
+//! scripts/spawn-backends.sh restart
 //! cargo run --bin 03-dial-helper
 //! curl localhost:3000
 //! ```

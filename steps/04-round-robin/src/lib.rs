@@ -11,7 +11,7 @@
 //! request needs a proxy that understands HTTP (step 09).
 //!
 //! ```text
-//! scripts/spawn-backends.sh
+//! scripts/spawn-backends.sh restart
 //! cargo run --bin 04-round-robin
 //! curl localhost:3000
 //! ```

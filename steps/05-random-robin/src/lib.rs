@@ -11,7 +11,7 @@
 //! trade: no shared counter to keep, at the price of a lumpier spread.
 //!
 //! ```text
-//! scripts/spawn-backends.sh
+//! scripts/spawn-backends.sh restart
 //! cargo run --bin 05-random-robin -- --seed 7
 //! curl localhost:3000
 //! ```

@@ -15,7 +15,7 @@
 //!
 //! ```text
 //! scripts/gen-certs.sh
-//! scripts/spawn-backends.sh
+//! scripts/spawn-backends.sh restart
 //! cargo run --bin 06-tls-front
 //! curl --cacert certs/ca.crt https://localhost:3000
 //! ```

@@ -18,7 +18,7 @@
 //!
 //! ```text
 //! scripts/gen-certs.sh
-//! scripts/spawn-backends.sh start --tls
+//! scripts/spawn-backends.sh restart --tls
 //! cargo run --bin 07-tls-back
 //! curl --cacert certs/ca.crt https://localhost:3000
 //! ```

@@ -19,7 +19,7 @@
 //!
 //! ```text
 //! scripts/gen-certs.sh
-//! scripts/spawn-backends.sh start --tls-ports 4445,4446
+//! scripts/spawn-backends.sh restart --tls-ports 4445,4446
 //! cargo run --bin 08-final -- --tls-front
 //! curl --cacert certs/ca.crt https://localhost:3000
 //! ```
