@@ -235,17 +235,52 @@ struct Proxy {
     /// same backend, from any client. The request body it sends is the
     /// client's (`Incoming`), passed through without being collected.
     backend_pool: Client<HttpConnector, Incoming>,
+    /// See [`Config`].
+    header_timeout: Duration,
 }
+
+// ANCHOR: config
+/// What `run` needs besides the listener and the shutdown signal.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Used in turn, one per request.
+    pub backends: Vec<HostPort>,
+    /// How long hyper waits for a client's request head.
+    pub header_timeout: Duration,
+    /// Not enforced yet (issue 12): how long a backend may take to start
+    /// its answer.
+    pub response_timeout: Duration,
+    /// Not enforced yet (issue 12): how many idle connections the pool
+    /// keeps per backend.
+    pub pool_max_idle_per_backend: usize,
+    /// How long a pooled connection may sit unused before it is closed.
+    pub pool_idle_timeout: Duration,
+}
+
+impl Config {
+    /// `backends` with the limits this step has always had: hyper's 30 s
+    /// for a request head, 90 s for an idle pooled connection.
+    pub fn new(backends: Vec<HostPort>) -> Config {
+        Config {
+            backends,
+            header_timeout: Duration::from_secs(30),
+            response_timeout: Duration::from_secs(60),
+            pool_max_idle_per_backend: usize::MAX,
+            pool_idle_timeout: Duration::from_secs(90),
+        }
+    }
+}
+// ANCHOR_END: config
 
 // ANCHOR: run
 /// Accepts clients until `shutdown` completes, and serves each one's
 /// requests by forwarding every request to the next backend in turn.
 pub async fn run(
     listener: TcpListener,
-    backends: Vec<HostPort>,
+    config: Config,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), Error> {
-    let round_robin = RoundRobin::new(backends)?;
+    let round_robin = RoundRobin::new(config.backends)?;
     let mut connector = HttpConnector::new();
     // As in step 04's dial: small messages leave at once.
     connector.set_nodelay(true);
@@ -255,12 +290,13 @@ pub async fn run(
     let backend_pool = Client::builder(TokioExecutor::new())
         // Close pooled connections nobody used for a while; the timer is
         // what lets the pool notice time passing.
-        .pool_idle_timeout(Duration::from_secs(90))
+        .pool_idle_timeout(config.pool_idle_timeout)
         .pool_timer(TokioTimer::new())
         .build(connector);
     let proxy = Arc::new(Proxy {
         round_robin,
         backend_pool,
+        header_timeout: config.header_timeout,
     });
 
     tokio::pin!(shutdown);
@@ -293,6 +329,7 @@ async fn serve_client(
     client_addr: SocketAddr,
 ) {
     let _ = client.set_nodelay(true);
+    let header_timeout = proxy.header_timeout;
     // hyper is runtime-agnostic: `TokioIo` adapts tokio's socket to
     // hyper's I/O traits. `service_fn` turns an async function of a
     // request into the service hyper calls once per request.
@@ -304,10 +341,11 @@ async fn serve_client(
             Ok::<_, Infallible>(forward(&proxy, request, client_addr).await)
         }
     });
-    // The timer enables hyper's default 30 s limit for reading a request's
+    // The timer lets hyper limit the time it waits for a request's
     // headers, so a client that connects and says nothing is let go.
     let served = http1::Builder::new()
         .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout)
         .serve_connection(TokioIo::new(client), service)
         .await;
     if let Err(err) = served {

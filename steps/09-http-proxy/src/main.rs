@@ -26,7 +26,8 @@ async fn main() -> ExitCode {
     let args = Args::parse();
     lab_common::logging::init();
     lab_common::cli::serve(&args.listen, |listener, shutdown| {
-        step_09_http_proxy::run(listener, args.backends, shutdown)
+        let config = step_09_http_proxy::Config::new(args.backends);
+        step_09_http_proxy::run(listener, config, shutdown)
     })
     .await
 }

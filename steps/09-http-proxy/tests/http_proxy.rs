@@ -16,6 +16,7 @@ use lab_common::testing::http::{
 use lab_common::testing::{
     RunningBinary, RunningStep, deadline, host_ports, listener, run_to_end,
 };
+use step_09_http_proxy::Config;
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
@@ -27,7 +28,7 @@ const MIB: u64 = 1024 * 1024;
 async fn proxy_in_front_of(backends: &[SocketAddr]) -> RunningStep {
     let backends = host_ports(backends);
     RunningStep::start(move |listener, shutdown| {
-        step_09_http_proxy::run(listener, backends, shutdown)
+        step_09_http_proxy::run(listener, Config::new(backends), shutdown)
     })
     .await
 }
