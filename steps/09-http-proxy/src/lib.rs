@@ -45,6 +45,7 @@ use hyper::body::{Body, Incoming};
 use hyper::header::{
     CONNECTION, CONTENT_TYPE, HOST, HeaderMap, HeaderName, HeaderValue, VIA,
 };
+use hyper::http::uri::Authority;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode, Uri, Version};
@@ -186,22 +187,83 @@ pub fn add_forwarded_headers(
 }
 // ANCHOR_END: forwarded_headers
 
+// ANCHOR: target_host
+/// The host a request is for, which the backend will see in `Host`, or
+/// the reason to refuse it with a 400.
+///
+/// RFC 9112 §3.2: an HTTP/1.1 request must carry exactly one `Host`, and
+/// it must read as `host[:port]`. A server that guessed instead (took the
+/// first of two, say) could disagree with the next server on the way
+/// about which site was asked for, and a cache or a filter keyed on the
+/// host could be fooled. HTTP/1.0 came before `Host`, so it may lack one;
+/// the pooled client then names the backend.
+///
+/// §3.2.2: when the target is in absolute form (`GET http://a.example/p`,
+/// which clients send to a forward proxy), its authority is the host,
+/// whatever `Host` says.
+pub fn target_host<B>(
+    request: &Request<B>,
+) -> Result<Option<HeaderValue>, &'static str> {
+    let mut hosts = request.headers().get_all(HOST).iter();
+    let host = match (hosts.next(), hosts.next()) {
+        (Some(_), Some(_)) => return Err("more than one Host header"),
+        (Some(host), None) if is_authority(host.as_bytes()) => Some(host),
+        (Some(_), None) => return Err("the Host header is not HOST[:PORT]"),
+        (None, _) if request.version() < Version::HTTP_11 => None,
+        (None, _) => return Err("an HTTP/1.1 request needs a Host header"),
+    };
+    match request.uri().authority() {
+        Some(target) if is_authority(target.as_str().as_bytes()) => {
+            let target = HeaderValue::from_str(target.as_str())
+                .expect("an authority is a valid header value");
+            Ok(Some(target))
+        }
+        Some(_) => Err("the target's authority is not HOST[:PORT]"),
+        None => Ok(host.cloned()),
+    }
+}
+
+/// Whether `text` is `host[:port]`: no space, slash or other character a
+/// URI's authority cannot hold (`Authority` checks those), no `user@`
+/// (RFC 9110 §4.2.4 forbids user info in an http URI), and a port, if
+/// any, that is a number (`Authority` reports `a.example:http` as having
+/// no port at all).
+fn is_authority(text: &[u8]) -> bool {
+    if text.contains(&b'@') {
+        return false;
+    }
+    let Ok(authority) = Authority::try_from(text) else {
+        return false;
+    };
+    let after_host = &authority.as_str()[authority.host().len()..];
+    match after_host.strip_prefix(':') {
+        Some(port) => port.is_empty() || port.parse::<u16>().is_ok(),
+        None => after_host.is_empty(),
+    }
+}
+// ANCHOR_END: target_host
+
 // ANCHOR: backend_request
 /// Turns the request a client sent into the one the backend gets: same
 /// method, path, query and body; the hop-by-hop headers dropped; the
 /// forwarded headers added.
 ///
-/// The `Host` header stays the client's, as Go's single-host proxy does
-/// (nginx, by default, sends the backend's own name instead). The backend
-/// then builds links and redirects with the name the client knows, and
-/// can serve several sites by name behind one proxy; `X-Forwarded-Host`
-/// repeats it for backends that read only that.
+/// `host` is what [`target_host`] found: the `Host` the client sent, as
+/// Go's single-host proxy does (nginx, by default, sends the backend's
+/// own name instead). The backend then builds links and redirects with
+/// the name the client knows, and can serve several sites by name behind
+/// one proxy; `X-Forwarded-Host` repeats it for backends that read only
+/// that.
 pub fn backend_request<B>(
     request: Request<B>,
     backend: &HostPort,
+    host: Option<HeaderValue>,
     client_ip: IpAddr,
 ) -> Result<Request<B>, Error> {
     let (mut parts, body) = request.into_parts();
+    if let Some(host) = host {
+        parts.headers.insert(HOST, host);
+    }
     // A client normally sends only the path (`GET /a?b HTTP/1.1`). The
     // pooled client wants an absolute URI, `http://backend/a?b`: it dials
     // and pools by that scheme and authority, and sends only the path.
@@ -363,14 +425,22 @@ async fn forward(
     request: Request<Incoming>,
     client_addr: SocketAddr,
 ) -> Response<ProxyBody> {
-    let backend = proxy.round_robin.pick_backend();
     let method = request.method().clone();
     // The path alone is logged: a query string may carry secrets.
     let path = request.uri().path().to_owned();
-    // Whether the client is sending a body: if the backend fails, what
-    // is left of it is never read, and the connection must close.
+    // Whether the client is sending a body: if the proxy answers without
+    // reading it, the connection must close.
     let sends_body = !request.body().is_end_stream();
-    let answer = match backend_request(request, backend, client_addr.ip()) {
+    let host = match target_host(&request) {
+        Ok(host) => host,
+        Err(reason) => {
+            info!("client {client_addr}: {method} {path}: refused: {reason}");
+            return own_answer(StatusCode::BAD_REQUEST, reason, sends_body);
+        }
+    };
+    let backend = proxy.round_robin.pick_backend();
+    let outgoing = backend_request(request, backend, host, client_addr.ip());
+    let answer = match outgoing {
         Ok(outgoing) => proxy.backend_pool.request(outgoing).await,
         Err(err) => {
             warn!(
@@ -412,23 +482,25 @@ async fn forward(
 }
 // ANCHOR_END: forward
 
-// ANCHOR: bad_gateway
-/// The proxy's own answer when a backend fails: 502 and one line naming
-/// the backend. The error itself goes to the log only; a public proxy
-/// would keep even the backend's address to its log.
+// ANCHOR: own_answer
+/// An answer the proxy writes itself: the status and one line of text
+/// saying why. For a failed backend it is a 502 naming the backend; the
+/// error itself goes to the log only (a public proxy would keep even the
+/// backend's address to its log).
 ///
 /// The client's connection stays open for its next request, unless the
-/// failed request carried a body. Nobody read that body, and the rest of
-/// it may still be on the way: hyper keeps the connection only if all of
-/// it has already arrived, and otherwise closes it without a word. We
-/// cannot tell which, so we close it ourselves and say so with
-/// `Connection: close`: the client then does not send its next request
-/// down a connection that is about to go.
-fn bad_gateway(
-    backend: &HostPort,
+/// request carried a body the proxy did not read. The rest of it may
+/// still be on the way: hyper keeps the connection only if all of it has
+/// already arrived, and otherwise closes it without a word. We cannot
+/// tell which, so we close it ourselves and say so with `Connection:
+/// close`: the client then does not send its next request down a
+/// connection that is about to go.
+fn own_answer(
+    status: StatusCode,
+    reason: &str,
     close_connection: bool,
 ) -> Response<ProxyBody> {
-    let text = format!("502 Bad Gateway: backend {backend} failed\n");
+    let text = format!("{status}: {reason}\n");
     // `Full` is a body that is one chunk, already in memory. It cannot
     // fail (`Infallible`); `map_err` gives it the proxied body's error
     // type so both box to the same `ProxyBody`.
@@ -436,7 +508,7 @@ fn bad_gateway(
         .map_err(|never| match never {})
         .boxed();
     let mut response = Response::new(body);
-    *response.status_mut() = StatusCode::BAD_GATEWAY;
+    *response.status_mut() = status;
     response.headers_mut().insert(
         CONTENT_TYPE,
         HeaderValue::from_static("text/plain; charset=utf-8"),
@@ -448,7 +520,16 @@ fn bad_gateway(
     }
     response
 }
-// ANCHOR_END: bad_gateway
+
+/// The 502 for a backend that failed before answering.
+fn bad_gateway(
+    backend: &HostPort,
+    close_connection: bool,
+) -> Response<ProxyBody> {
+    let reason = format!("backend {backend} failed");
+    own_answer(StatusCode::BAD_GATEWAY, &reason, close_connection)
+}
+// ANCHOR_END: own_answer
 
 /// `err: cause: cause`. hyper's errors say what failed ("client error
 /// (Connect)") and keep why in their source ("Connection refused").
@@ -619,7 +700,9 @@ mod tests {
             .body("the body")
             .unwrap();
         let backend = "127.0.0.1:4445".parse().unwrap();
-        let outgoing = backend_request(request, &backend, LOCALHOST).unwrap();
+        let host = target_host(&request).unwrap();
+        let outgoing =
+            backend_request(request, &backend, host, LOCALHOST).unwrap();
         assert_eq!(outgoing.method(), "PUT");
         assert_eq!(
             outgoing.uri().to_string(),
@@ -639,11 +722,47 @@ mod tests {
     fn an_absolute_request_uri_is_sent_to_the_backend_as_a_path() {
         let request = Request::builder()
             .uri("http://elsewhere.example/a?b=c")
+            .header("host", "other.example")
             .body(())
             .unwrap();
         let backend = "[::1]:4444".parse().unwrap();
-        let outgoing = backend_request(request, &backend, LOCALHOST).unwrap();
+        let host = target_host(&request).unwrap();
+        let outgoing =
+            backend_request(request, &backend, host, LOCALHOST).unwrap();
         assert_eq!(outgoing.uri().to_string(), "http://[::1]:4444/a?b=c");
+        assert_eq!(values(outgoing.headers(), "host"), ["elsewhere.example"]);
+    }
+
+    fn host_of(
+        version: Version,
+        uri: &str,
+        hosts: &[&str],
+    ) -> Result<Option<String>, &'static str> {
+        let mut request = Request::builder().version(version).uri(uri);
+        for host in hosts {
+            request = request.header("host", *host);
+        }
+        let host = target_host(&request.body(()).unwrap())?;
+        Ok(host.map(|host| host.to_str().unwrap().to_owned()))
+    }
+
+    #[test]
+    fn the_host_is_one_authority_and_the_absolute_form_wins() {
+        let v11 = Version::HTTP_11;
+        let host = |hosts: &[&str]| host_of(v11, "/", hosts);
+        assert_eq!(host(&["a.example"]), Ok(Some("a.example".into())));
+        assert_eq!(host(&["[::1]:8080"]), Ok(Some("[::1]:8080".into())));
+        assert_eq!(host(&["a.example:"]), Ok(Some("a.example:".into())));
+        for bad in ["", "a b", "u@a.example", "a/b", "a.example:99999"] {
+            assert!(host(&[bad]).is_err(), "{bad:?} was accepted");
+        }
+        assert!(host(&["a.example", "a.example"]).is_err());
+        assert!(host(&[]).is_err());
+        assert_eq!(host_of(Version::HTTP_10, "/", &[]), Ok(None));
+
+        let absolute = host_of(v11, "http://a.example:81/p", &["b.example"]);
+        assert_eq!(absolute, Ok(Some("a.example:81".into())));
+        assert!(host_of(v11, "http://u@a.example/", &["a.example"]).is_err());
     }
 
     #[test]
