@@ -406,6 +406,11 @@ async fn serve_client(
     // The timer lets hyper limit the time it waits for a request's
     // headers, so a client that connects and says nothing is let go.
     let served = http1::Builder::new()
+        // A client may send its request and then close its sending side
+        // (a half-close: "that is all I have to say"). The request is
+        // whole and deserves its answer, but hyper, by default, drops
+        // the connection as soon as it reads that end.
+        .half_close(true)
         .timer(TokioTimer::new())
         .header_read_timeout(header_timeout)
         .serve_connection(TokioIo::new(client), service)
