@@ -382,6 +382,19 @@ pub async fn run(
 }
 // ANCHOR_END: run
 
+/// The largest request head (request line and headers) the proxy reads:
+/// 16 KiB, HAProxy's default for a whole head. Past it the client gets
+/// `431 Request Header Fields Too Large` and the connection closes, as
+/// soon as the 16 KiB are in, without waiting for the end of the head.
+///
+/// hyper's own cap is about 400 KB, and a thousand slow clients, each
+/// holding an unfinished head that size, hold 400 MB of the proxy's
+/// memory. nginx allows more (lines of up to 8 KB, 32 KB in all), but
+/// hyper counts the whole head, as HAProxy does, so one number says it.
+/// Real heads are rarely above a few KB; the big ones carry cookies,
+/// which browsers cap at 4 KB each.
+pub const MAX_HEAD_BYTES: usize = 16 * 1024;
+
 // ANCHOR: serve_client
 /// Reads requests from one client connection, one after the other, and
 /// answers each with what `forward` returns, until the client closes.
@@ -411,6 +424,7 @@ async fn serve_client(
         // whole and deserves its answer, but hyper, by default, drops
         // the connection as soon as it reads that end.
         .half_close(true)
+        .max_header_size(MAX_HEAD_BYTES)
         .timer(TokioTimer::new())
         .header_read_timeout(header_timeout)
         .serve_connection(TokioIo::new(client), service)
