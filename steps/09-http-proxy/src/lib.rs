@@ -43,12 +43,13 @@ use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Body, Incoming};
 use hyper::header::{
-    CONNECTION, CONTENT_TYPE, HOST, HeaderMap, HeaderName, HeaderValue, VIA,
+    ALLOW, CONNECTION, CONTENT_TYPE, HOST, HeaderMap, HeaderName, HeaderValue,
+    VIA,
 };
 use hyper::http::uri::Authority;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper::{Request, Response, StatusCode, Uri, Version};
+use hyper::{Method, Request, Response, StatusCode, Uri, Version};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -450,6 +451,10 @@ async fn forward(
     // Whether the client is sending a body: if the proxy answers without
     // reading it, the connection must close.
     let sends_body = !request.body().is_end_stream();
+    if method == Method::CONNECT {
+        info!("client {client_addr}: CONNECT {path}: refused");
+        return refuse_connect();
+    }
     let host = match target_host(&request) {
         Ok(host) => host,
         Err(reason) => {
@@ -537,6 +542,21 @@ fn own_answer(
             .headers_mut()
             .insert(CONNECTION, HeaderValue::from_static("close"));
     }
+    response
+}
+
+/// The answer to `CONNECT host:port`, which asks for a tunnel to any
+/// address: a forward proxy's job. A reverse proxy opens none, or anyone
+/// could reach whatever sits behind it. RFC 9110 §15.5.6: a 405 lists in
+/// `Allow` the methods that are accepted, here every other one. The
+/// connection closes: a client may send the tunnel's first bytes right
+/// after its CONNECT, and they are not a request.
+fn refuse_connect() -> Response<ProxyBody> {
+    let status = StatusCode::METHOD_NOT_ALLOWED;
+    let mut response = own_answer(status, "this proxy opens no tunnels", true);
+    let allowed = "GET, HEAD, POST, PUT, DELETE, OPTIONS, TRACE, PATCH";
+    let allowed = HeaderValue::from_static(allowed);
+    response.headers_mut().insert(ALLOW, allowed);
     response
 }
 
