@@ -43,8 +43,8 @@ use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Body, Incoming};
 use hyper::header::{
-    ALLOW, CONNECTION, CONTENT_TYPE, HOST, HeaderMap, HeaderName, HeaderValue,
-    VIA,
+    ALLOW, CONNECTION, CONTENT_TYPE, EXPECT, HOST, HeaderMap, HeaderName,
+    HeaderValue, VIA,
 };
 use hyper::http::uri::Authority;
 use hyper::server::conn::http1;
@@ -280,6 +280,10 @@ pub fn backend_request<B>(
     let received = parts.version;
     parts.version = Version::HTTP_11;
     remove_hop_by_hop(&mut parts.headers);
+    // `Expect: 100-continue` asks "may I send the body?". hyper has
+    // answered it already, with `100 Continue` as soon as the body is
+    // read, so the backend must not be asked again.
+    parts.headers.remove(EXPECT);
     add_forwarded_headers(&mut parts.headers, client_ip, received);
     Ok(Request::from_parts(parts, body))
 }
@@ -736,6 +740,7 @@ mod tests {
             .header("connection", "keep-alive, x-hop")
             .header("x-hop", "1")
             .header("x-end-to-end", "2")
+            .header("expect", "100-continue")
             .body("the body")
             .unwrap();
         let backend = "127.0.0.1:4445".parse().unwrap();
@@ -753,6 +758,7 @@ mod tests {
         assert_eq!(values(headers, "x-end-to-end"), ["2"]);
         assert!(headers.get("x-hop").is_none());
         assert!(headers.get("connection").is_none());
+        assert!(headers.get("expect").is_none());
         assert_eq!(values(headers, "x-forwarded-for"), ["127.0.0.1"]);
         assert_eq!(*outgoing.body(), "the body");
     }
