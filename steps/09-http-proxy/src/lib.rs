@@ -43,8 +43,8 @@ use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Body, Incoming};
 use hyper::header::{
-    ALLOW, CONNECTION, CONTENT_TYPE, EXPECT, HOST, HeaderMap, HeaderName,
-    HeaderValue, VIA,
+    ALLOW, CONNECTION, CONTENT_TYPE, EXPECT, FORWARDED, HOST, HeaderMap,
+    HeaderName, HeaderValue, VIA,
 };
 use hyper::http::uri::Authority;
 use hyper::server::conn::http1;
@@ -144,6 +144,7 @@ const X_FORWARDED_HOST: HeaderName =
     HeaderName::from_static("x-forwarded-host");
 const X_FORWARDED_PROTO: HeaderName =
     HeaderName::from_static("x-forwarded-proto");
+const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 
 /// Tells the backend what only the proxy knows: who the client is, and
 /// which host and scheme it asked for.
@@ -151,40 +152,68 @@ const X_FORWARDED_PROTO: HeaderName =
 /// `X-Forwarded-For` is a list that every proxy on the way appends to, so
 /// values already there (sent by the client or an earlier proxy) are kept
 /// and the client's address goes last: the last entry is the one this
-/// proxy vouches for, the earlier ones are hearsay. `X-Forwarded-Host`
-/// and `X-Forwarded-Proto` are replaced, not appended: this proxy is the
-/// edge, so what a client claims there is not passed on.
+/// proxy vouches for, the earlier ones are hearsay. `Forwarded` (RFC
+/// 7239) is the standard form of the same list, one element per proxy
+/// with the client, host and scheme that proxy saw; it is appended to the
+/// same way. `X-Forwarded-Host` and `X-Forwarded-Proto` are replaced, not
+/// appended: this proxy is the edge, so what a client claims there is not
+/// passed on. `X-Real-IP` (one address, set by nginx-style proxies) is
+/// not something this proxy sets, so a client's is dropped: a backend
+/// that trusts it would trust whatever the client wrote.
 ///
 /// `Via` names this proxy and the HTTP version it received, as RFC 9110
 /// §7.6.3 asks of a gateway; it also lets a loop of proxies be spotted.
-/// (RFC 7239's `Forwarded` header says all this in one standard header;
-/// the `X-` ones are older, and what most backends and frameworks read.)
 pub fn add_forwarded_headers(
     headers: &mut HeaderMap,
     client_ip: IpAddr,
     received: Version,
 ) {
-    let mut forwarded_for = Vec::new();
-    for earlier in headers.get_all(&X_FORWARDED_FOR) {
-        forwarded_for.extend_from_slice(earlier.as_bytes());
-        forwarded_for.extend_from_slice(b", ");
-    }
-    forwarded_for.extend_from_slice(client_ip.to_string().as_bytes());
-    let forwarded_for = HeaderValue::from_bytes(&forwarded_for)
-        .expect("valid header values joined by commas stay valid");
-    headers.insert(X_FORWARDED_FOR, forwarded_for);
+    append_to_list(headers, X_FORWARDED_FOR, &client_ip.to_string());
+    let element = forwarded_element(client_ip, headers.get(HOST));
+    append_to_list(headers, FORWARDED, &element);
 
     match headers.get(HOST).cloned() {
         Some(host) => headers.insert(X_FORWARDED_HOST, host),
         None => headers.remove(X_FORWARDED_HOST),
     };
     headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+    headers.remove(X_REAL_IP);
 
     let via = match received {
         Version::HTTP_10 => "1.0 lb-lab",
         _ => "1.1 lb-lab",
     };
     headers.append(VIA, HeaderValue::from_static(via));
+}
+
+/// Puts `ours` at the end of the comma-separated list `name`, joining the
+/// values already there (maybe on several lines) into one.
+fn append_to_list(headers: &mut HeaderMap, name: HeaderName, ours: &str) {
+    let mut list = Vec::new();
+    for earlier in headers.get_all(&name) {
+        list.extend_from_slice(earlier.as_bytes());
+        list.extend_from_slice(b", ");
+    }
+    list.extend_from_slice(ours.as_bytes());
+    let list = HeaderValue::from_bytes(&list)
+        .expect("valid header values joined by commas stay valid");
+    headers.insert(name, list);
+}
+
+/// This hop's element of `Forwarded`: `for=127.0.0.1;host="a:8080";
+/// proto=http`. RFC 7239 §6 writes an IPv6 client in brackets and quotes
+/// (`for="[::1]"`); the host is quoted for its `:`. A host that passed
+/// [`target_host`] holds no quote or backslash to escape.
+fn forwarded_element(client_ip: IpAddr, host: Option<&HeaderValue>) -> String {
+    let mut element = match client_ip {
+        IpAddr::V4(ip) => format!("for={ip}"),
+        IpAddr::V6(ip) => format!("for=\"[{ip}]\""),
+    };
+    if let Some(host) = host.and_then(|host| host.to_str().ok()) {
+        element.push_str(&format!(";host=\"{host}\""));
+    }
+    element.push_str(";proto=http");
+    element
 }
 // ANCHOR_END: forwarded_headers
 
@@ -709,6 +738,34 @@ mod tests {
             values(&behind, "x-forwarded-for"),
             ["203.0.113.7, 198.51.100.1, 192.0.2.9, ::1"]
         );
+    }
+
+    #[test]
+    fn appends_this_hop_to_forwarded_and_quotes_an_ipv6_client() {
+        let mut alone = headers(&[("host", "localhost:8080")]);
+        add_forwarded_headers(&mut alone, LOCALHOST, Version::HTTP_11);
+        assert_eq!(
+            values(&alone, "forwarded"),
+            ["for=127.0.0.1;host=\"localhost:8080\";proto=http"]
+        );
+
+        let mut behind = headers(&[
+            ("host", "[::1]:8080"),
+            ("forwarded", "for=192.0.2.9;proto=https"),
+            ("x-real-ip", "192.0.2.9"),
+        ]);
+        let ipv6 = "::1".parse().unwrap();
+        add_forwarded_headers(&mut behind, ipv6, Version::HTTP_11);
+        assert_eq!(
+            values(&behind, "forwarded"),
+            ["for=192.0.2.9;proto=https, \
+              for=\"[::1]\";host=\"[::1]:8080\";proto=http"]
+        );
+        assert!(behind.get("x-real-ip").is_none());
+
+        let mut no_host = HeaderMap::new();
+        add_forwarded_headers(&mut no_host, LOCALHOST, Version::HTTP_10);
+        assert_eq!(values(&no_host, "forwarded"), ["for=127.0.0.1;proto=http"]);
     }
 
     #[test]
