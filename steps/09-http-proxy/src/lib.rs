@@ -32,7 +32,7 @@
 
 use std::convert::Infallible;
 use std::error::Error as StdError;
-use std::future::Future;
+use std::future::{Future, poll_fn};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -54,6 +54,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use lab_common::{Error, HostPort};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tracing::{info, warn};
 
@@ -333,6 +334,7 @@ struct Proxy {
     backend_pool: Client<HttpConnector, Incoming>,
     /// See [`Config`].
     header_timeout: Duration,
+    response_timeout: Duration,
 }
 
 // ANCHOR: config
@@ -341,10 +343,13 @@ struct Proxy {
 pub struct Config {
     /// Used in turn, one per request.
     pub backends: Vec<HostPort>,
-    /// How long hyper waits for a client's request head.
+    /// How long a client may take to send a request's head. A head begun
+    /// and not finished in time gets a 408; a kept-alive connection on
+    /// which no new request has begun is closed without a word.
     pub header_timeout: Duration,
-    /// Not enforced yet (issue 12): how long a backend may take to start
-    /// its answer.
+    /// How long a backend may take to start its answer (connect, take
+    /// the request, send the status line and headers) before the client
+    /// gets a 504. The body then streams for as long as it takes.
     pub response_timeout: Duration,
     /// Not enforced yet (issue 12): how many idle connections the pool
     /// keeps per backend.
@@ -354,8 +359,9 @@ pub struct Config {
 }
 
 impl Config {
-    /// `backends` with the limits this step has always had: hyper's 30 s
-    /// for a request head, 90 s for an idle pooled connection.
+    /// `backends` with the binary's default limits: 30 s for a request
+    /// head (hyper's default), 60 s for a backend to start answering (as
+    /// nginx's `proxy_read_timeout`), 90 s for an idle pooled connection.
     pub fn new(backends: Vec<HostPort>) -> Config {
         Config {
             backends,
@@ -380,9 +386,6 @@ pub async fn run(
     let mut connector = HttpConnector::new();
     // As in step 04's dial: small messages leave at once.
     connector.set_nodelay(true);
-    // No timeout on connecting or on waiting for an answer yet: a backend
-    // that accepts and then says nothing holds its client until the
-    // client gives up. Later steps add timeouts.
     let backend_pool = Client::builder(TokioExecutor::new())
         // Close pooled connections nobody used for a while; the timer is
         // what lets the pool notice time passing.
@@ -393,6 +396,7 @@ pub async fn run(
         round_robin,
         backend_pool,
         header_timeout: config.header_timeout,
+        response_timeout: config.response_timeout,
     });
 
     tokio::pin!(shutdown);
@@ -444,35 +448,75 @@ async fn serve_client(
     // request into the service hyper calls once per request.
     let service = service_fn(move |request| {
         let proxy = Arc::clone(&proxy);
-        async move {
+        // Boxed, because polling a connection "without shutdown" (below)
+        // wants a future that does not mind being moved (`Unpin`).
+        Box::pin(async move {
             // Never an `Err`, which would make hyper close the connection:
             // a failed backend is answered with a 502 instead.
             Ok::<_, Infallible>(forward(&proxy, request, client_addr).await)
-        }
+        })
     });
-    // The timer lets hyper limit the time it waits for a request's
-    // headers, so a client that connects and says nothing is let go.
-    let served = http1::Builder::new()
+    let mut connection = http1::Builder::new()
         // A client may send its request and then close its sending side
         // (a half-close: "that is all I have to say"). The request is
         // whole and deserves its answer, but hyper, by default, drops
         // the connection as soon as it reads that end.
         .half_close(true)
         .max_header_size(MAX_HEAD_BYTES)
+        // The timer lets hyper limit the wait for a request's head, so a
+        // client that connects and says nothing is let go.
         .timer(TokioTimer::new())
         .header_read_timeout(header_timeout)
-        .serve_connection(TokioIo::new(client), service)
-        .await;
-    if let Err(err) = served {
-        warn!("client {client_addr}: {}", with_causes(&err));
+        .serve_connection(TokioIo::new(client), service);
+    // Polled "without shutdown": when hyper gives up on a late head, the
+    // socket is still ours to answer on (see `answer_late_head`).
+    let served = poll_fn(|cx| connection.poll_without_shutdown(cx)).await;
+    let parts = connection.into_parts();
+    let mut client = parts.io.into_inner();
+    match served {
+        Ok(()) => {}
+        Err(err) if err.is_timeout() => {
+            answer_late_head(&mut client, &parts.read_buf, client_addr).await;
+        }
+        Err(err) => warn!("client {client_addr}: {}", with_causes(&err)),
     }
+    // What hyper does when it is done with a connection: say so (FIN).
+    let _ = client.shutdown().await;
 }
 // ANCHOR_END: serve_client
 
+// ANCHOR: answer_late_head
+/// hyper gives up on a request head that does not arrive in time by
+/// closing the connection without a word. If part of a head had come, a
+/// client is waiting for an answer: it gets `408 Request Timeout` (RFC
+/// 9110 §15.5.9). A kept-alive connection on which no new request had
+/// begun is closed quietly: a 408 there would answer a request never
+/// sent, and a client sending one just then would take it as the answer.
+async fn answer_late_head(
+    client: &mut TcpStream,
+    unread: &[u8],
+    client_addr: SocketAddr,
+) {
+    if unread.is_empty() {
+        return;
+    }
+    info!("client {client_addr}: request head too slow: 408");
+    let text = "408 Request Timeout: the request's head came too slowly\n";
+    let answer = format!(
+        "HTTP/1.1 408 Request Timeout\r\nconnection: close\r\n\
+         content-type: text/plain; charset=utf-8\r\n\
+         content-length: {}\r\n\r\n{text}",
+        text.len()
+    );
+    let _ = client.write_all(answer.as_bytes()).await;
+}
+// ANCHOR_END: answer_late_head
+
 // ANCHOR: forward
 /// Sends one client request to the next backend and returns its
-/// response, or a 502 if the backend cannot be reached or fails
-/// before answering.
+/// response; or a 502 if the backend cannot be reached or fails before
+/// answering, a 504 if it does not start answering in time, and the
+/// refusals above for requests the proxy does not pass on.
 async fn forward(
     proxy: &Proxy,
     request: Request<Incoming>,
@@ -497,8 +541,8 @@ async fn forward(
     };
     let backend = proxy.round_robin.pick_backend();
     let outgoing = backend_request(request, backend, host, client_addr.ip());
-    let answer = match outgoing {
-        Ok(outgoing) => proxy.backend_pool.request(outgoing).await,
+    let outgoing = match outgoing {
+        Ok(outgoing) => outgoing,
         Err(err) => {
             warn!(
                 "client {client_addr}: {method} {path} -> backend \
@@ -507,8 +551,9 @@ async fn forward(
             return bad_gateway(backend, sends_body);
         }
     };
-    match answer {
-        Ok(response) => {
+    let waiting = proxy.backend_pool.request(outgoing);
+    match tokio::time::timeout(proxy.response_timeout, waiting).await {
+        Ok(Ok(response)) => {
             info!(
                 "client {client_addr}: {method} {path} -> backend \
                  {backend}: {}",
@@ -527,13 +572,24 @@ async fn forward(
         // The request is not retried on another backend: it may have
         // been half-processed. A production proxy retries what is
         // safe to repeat (a GET that never reached the backend).
-        Err(err) => {
+        Ok(Err(err)) => {
             warn!(
                 "client {client_addr}: {method} {path} -> backend \
                  {backend}: {}",
                 with_causes(&err)
             );
             bad_gateway(backend, sends_body)
+        }
+        // Dropping the request closes its backend connection: a late
+        // answer cannot reach the next request sent on it.
+        Err(_late) => {
+            let waited = proxy.response_timeout;
+            warn!(
+                "client {client_addr}: {method} {path} -> backend \
+                 {backend}: no answer within {waited:?}"
+            );
+            let reason = format!("backend {backend} did not answer in time");
+            own_answer(StatusCode::GATEWAY_TIMEOUT, &reason, sends_body)
         }
     }
 }
