@@ -33,6 +33,15 @@ struct Args {
     #[arg(long, value_name = "DURATION", default_value = "30s",
           value_parser = duration)]
     header_timeout: Duration,
+
+    /// Idle connections kept open to each backend for later requests.
+    #[arg(long, value_name = "COUNT", default_value_t = 32)]
+    pool_max_idle: usize,
+
+    /// How long an idle connection to a backend is kept.
+    #[arg(long, value_name = "DURATION", default_value = "60s",
+          value_parser = duration)]
+    pool_idle_timeout: Duration,
 }
 
 /// `300ms` or `60s`: the two units the timeouts take.
@@ -59,6 +68,8 @@ async fn main() -> ExitCode {
         let config = step_09_http_proxy::Config {
             response_timeout: args.response_timeout,
             header_timeout: args.header_timeout,
+            pool_max_idle_per_backend: args.pool_max_idle,
+            pool_idle_timeout: args.pool_idle_timeout,
             ..step_09_http_proxy::Config::new(args.backends)
         };
         step_09_http_proxy::run(listener, config, shutdown)
