@@ -56,7 +56,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use lab_common::{Error, HostPort};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
-use tracing::{info, warn};
+use tracing::{Instrument, info, info_span, warn};
 
 // ANCHOR: round_robin
 /// Hands out backends in a fixed rotation, one per request.
@@ -411,7 +411,7 @@ pub async fn run(
             accepted = listener.accept() => match accepted {
                 Ok(pair) => pair,
                 Err(err) => {
-                    warn!("accept failed: {err}");
+                    warn!(error = %err, "accept failed");
                     tokio::time::sleep(Duration::from_millis(100)).await;
                     continue;
                 }
@@ -421,7 +421,11 @@ pub async fn run(
             () = &mut shutdown => return Ok(()),
         };
         // No pick here: the connection is not tied to a backend any more.
-        tokio::spawn(serve_client(Arc::clone(&proxy), client, client_addr));
+        // What is logged while serving it names this client: the span's
+        // `client` field goes with every line (`conn{client=...}`).
+        let span = info_span!("conn", client = %client_addr);
+        let serving = serve_client(Arc::clone(&proxy), client, client_addr);
+        tokio::spawn(serving.instrument(span));
     }
 }
 // ANCHOR_END: run
@@ -459,7 +463,8 @@ async fn serve_client(
         Box::pin(async move {
             // Never an `Err`, which would make hyper close the connection:
             // a failed backend is answered with a 502 instead.
-            Ok::<_, Infallible>(forward(&proxy, request, client_addr).await)
+            let client_ip = client_addr.ip();
+            Ok::<_, Infallible>(forward(&proxy, request, client_ip).await)
         })
     });
     let mut connection = http1::Builder::new()
@@ -482,9 +487,12 @@ async fn serve_client(
     match served {
         Ok(()) => {}
         Err(err) if err.is_timeout() => {
-            answer_late_head(&mut client, &parts.read_buf, client_addr).await;
+            answer_late_head(&mut client, &parts.read_buf).await;
         }
-        Err(err) => warn!("client {client_addr}: {}", with_causes(&err)),
+        Err(err) => {
+            let error = &err as &(dyn StdError + 'static);
+            warn!(error, "client connection failed");
+        }
     }
     // What hyper does when it is done with a connection: say so (FIN).
     let _ = client.shutdown().await;
@@ -498,15 +506,11 @@ async fn serve_client(
 /// 9110 §15.5.9). A kept-alive connection on which no new request had
 /// begun is closed quietly: a 408 there would answer a request never
 /// sent, and a client sending one just then would take it as the answer.
-async fn answer_late_head(
-    client: &mut TcpStream,
-    unread: &[u8],
-    client_addr: SocketAddr,
-) {
+async fn answer_late_head(client: &mut TcpStream, unread: &[u8]) {
     if unread.is_empty() {
         return;
     }
-    info!("client {client_addr}: request head too slow: 408");
+    info!(status = 408, "request head too slow");
     let text = "408 Request Timeout: the request's head came too slowly\n";
     let answer = format!(
         "HTTP/1.1 408 Request Timeout\r\nconnection: close\r\n\
@@ -526,7 +530,7 @@ async fn answer_late_head(
 async fn forward(
     proxy: &Proxy,
     request: Request<Incoming>,
-    client_addr: SocketAddr,
+    client_ip: IpAddr,
 ) -> Response<ProxyBody> {
     let method = request.method().clone();
     // The path alone is logged: a query string may carry secrets.
@@ -535,36 +539,30 @@ async fn forward(
     // reading it, the connection must close.
     let sends_body = !request.body().is_end_stream();
     if method == Method::CONNECT {
-        info!("client {client_addr}: CONNECT {path}: refused");
+        info!(%method, %path, status = 405, "refused");
         return refuse_connect();
     }
     let host = match target_host(&request) {
         Ok(host) => host,
         Err(reason) => {
-            info!("client {client_addr}: {method} {path}: refused: {reason}");
+            info!(%method, %path, status = 400, reason, "refused");
             return own_answer(StatusCode::BAD_REQUEST, reason, sends_body);
         }
     };
     let backend = proxy.round_robin.pick_backend();
-    let outgoing = backend_request(request, backend, host, client_addr.ip());
-    let outgoing = match outgoing {
+    let outgoing = match backend_request(request, backend, host, client_ip) {
         Ok(outgoing) => outgoing,
         Err(err) => {
-            warn!(
-                "client {client_addr}: {method} {path} -> backend \
-                 {backend}: cannot build the request: {err}"
-            );
+            let phase = "request";
+            warn!(%method, %path, %backend, %phase, error = %err, "backend failed");
             return bad_gateway(backend, sends_body);
         }
     };
     let waiting = proxy.backend_pool.request(outgoing);
     match tokio::time::timeout(proxy.response_timeout, waiting).await {
         Ok(Ok(response)) => {
-            info!(
-                "client {client_addr}: {method} {path} -> backend \
-                 {backend}: {}",
-                response.status()
-            );
+            let status = response.status().as_u16();
+            info!(%method, %path, %backend, status, "forwarded");
             // The body is not read here: hyper pulls it from the
             // backend only as fast as the client takes it, so a large
             // body streams through a small buffer. If the backend
@@ -579,21 +577,23 @@ async fn forward(
         // been half-processed. A production proxy retries what is
         // safe to repeat (a GET that never reached the backend).
         Ok(Err(err)) => {
-            warn!(
-                "client {client_addr}: {method} {path} -> backend \
-                 {backend}: {}",
-                with_causes(&err)
-            );
+            // hyper's errors say what failed ("client error (Connect)")
+            // and keep why in their `source()` ("Connection refused"):
+            // given as an error, the field shows the whole chain.
+            let phase = if err.is_connect() {
+                "connect"
+            } else {
+                "response"
+            };
+            let error = &err as &(dyn StdError + 'static);
+            warn!(%method, %path, %backend, %phase, error, "backend failed");
             bad_gateway(backend, sends_body)
         }
         // Dropping the request closes its backend connection: a late
         // answer cannot reach the next request sent on it.
         Err(_late) => {
-            let waited = proxy.response_timeout;
-            warn!(
-                "client {client_addr}: {method} {path} -> backend \
-                 {backend}: no answer within {waited:?}"
-            );
+            let (phase, waited) = ("response", proxy.response_timeout);
+            warn!(%method, %path, %backend, %phase, ?waited, "backend too slow");
             let reason = format!("backend {backend} did not answer in time");
             own_answer(StatusCode::GATEWAY_TIMEOUT, &reason, sends_body)
         }
@@ -664,19 +664,6 @@ fn bad_gateway(
     own_answer(StatusCode::BAD_GATEWAY, &reason, close_connection)
 }
 // ANCHOR_END: own_answer
-
-/// `err: cause: cause`. hyper's errors say what failed ("client error
-/// (Connect)") and keep why in their source ("Connection refused").
-fn with_causes(err: &(dyn StdError + 'static)) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
 
 #[cfg(test)]
 mod tests {

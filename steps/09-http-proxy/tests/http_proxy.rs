@@ -364,10 +364,13 @@ async fn the_binary_balances_per_request_and_logs_each_one() {
         }
         proxy
             .wait_for_stderr(&format!(
-                "GET / -> backend {}: 200 OK",
+                "forwarded method=GET path=/ backend={} status=200",
                 backends[2].addr
             ))
             .await;
+        // Every line names its client through the connection's span.
+        let log = proxy.wait_for_stderr("conn{client=127.0.0.1:").await;
+        assert_eq!(log.matches("}: forwarded method=GET").count(), 3, "{log}");
         assert!(proxy.is_running());
     })
     .await

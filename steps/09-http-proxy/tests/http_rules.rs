@@ -517,7 +517,7 @@ async fn the_limits_are_flags_with_stated_defaults() {
     // The real binary at a few hundred milliseconds.
     deadline("test", async {
         let backend = RunningBackend::start().await;
-        let proxy = RunningBinary::start(
+        let mut proxy = RunningBinary::start(
             BINARY,
             &[
                 "--listen",
@@ -535,6 +535,9 @@ async fn the_limits_are_flags_with_stated_defaults() {
         );
         let answer = exchange(proxy.addr, &request).await.expect("answer");
         assert_eq!(answer.status, 504, "{}", answer.text());
+        proxy
+            .wait_for_stderr("backend too slow method=GET path=/delay/600000")
+            .await;
     })
     .await;
 
