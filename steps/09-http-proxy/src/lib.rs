@@ -1,30 +1,42 @@
 //! Step 09 — From connections to requests
 //!
-//! Changed since step 08:
-//! - the balancer now speaks HTTP instead of copying bytes: hyper parses
-//!   each request a client sends and writes a new one to the backend, so
-//!   the proxy can read and change the method, the path and the headers;
+//! Changed since step 04 (steps 05-08 are not in it: this step builds on
+//! the round robin, and leaves their random choice and TLS out to keep
+//! the HTTP ideas in view):
+//! - the balancer speaks HTTP instead of copying bytes: hyper parses each
+//!   request a client sends and writes a new one to the backend, so the
+//!   proxy can read and change the method, the path and the headers;
 //! - the choice is made per *request*, not per connection: three requests
-//!   on one kept-alive client connection go to 4444, 4445, 4446 in turn;
-//! - the backend learns who the client was: the proxy appends the client's
-//!   address to `X-Forwarded-For` and sets `X-Forwarded-Host` and
-//!   `X-Forwarded-Proto`, and drops the headers that concern one hop only;
+//!   on one kept-alive client connection go to 4444, 4445, 4446 in turn,
+//!   and the round robin's counter is an atomic, shared by every task;
+//! - it listens on 127.0.0.1:8080, the second article's port;
+//! - the backend learns who the client was: the proxy appends the client
+//!   to `X-Forwarded-For` and `Forwarded`, sets `X-Forwarded-Host`,
+//!   `X-Forwarded-Proto` and `Via`, and drops the headers that concern
+//!   one hop only and a client's `X-Real-IP`;
 //! - connections to the backends are no longer one per client: a pool
-//!   keeps them open and any client's request may reuse any of them;
-//! - a backend that is down no longer means a closed connection with no
-//!   word of explanation: the client gets a `502 Bad Gateway` naming the
-//!   backend, and its connection stays open for the next request (unless
-//!   it was sending a body);
-//! - TLS is left out, to keep the HTTP ideas in view: step 06's acceptor
-//!   would wrap the client's stream before hyper sees it.
+//!   keeps up to 32 per backend open for 60 s, and any client's request
+//!   may reuse any of them;
+//! - the proxy answers for itself: a `502 Bad Gateway` naming a backend
+//!   that is down, a 504 for one that does not answer within 60 s, and,
+//!   for requests it does not pass on, 400 (no single valid `Host`), 405
+//!   (`CONNECT`), 431 (a head over 16 KiB) and 408 (a head too slow);
+//! - it keeps HTTP's rules for a proxy: the absolute form's authority
+//!   wins over `Host`, `Expect: 100-continue` is answered once, and a
+//!   client that half-closes after its request still gets the answer;
+//! - the log has fields (`method`, `path`, `backend`, `status`, `phase`)
+//!   in a span per client connection, `conn{client=...}`.
 //!
 //! This is the second article's reverse proxy (Go's
 //! `httputil.NewSingleHostReverseProxy` on :8080) grown a list of
 //! backends. With zero arguments it balances over 4444-4446; give
 //! `--backends 127.0.0.1:4444` for the article's single-host proxy.
+//! Ctrl-C stops it at once, cutting the connections still open: draining
+//! them first is `lb`'s job (tutorial, "lb — Timeouts, limits and
+//! draining").
 //!
 //! ```text
-//! scripts/spawn-backends.sh
+//! scripts/spawn-backends.sh restart
 //! cargo run --bin 09-http-proxy
 //! curl -s localhost:8080/
 //! curl -s localhost:8080/ localhost:8080/ localhost:8080/
@@ -416,8 +428,10 @@ pub async fn run(
                     continue;
                 }
             },
-            // Connections already open go on until their clients close
-            // them; draining them gracefully comes in a later step.
+            // Ctrl-C: `run` returns, then `main`, and the runtime drops
+            // every connection's task, cutting the requests in flight.
+            // `lb` drains them first («lb — Timeouts, limits and
+            // draining»); a lesson step just stops.
             () = &mut shutdown => return Ok(()),
         };
         // No pick here: the connection is not tied to a backend any more.
