@@ -291,12 +291,12 @@ fn is_authority(text: &[u8]) -> bool {
 /// method, path, query and body; the hop-by-hop headers dropped; the
 /// forwarded headers added.
 ///
-/// `host` is what [`target_host`] found: the `Host` the client sent, as
-/// Go's single-host proxy does (nginx, by default, sends the backend's
-/// own name instead). The backend then builds links and redirects with
-/// the name the client knows, and can serve several sites by name behind
-/// one proxy; `X-Forwarded-Host` repeats it for backends that read only
-/// that.
+/// `host` is what [`target_host`] found: usually the `Host` the client
+/// sent, kept as Go's single-host proxy does (nginx, by default, sends
+/// the backend's own name instead). The backend then builds links and
+/// redirects with the name the client knows, and can serve several sites
+/// by name behind one proxy; `X-Forwarded-Host` repeats it for backends
+/// that read only that.
 pub fn backend_request<B>(
     request: Request<B>,
     backend: &HostPort,
@@ -332,7 +332,7 @@ pub fn backend_request<B>(
 // ANCHOR_END: backend_request
 
 /// A response body of either kind the proxy sends: the backend's,
-/// streamed through as it arrives, or a short one of its own (the 502).
+/// streamed through as it arrives, or a short one of its own (a 502).
 /// Boxing erases the difference, so one handler can return both.
 type ProxyBody = BoxBody<Bytes, hyper::Error>;
 
@@ -538,9 +538,9 @@ async fn answer_late_head(client: &mut TcpStream, unread: &[u8]) {
 
 // ANCHOR: forward
 /// Sends one client request to the next backend and returns its
-/// response; or a 502 if the backend cannot be reached or fails before
+/// response: or a 502 if the backend cannot be reached or fails before
 /// answering, a 504 if it does not start answering in time, and the
-/// refusals above for requests the proxy does not pass on.
+/// proxy's own 400 or 405 for a request it does not pass on.
 async fn forward(
     proxy: &Proxy,
     request: Request<Incoming>,
@@ -568,7 +568,10 @@ async fn forward(
         Ok(outgoing) => outgoing,
         Err(err) => {
             let phase = "request";
-            warn!(%method, %path, %backend, %phase, error = %err, "backend failed");
+            warn!(
+                %method, %path, %backend, %phase, error = %err,
+                "backend failed"
+            );
             return bad_gateway(backend, sends_body);
         }
     };
@@ -600,14 +603,20 @@ async fn forward(
                 "response"
             };
             let error = &err as &(dyn StdError + 'static);
-            warn!(%method, %path, %backend, %phase, error, "backend failed");
+            warn!(
+                %method, %path, %backend, %phase, error,
+                "backend failed"
+            );
             bad_gateway(backend, sends_body)
         }
         // Dropping the request closes its backend connection: a late
         // answer cannot reach the next request sent on it.
         Err(_late) => {
             let (phase, waited) = ("response", proxy.response_timeout);
-            warn!(%method, %path, %backend, %phase, ?waited, "backend too slow");
+            warn!(
+                %method, %path, %backend, %phase, ?waited,
+                "backend too slow"
+            );
             let reason = format!("backend {backend} did not answer in time");
             own_answer(StatusCode::GATEWAY_TIMEOUT, &reason, sends_body)
         }

@@ -355,9 +355,9 @@ async fn connect_gets_a_405_that_says_what_is_allowed() {
         let backend = RunningBackend::start().await;
         let proxy = proxy(&[backend.addr]).await;
         let mut client = RawClient::connect(proxy.addr).await;
-        client
-            .send(b"CONNECT a.example:443 HTTP/1.1\r\nhost: a.example:443\r\n\r\n")
-            .await;
+        let connect = "CONNECT a.example:443 HTTP/1.1\r\n\
+                       host: a.example:443\r\n\r\n";
+        client.send(connect.as_bytes()).await;
         let answer = client.answer().await.expect("an answer to CONNECT");
         assert_eq!(answer.status, 405, "{}", answer.text());
         let allow = answer.header("allow").expect("an Allow header");
