@@ -13,6 +13,10 @@
 #                backend per request at layer 7.
 #   diff-steps.sh  a pair and the summary of every neighbouring pair,
 #                which tutorial.md must print as the script does.
+#   spawn-backends.sh  start, the same flags again, other flags (replaced,
+#                and said so), restart over TLS, fault modes, stop: on
+#                ports 0 with its pid and log in a folder of the test's
+#                own (LAB_RUN_DIR), so a learner's running set is untouched.
 #   bench.sh --smoke, if bench.sh has that option.
 #
 #   scripts/test-scripts.sh        run them all (scripts/check.sh does)
@@ -208,6 +212,103 @@ test_diff_steps() {
   if (( rc == 0 )) || ! grep -q 'no step "99"' "$out"; then
     fail "$name" "an unknown step is not a clear error (rc $rc)" "$out"
     return
+  fi
+  pass "$name"
+}
+
+# ---------------------------------------------------------------------------
+# spawn-backends.sh
+
+# spawn ARGS...: runs spawn-backends.sh with the test's own run folder.
+spawn() {
+  run 300 "$work/spawn.out" env LAB_RUN_DIR="$work/spawn-run" \
+    "$scripts/spawn-backends.sh" "$@"
+}
+
+# Sets `spawned` to the pid in the last spawn's "backends running (pid
+# N):" line, and remembers it for the clean-up, should this test fail
+# half-way. False if there is none.
+remember_spawned() {
+  spawned=$(grep -Eo '^backends running \(pid [0-9]+\)' "$work/spawn.out" |
+    grep -Eo '[0-9]+') || return 1
+  own_pids+=("$spawned")
+}
+
+# The ports of the last spawn's listening lines, space-separated.
+spawned_ports() {
+  grep -E '^listening on ' "$work/spawn.out" | grep -Eo ':[0-9]+ ' |
+    tr -d ': ' | xargs
+}
+
+test_spawn_backends() {
+  local name="spawn-backends.sh: start, other flags, restart, fault, stop"
+  local out="$work/spawn.out" certs="$work/spawn-certs"
+  local first second third port spawned
+  spawn start --ports 0,0
+  ran_ok "$name" "$out" || return 0
+  if ! remember_spawned || [[ $(spawned_ports | wc -w) != 2 ]]; then
+    fail "$name" "start: no pid or not two backends" "$out"; return
+  fi
+  first=$spawned
+  spawn start --ports 0,0
+  grep -qx "backends already running (pid $first):" "$out" ||
+    { fail "$name" "the same flags again did not say so" "$out"; return; }
+
+  port=$(spawned_ports | cut -d' ' -f1)
+  spawn fault "$port" stall
+  grep -qx "backend-$port: fault stall (was none)" "$out" ||
+    { fail "$name" "fault $port stall" "$out"; return; }
+  rc=0
+  curl -sS -m 0.5 "http://127.0.0.1:$port/" >"$work/curl.out" 2>&1 || rc=$?
+  (( rc == 28 )) ||
+    { fail "$name" "a stalled backend: curl exit $rc, not 28" \
+      "$work/curl.out"; return; }
+  spawn fault "$port"
+  grep -qx stall "$out" || { fail "$name" "fault $port (show)" "$out"; return; }
+  spawn fault "$port" stalled
+  if (( rc != 1 )) ||
+    ! grep -q '^error: unknown fault mode "stalled"' "$out"; then
+    fail "$name" "a bad mode: no clear error (rc $rc)" "$out"; return
+  fi
+
+  spawn start --ports 0
+  ran_ok "$name" "$out" || return 0
+  remember_spawned || { fail "$name" "no pid" "$out"; return; }
+  second=$spawned
+  if ! grep -qx 'backends were running with other flags (--ports 0,0); restarting them' "$out" ||
+    lab_process_alive "$first" || [[ $(spawned_ports | wc -w) != 1 ]]; then
+    fail "$name" "other flags did not replace the set, saying so" "$out"
+    return
+  fi
+
+  # TLS, with certificates of the test's own: `fault` finds the CA beside
+  # --cert.
+  run 300 "$work/certs.out" "$scripts/gen-certs.sh" --out "$certs"
+  ran_ok "$name" "$work/certs.out" || return 0
+  spawn restart --ports 0 --tls --cert "$certs/server.crt" \
+    --key "$certs/server.key"
+  ran_ok "$name" "$out" || return 0
+  remember_spawned || { fail "$name" "no pid" "$out"; return; }
+  third=$spawned
+  if ! grep -qx "backends stopped (pid $second)" "$out" ||
+    ! grep -q ', TLS)$' "$out" || lab_process_alive "$second"; then
+    fail "$name" "restart over TLS" "$out"; return
+  fi
+  port=$(spawned_ports)
+  spawn fault "$port" close
+  grep -qx "backend-$port: fault close (was none)" "$out" ||
+    { fail "$name" "fault $port close over TLS" "$out"; return; }
+  rc=0
+  curl -sS --cacert "$certs/ca.crt" "https://localhost:$port/" \
+    >"$work/curl.out" 2>&1 || rc=$?
+  (( rc == 52 )) ||
+    { fail "$name" "a closing TLS backend: curl exit $rc, not 52" \
+      "$work/curl.out"; return; }
+
+  spawn stop
+  if ! grep -qx "backends stopped (pid $third)" "$out" ||
+    lab_process_alive "$third" || port_in_use "$port"; then
+    fail "$name" "stop left the backends running" "$out"; return
   fi
   pass "$name"
 }
@@ -439,6 +540,7 @@ test_bench_smoke() {
 test_help
 test_diff_steps
 if $have_curl; then
+  test_spawn_backends
   test_demo_round_robin
   test_demo_default
   test_demo_busy_port
@@ -446,7 +548,7 @@ if $have_curl; then
   test_demo_unknown_step
   test_compare
 else
-  skip "demo.sh and compare.sh (6 tests)" \
+  skip "spawn-backends.sh, demo.sh and compare.sh (7 tests)" \
     "they need curl (scripts/check.sh installs it)"
 fi
 test_bench_smoke

@@ -5,7 +5,8 @@
 use std::net::SocketAddr;
 
 use bytes::Bytes;
-use dummy_servers::{Echo, RunningBackend, addrs, backend_list};
+use dummy_servers::Echo;
+use dummy_servers::testing::{RunningBackend, addrs, backend_list};
 use http_body_util::{BodyExt, Empty};
 use hyper::client::conn::http1::{SendRequest, handshake};
 use hyper::{Request, StatusCode};
