@@ -9,7 +9,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use dummy_servers::{Echo, RunningBackend};
+use dummy_servers::Echo;
+use dummy_servers::testing::RunningBackend;
 use http_body_util::Full;
 use hyper::Response;
 use hyper::server::conn::http1;
