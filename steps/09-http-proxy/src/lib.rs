@@ -553,7 +553,8 @@ async fn forward(
     // reading it, the connection must close.
     let sends_body = !request.body().is_end_stream();
     if method == Method::CONNECT {
-        info!(%method, %path, status = 405, "refused");
+        // Its target is `host:port`, with no path: log it whole.
+        info!(%method, target = %request.uri(), status = 405, "refused");
         return refuse_connect();
     }
     let host = match target_host(&request) {
