@@ -47,17 +47,19 @@ struct Args {
 /// `300ms` or `60s`: the two units the timeouts take.
 fn duration(text: &str) -> Result<Duration, String> {
     let parsed = match text.strip_suffix("ms") {
-        Some(millis) => millis.parse().map(Duration::from_millis),
-        None => text.trim_end_matches('s').parse().map(Duration::from_secs),
+        Some(millis) => millis.parse().ok().map(Duration::from_millis),
+        None => text
+            .strip_suffix('s')
+            .and_then(|secs| secs.parse().ok())
+            .map(Duration::from_secs),
     };
-    match parsed {
-        Ok(duration) if text.ends_with('s') && !duration.is_zero() => {
-            Ok(duration)
-        }
-        _ => Err(format!(
-            "`{text}` is not a duration above zero, such as 300ms or 60s"
-        )),
-    }
+    parsed
+        .filter(|duration| !duration.is_zero())
+        .ok_or_else(|| {
+            format!(
+                "`{text}` is not a duration above zero, such as 300ms or 60s"
+            )
+        })
 }
 
 #[tokio::main]
