@@ -5,12 +5,14 @@
 
 use std::fmt;
 use std::str::FromStr;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
 
 use lab_common::HostPort;
+use tokio::sync::Notify;
 use tokio::time::Instant;
 
+use crate::config::BackendConfig;
 use crate::health::{Change, HealthState};
 
 // ANCHOR: address
@@ -72,28 +74,29 @@ pub struct Backend {
     /// Client connections open to it now; see [`ActiveGuard`].
     active: AtomicU32,
     health: Mutex<HealthState>,
+    /// Woken when a connection to a backend with a limit ends: clients
+    /// queued because every backend was full may find room.
+    freed: Arc<Notify>,
 }
 
 impl Backend {
-    pub fn new(
-        id: String,
-        address: Address,
-        weight: u32,
-        max_connections: Option<u32>,
-    ) -> Backend {
+    /// A backend as `config` describes it; `freed` is shared by all the
+    /// backends of one balancer.
+    pub fn new(config: &BackendConfig, freed: Arc<Notify>) -> Backend {
         Backend {
-            id,
-            address,
-            weight,
-            max_connections,
+            id: config.id.clone(),
+            address: config.address.clone(),
+            weight: config.weight,
+            max_connections: config.max_connections,
             active: AtomicU32::new(0),
             health: Mutex::new(HealthState::new()),
+            freed,
         }
     }
 
     /// Client connections open to this backend now.
     pub fn active(&self) -> u32 {
-        self.active.load(Ordering::Relaxed)
+        self.active.load(Ordering::Acquire)
     }
 
     /// Whether a new client may be sent here now: healthy, not cooling
@@ -105,6 +108,11 @@ impl Backend {
     /// At its `max_connections`.
     pub fn is_full(&self) -> bool {
         self.max_connections.is_some_and(|max| self.active() >= max)
+    }
+
+    /// Healthy, but at its `max_connections`: a client may wait for it.
+    pub fn up_but_full(&self, now: Instant) -> bool {
+        self.is_full() && self.health().usable(now)
     }
 
     /// Runs `update` on this backend's health state and returns the change
@@ -124,14 +132,23 @@ impl Backend {
             .unwrap_or_else(|poison| poison.into_inner())
     }
 
+    // ANCHOR: try_track
     /// Counts one more connection to this backend until the guard is
-    /// dropped.
-    pub fn track(self: &std::sync::Arc<Self>) -> ActiveGuard {
-        self.active.fetch_add(1, Ordering::Relaxed);
-        ActiveGuard {
+    /// dropped; `None` if that would pass its `max_connections`. The check
+    /// and the count are one atomic step, so two clients cannot both take
+    /// the last place.
+    pub fn try_track(self: &Arc<Self>) -> Option<ActiveGuard> {
+        let max = self.max_connections.unwrap_or(u32::MAX);
+        self.active
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |active| {
+                (active < max).then_some(active + 1)
+            })
+            .ok()?;
+        Some(ActiveGuard {
             backend: self.clone(),
-        }
+        })
     }
+    // ANCHOR_END: try_track
 }
 
 // ANCHOR: active_guard
@@ -140,18 +157,22 @@ impl Backend {
 /// count cannot leak.
 #[derive(Debug)]
 pub struct ActiveGuard {
-    backend: std::sync::Arc<Backend>,
+    backend: Arc<Backend>,
 }
 
 impl ActiveGuard {
-    pub fn backend(&self) -> &std::sync::Arc<Backend> {
+    pub fn backend(&self) -> &Arc<Backend> {
         &self.backend
     }
 }
 
 impl Drop for ActiveGuard {
     fn drop(&mut self) {
-        self.backend.active.fetch_sub(1, Ordering::Relaxed);
+        let backend = &self.backend;
+        backend.active.fetch_sub(1, Ordering::AcqRel);
+        if backend.max_connections.is_some() {
+            backend.freed.notify_waiters();
+        }
     }
 }
 // ANCHOR_END: active_guard

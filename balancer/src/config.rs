@@ -1051,6 +1051,99 @@ mod tests {
         assert!(error(&with("\"some\"")).contains("\"all\""));
     }
 
+    /// `balancer/lb.toml`, the commented example.
+    const EXAMPLE: &str = include_str!("../lb.toml");
+
+    #[test]
+    fn the_example_file_is_the_defaults() {
+        let config = parse(EXAMPLE).expect("lb.toml parses");
+        assert_eq!(config, Config::default());
+    }
+
+    /// The field names serde would accept for a struct, asked of its
+    /// `Deserialize` by a deserializer that only listens.
+    fn field_names<T: for<'de> Deserialize<'de>>() -> &'static [&'static str] {
+        #[derive(Debug)]
+        struct Fields(&'static [&'static str]);
+        impl fmt::Display for Fields {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{:?}", self.0)
+            }
+        }
+        impl std::error::Error for Fields {}
+        impl serde::de::Error for Fields {
+            fn custom<M: fmt::Display>(_: M) -> Fields {
+                Fields(&[])
+            }
+        }
+        struct Listen;
+        impl<'de> serde::Deserializer<'de> for Listen {
+            type Error = Fields;
+            fn deserialize_any<V: serde::de::Visitor<'de>>(
+                self,
+                _: V,
+            ) -> Result<V::Value, Fields> {
+                Err(Fields(&[]))
+            }
+            fn deserialize_struct<V: serde::de::Visitor<'de>>(
+                self,
+                _: &'static str,
+                fields: &'static [&'static str],
+                _: V,
+            ) -> Result<V::Value, Fields> {
+                Err(Fields(fields))
+            }
+            serde::forward_to_deserialize_any! {
+                bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char
+                str string bytes byte_buf option unit unit_struct
+                newtype_struct seq tuple tuple_struct map enum identifier
+                ignored_any
+            }
+        }
+        match T::deserialize(Listen) {
+            Err(Fields(fields)) => fields,
+            Ok(_) => unreachable!("Listen never produces a value"),
+        }
+    }
+
+    #[test]
+    fn the_example_file_shows_every_key() {
+        let tables = [
+            ("", field_names::<RawConfig>()),
+            ("[tls]", field_names::<RawTls>()),
+            ("[timeouts]", field_names::<RawTimeouts>()),
+            ("[limits]", field_names::<RawLimits>()),
+            ("[health]", field_names::<RawHealth>()),
+            ("[[backends]]", field_names::<RawBackend>()),
+        ];
+        // The keys written (or commented out, `# key = ...`) under each
+        // table header.
+        let mut written: Vec<(String, String)> = Vec::new();
+        let mut table = String::new();
+        for line in EXAMPLE.lines() {
+            let line = line.trim();
+            if line.starts_with('[') {
+                table = line.to_owned();
+                continue;
+            }
+            let line = line.strip_prefix("# ").unwrap_or(line);
+            if let Some((key, _)) = line.split_once(" = ") {
+                written.push((table.clone(), key.to_owned()));
+            }
+        }
+        for (table, fields) in tables {
+            for field in fields {
+                let is_table = tables.iter().any(|(t, _)| t.contains(&**field));
+                let shown =
+                    written.iter().any(|(t, k)| t == table && k == field);
+                assert!(
+                    shown || (table.is_empty() && is_table),
+                    "balancer/lb.toml does not show `{field}` in {table:?}"
+                );
+            }
+        }
+    }
+
     #[test]
     fn a_syntax_error_names_its_line() {
         let err = error("[[backends]\naddress = 1\n");

@@ -1,3 +1,235 @@
-//! `lb`: flags and config file in, the balancer out. (Being written.)
+//! `lb`: the command line. Reads the config file (or takes the defaults),
+//! applies the flags over it, binds, prints `listening on ADDR`, and runs
+//! until SIGTERM or Ctrl-C, then drains.
+//!
+//! ```text
+//! scripts/spawn-backends.sh
+//! cargo run --release --bin lb
+//! curl localhost:3000
+//!
+//! cargo run --release --bin lb -- --config balancer/lb.toml
+//! cargo run --release --bin lb -- --check-config balancer/lb.toml
+//! ```
 
-fn main() {}
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use balancer::backend::Address;
+use balancer::config::{BackendConfig, Config, FrontTls};
+use balancer::select::Algorithm;
+use clap::Parser;
+use lab_common::HostPort;
+use lab_common::cli::{announce, fail};
+use tokio::signal::unix::{SignalKind, signal};
+use tracing::info;
+
+/// lb: a TCP load balancer with health checks, failover, a choice of
+/// algorithms, timeouts, limits and graceful drain.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Args {
+    /// Read the configuration from this TOML file (see balancer/lb.toml);
+    /// the flags below override it.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+
+    /// Check this configuration file (and the certificates it names),
+    /// print the result, and exit: 0 if it is usable, 1 if not.
+    #[arg(long, value_name = "FILE", conflicts_with = "config")]
+    check_config: Option<PathBuf>,
+
+    /// Address to listen on [default: 127.0.0.1:3000].
+    #[arg(long, value_name = "HOST:PORT")]
+    listen: Option<HostPort>,
+
+    /// Backends, comma-separated: HOST:PORT for plain TCP, tls://HOST:PORT
+    /// for TLS [default: 127.0.0.1:4444,127.0.0.1:4445,127.0.0.1:4446].
+    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    backends: Vec<Address>,
+
+    /// round-robin, weighted-round-robin, random, least-connections,
+    /// power-of-two or maglev [default: round-robin].
+    #[arg(long, value_name = "NAME")]
+    algorithm: Option<Algorithm>,
+
+    /// Certificate chain (PEM) to present to clients: the front speaks
+    /// TLS. Needs --key.
+    #[arg(long, value_name = "FILE", requires = "key")]
+    cert: Option<PathBuf>,
+
+    /// Private key (PEM) of --cert.
+    #[arg(long, value_name = "FILE", requires = "cert")]
+    key: Option<PathBuf>,
+
+    /// CA certificate(s) (PEM) that tls:// backends must be signed by.
+    #[arg(long, value_name = "FILE", conflicts_with = "insecure")]
+    ca: Option<PathBuf>,
+
+    /// Do not verify the certificates of tls:// backends at all.
+    #[arg(long)]
+    insecure: bool,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    if let Some(path) = &args.check_config {
+        return check_config(path);
+    }
+    lab_common::logging::init();
+    let config = match configure(&args) {
+        Ok(config) => config,
+        Err(err) => return fail(err),
+    };
+    // Before "listening on": a signal sent as soon as `lb` says it is up
+    // must find the handlers in place.
+    let signals = match Signals::install() {
+        Ok(signals) => signals,
+        Err(err) => return fail(format!("cannot handle signals: {err}")),
+    };
+    balancer::raise_open_file_limit();
+    let listener = match balancer::bind(&config.listen, config.limits.backlog)
+        .await
+    {
+        Ok(listener) => listener,
+        Err(err) => {
+            return fail(format!("cannot listen on {}: {err}", config.listen));
+        }
+    };
+    match listener.local_addr() {
+        Ok(addr) => announce(&addr.to_string()),
+        Err(err) => {
+            return fail(format!("cannot read the bound address: {err}"));
+        }
+    }
+    info!(
+        "balancing over {} backends with {}; health checks: {}",
+        config.backends.len(),
+        config.algorithm,
+        config.health.kind
+    );
+    match balancer::run(listener, config, signals.first()).await {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(err) => fail(err),
+    }
+}
+
+/// The file (or the defaults) with the flags applied over it, checked.
+fn configure(args: &Args) -> Result<Config, String> {
+    let (mut config, source) = match &args.config {
+        Some(path) => (load(path)?, path.display().to_string()),
+        None => (Config::default(), "the defaults".to_owned()),
+    };
+    let mut changed = false;
+    if let Some(listen) = &args.listen {
+        config.listen = listen.clone();
+    }
+    if !args.backends.is_empty() {
+        config.backends = args
+            .backends
+            .iter()
+            .cloned()
+            .map(BackendConfig::at)
+            .collect();
+        changed = true;
+    }
+    if let Some(algorithm) = args.algorithm {
+        config.algorithm = algorithm;
+        changed = true;
+    }
+    if let (Some(cert), Some(key)) = (&args.cert, &args.key) {
+        config.tls.front = Some(FrontTls {
+            cert: cert.clone(),
+            key: key.clone(),
+        });
+    }
+    if let Some(ca) = &args.ca {
+        config.tls.ca = Some(ca.clone());
+        config.tls.insecure = false;
+        changed = true;
+    }
+    if args.insecure {
+        config.tls.insecure = true;
+        config.tls.ca = None;
+        changed = true;
+    }
+    if changed {
+        let source = format!("{source} with the command line's flags");
+        config.check(&source).map_err(|err| err.to_string())?;
+    }
+    Ok(config)
+}
+
+fn load(path: &Path) -> Result<Config, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|err| format!("cannot read {}: {err}", path.display()))?;
+    Config::parse(path, &text).map_err(|err| err.to_string())
+}
+
+/// `--check-config`: the file, then what it names (certificates), as
+/// `nginx -t` and `haproxy -c` do.
+fn check_config(path: &Path) -> ExitCode {
+    let config = match load(path) {
+        Ok(config) => config,
+        Err(err) => return fail(err),
+    };
+    let summary = format!(
+        "{}: ok: listen {}, {} backends, {}, health checks {}",
+        path.display(),
+        config.listen,
+        config.backends.len(),
+        config.algorithm,
+        config.health.kind
+    );
+    if let Err(err) = balancer::Balancer::new(config) {
+        return fail(format!("{}: {err}", path.display()));
+    }
+    println!("{summary}");
+    ExitCode::SUCCESS
+}
+
+/// SIGTERM and SIGINT (Ctrl-C) start the drain; a second one ends at once
+/// with status 128 + its number, as a shell reports a killed process.
+/// SIGHUP, which would kill the process by default, is logged and ignored
+/// until `lb` can reload its configuration.
+struct Signals {
+    first: tokio::sync::oneshot::Receiver<()>,
+}
+
+impl Signals {
+    fn install() -> std::io::Result<Signals> {
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        let mut hup = signal(SignalKind::hangup())?;
+        let (tell, first) = tokio::sync::oneshot::channel();
+        tokio::spawn(async move {
+            let mut tell = Some(tell);
+            loop {
+                let (name, number) = tokio::select! {
+                    _ = term.recv() => ("SIGTERM", 15),
+                    _ = int.recv() => ("SIGINT", 2),
+                    _ = hup.recv() => {
+                        info!("SIGHUP: reloading is not supported yet; ignored");
+                        continue;
+                    }
+                };
+                match tell.take() {
+                    Some(tell) => {
+                        info!("{name}: draining (send it again to stop now)");
+                        let _ = tell.send(());
+                    }
+                    None => {
+                        info!("{name} again: stopping now");
+                        std::process::exit(128 + number);
+                    }
+                }
+            }
+        });
+        Ok(Signals { first })
+    }
+
+    async fn first(self) {
+        // A dropped sender (the task is gone) also means stop.
+        let _ = self.first.await;
+    }
+}

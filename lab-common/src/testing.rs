@@ -245,6 +245,24 @@ impl RunningBinary {
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
     }
+
+    /// Sends `signal` (`Signal::TERM`, say) to the process.
+    pub fn signal(&self, signal: rustix::process::Signal) {
+        let pid = self
+            .child
+            .id()
+            .and_then(|id| rustix::process::Pid::from_raw(id as i32))
+            .expect("the process has not been waited for");
+        rustix::process::kill_process(pid, signal)
+            .unwrap_or_else(|err| panic!("cannot signal {pid:?}: {err}"));
+    }
+
+    /// Waits (bounded by [`DEADLINE`]) for the process to exit.
+    pub async fn wait(&mut self) -> std::process::ExitStatus {
+        deadline("the process to exit", self.child.wait())
+            .await
+            .expect("the process can be waited for")
+    }
 }
 
 /// Addresses as a step's `run` takes its backends.

@@ -37,6 +37,7 @@ impl fmt::Display for Status {
 /// A change of state, for one log line.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Change {
+    pub backend: String,
     pub from: String,
     pub to: String,
     pub why: String,
@@ -51,6 +52,20 @@ impl HealthState {
         HealthState {}
     }
 
+    /// A client's connection failed (stub).
+    pub fn connection_failed(
+        &mut self,
+        rules: &HealthRules,
+        now: Instant,
+        why: &str,
+    ) -> Option<Change> {
+        let _ = (rules, now, why);
+        None
+    }
+
+    /// A client's connection succeeded (stub).
+    pub fn connection_succeeded(&mut self) {}
+
     /// Whether new clients may be sent to the backend at `now`.
     pub fn usable(&self, now: Instant) -> bool {
         let _ = now;
@@ -61,5 +76,11 @@ impl HealthState {
 impl Default for HealthState {
     fn default() -> Self {
         HealthState::new()
+    }
+}
+
+impl fmt::Display for Change {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "backend {} {}: {}", self.backend, self.to, self.why)
     }
 }

@@ -123,8 +123,36 @@ pub struct Member {
     pub weight: u32,
 }
 
-/// Builds `algorithm` for `members` (at least one).
+/// Builds `algorithm` for `members` (at least one). (Temporary: every
+/// algorithm is round robin until the select slice lands.)
 pub fn build(algorithm: Algorithm, members: &[Member]) -> Box<dyn Select> {
     let _ = (algorithm, members);
-    unimplemented!("one file per algorithm")
+    Box::new(TemporaryRoundRobin::default())
+}
+
+/// The key of a client (temporary).
+pub fn client_key(ip: std::net::IpAddr) -> u64 {
+    match ip {
+        std::net::IpAddr::V4(v4) => u64::from(u32::from(v4)),
+        std::net::IpAddr::V6(v6) => u128::from(v6) as u64,
+    }
+}
+
+#[derive(Debug, Default)]
+struct TemporaryRoundRobin {
+    next: std::sync::atomic::AtomicUsize,
+}
+
+impl Select for TemporaryRoundRobin {
+    fn order(&self, backends: &[Candidate], _key: u64, order: &mut Vec<usize>) {
+        order.clear();
+        let n = backends.len();
+        let start =
+            self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % n;
+        order.extend(
+            (0..n)
+                .map(|i| (start + i) % n)
+                .filter(|&i| backends[i].usable),
+        );
+    }
 }

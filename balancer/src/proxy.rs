@@ -1,0 +1,373 @@
+//! One client, from its TLS handshake (if the front speaks TLS) to its
+//! last byte: choose the backends to try, reach the first that answers,
+//! relay, and log one line saying how it ended.
+//!
+//! Failover happens here, and only before the relay starts. At layer 4 a
+//! client can be moved to another backend only while none of its bytes
+//! have gone to the first one: `lb` reads nothing from the client until a
+//! backend is reached, so a refused or timed-out connect, or a failed TLS
+//! handshake with the backend, simply moves on to the next candidate.
+//! Once the relay has started, a backend that fails takes the client's
+//! connection with it: the bytes already sent cannot be taken back.
+
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::task::{Context, Poll};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::sync::OwnedSemaphorePermit;
+use tokio::time::Instant;
+use tokio_rustls::server::TlsStream;
+use tracing::{info, warn};
+
+use crate::backend::ActiveGuard;
+use crate::connect::{self, BackendStream};
+use crate::relay::{self, Peer};
+use crate::select::{self, Candidate};
+use crate::{Balancer, Shutdown};
+
+/// A client's connection, plain or TLS.
+#[derive(Debug)]
+pub enum ClientStream {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+// ANCHOR: serve_client
+/// Serves one accepted client. `_permit` is its place under
+/// `max_connections`, given back when this returns.
+pub async fn serve_client(
+    balancer: Arc<Balancer>,
+    client: TcpStream,
+    client_addr: SocketAddr,
+    shutdown: Shutdown,
+    _permit: OwnedSemaphorePermit,
+) {
+    let started = Instant::now();
+    let _ = client.set_nodelay(true);
+    let client = match balancer.front_handshake(client).await {
+        Ok(client) => client,
+        Err(err) => {
+            info!(
+                client = %client_addr,
+                phase = "client TLS handshake",
+                error = %err,
+                "client dropped"
+            );
+            return;
+        }
+    };
+    let Some((backend, guard)) =
+        choose_and_connect(&balancer, &client, client_addr).await
+    else {
+        // Told why in the log already; the client is closed (or reset,
+        // after a queue timeout) as `client` drops.
+        return;
+    };
+    let id = &guard.backend().id;
+    let timeouts = balancer.relay_timeouts();
+    let outcome = relay::relay(client, backend, timeouts, &shutdown.cut).await;
+    info!(
+        client = %client_addr,
+        backend = %id,
+        up = outcome.up,
+        down = outcome.down,
+        ms = started.elapsed().as_millis() as u64,
+        end = %outcome.end.describe(),
+        "connection closed"
+    );
+}
+// ANCHOR_END: serve_client
+
+// ANCHOR: choose_and_connect
+/// Walks the backends in the algorithm's order for this client until one
+/// is reached; `None` (after logging why) if none could be.
+async fn choose_and_connect(
+    balancer: &Balancer,
+    client: &ClientStream,
+    client_addr: SocketAddr,
+) -> Option<(BackendStream, ActiveGuard)> {
+    let key = select::client_key(client_addr.ip());
+    let order = balancer
+        .wait_for_candidates(key, client, client_addr)
+        .await?;
+    let tries = balancer.tries().min(order.len());
+    for &index in order.iter().take(tries) {
+        let backend = &balancer.backends[index];
+        // Counted from now, so least-connections sees it while the
+        // connect is in flight; `None` if it filled up meanwhile.
+        let Some(guard) = backend.try_track() else {
+            continue;
+        };
+        let tls = balancer.backend_tls.as_ref();
+        match connect::connect(
+            &backend.address,
+            tls,
+            balancer.connect_timeouts(),
+        )
+        .await
+        {
+            Ok(stream) => {
+                balancer.connection_succeeded(backend);
+                return Some((stream, guard));
+            }
+            Err(err) => {
+                warn!(
+                    client = %client_addr,
+                    backend = %backend.id,
+                    phase = err.phase,
+                    error = %err.error,
+                    "backend failed; trying the next one"
+                );
+                balancer.connection_failed(backend, &err.to_string());
+            }
+        }
+    }
+    warn!(
+        client = %client_addr,
+        phase = "connect",
+        tried = tries,
+        "no backend could be reached; client closed"
+    );
+    None
+}
+// ANCHOR_END: choose_and_connect
+
+impl Balancer {
+    /// The candidates for a client in the algorithm's order. When every
+    /// backend that is up is full, waits (up to `queue_timeout`) for one to
+    /// make room. `None`, after logging why, when there is nothing to
+    /// wait for (every backend down) or the wait ran out.
+    async fn wait_for_candidates(
+        &self,
+        key: u64,
+        client: &ClientStream,
+        client_addr: SocketAddr,
+    ) -> Option<Vec<usize>> {
+        let deadline = Instant::now() + self.config.limits.queue_timeout;
+        let mut order = Vec::with_capacity(self.backends.len());
+        loop {
+            // Ask to be woken before looking, so that a backend freed
+            // between the look and the wait is not missed.
+            let freed = self.freed.notified();
+            tokio::pin!(freed);
+            freed.as_mut().enable();
+            let now = Instant::now();
+            let candidates: Vec<Candidate> = self
+                .backends
+                .iter()
+                .map(|backend| Candidate {
+                    weight: backend.weight,
+                    active: backend.active(),
+                    usable: backend.usable(now),
+                })
+                .collect();
+            self.selector.order(&candidates, key, &mut order);
+            if !order.is_empty() {
+                return Some(order);
+            }
+            let full_but_up =
+                self.backends.iter().any(|backend| backend.up_but_full(now));
+            if !full_but_up {
+                self.log_no_backend(client_addr);
+                return None;
+            }
+            if tokio::time::timeout_at(deadline, freed).await.is_err() {
+                warn!(
+                    client = %client_addr,
+                    phase = "queue",
+                    waited = %crate::config::show_duration(
+                        self.config.limits.queue_timeout
+                    ),
+                    "every backend full for the whole queue timeout; \
+                     client reset"
+                );
+                // A reset, not a clean close: the client must not take
+                // the silence for an answer.
+                let _ = client.tcp().set_zero_linger();
+                return None;
+            }
+        }
+    }
+
+    /// Logs that no backend is up, at most once a second however many
+    /// clients arrive, with the count of those it did not log: a storm of
+    /// clients must not become a storm of log lines.
+    fn log_no_backend(&self, client_addr: SocketAddr) {
+        let second = self.started.elapsed().as_secs();
+        let log = &self.no_backend_log;
+        if log.last_second.swap(second, Ordering::Relaxed) == second {
+            log.unlogged.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        let others = log.unlogged.swap(0, Ordering::Relaxed);
+        warn!(
+            client = %client_addr,
+            phase = "choose",
+            unlogged = others,
+            "no backend is up; client closed (at most one such line a \
+             second: `unlogged` counts the others)"
+        );
+    }
+
+    /// Reports a reached backend to its health state.
+    fn connection_succeeded(&self, backend: &crate::backend::Backend) {
+        backend.update_health(|state| {
+            state.connection_succeeded();
+            None
+        });
+    }
+
+    /// Reports a failed connection to its health state, and logs the
+    /// change of state it causes.
+    fn connection_failed(&self, backend: &crate::backend::Backend, why: &str) {
+        let rules = self.health_rules();
+        let now = Instant::now();
+        if let Some(change) = backend
+            .update_health(|state| state.connection_failed(&rules, now, why))
+        {
+            warn!(backend = %backend.id, phase = "passive", "{change}");
+        }
+    }
+
+    fn tries(&self) -> usize {
+        match self.config.retries {
+            Some(retries) => retries as usize + 1,
+            None => usize::MAX,
+        }
+    }
+
+    /// The client's TLS handshake, if the front speaks TLS: bounded in
+    /// time, and in number (`max_handshakes` at once).
+    async fn front_handshake(
+        &self,
+        client: TcpStream,
+    ) -> io::Result<ClientStream> {
+        let Some(acceptor) = &self.front_tls else {
+            return Ok(ClientStream::Plain(client));
+        };
+        let limit = self.config.timeouts.tls_handshake;
+        let handshake = async {
+            let _turn = self
+                .handshakes
+                .acquire()
+                .await
+                .expect("the handshake semaphore is never closed");
+            acceptor.accept(client).await
+        };
+        match tokio::time::timeout(limit, handshake).await {
+            Ok(Ok(stream)) => Ok(ClientStream::Tls(Box::new(stream))),
+            Ok(Err(err)) => Err(err),
+            Err(_) => Err(connect::timed_out(limit)),
+        }
+    }
+
+    fn relay_timeouts(&self) -> relay::RelayTimeouts {
+        relay::RelayTimeouts {
+            idle: self.config.timeouts.idle,
+            half_closed: self.config.timeouts.half_closed,
+        }
+    }
+
+    pub(crate) fn connect_timeouts(&self) -> connect::ConnectTimeouts {
+        connect::ConnectTimeouts {
+            connect: self.config.timeouts.connect,
+            tls_handshake: self.config.timeouts.tls_handshake,
+        }
+    }
+}
+
+impl ClientStream {
+    fn tcp(&self) -> &TcpStream {
+        match self {
+            ClientStream::Plain(tcp) => tcp,
+            ClientStream::Tls(tls) => tls.get_ref().0,
+        }
+    }
+}
+
+impl Peer for ClientStream {
+    fn tcp(&self) -> &TcpStream {
+        ClientStream::tcp(self)
+    }
+
+    fn poll_shutdown_tcp(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            ClientStream::Plain(tcp) => Pin::new(tcp).poll_shutdown(cx),
+            ClientStream::Tls(tls) => {
+                Pin::new(tls.get_mut().0).poll_shutdown(cx)
+            }
+        }
+    }
+}
+
+impl Peer for BackendStream {
+    fn tcp(&self) -> &TcpStream {
+        BackendStream::tcp(self)
+    }
+
+    fn poll_shutdown_tcp(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            BackendStream::Plain(tcp) => Pin::new(tcp).poll_shutdown(cx),
+            BackendStream::Tls(tls) => {
+                Pin::new(tls.get_mut().0).poll_shutdown(cx)
+            }
+        }
+    }
+}
+
+impl AsyncRead for ClientStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            ClientStream::Plain(tcp) => Pin::new(tcp).poll_read(cx, buf),
+            ClientStream::Tls(tls) => Pin::new(tls).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for ClientStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            ClientStream::Plain(tcp) => Pin::new(tcp).poll_write(cx, buf),
+            ClientStream::Tls(tls) => Pin::new(tls).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            ClientStream::Plain(tcp) => Pin::new(tcp).poll_flush(cx),
+            ClientStream::Tls(tls) => Pin::new(tls).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            ClientStream::Plain(tcp) => Pin::new(tcp).poll_shutdown(cx),
+            ClientStream::Tls(tls) => Pin::new(tls).poll_shutdown(cx),
+        }
+    }
+}

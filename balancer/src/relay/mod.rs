@@ -1,0 +1,367 @@
+//! Copying bytes both ways between a client and its backend, until both
+//! directions have finished, a timeout ends it, or the drain cuts it.
+//!
+//! This is step 08's `pipe` grown up. Each direction waits with a small
+//! buffer and borrows a big one only while bytes come faster than the
+//! small one holds (`buffer`). Around the copying sit the rules a
+//! balancer facing strangers needs:
+//!
+//! - *idle*: no byte either way for `idle` closes both sides. The timer is
+//!   re-armed by traffic, so a long transfer that never pauses that long
+//!   is never cut;
+//! - *half-closed*: once one side has finished (a client that gave up and
+//!   closed, say), the other gets `half_closed` to say anything more;
+//!   this frees the connections of clients that gave up on a silent
+//!   backend;
+//! - *aborts stay aborts*: a reset from one side becomes a reset to the
+//!   other, and a TLS peer that ends without `close_notify` is not given
+//!   one on the other side, so a cut transfer never looks complete.
+//!
+//! The copying is written as one `poll` function over both directions
+//! (as `tokio::io::copy_bidirectional` is) rather than two tasks: one
+//! task per connection, no locks, and the two directions can share the
+//! timer.
+
+mod buffer;
+
+use std::future::{Future, poll_fn};
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use buffer::Buffer;
+
+/// A side of a relay: a byte stream with a TCP connection underneath.
+pub trait Peer: AsyncRead + AsyncWrite + Unpin {
+    /// The TCP connection underneath (for a reset).
+    fn tcp(&self) -> &TcpStream;
+
+    /// Ends our sending side with a bare TCP FIN: no TLS `close_notify`,
+    /// for when the other side ended without one.
+    fn poll_shutdown_tcp(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<()>>;
+}
+
+/// The two timeouts of a relay.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RelayTimeouts {
+    pub idle: Duration,
+    pub half_closed: Duration,
+}
+
+// ANCHOR: end
+/// Why a relay ended: the last word of every connection's log line.
+#[derive(Debug)]
+pub enum End {
+    /// Both sides finished, each passing its end on to the other.
+    Finished,
+    /// No byte either way for the idle timeout.
+    Idle,
+    /// One side had finished; the other stayed silent too long.
+    HalfClosed,
+    /// The drain time after SIGTERM ran out.
+    Cut,
+    /// The client reset its connection (passed on as a reset).
+    ClientReset,
+    /// The backend reset its connection (passed on as a reset).
+    BackendReset,
+    /// Another error reading from or writing to the client.
+    ClientError(io::Error),
+    /// Another error reading from or writing to the backend.
+    BackendError(io::Error),
+}
+// ANCHOR_END: end
+
+impl End {
+    /// A few words for the log.
+    pub fn describe(&self) -> String {
+        match self {
+            End::Finished => "finished".to_owned(),
+            End::Idle => "idle timeout".to_owned(),
+            End::HalfClosed => "half-closed timeout".to_owned(),
+            End::Cut => "cut at the end of the drain".to_owned(),
+            End::ClientReset => "client reset".to_owned(),
+            End::BackendReset => "backend reset".to_owned(),
+            End::ClientError(err) => format!("client error: {err}"),
+            End::BackendError(err) => format!("backend error: {err}"),
+        }
+    }
+}
+
+/// How a relay went.
+#[derive(Debug)]
+pub struct Outcome {
+    /// Bytes from the client to the backend.
+    pub up: u64,
+    /// Bytes from the backend to the client.
+    pub down: u64,
+    pub end: End,
+}
+
+// ANCHOR: relay
+/// Relays between `client` and `backend` until both directions are done,
+/// a timeout runs out, or `cut` is cancelled.
+pub async fn relay<C: Peer, B: Peer>(
+    mut client: C,
+    mut backend: B,
+    timeouts: RelayTimeouts,
+    cut: &CancellationToken,
+) -> Outcome {
+    let mut up = Direction::new();
+    let mut down = Direction::new();
+    // One timer for both directions, re-armed lazily: traffic only notes
+    // the time, and when the timer fires it checks whether the
+    // connection really was silent that long.
+    let mut last_moved = Instant::now();
+    let timer = tokio::time::sleep(timeouts.idle);
+    let cancelled = cut.cancelled();
+    tokio::pin!(timer, cancelled);
+    let end = poll_fn(|cx| {
+        if cancelled.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(End::Cut);
+        }
+        let half_closed_before = up.is_done() || down.is_done();
+        if let Poll::Ready(end) =
+            poll_both(cx, &mut client, &mut backend, &mut up, &mut down)
+        {
+            return Poll::Ready(end);
+        }
+        if up.take_moved() | down.take_moved() {
+            last_moved = Instant::now();
+        }
+        let half_closed = up.is_done() || down.is_done();
+        let limit = if half_closed {
+            timeouts.half_closed
+        } else {
+            timeouts.idle
+        };
+        if half_closed && !half_closed_before {
+            // The silence allowed just became shorter: from now on.
+            last_moved = Instant::now();
+            timer.as_mut().reset(last_moved + limit);
+        }
+        while timer.as_mut().poll(cx).is_ready() {
+            let deadline = last_moved + limit;
+            if Instant::now() >= deadline {
+                let end = if half_closed {
+                    End::HalfClosed
+                } else {
+                    End::Idle
+                };
+                return Poll::Ready(end);
+            }
+            timer.as_mut().reset(deadline);
+        }
+        Poll::Pending
+    })
+    .await;
+    // A reset passes on as a reset: with a zero linger, closing the
+    // other socket sends RST instead of FIN, so its peer sees an abort
+    // and not a clean end. (Errors here only mean it is gone already.)
+    match end {
+        End::ClientReset => {
+            let _ = backend.tcp().set_zero_linger();
+        }
+        End::BackendReset => {
+            let _ = client.tcp().set_zero_linger();
+        }
+        _ => {}
+    }
+    Outcome {
+        up: up.bytes,
+        down: down.bytes,
+        end,
+    }
+}
+// ANCHOR_END: relay
+
+/// Polls both directions; ready when the relay is over.
+fn poll_both<C: Peer, B: Peer>(
+    cx: &mut Context<'_>,
+    client: &mut C,
+    backend: &mut B,
+    up: &mut Direction,
+    down: &mut Direction,
+) -> Poll<End> {
+    let up_poll = up.poll(cx, client, backend);
+    let down_poll = down.poll(cx, backend, client);
+    // An error on either side ends the relay, whatever the other does.
+    if let Poll::Ready(Err(failure)) = up_poll {
+        return Poll::Ready(failure.end(true));
+    }
+    if let Poll::Ready(Err(failure)) = down_poll {
+        return Poll::Ready(failure.end(false));
+    }
+    if up.is_done() && down.is_done() {
+        return Poll::Ready(End::Finished);
+    }
+    Poll::Pending
+}
+
+/// Which side an I/O error came from, relative to a direction.
+#[derive(Debug)]
+enum Failure {
+    /// Reading from the direction's source failed.
+    Read(io::Error),
+    /// Writing to the direction's destination failed.
+    Write(io::Error),
+}
+
+impl Failure {
+    /// The relay's end, for a failure in the client-to-backend direction
+    /// (`from_client`) or the other.
+    fn end(self, from_client: bool) -> End {
+        let (err, client_side) = match self {
+            Failure::Read(err) => (err, from_client),
+            Failure::Write(err) => (err, !from_client),
+        };
+        let reset = matches!(
+            err.kind(),
+            io::ErrorKind::ConnectionReset
+                | io::ErrorKind::ConnectionAborted
+                | io::ErrorKind::BrokenPipe
+        );
+        match (client_side, reset) {
+            (true, true) => End::ClientReset,
+            (false, true) => End::BackendReset,
+            (true, false) => End::ClientError(err),
+            (false, false) => End::BackendError(err),
+        }
+    }
+}
+
+/// One direction of a relay: reads from a source, writes to a
+/// destination, and when the source ends, ends the destination the same
+/// way (a clean end as a clean end, a TLS end without `close_notify` as a
+/// bare FIN).
+struct Direction {
+    buffer: Buffer,
+    /// Bytes of the buffer already written.
+    written: usize,
+    /// Written since the last flush.
+    unflushed: bool,
+    /// Bytes moved (read or written) since the timer last asked.
+    moved: bool,
+    state: State,
+    bytes: u64,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum State {
+    Copying,
+    /// The source ended cleanly: flush, then shut the destination down.
+    Closing,
+    /// The source, a TLS peer, ended without `close_notify`: end the
+    /// destination with a bare TCP FIN.
+    ClosingBare,
+    Done,
+}
+
+impl Direction {
+    fn new() -> Direction {
+        Direction {
+            buffer: Buffer::new(),
+            written: 0,
+            unflushed: false,
+            moved: false,
+            state: State::Copying,
+            bytes: 0,
+        }
+    }
+
+    fn is_done(&self) -> bool {
+        self.state == State::Done
+    }
+
+    fn take_moved(&mut self) -> bool {
+        std::mem::take(&mut self.moved)
+    }
+
+    // ANCHOR: direction
+    /// Moves bytes from `from` to `to` until it would wait, or is done.
+    fn poll<R: Peer, W: Peer>(
+        &mut self,
+        cx: &mut Context<'_>,
+        from: &mut R,
+        to: &mut W,
+    ) -> Poll<Result<(), Failure>> {
+        loop {
+            match self.state {
+                State::Done => return Poll::Ready(Ok(())),
+                State::Closing => {
+                    ready!(Pin::new(&mut *to).poll_flush(cx))
+                        .map_err(Failure::Write)?;
+                    ready!(Pin::new(&mut *to).poll_shutdown(cx))
+                        .map_err(Failure::Write)?;
+                    self.state = State::Done;
+                }
+                State::ClosingBare => {
+                    ready!(Pin::new(&mut *to).poll_flush(cx))
+                        .map_err(Failure::Write)?;
+                    ready!(Pin::new(&mut *to).poll_shutdown_tcp(cx))
+                        .map_err(Failure::Write)?;
+                    self.state = State::Done;
+                }
+                State::Copying if self.written < self.buffer.filled().len() => {
+                    let pending = &self.buffer.filled()[self.written..];
+                    let n = ready!(Pin::new(&mut *to).poll_write(cx, pending))
+                        .map_err(Failure::Write)?;
+                    if n == 0 {
+                        let err = io::ErrorKind::WriteZero.into();
+                        return Poll::Ready(Err(Failure::Write(err)));
+                    }
+                    self.written += n;
+                    self.bytes += n as u64;
+                    self.unflushed = true;
+                    self.moved = true;
+                    if self.written == self.buffer.filled().len() {
+                        // All out: empty the buffer for the next read.
+                        self.buffer.drained();
+                        self.written = 0;
+                    }
+                }
+                State::Copying => {
+                    let read = tokio_util::io::poll_read_buf(
+                        Pin::new(&mut *from),
+                        cx,
+                        self.buffer.for_reading(),
+                    );
+                    match read {
+                        Poll::Pending => {
+                            // Nothing more for now: push out what a TLS
+                            // stream may hold back before we wait.
+                            if self.unflushed {
+                                ready!(Pin::new(&mut *to).poll_flush(cx))
+                                    .map_err(Failure::Write)?;
+                                self.unflushed = false;
+                            }
+                            return Poll::Pending;
+                        }
+                        Poll::Ready(Ok(0)) => self.state = State::Closing,
+                        Poll::Ready(Ok(_)) => self.moved = true,
+                        Poll::Ready(Err(err))
+                            if err.kind() == io::ErrorKind::UnexpectedEof =>
+                        {
+                            // A TLS peer closed its TCP connection without
+                            // `close_notify`: the stream may be cut short,
+                            // so the other side must not get one either.
+                            self.state = State::ClosingBare;
+                        }
+                        Poll::Ready(Err(err)) => {
+                            return Poll::Ready(Err(Failure::Read(err)));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    // ANCHOR_END: direction
+}

@@ -1,0 +1,98 @@
+//! The real `lb` binary: its flags, its config file, its signals.
+
+use std::path::Path;
+
+use dummy_servers::{RunningBackend, addrs, backend_list};
+use lab_common::testing::http::who_answers;
+use lab_common::testing::{RunningBinary, run_to_end};
+use rustix::process::Signal;
+
+const LB: &str = env!("CARGO_BIN_EXE_lb");
+
+fn example_config() -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("lb.toml")
+        .display()
+        .to_string()
+}
+
+#[tokio::test]
+async fn the_example_config_passes_check_config() {
+    let example = example_config();
+    let (code, stdout, stderr) =
+        run_to_end(LB, &["--check-config", &example]).await;
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains(": ok: listen 127.0.0.1:3000, 3 backends"));
+}
+
+#[tokio::test]
+async fn a_bad_config_names_file_line_and_key_and_exits_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    std::fs::write(
+        &path,
+        "[[backends]]\naddress = \"127.0.0.1:1\"\n\n[health]\nrise = 0\n",
+    )
+    .unwrap();
+    let path = path.display().to_string();
+    for flag in ["--check-config", "--config"] {
+        let (code, stdout, stderr) = run_to_end(LB, &[flag, &path]).await;
+        assert_eq!(code, 1, "{flag}: {stderr}");
+        let want = format!("error: {path}:5: health.rise: must be at least 1");
+        assert!(stderr.starts_with(&want), "{flag}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        assert!(!stdout.contains("listening on"), "{stdout}");
+    }
+}
+
+#[tokio::test]
+async fn bad_flags_are_refused_with_a_message() {
+    let cases: [&[&str]; 4] = [
+        &["--algorithm", "fastest"],
+        &["--backends", "https://127.0.0.1:1"],
+        &["--backends", "tls://127.0.0.1:1"],
+        &["--config", "/nonexistent/lb.toml"],
+    ];
+    for args in cases {
+        let (code, _, stderr) = run_to_end(LB, args).await;
+        assert_ne!(code, 0, "{args:?}");
+        assert!(stderr.contains("error"), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+    }
+    let (_, _, stderr) =
+        run_to_end(LB, &["--backends", "tls://127.0.0.1:1"]).await;
+    assert!(stderr.contains("--ca"), "{stderr}");
+}
+
+#[tokio::test]
+async fn the_binary_balances_and_exits_0_on_sigterm() {
+    let backends = RunningBackend::start_many(2).await;
+    let list = backend_list(addrs(&backends));
+    let mut lb = RunningBinary::start(
+        LB,
+        &["--listen", "127.0.0.1:0", "--backends", &list],
+    )
+    .await;
+    let first = who_answers(lb.addr).await;
+    let second = who_answers(lb.addr).await;
+    assert_ne!(first, second, "round robin over two backends");
+    lb.wait_for_stderr("connection closed").await;
+    lb.signal(Signal::TERM);
+    lb.wait_for_stderr("shut down: ").await;
+    assert_eq!(lb.wait().await.code(), Some(0));
+}
+
+#[tokio::test]
+async fn sighup_is_ignored_with_a_log_line() {
+    let backends = RunningBackend::start_many(1).await;
+    let list = backend_list(addrs(&backends));
+    let mut lb = RunningBinary::start(
+        LB,
+        &["--listen", "127.0.0.1:0", "--backends", &list],
+    )
+    .await;
+    lb.signal(Signal::HUP);
+    lb.wait_for_stderr("SIGHUP").await;
+    assert!(lb.is_running());
+    who_answers(lb.addr).await;
+}

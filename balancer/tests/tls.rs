@@ -1,0 +1,73 @@
+//! `lb` with TLS: at the front, to `tls://` backends, and both, with
+//! certificates made for the test.
+
+mod common;
+
+use std::net::SocketAddr;
+
+use balancer::backend::Address;
+use balancer::config::{BackendConfig, Config, FrontTls};
+use common::{RunningLb, config_for};
+use dummy_servers::RunningBackend;
+use lab_common::testing::TestCerts;
+use lab_common::testing::http::{
+    check_download, check_upload, https_url, who_answers_with,
+};
+
+/// A config whose backends are `tls://` at `addrs`, verified against the
+/// CA of `certs`.
+fn tls_backends(addrs: &[SocketAddr], certs: &TestCerts) -> Config {
+    let mut config = config_for(&[]);
+    config.backends = addrs
+        .iter()
+        .map(|addr| {
+            let address: Address = format!("tls://{addr}").parse().unwrap();
+            BackendConfig::at(address)
+        })
+        .collect();
+    config.tls.ca = Some(certs.ca_path());
+    config
+}
+
+fn with_tls_front(mut config: Config, certs: &TestCerts) -> Config {
+    config.tls.front = Some(FrontTls {
+        cert: certs.cert_path(),
+        key: certs.key_path(),
+    });
+    config
+}
+
+#[tokio::test]
+async fn tls_at_both_ends_carries_16_mib_each_way_byte_exact() {
+    let certs = TestCerts::new();
+    let backend = RunningBackend::start_tls(certs.server_config()).await;
+    let config = with_tls_front(tls_backends(&[backend.addr], &certs), &certs);
+    let lb = RunningLb::start(config).await;
+    let client = certs.https_client();
+    let base = https_url(lb.addr);
+    let base = base.trim_end_matches('/');
+    let seen = who_answers_with(&client, &format!("{base}/")).await;
+    assert_eq!(seen, backend.name());
+    check_download(&client, base, 16 << 20).await;
+    check_upload(&client, base, 16 << 20).await;
+    lb.stop().await;
+}
+
+#[tokio::test]
+async fn a_backend_whose_certificate_fails_the_check_is_skipped() {
+    let certs = TestCerts::new();
+    let stranger = TestCerts::new();
+    // The first backend's certificate comes from a CA `lb` does not
+    // trust: its handshake fails, and the client moves on to the next.
+    let impostor = RunningBackend::start_tls(stranger.server_config()).await;
+    let genuine = RunningBackend::start_tls(certs.server_config()).await;
+    let config = tls_backends(&[impostor.addr, genuine.addr], &certs);
+    let lb = RunningLb::start(config).await;
+    let client = lab_common::testing::http::fresh_client();
+    for _ in 0..4 {
+        let seen =
+            who_answers_with(&client, &format!("http://{}/", lb.addr)).await;
+        assert_eq!(seen, genuine.name());
+    }
+    lb.stop().await;
+}
