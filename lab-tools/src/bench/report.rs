@@ -349,9 +349,7 @@ impl Report {
             let (what, scale) = match workload {
                 Workload::KeepAlive => ("CPU µs per request, kept-alive", 1e6),
                 Workload::Close => ("CPU µs per request, new connection", 1e6),
-                Workload::Bulk => {
-                    ("CPU ms per GB, bulk (lb's checks off)", 1e3)
-                }
+                Workload::Bulk => ("CPU ms per GB, bulk", 1e3),
                 Workload::Memory => continue,
             };
             let bound = if *workload == Workload::Bulk {
@@ -368,8 +366,16 @@ impl Report {
                     format!("{v:.0}")
                 }
             };
+            if eight.is_none() && lb.is_none() {
+                continue;
+            }
+            let checks = if *set == Set::Iperf {
+                ", lb's checks off"
+            } else {
+                ""
+            };
             rows.push([
-                format!("{what} ({} backends)", set.name()),
+                format!("{what} ({} backends{checks})", set.name()),
                 cell(eight, digits),
                 cell(lb, digits),
                 cell(eight.zip(lb).map(|(e, l)| l / e), |r| format!("{r:.2}")),
@@ -386,6 +392,9 @@ impl Report {
                 cell(eight.zip(lb).map(|(e, l)| l / e), |r| format!("{r:.2}")),
                 "lb ≤ 3,500".into(),
             ]);
+        }
+        if rows.is_empty() {
+            return None;
         }
         let mut out = String::from(
             "\n## lb beside 08-final\n\n`lb` relays as step 08 does, and adds \
