@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Shows what a step changed in the step it builds on: the unified diff of
-# their src/lib.rs, src/main.rs and Cargo.toml, coloured on a terminal.
+# their src/lib.rs, src/main.rs and Cargo.toml (less the tools' tables,
+# [package.metadata.lab]), coloured on a terminal.
 #
 #   scripts/diff-steps.sh 04 05          what step 05 changed in step 04
 #   scripts/diff-steps.sh 04-round-robin 05-random-robin   (same)
@@ -29,6 +30,19 @@ lab_steps() {
   (cd "$root" && cargo run --quiet -p lab-tools --bin lab-steps -- "$@")
 }
 
+# File $2 of step $1 as the diff shows it. Cargo.toml without its
+# [package.metadata.lab] tables: they tell the tools how to run the step
+# (its parent, its demo), which is no part of the lesson.
+lesson_file() {
+  local path="$root/steps/$1/$2"
+  if [[ "$2" == Cargo.toml && -f "$path" ]]; then
+    awk '/^\[/ { skip = ($0 ~ /^\[package\.metadata\.lab[].]/) }
+      !skip' "$path"
+  elif [[ -f "$path" ]]; then
+    cat "$path"
+  fi
+}
+
 # diff exits 1 when the files differ: that is the normal case here.
 diff_files() {
   diff "$@" || (( $? == 1 ))
@@ -40,10 +54,10 @@ show_diff() {
   b=$(lab_steps "$3" | cut -f1) || exit 2
   local file
   for file in "${files[@]}"; do
-    # -N: a file that one step lacks shows as wholly added or removed.
-    diff_files -u -N --color="$color" \
+    # A file that one step lacks shows as wholly added or removed.
+    diff_files -u --color="$color" \
       --label "steps/$a/$file" --label "steps/$b/$file" \
-      "$root/steps/$a/$file" "$root/steps/$b/$file"
+      <(lesson_file "$a" "$file") <(lesson_file "$b" "$file")
   done
 }
 
@@ -52,9 +66,9 @@ count_changes() {
   local a=$1 b=$2 file changes added=0 removed=0
   for file in "${files[@]}"; do
     # Print only changed lines, each as a bare "+" or "-".
-    changes=$(diff_files -N --unchanged-line-format='' \
+    changes=$(diff_files --unchanged-line-format='' \
       --old-line-format=$'-\n' --new-line-format=$'+\n' \
-      "$root/steps/$a/$file" "$root/steps/$b/$file")
+      <(lesson_file "$a" "$file") <(lesson_file "$b" "$file"))
     added=$(( added + $(grep -c '^+' <<<"$changes" || true) ))
     removed=$(( removed + $(grep -c '^-' <<<"$changes" || true) ))
   done
