@@ -83,6 +83,7 @@ require_free_backend_ports "${ports[@]}"
 # ---------------------------------------------------------------------------
 # The rows: every step, as Cargo records them (lab_steps).
 
+# shellcheck disable=SC2119 # every step: no names
 mapfile -t rows < <(lab_steps)
 (( ${#rows[@]} > 0 )) || die "no steps found in $root/steps"
 

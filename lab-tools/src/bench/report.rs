@@ -213,7 +213,7 @@ impl Report {
             if with_cpu {
                 let cpu = self.cpu(table, &key, 1e6);
                 cells.push(if key == "direct" {
-                    format!("({} backend)", cell(cpu, |v| format!("{v:.1}")))
+                    cell(cpu, |v| format!("({v:.1} backend)"))
                 } else {
                     cell(cpu, |v| format!("{v:.1}"))
                 });
