@@ -297,6 +297,7 @@ test_demo_interrupt() {
   local out="$work/demo-int.out" pid tries=0
   # Job control gives the demo its own process group, where SIGINT is not
   # ignored (a background job of a script ignores it otherwise).
+  : >"$out"
   set -m
   timeout --kill-after=10 300 "$scripts/demo.sh" 04 --port 0 \
     --backend-ports 0,0,0 --requests 1 --keep-running >"$out" 2>&1 \
@@ -450,6 +451,7 @@ test_bench_interrupt() {
   local name="bench.sh: Ctrl-C stops everything it started"
   local out="$work/bench-int.out" base pid tries=0
   base=$(bench_port_base)
+  : >"$out"
   set -m
   timeout --kill-after=10 300 "$scripts/bench.sh" --smoke \
     --port-base "$base" --out "$work/smoke-int.md" >"$out" 2>&1 </dev/null &
