@@ -5,7 +5,6 @@
 
 use std::collections::HashMap;
 use std::fs::{self, File};
-use std::io;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
@@ -97,19 +96,18 @@ impl Procs {
         &mut self,
         name: &str,
         command: &mut Command,
-    ) -> io::Result<u32> {
-        let out = File::create(self.out_path(name))?;
-        let log = File::create(self.log_path(name))?;
+    ) -> Result<u32, String> {
+        let create = |path: PathBuf| {
+            File::create(&path)
+                .map_err(|err| format!("{}: {err}", path.display()))
+        };
         let child = command
             .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(log)
+            .stdout(create(self.out_path(name))?)
+            .stderr(create(self.log_path(name))?)
             .spawn()
             .map_err(|err| {
-                io::Error::new(
-                    err.kind(),
-                    format!("cannot start {:?}: {err}", command.get_program()),
-                )
+                format!("cannot start {:?}: {err}", command.get_program())
             })?;
         let pid = child.id();
         running_pids().push(pid);
@@ -209,7 +207,7 @@ impl Procs {
         command: &mut Command,
         limit: Duration,
     ) -> Result<String, String> {
-        self.start(name, command).map_err(|err| err.to_string())?;
+        self.start(name, command)?;
         let deadline = Instant::now() + limit;
         while self.alive(name) {
             if Instant::now() >= deadline {

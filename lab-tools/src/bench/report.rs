@@ -7,8 +7,9 @@ use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::time::Duration;
 
+use super::plan::{Contender, Launch, Mode, Set, Workload};
 use super::stats::{self, MemoryRun, Run};
-use super::{Contender, Mode, Quiet, Set, Table, Workload};
+use super::{Quiet, Table};
 
 /// Everything the report is written from.
 pub struct Report {
@@ -531,7 +532,7 @@ impl Report {
                     self.cores
                 ),
                 key if key.starts_with('x') => match &contender.launch {
-                    super::Launch::Extra(command) => {
+                    Launch::Extra(command) => {
                         format!("- **{}**: `{command}`", contender.label)
                     }
                     _ => continue,
@@ -723,7 +724,7 @@ costs less here than it will once memory is reused.
 
 #[cfg(test)]
 mod tests {
-    use super::super::{Launch, Sample};
+    use super::super::stats::Sample;
     use super::*;
 
     fn contender(key: &str, label: &str) -> Contender {
