@@ -8,6 +8,7 @@ use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use rustix::process::{Pid, Signal, kill_process};
@@ -16,6 +17,23 @@ use crate::sys;
 
 /// The PIDs started and not yet stopped, for the signal handler's thread.
 static RUNNING: Mutex<Vec<u32>> = Mutex::new(Vec::new());
+
+/// Set once a signal came: the handler's thread is stopping everything
+/// and will end the process with 128 + the signal.
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+/// True once Ctrl-C or SIGTERM came. A failure seen after that (a load
+/// whose process the terminal's Ctrl-C also stopped) is no failure of its
+/// own: the caller should leave the exit to the signal handler, with
+/// [`wait_for_signal_exit`].
+pub fn interrupted() -> bool {
+    INTERRUPTED.load(Ordering::SeqCst)
+}
+
+/// Waits (30 s at most) while the signal handler cleans up and exits.
+pub fn wait_for_signal_exit() {
+    std::thread::sleep(Duration::from_secs(30));
+}
 
 fn running_pids() -> std::sync::MutexGuard<'static, Vec<u32>> {
     // A thread that panicked holding the lock left a valid list.
@@ -52,6 +70,7 @@ pub fn stop_on_signals(tool: &'static str, work: PathBuf, keep: bool) {
             .expect("signal handlers can be installed");
     std::thread::spawn(move || {
         if let Some(signal) = signals.forever().next() {
+            INTERRUPTED.store(true, Ordering::SeqCst);
             eprintln!("{tool}: interrupted");
             let pids = running_pids().clone();
             for pid in pids {
