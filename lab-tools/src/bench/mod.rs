@@ -636,6 +636,86 @@ fn command_line(args: &[String]) -> String {
     line
 }
 
+/// The contenders the plan names whose programs are there (a step that
+/// did not build is left out with a message), then `--also`'s.
+fn choose_contenders(
+    plan: &Plan,
+    options: &Options,
+    binaries: &BTreeMap<String, PathBuf>,
+    step_bin: &dyn Fn(&str) -> Option<String>,
+) -> Result<Vec<Contender>, String> {
+    let mut contenders = Vec::new();
+    for (key, slot) in KNOWN {
+        if !plan.contenders.iter().any(|wanted| wanted == key) {
+            continue;
+        }
+        let (label, launch) = match key {
+            "haproxy" => ("HAProxy".to_owned(), Launch::Haproxy),
+            "nginx" => ("nginx stream".to_owned(), Launch::Nginx),
+            "lb" => match binaries.get("lb") {
+                Some(path) => ("lb".to_owned(), Launch::Lb(path.clone())),
+                None => {
+                    log("no lb: skipped");
+                    continue;
+                }
+            },
+            _ => match step_bin(key)
+                .and_then(|bin| binaries.get(&bin).map(|p| (bin, p)))
+            {
+                Some((bin, path)) => (bin, Launch::Step(path.clone())),
+                None => {
+                    log(&format!("no step {key} built: skipped"));
+                    continue;
+                }
+            },
+        };
+        contenders.push(Contender {
+            key: key.to_owned(),
+            label,
+            slot,
+            launch,
+        });
+    }
+    for (i, also) in options.also.iter().enumerate() {
+        let (label, command) =
+            also.split_once('=').ok_or("--also wants LABEL=COMMAND")?;
+        contenders.push(Contender {
+            key: format!("x{}", i + 1),
+            label: label.to_owned(),
+            slot: 7 + i as u16,
+            launch: Launch::Extra(command.to_owned()),
+        });
+    }
+    if contenders.is_empty() {
+        return Err("no contender chosen (--contenders)".into());
+    }
+    Ok(contenders)
+}
+
+/// Every port the run could use, checked before anything starts.
+fn check_ports_free(base: u16) -> Result<(), String> {
+    let backends = (1..=21).map(|i| base + i);
+    let contenders =
+        [Set::Nginx, Set::Dummy, Set::Iperf]
+            .into_iter()
+            .flat_map(|set| {
+                (1..=10).map(move |slot| base + 100 * set.number() + slot)
+            });
+    let busy: Vec<String> = backends
+        .chain(contenders)
+        .filter(|port| sys::is_listening(*port))
+        .map(|port| port.to_string())
+        .collect();
+    if busy.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "ports already in use: {} (choose another block with --port-base)",
+            busy.join(" ")
+        ))
+    }
+}
+
 /// The whole run. `args` are the command line after the program's name.
 pub fn run(args: Vec<String>) -> Result<(), String> {
     let started = Instant::now();
@@ -686,25 +766,7 @@ pub fn run(args: Vec<String>) -> Result<(), String> {
         }
     }
 
-    // Every port any of them could use, checked before anything starts.
-    let mut all_ports: Vec<u16> =
-        (1..=21).map(|i| options.port_base + i).collect();
-    for set in [Set::Nginx, Set::Dummy, Set::Iperf] {
-        for slot in 1..=10 {
-            all_ports.push(options.port_base + 100 * set.number() + slot);
-        }
-    }
-    let busy: Vec<String> = all_ports
-        .iter()
-        .filter(|port| sys::is_listening(**port))
-        .map(u16::to_string)
-        .collect();
-    if !busy.is_empty() {
-        return Err(format!(
-            "ports already in use: {} (choose another block with --port-base)",
-            busy.join(" ")
-        ));
-    }
+    check_ports_free(options.port_base)?;
 
     if smoke {
         if !installed("curl") {
@@ -719,51 +781,8 @@ pub fn run(args: Vec<String>) -> Result<(), String> {
         .ok_or("dummy-servers did not build")?
         .clone();
 
-    let mut contenders = Vec::new();
-    for (key, slot) in KNOWN {
-        if !plan.contenders.iter().any(|wanted| wanted == key) {
-            continue;
-        }
-        let (label, launch) = match key {
-            "haproxy" => ("HAProxy".to_owned(), Launch::Haproxy),
-            "nginx" => ("nginx stream".to_owned(), Launch::Nginx),
-            "lb" => match binaries.get("lb") {
-                Some(path) => ("lb".to_owned(), Launch::Lb(path.clone())),
-                None => {
-                    log("no lb: skipped");
-                    continue;
-                }
-            },
-            _ => match step_bin(key)
-                .and_then(|bin| binaries.get(&bin).map(|p| (bin, p)))
-            {
-                Some((bin, path)) => (bin, Launch::Step(path.clone())),
-                None => {
-                    log(&format!("no step {key} built: skipped"));
-                    continue;
-                }
-            },
-        };
-        contenders.push(Contender {
-            key: key.to_owned(),
-            label,
-            slot,
-            launch,
-        });
-    }
-    for (i, also) in options.also.iter().enumerate() {
-        let (label, command) =
-            also.split_once('=').ok_or("--also wants LABEL=COMMAND")?;
-        contenders.push(Contender {
-            key: format!("x{}", i + 1),
-            label: label.to_owned(),
-            slot: 7 + i as u16,
-            launch: Launch::Extra(command.to_owned()),
-        });
-    }
-    if contenders.is_empty() {
-        return Err("no contender chosen (--contenders)".into());
-    }
+    let contenders = choose_contenders(&plan, &options, &binaries, &step_bin)?;
+
     let work_dir = tempfile::Builder::new()
         .prefix("lb-bench.")
         .tempdir()
