@@ -44,22 +44,14 @@ struct Args {
     pool_idle_timeout: Duration,
 }
 
-/// `300ms` or `60s`: the two units the timeouts take.
+/// A duration above zero, written `300ms`, `60s` or `5m`.
 fn duration(text: &str) -> Result<Duration, String> {
-    let parsed = match text.strip_suffix("ms") {
-        Some(millis) => millis.parse().ok().map(Duration::from_millis),
-        None => text
-            .strip_suffix('s')
-            .and_then(|secs| secs.parse().ok())
-            .map(Duration::from_secs),
-    };
-    parsed
-        .filter(|duration| !duration.is_zero())
-        .ok_or_else(|| {
-            format!(
-                "`{text}` is not a duration above zero, such as 300ms or 60s"
-            )
-        })
+    match lab_common::duration::parse(text)? {
+        duration if duration.is_zero() => {
+            Err(format!("`{text}`: a timeout must be longer than zero"))
+        }
+        duration => Ok(duration),
+    }
 }
 
 #[tokio::main]
