@@ -46,6 +46,18 @@
 //! same text, in step order. A `## Step ...` heading for a step that does
 //! not exist, or with another title, fails.
 //!
+//! **Parents** ([`parents`]). A step's `Cargo.toml` records the step it
+//! changes, `[package.metadata.lab] parent = "step-04-round-robin"`, the
+//! one source that tools and docs read. The first step has none; every
+//! other step names an earlier one, and its `//!` header says `Changed
+//! since step 04:` with that step's number.
+//!
+//! **Lists of steps** ([`step_lists`]). A table in `README.md` or
+//! `tutorial.md` whose first column is headed `step` lists every step, in
+//! order, one row each, its first cell the step's number (`04`) or folder
+//! (`04-round-robin`). A `package` column holds the step's package, a `run
+//! it` column `cargo run --bin NAME` with the step's binary.
+//!
 //! **Layout** ([`layout`]). Every workspace member under `steps/` lives in
 //! `steps/NN-slug` (two digits, then lowercase words joined by `-`), its
 //! package is `step-NN-slug`, it has a binary named `NN-slug`, and no two
@@ -59,7 +71,9 @@ use std::path::PathBuf;
 pub mod commands;
 pub mod layout;
 pub mod markdown;
+pub mod parents;
 pub mod snippets;
+pub mod step_lists;
 pub mod titles;
 pub mod workspace;
 

@@ -8,7 +8,8 @@ use std::sync::OnceLock;
 use lab_check::commands::{self, Known};
 use lab_check::markdown::Doc;
 use lab_check::workspace::{Member, Workspace};
-use lab_check::{Problem, assert_none, layout, snippets, titles};
+use lab_check::{Problem, assert_none, layout, parents, snippets};
+use lab_check::{step_lists, titles};
 
 /// The workspace, read once by `cargo metadata` for all the tests.
 fn workspace() -> &'static Workspace {
@@ -105,6 +106,23 @@ fn every_step_has_a_chapter_with_its_title() {
     }
     problems.extend(titles::check("tutorial.md", &doc("tutorial.md"), &steps));
     assert_none("step titles and tutorial chapters", &problems);
+}
+
+#[test]
+fn each_step_header_names_its_recorded_parent() {
+    let (libs, mut problems) = step_libs();
+    problems.extend(parents::check(&libs));
+    assert_none("steps' parents and their headers", &problems);
+}
+
+#[test]
+fn the_docs_list_every_step_in_order() {
+    let steps = workspace().steps();
+    let mut problems = Vec::new();
+    for file in ["README.md", "tutorial.md"] {
+        problems.extend(step_lists::check(file, &doc(file), &steps));
+    }
+    assert_none("tables of steps in README.md and tutorial.md", &problems);
 }
 
 #[test]
