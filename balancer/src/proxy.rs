@@ -50,7 +50,11 @@ pub async fn serve_client(
 ) {
     let started = Instant::now();
     let _ = client.set_nodelay(true);
-    let client = match balancer.front_handshake(client).await {
+    // The handshake and the connect are boxed: their futures are big (a
+    // TLS session being set up) and short-lived, and a task is as big as
+    // its biggest state for its whole life. Boxed, an idle connection's
+    // task holds only what the relay needs.
+    let client = match Box::pin(balancer.front_handshake(client)).await {
         Ok(client) => client,
         Err(err) => {
             info!(
@@ -63,7 +67,7 @@ pub async fn serve_client(
         }
     };
     let Some((backend, guard)) =
-        choose_and_connect(&balancer, &client, client_addr).await
+        Box::pin(choose_and_connect(&balancer, &client, client_addr)).await
     else {
         // Told why in the log already; the client is closed (or reset,
         // after a queue timeout) as `client` drops.
