@@ -61,7 +61,7 @@ pub async fn serve_client(
                 client = %client_addr,
                 phase = "client TLS handshake",
                 error = %err,
-                "client dropped"
+                "failed"
             );
             return;
         }
@@ -83,7 +83,7 @@ pub async fn serve_client(
         down = outcome.down,
         ms = started.elapsed().as_millis() as u64,
         end = %outcome.end.describe(),
-        "connection closed"
+        "closed"
     );
 }
 // ANCHOR_END: serve_client
@@ -126,7 +126,7 @@ async fn choose_and_connect(
                     backend = %backend.id,
                     phase = err.phase,
                     error = %err.error,
-                    "backend failed; trying the next one"
+                    "failed; trying the next backend"
                 );
                 balancer.connection_failed(backend, &err.to_string());
             }

@@ -20,8 +20,8 @@
 //!   2026-11-21T09:08:24.042864Z  WARN client 127.0.0.1:41048 -> backend 127.0.0.1:4447: dial: Connection refused (os error 111)
 //!   ```
 //!
-//!   `client` and `backend` read as "client A -> backend B"; any other
-//!   field, of the span or the event, follows as `(name: value)`.
+//!   `client` and `backend`, of the span or the event, read as "client A
+//!   -> backend B"; any other field follows as `(name: value)`.
 //! - `json`: one JSON object per event, with the event's fields and the
 //!   fields of every span it is in, for a program to read.
 
@@ -198,9 +198,16 @@ where
                 }
             }
         }
-        let context = format!("{}{about}", ends.join(" -> "));
         let mut fields = Fields::default();
         event.record(&mut fields);
+        // An event may name the ends itself (a line logged outside any
+        // connection's span, or once the connection is over).
+        for name in ["client", "backend"] {
+            if let Some(value) = fields.take(name) {
+                ends.push(format!("{name} {value}"));
+            }
+        }
+        let context = format!("{}{about}", ends.join(" -> "));
         let mut extras = String::new();
         let sentence: Vec<String> = [
             Some(context.trim_start().to_owned()),
@@ -264,6 +271,21 @@ mod tests {
                 rest.to_owned()
             })
             .collect()
+    }
+
+    #[test]
+    fn client_and_backend_fields_of_an_event_read_as_its_ends_too() {
+        let lines = logged(|| {
+            info!(client = "127.0.0.1:1", backend = "b", up = 3, "closed");
+            warn!(backend = "b", phase = "health", "DOWN");
+        });
+        assert_eq!(
+            lines,
+            [
+                " INFO client 127.0.0.1:1 -> backend b: closed (up: 3)",
+                " WARN backend b: health: DOWN",
+            ]
+        );
     }
 
     #[test]
