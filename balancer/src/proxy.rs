@@ -74,6 +74,12 @@ pub async fn serve_client(
         return;
     };
     let id = &guard.backend().id;
+    // How a TLS backend's certificate was checked, for its log line.
+    let certificate = match &backend {
+        BackendStream::Tls(_) => balancer.backend_tls.as_ref(),
+        BackendStream::Plain(_) => None,
+    }
+    .map(|tls| tls.checked);
     let timeouts = balancer.relay_timeouts();
     let outcome = relay::relay(client, backend, timeouts, &shutdown.cut).await;
     info!(
@@ -83,6 +89,7 @@ pub async fn serve_client(
         down = outcome.down,
         ms = started.elapsed().as_millis() as u64,
         end = %outcome.end.describe(),
+        certificate,
         "closed"
     );
 }

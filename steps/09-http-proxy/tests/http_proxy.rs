@@ -365,7 +365,8 @@ async fn the_binary_balances_per_request_and_logs_each_one() {
         }
         let log = proxy
             .wait_for_stderr(&format!(
-                "forwarded (method: GET) (path: /) (backend: {}) (status: 200)",
+                " -> backend {}: forwarded (method: GET) (path: /) \
+                 (status: 200)",
                 backends[2].addr
             ))
             .await;
