@@ -107,6 +107,24 @@ impl Visit for Fields {
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
         self.set(field.name(), format!("{value:?}"));
     }
+
+    /// An error recorded as one (`error = &err as &dyn Error`): its
+    /// message and each of its causes, `outer: inner: innermost`, since
+    /// the outer message alone ("client error (Connect)") rarely says
+    /// what happened.
+    fn record_error(
+        &mut self,
+        field: &Field,
+        value: &(dyn std::error::Error + 'static),
+    ) {
+        let mut text = value.to_string();
+        let mut cause = value.source();
+        while let Some(error) = cause {
+            let _ = write!(text, ": {error}");
+            cause = error.source();
+        }
+        self.set(field.name(), text);
+    }
 }
 
 /// Keeps each span's fields with the span (as text), for [`Readable`].
@@ -271,6 +289,32 @@ mod tests {
                 rest.to_owned()
             })
             .collect()
+    }
+
+    #[test]
+    fn an_error_is_shown_with_its_causes() {
+        let inner = io::Error::new(io::ErrorKind::ConnectionRefused, "refused");
+        let outer = io::Error::other(Chain("connect failed", inner));
+        let lines = logged(|| {
+            warn!(error = &outer as &dyn std::error::Error, "no answer");
+        });
+        assert_eq!(lines, [" WARN no answer: connect failed: refused"]);
+    }
+
+    /// An error with a cause, as hyper's are.
+    #[derive(Debug)]
+    struct Chain(&'static str, io::Error);
+
+    impl fmt::Display for Chain {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str(self.0)
+        }
+    }
+
+    impl std::error::Error for Chain {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.1)
+        }
     }
 
     #[test]

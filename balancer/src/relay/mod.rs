@@ -365,3 +365,104 @@ impl Direction {
     }
     // ANCHOR_END: direction
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
+
+    use super::*;
+    use crate::connect::BackendStream;
+    use crate::proxy::ClientStream;
+
+    /// Two ends of one loopback TCP connection.
+    async fn connected() -> (TcpStream, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let near = TcpStream::connect(listener.local_addr().unwrap());
+        let (near, far) = tokio::join!(near, listener.accept());
+        (near.unwrap(), far.unwrap().0)
+    }
+
+    /// A client, a backend, and a relay between them running in a task:
+    /// what the client writes comes out at `backend`, and back.
+    async fn relayed(
+        timeouts: RelayTimeouts,
+    ) -> (TcpStream, TcpStream, tokio::task::JoinHandle<Outcome>) {
+        let (client, lb_client_side) = connected().await;
+        let (lb_backend_side, backend) = connected().await;
+        let task = tokio::spawn(async move {
+            relay(
+                ClientStream::Plain(lb_client_side),
+                BackendStream::Plain(lb_backend_side),
+                timeouts,
+                &CancellationToken::new(),
+            )
+            .await
+        });
+        (client, backend, task)
+    }
+
+    const LONG: RelayTimeouts = RelayTimeouts {
+        idle: Duration::from_secs(60),
+        half_closed: Duration::from_secs(60),
+    };
+
+    fn pattern(len: usize) -> Vec<u8> {
+        (0..len).map(|i| (i % 251) as u8).collect()
+    }
+
+    #[tokio::test]
+    async fn every_size_around_the_buffers_arrives_whole_and_the_end_follows() {
+        use buffer::{BIG, SMALL};
+        let sizes =
+            [0, 1, SMALL - 1, SMALL, SMALL + 1, BIG - 1, BIG, BIG + SMALL];
+        for size in sizes {
+            let (mut client, mut backend, task) = relayed(LONG).await;
+            let data = pattern(size);
+            let sent = data.clone();
+            let writer = tokio::spawn(async move {
+                client.write_all(&sent).await.unwrap();
+                client.shutdown().await.unwrap();
+                client
+            });
+            let mut got = Vec::new();
+            let read = tokio::time::timeout(
+                Duration::from_secs(20),
+                backend.read_to_end(&mut got),
+            )
+            .await;
+            assert!(read.is_ok(), "{size} bytes: the end never came");
+            assert!(got == data, "{size} bytes came out different");
+            // The backend answers and ends: the client sees all of it.
+            backend.write_all(&data).await.unwrap();
+            backend.shutdown().await.unwrap();
+            let mut client = writer.await.unwrap();
+            let mut back = Vec::new();
+            client.read_to_end(&mut back).await.unwrap();
+            assert!(back == data, "{size} bytes came back different");
+            let outcome = task.await.unwrap();
+            assert!(matches!(outcome.end, End::Finished), "{outcome:?}");
+            assert_eq!((outcome.up, outcome.down), (size as u64, size as u64));
+        }
+    }
+
+    #[tokio::test]
+    async fn a_full_small_buffer_is_passed_on_without_waiting_for_more() {
+        let (mut client, mut backend, _task) = relayed(LONG).await;
+        // Exactly one small buffer's worth, then silence: the bytes must
+        // arrive although the relay then waits with its big buffer.
+        let data = pattern(buffer::SMALL);
+        client.write_all(&data).await.unwrap();
+        let mut got = vec![0u8; data.len()];
+        tokio::time::timeout(
+            Duration::from_secs(10),
+            backend.read_exact(&mut got),
+        )
+        .await
+        .expect("the bytes arrive without more input")
+        .unwrap();
+        assert_eq!(got, data);
+    }
+}

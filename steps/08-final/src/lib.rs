@@ -8,11 +8,7 @@
 //!   a plain or a TLS client, to a plain or a TLS backend, because it only
 //!   asks of each side that it can read and write bytes;
 //! - certificates are loaded only for what is used: a plain front needs
-//!   no `--cert`, a list without `tls://` needs no `--ca`;
-//! - the relay is our own `pipe`, one per direction: an idle connection
-//!   holds two 512-byte buffers instead of `copy_bidirectional`'s two
-//!   8 KiB ones, and a bulk transfer borrows 128 KiB while it streams
-//!   (`scripts/bench.sh` measures both).
+//!   no `--cert`, a list without `tls://` needs no `--ca`.
 //!
 //! This is the article's final program: a list of servers, each with its
 //! own TLS flag, balanced round robin.
@@ -33,7 +29,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use lab_common::{Error, HostPort};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, copy_bidirectional};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::rustls::pki_types::ServerName;
@@ -130,34 +126,23 @@ pub enum BackendTrust {
     Insecure,
 }
 
-/// What the balancer needs to speak TLS to a backend: the connector, and
-/// how it checks certificates, in words for the log (the `certificate`
-/// field of the connection's span).
-#[derive(Clone)]
-struct BackendTls {
-    connector: TlsConnector,
-    checked: &'static str,
-}
-
 impl BackendTrust {
     /// The client side's counterpart of the acceptor, holding what we
-    /// trust. An insecure connector is announced here, once.
-    fn connector(self) -> BackendTls {
+    /// trust, and how it checks backends, in words for the log (the
+    /// `certificate` field of every connection's span). An insecure
+    /// connector is announced here, once.
+    fn connector(self) -> (TlsConnector, &'static str) {
         match self {
-            BackendTrust::Verify(config) => BackendTls {
-                connector: TlsConnector::from(config),
-                checked: "checked",
-            },
+            BackendTrust::Verify(config) => {
+                (TlsConnector::from(config), "checked")
+            }
             BackendTrust::Insecure => {
                 warn!(
                     "--insecure: backend certificates are NOT CHECKED; \
                      anyone on the way to a backend can pose as it"
                 );
                 let config = lab_common::tls::insecure_client_config();
-                BackendTls {
-                    connector: TlsConnector::from(config),
-                    checked: "NOT CHECKED, --insecure",
-                }
+                (TlsConnector::from(config), "NOT CHECKED, --insecure")
             }
         }
     }
@@ -187,7 +172,7 @@ pub async fn run(
     let acceptor = front_tls.map(TlsAcceptor::from);
     // Only tls:// backends need a connector. The log lines of a
     // connection to one say how its certificate was checked.
-    let backend_tls = backend_trust.map(BackendTrust::connector);
+    let connector = backend_trust.map(BackendTrust::connector);
     tokio::pin!(shutdown);
     loop {
         let (client, client_addr) = tokio::select! {
@@ -205,35 +190,30 @@ pub async fn run(
         // needs no lock: the order of picks is the order of accepts.
         // A client whose handshake then fails has used up its turn.
         let backend = round_robin.pick_backend().clone();
-        let backend_tls = backend_tls.clone();
-        let checked = backend_tls.as_ref().map(|tls| tls.checked);
+        let acceptor = acceptor.clone();
+        let connector = connector.clone();
+        let checked = connector.as_ref().map(|(_, checked)| *checked);
         let span = info_span!(
             "connection",
             client = %client_addr,
             backend = %backend,
             certificate = checked.filter(|_| backend.tls)
         );
-        // Before the handshake, whose small messages should not wait
-        // either.
-        let _ = client.set_nodelay(true);
-        // Two kinds of task, one per kind of front: a task's memory is
-        // the largest state its future can be in, so a plain connection
-        // should not carry room for a TLS session it will never have.
-        let Some(acceptor) = acceptor.clone() else {
-            let task = async move {
-                proxy(client, &backend, backend_tls.as_ref()).await;
-            };
-            tokio::spawn(task.instrument(span));
-            continue;
-        };
         let task = async move {
-            let backend_tls = backend_tls.as_ref();
+            // Before the handshake, whose small messages should not wait
+            // either.
+            let _ = client.set_nodelay(true);
+            let connector = connector.as_ref().map(|(connector, _)| connector);
+            let Some(acceptor) = acceptor else {
+                proxy(client, &backend, connector).await;
+                return;
+            };
             // The handshake happens here, in the connection's own task: a
             // client that is slow to finish it, or never does, holds up no
             // one else. (A production balancer would also give up on it
             // after a few seconds.)
             match acceptor.accept(client).await {
-                Ok(client) => proxy(client, &backend, backend_tls).await,
+                Ok(client) => proxy(client, &backend, connector).await,
                 Err(err) => {
                     warn!(phase = "client TLS handshake", error = %err)
                 }
@@ -293,7 +273,7 @@ fn server_name(host: &str) -> io::Result<ServerName<'static>> {
 async fn proxy<C>(
     mut client: C,
     backend: &Server,
-    backend_tls: Option<&BackendTls>,
+    connector: Option<&TlsConnector>,
 ) where
     C: AsyncRead + AsyncWrite + Unpin,
 {
@@ -311,27 +291,10 @@ async fn proxy<C>(
         relay(client, server).await;
         return;
     }
-    let backend_tls =
-        backend_tls.expect("run refuses tls:// backends without a CA");
-    // Boxed: the TLS session lives on the heap only for connections that
-    // have one, instead of making every connection's task that much
-    // bigger.
-    Box::pin(proxy_tls_backend(client, server, backend, backend_tls)).await;
-}
-
-/// The rest of `proxy` for a `tls://` backend: the handshake, then the
-/// relay.
-async fn proxy_tls_backend<C>(
-    mut client: C,
-    server: TcpStream,
-    backend: &Server,
-    backend_tls: &BackendTls,
-) where
-    C: AsyncRead + AsyncWrite + Unpin,
-{
+    let connector =
+        connector.expect("run refuses tls:// backends without a CA");
     // A backend whose certificate fails the check never sees a byte of
     // the client's: the client is told goodbye instead.
-    let connector = &backend_tls.connector;
     let server = match backend_handshake(connector, server, &backend.addr).await
     {
         Ok(server) => server,
@@ -346,7 +309,7 @@ async fn proxy_tls_backend<C>(
 
 /// Copies both ways between `client` and `server`, whatever each is,
 /// until both directions have finished, and logs how it went.
-async fn relay<C, S>(client: C, server: S)
+async fn relay<C, S>(mut client: C, mut server: S)
 where
     C: AsyncRead + AsyncWrite + Unpin,
     S: AsyncRead + AsyncWrite + Unpin,
@@ -354,13 +317,7 @@ where
     // Both directions at once, each passing on the other's end of stream
     // (half-close), as in step 02. TLS streams decrypt what they read and
     // encrypt what they write; the relay sees only plain bytes.
-    let (mut client_in, mut client_out) = tokio::io::split(client);
-    let (mut server_in, mut server_out) = tokio::io::split(server);
-    let both = tokio::try_join!(
-        pipe(&mut client_in, &mut server_out),
-        pipe(&mut server_in, &mut client_out),
-    );
-    match both {
+    match copy_bidirectional(&mut client, &mut server).await {
         Ok((up, down)) => info!("{up} bytes up, {down} bytes down"),
         // TLS ends with a close_notify message, so that a cut connection
         // cannot pass for a complete one. Many HTTP clients just close
@@ -373,68 +330,6 @@ where
     }
 }
 // ANCHOR_END: proxy
-
-// ANCHOR: pipe
-/// What a connection holds while it waits for bytes: enough for most
-/// requests and small answers, little enough that thousands of idle
-/// connections cost little.
-const SMALL_BUFFER: usize = 512;
-
-/// What it takes while bytes come faster than that: a bulk transfer then
-/// needs fewer, larger reads and writes (128 KiB moved about twice the
-/// Gbit/s of 64 KiB per CPU second in `scripts/bench.sh`).
-const BIG_BUFFER: usize = 128 * 1024;
-
-/// Copies `from` into `to` until `from` ends, then shuts `to` down
-/// (half-close), and says how many bytes passed.
-///
-/// `tokio::io::copy_bidirectional` gives every connection two 8 KiB
-/// buffers for its whole life, idle or not. This waits with a small one,
-/// and takes a big one only while reads fill the small one, giving it back
-/// as soon as a read comes back short: memory goes to the connections
-/// that are moving bytes. (A stream that falls silent just after a full
-/// read keeps its big buffer until its next read.)
-async fn pipe<R, W>(from: &mut R, to: &mut W) -> io::Result<u64>
-where
-    R: AsyncRead + Unpin,
-    W: AsyncWrite + Unpin,
-{
-    let mut copied = 0;
-    let mut small = [0u8; SMALL_BUFFER];
-    loop {
-        let n = from.read(&mut small).await?;
-        if n == 0 {
-            to.shutdown().await?;
-            return Ok(copied);
-        }
-        to.write_all(&small[..n]).await?;
-        // A TLS stream may hold written bytes back; on to the peer with
-        // them before waiting for more. (On a TcpStream this costs
-        // nothing.)
-        to.flush().await?;
-        copied += n as u64;
-        if n < SMALL_BUFFER {
-            continue;
-        }
-        // The small buffer came back full: more is waiting.
-        let mut big = Vec::with_capacity(BIG_BUFFER);
-        loop {
-            big.clear();
-            let n = from.read_buf(&mut big).await?;
-            if n == 0 {
-                to.shutdown().await?;
-                return Ok(copied);
-            }
-            to.write_all(&big).await?;
-            to.flush().await?;
-            copied += n as u64;
-            if n < BIG_BUFFER {
-                break;
-            }
-        }
-    }
-}
-// ANCHOR_END: pipe
 
 #[cfg(test)]
 mod tests {
@@ -481,95 +376,6 @@ mod tests {
         assert!(err.contains("unknown scheme `https://`"), "{err}");
         assert!("tls://localhost".parse::<Server>().is_err());
         assert!("tls://".parse::<Server>().is_err());
-    }
-
-    /// Sends `data` through `pipe` and returns what came out the other
-    /// end, which must have been shut down (or this never returns).
-    async fn through_pipe(data: &[u8]) -> Vec<u8> {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let (mut source, mut from) = tokio::io::duplex(8 * 1024);
-        let (mut to, mut sink) = tokio::io::duplex(8 * 1024);
-        let feed = async move {
-            source.write_all(data).await.unwrap();
-            // Dropping the writer is the end of stream.
-        };
-        let copy = pipe(&mut from, &mut to);
-        let mut out = Vec::new();
-        let (_, copied, read) =
-            tokio::join!(feed, copy, sink.read_to_end(&mut out));
-        assert_eq!(copied.unwrap(), data.len() as u64);
-        assert_eq!(read.unwrap(), data.len());
-        out
-    }
-
-    #[tokio::test]
-    async fn pipe_copies_every_size_around_its_buffers_and_passes_the_end_on() {
-        let sizes = [
-            0,
-            1,
-            SMALL_BUFFER - 1,
-            SMALL_BUFFER,
-            SMALL_BUFFER + 1,
-            BIG_BUFFER - 1,
-            BIG_BUFFER,
-            BIG_BUFFER + SMALL_BUFFER,
-            5 * BIG_BUFFER + 7,
-        ];
-        for size in sizes {
-            let data: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
-            let out = tokio::time::timeout(
-                Duration::from_secs(10),
-                through_pipe(&data),
-            )
-            .await
-            .expect("pipe finishes");
-            assert!(out == data, "{size} bytes came out different");
-        }
-    }
-
-    #[tokio::test]
-    async fn pipe_passes_on_a_full_small_buffer_before_waiting_for_more() {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let (mut source, mut from) = tokio::io::duplex(8 * 1024);
-        let (mut to, mut sink) = tokio::io::duplex(8 * 1024);
-        let copy = tokio::spawn(async move { pipe(&mut from, &mut to).await });
-        // Exactly one small buffer's worth, then silence: the bytes must
-        // arrive although the pipe now waits with its big buffer.
-        source.write_all(&[7u8; SMALL_BUFFER]).await.unwrap();
-        let mut out = vec![0u8; SMALL_BUFFER];
-        tokio::time::timeout(
-            Duration::from_secs(10),
-            sink.read_exact(&mut out),
-        )
-        .await
-        .expect("the bytes arrive without more input")
-        .unwrap();
-        assert_eq!(out, [7u8; SMALL_BUFFER]);
-        drop(source);
-        let copied = copy.await.unwrap().unwrap();
-        assert_eq!(copied, SMALL_BUFFER as u64);
-    }
-
-    #[tokio::test]
-    async fn pipe_flushes_a_writer_that_holds_bytes_back() {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
-        let (mut source, mut from) = tokio::io::duplex(8 * 1024);
-        let (to, mut sink) = tokio::io::duplex(8 * 1024);
-        // Like a TLS stream, a BufWriter sends nothing until flushed.
-        let mut to = BufWriter::new(to);
-        let copy = tokio::spawn(async move { pipe(&mut from, &mut to).await });
-        source.write_all(b"hello").await.unwrap();
-        let mut out = [0u8; 5];
-        tokio::time::timeout(
-            Duration::from_secs(10),
-            sink.read_exact(&mut out),
-        )
-        .await
-        .expect("the bytes are flushed without more input")
-        .unwrap();
-        assert_eq!(&out, b"hello");
-        drop(source);
-        assert_eq!(copy.await.unwrap().unwrap(), 5);
     }
 
     #[test]

@@ -436,7 +436,7 @@ pub async fn run(
         };
         // No pick here: the connection is not tied to a backend any more.
         // What is logged while serving it names this client: the span's
-        // `client` field goes with every line (`conn{client=...}`).
+        // `client` field goes with every line (`client A: ...`).
         let span = info_span!("conn", client = %client_addr);
         let serving = serve_client(Arc::clone(&proxy), client, client_addr);
         tokio::spawn(serving.instrument(span));
