@@ -1,0 +1,181 @@
+//! What a case found: figures, and checks that passed or failed. A
+//! failed check fails the case for `lb`; for step 08 it is what step 08
+//! did, shown beside `lb` and failing nothing.
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::conn::End;
+use crate::subject::Kind;
+
+#[derive(Debug)]
+enum Line {
+    Figure(String),
+    Check {
+        ok: bool,
+        what: String,
+    },
+    /// The case could not run as meant (a process would not start).
+    Broken(String),
+}
+
+/// The findings of one case against one balancer.
+#[derive(Debug)]
+pub struct Report {
+    pub case: &'static str,
+    pub subject: Kind,
+    /// What the balancer was run with, in a few words.
+    pub setup: String,
+    lines: Vec<Line>,
+}
+
+impl Report {
+    pub fn new(case: &'static str, subject: Kind) -> Report {
+        Report {
+            case,
+            subject,
+            setup: String::new(),
+            lines: Vec::new(),
+        }
+    }
+
+    /// A measured figure.
+    pub fn figure(&mut self, text: impl Into<String>) {
+        self.lines.push(Line::Figure(text.into()));
+    }
+
+    /// A requirement and whether it held; returns `ok`.
+    pub fn check(&mut self, ok: bool, what: impl Into<String>) -> bool {
+        self.lines.push(Line::Check {
+            ok,
+            what: what.into(),
+        });
+        ok
+    }
+
+    /// The case could not run as meant: a failure whatever the subject.
+    pub fn broken(&mut self, why: impl Into<String>) {
+        self.lines.push(Line::Broken(why.into()));
+    }
+
+    /// What fails the case: for `lb`, every failed check; for anyone, a
+    /// case that could not run.
+    pub fn failures(&self) -> Vec<String> {
+        self.lines
+            .iter()
+            .filter_map(|line| match line {
+                Line::Check { ok: false, what } if self.subject == Kind::Lb => {
+                    Some(what.clone())
+                }
+                Line::Broken(why) => Some(format!("could not run: {why}")),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.setup.is_empty() {
+            writeln!(f, "{}:", self.subject)?;
+        } else {
+            writeln!(f, "{} ({}):", self.subject, self.setup)?;
+        }
+        for line in &self.lines {
+            match line {
+                Line::Figure(text) => writeln!(f, "       {text}")?,
+                Line::Check { ok: true, what } => writeln!(f, "  ok   {what}")?,
+                // Step 08 is not held to lb's promises: a "no" there is
+                // a finding, not a failure.
+                Line::Check { ok: false, what } if self.subject == Kind::Lb => {
+                    writeln!(f, "  FAIL {what}")?
+                }
+                Line::Check { ok: false, what } => {
+                    writeln!(f, "  no   {what}")?
+                }
+                Line::Broken(why) => {
+                    writeln!(f, "  FAIL could not run: {why}")?
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A duration for a report: "350 ms", "1.02 s".
+pub fn show(duration: Duration) -> String {
+    if duration < Duration::from_secs(1) {
+        format!("{} ms", duration.as_millis())
+    } else {
+        format!("{:.2} s", duration.as_secs_f64())
+    }
+}
+
+/// KiB as MiB for a report: "5.1 MiB".
+pub fn mib(kib: u64) -> String {
+    format!("{:.1} MiB", kib as f64 / 1024.0)
+}
+
+/// How a set of streams ended, most common first: "98 a reset, 2 a clean
+/// end".
+pub fn ends(ends: impl IntoIterator<Item = End>) -> String {
+    let mut counts: Vec<(End, usize)> = Vec::new();
+    for end in ends {
+        match counts.iter_mut().find(|(e, _)| *e == end) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((end, 1)),
+        }
+    }
+    counts.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    let parts: Vec<String> = counts
+        .iter()
+        .map(|(end, n)| format!("{n} {}", end.describe()))
+        .collect();
+    if parts.is_empty() {
+        "none".to_owned()
+    } else {
+        parts.join(", ")
+    }
+}
+
+/// The median, the 99th percentile and the largest of `durations`.
+pub fn spread(durations: &mut [Duration]) -> String {
+    if durations.is_empty() {
+        return "none".to_owned();
+    }
+    durations.sort();
+    let at = |q: f64| {
+        let i = ((durations.len() - 1) as f64 * q).round() as usize;
+        durations[i]
+    };
+    format!(
+        "median {}, p99 {}, max {}",
+        show(at(0.5)),
+        show(at(0.99)),
+        show(at(1.0))
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ends_are_counted_most_common_first() {
+        let seen = [End::Clean, End::Reset, End::Reset];
+        assert_eq!(ends(seen), "2 a reset, 1 a clean end");
+        assert_eq!(ends([]), "none");
+    }
+
+    #[test]
+    fn a_failed_check_fails_lb_only() {
+        let mut lb = Report::new("x", Kind::Lb);
+        lb.check(false, "freed");
+        assert_eq!(lb.failures(), ["freed"]);
+        let mut step = Report::new("x", Kind::Step08);
+        step.check(false, "freed");
+        assert!(step.failures().is_empty());
+        step.broken("no binary");
+        assert_eq!(step.failures().len(), 1);
+    }
+}
