@@ -32,10 +32,6 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib/lab.sh"
 lab_init compare
 
-# The rows are the steps the table in lib/lab.sh knows and any other
-# folder in steps/.
-known_steps=(01 02 03 04 05 06 07 08 09)
-
 # ---------------------------------------------------------------------------
 # Arguments.
 
@@ -85,24 +81,17 @@ require_free_port "$http_port" "--http-port N"
 require_free_backend_ports "${ports[@]}"
 
 # ---------------------------------------------------------------------------
-# The rows: every step this table knows, and every step folder.
+# The rows: every step, as Cargo records them (lab_steps).
 
-rows=()
-declare -A folder=()
-for dir in "$root"/steps/[0-9][0-9]-*/; do
-  [[ -d "$dir" ]] || continue
-  name=$(basename "$dir")
-  folder[${name%%-*}]=$name
-done
-mapfile -t rows < <(printf '%s\n' "${known_steps[@]}" "${!folder[@]}" |
-  sort -u)
+# shellcheck disable=SC2119 # every step: no names
+mapfile -t rows < <(lab_steps)
+(( ${#rows[@]} > 0 )) || die "no steps found in $root/steps"
 
 bins=(dummy-servers)
 needs_tls=false
-for number in "${rows[@]}"; do
-  [[ -n "${folder[$number]:-}" ]] || continue
-  bins+=("${folder[$number]}")
-  step_spec "${folder[$number]}"
+for row in "${rows[@]}"; do
+  step_spec "$row"
+  bins+=("$step_bin")
   step_needs_tls && needs_tls=true
 done
 
@@ -141,10 +130,10 @@ parse_answers() {
   done <"$1"
 }
 
-# Runs step folder $1 and measures it; sets the row's fields.
+# Runs the step of lab_steps line $1 and measures it; sets the row's
+# fields.
 measure() {
-  local step=$1
-  step_spec "$step"
+  step_spec "$1"
   row_error=""
   local listen_port=$port
   (( layer == 7 )) && listen_port=$http_port
@@ -158,7 +147,7 @@ measure() {
     fi
   fi
   local command
-  mapfile -t command < <(step_command "$step" "127.0.0.1:$listen_port" \
+  mapfile -t command < <(step_command "127.0.0.1:$listen_port" \
     "${backend_addrs[@]}")
   start "$step" "${command[@]}"
   local option="--port N"
@@ -237,7 +226,7 @@ for p in "${ports[@]}"; do
   fi
 done
 
-format='%-18s %-36s %5s %5s %5s %5s %6s %6s  %s\n'
+format='%-18s %-4s %-36s %5s %5s %5s %5s %6s %6s  %s\n'
 echo "Every step, side by side: $requests requests each, one after another," \
   "each on a new"
 echo "connection; then 3 requests on one kept-alive connection" \
@@ -247,39 +236,36 @@ echo "req/s: a debug build and a single curl, for comparing the steps with" \
 echo "it is not a benchmark (scripts/bench.sh measures release builds)."
 echo
 # shellcheck disable=SC2059 # the format is ours, above
-printf "$format" step teaches sent "${columns[@]}" failed req/s \
+printf "$format" step from teaches sent "${columns[@]}" failed req/s \
   "kept-alive"
 [[ -n "$tsv" ]] && printf 'step\tsent\t%s\t%s\t%s\tfailed\treq/s\tkept-alive\n' \
   "${columns[@]}" >"$tsv"
 
 began_all=${EPOCHREALTIME/[.,]/}
 problems=0
-for number in "${rows[@]}"; do
-  step=${folder[$number]:-}
-  if [[ -z "$step" ]]; then
-    # shellcheck disable=SC2059
-    printf "$format" "$number" "(not in steps/ yet)" - - - - - - -
-    [[ -n "$tsv" ]] && printf '%s\tmissing\n' "$number" >>"$tsv"
-    continue
-  fi
-  measure "$step"
+for row in "${rows[@]}"; do
+  measure "$row"
   stop_all
+  from=${parent%%-*}
+  [[ -n "$from" ]] || from=-
   if [[ -n "$row_error" ]]; then
     # shellcheck disable=SC2059
-    printf "$format" "$step" "$teaches_brief" - - - - - - \
+    printf "$format" "$step" "$from" "$teaches" - - - - - - \
       "did not run: $row_error"
     [[ -n "$tsv" ]] && printf '%s\terror\t%s\n' "$step" "$row_error" >>"$tsv"
     problems=$(( problems + 1 ))
     continue
   fi
   # shellcheck disable=SC2059
-  printf "$format" "$step" "$teaches_brief" "$requests" "${counts[@]}" \
+  printf "$format" "$step" "$from" "$teaches" "$requests" "${counts[@]}" \
     "$failed" "$rate" "$spread"
   [[ -n "$tsv" ]] && printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$step" \
     "$requests" "${counts[@]}" "$failed" "$rate" "$spread" >>"$tsv"
 done
 took=$(( ${EPOCHREALTIME/[.,]/} - began_all ))
 echo
+echo "from: the step it builds on (scripts/diff-steps.sh FROM STEP shows" \
+  "the change)."
 echo "sent: requests, each on a new connection. ${columns[*]}: answers from" \
   "each backend"
 echo "  (- for a backend the step does not have; 01 answers \"pong\"" \

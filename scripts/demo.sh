@@ -76,26 +76,10 @@ while (( $# > 0 )); do
   shift
 done
 
-# "04", "4", "04-round-robin" or "steps/04-round-robin" -> "04-round-robin".
-step=""
-name=${step_arg%/}
-name=${name#steps/}
-[[ "$name" =~ ^[0-9]$ ]] && name="0$name"
-for dir in "$root"/steps/[0-9][0-9]-*/; do
-  candidate=$(basename "$dir")
-  if [[ "$candidate" == "$name" || "${candidate%%-*}" == "$name" ]]; then
-    step=$candidate
-  fi
-done
-if [[ -z "$step" ]]; then
-  known=()
-  for dir in "$root"/steps/[0-9][0-9]-*/; do
-    known+=("$(basename "$dir")")
-  done
-  die "no step \"$step_arg\" in steps/ (known: ${known[*]})"
-fi
-
-step_spec "$step"
+# "04", "4", "04-round-robin" or "steps/04-round-robin": lab_steps says
+# which step, or why none.
+step_line=$(lab_steps "$step_arg") || exit 1
+step_spec "$step_line"
 if [[ -z "$port" ]]; then
   port=3000
   (( layer == 7 )) && port=8080
@@ -123,7 +107,7 @@ require_free_backend_ports "${ports[@]}"
 # Build, certificates, start.
 
 echo "== building $step and dummy-servers (the first build takes a while)"
-build_bins "$step" dummy-servers
+build_bins "$step_bin" dummy-servers
 
 needs_tls=false
 step_needs_tls && needs_tls=true
@@ -137,7 +121,7 @@ if (( ${#ports[@]} > 0 )); then
     "$(IFS=,; echo "${ports[*]}")" "${backend_tls[@]}" || die_not_started
 fi
 
-mapfile -t command < <(step_command "$step" "127.0.0.1:$port" \
+mapfile -t command < <(step_command "127.0.0.1:$port" \
   "${backend_addrs[@]}")
 start "$step" "${command[@]}"
 wait_listening "$step" 1 "--port N" || die_not_started

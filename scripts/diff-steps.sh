@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# Shows what changed in the code between two steps: the unified diff of
-# their src/lib.rs, src/main.rs and Cargo.toml, coloured on a terminal.
+# Shows what a step changed in the step it builds on: the unified diff of
+# their src/lib.rs, src/main.rs and Cargo.toml (less the tools' tables,
+# [package.metadata.lab]), coloured on a terminal.
 #
 #   scripts/diff-steps.sh 04 05          what step 05 changed in step 04
 #   scripts/diff-steps.sh 04-round-robin 05-random-robin   (same)
-#   scripts/diff-steps.sh                one line per neighbouring pair:
-#                                        "04 → 05: +N −M lines"
+#   scripts/diff-steps.sh                one line per step and the step it
+#                                        builds on: "04 → 06: +N −M lines"
 #   scripts/diff-steps.sh --color=always 04 05 | less -R
 #
 # Options:
@@ -13,41 +14,33 @@
 #   -h, --help     this text
 #
 # A step is named by its number ("04") or its folder ("04-round-robin").
+# The step each one builds on is its `parent` in [package.metadata.lab] of
+# its Cargo.toml (06 and 09 build on 04), read through `cargo metadata`.
 # Works from any folder; reads files only.
 set -euo pipefail
-# For print_header; sourcing only defines functions.
-# shellcheck source-path=SCRIPTDIR source=lib/lab.sh
-source "$(dirname "${BASH_SOURCE[0]}")/lib/lab.sh"
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # The files that hold a step's lesson, its CLI and its dependencies.
 files=(src/lib.rs src/main.rs Cargo.toml)
 
-# Every step folder name, in order: 01-ping 02-forward ...
-all_steps() {
-  local dir
-  for dir in "$root"/steps/[0-9][0-9]-*/; do
-    [[ -d "$dir" ]] && basename "$dir"
-  done
+# One line per step named (every step if none): folder, parent, ... (see
+# lab-tools/src/bin/lab-steps.rs). Exits 2 with its message for a name
+# that is no step.
+lab_steps() {
+  (cd "$root" && cargo run --quiet -p lab-tools --bin lab-steps -- "$@")
 }
 
-# "04", "4", "04-round-robin" or "steps/04-round-robin/" -> "04-round-robin".
-resolve_step() {
-  local name=${1%/}
-  name=${name#steps/}
-  [[ "$name" =~ ^[0-9]$ ]] && name="0$name"
-  local step
-  for step in $(all_steps); do
-    if [[ "$step" == "$name" || "${step%%-*}" == "$name" ]]; then
-      echo "$step"
-      return 0
-    fi
-  done
-  {
-    echo "error: no step \"$1\" in steps/"
-    echo "known steps: $(all_steps | tr '\n' ' ')"
-  } >&2
-  return 2
+# File $2 of step $1 as the diff shows it. Cargo.toml without its
+# [package.metadata.lab] tables: they tell the tools how to run the step
+# (its parent, its demo), which is no part of the lesson.
+lesson_file() {
+  local path="$root/steps/$1/$2"
+  if [[ "$2" == Cargo.toml && -f "$path" ]]; then
+    awk '/^\[/ { skip = ($0 ~ /^\[package\.metadata\.lab[].]/) }
+      !skip' "$path"
+  elif [[ -f "$path" ]]; then
+    cat "$path"
+  fi
 }
 
 # diff exits 1 when the files differ: that is the normal case here.
@@ -56,15 +49,15 @@ diff_files() {
 }
 
 show_diff() {
-  local a b color=$1
-  a=$(resolve_step "$2") || exit 2
-  b=$(resolve_step "$3") || exit 2
+  local color=$1 a b
+  a=$(lab_steps "$2" | cut -f1) || exit 2
+  b=$(lab_steps "$3" | cut -f1) || exit 2
   local file
   for file in "${files[@]}"; do
-    # -N: a file that one step lacks shows as wholly added or removed.
-    diff_files -u -N --color="$color" \
+    # A file that one step lacks shows as wholly added or removed.
+    diff_files -u --color="$color" \
       --label "steps/$a/$file" --label "steps/$b/$file" \
-      "$root/steps/$a/$file" "$root/steps/$b/$file"
+      <(lesson_file "$a" "$file") <(lesson_file "$b" "$file")
   done
 }
 
@@ -73,9 +66,9 @@ count_changes() {
   local a=$1 b=$2 file changes added=0 removed=0
   for file in "${files[@]}"; do
     # Print only changed lines, each as a bare "+" or "-".
-    changes=$(diff_files -N --unchanged-line-format='' \
+    changes=$(diff_files --unchanged-line-format='' \
       --old-line-format=$'-\n' --new-line-format=$'+\n' \
-      "$root/steps/$a/$file" "$root/steps/$b/$file")
+      <(lesson_file "$a" "$file") <(lesson_file "$b" "$file"))
     added=$(( added + $(grep -c '^+' <<<"$changes" || true) ))
     removed=$(( removed + $(grep -c '^-' <<<"$changes" || true) ))
   done
@@ -83,20 +76,18 @@ count_changes() {
 }
 
 summary() {
-  local steps previous="" step
-  mapfile -t steps < <(all_steps)
-  if (( ${#steps[@]} < 2 )); then
-    echo "error: fewer than two steps in $root/steps" >&2
+  local step parent pairs=0
+  while IFS=$'\t' read -r step parent _; do
+    [[ "$parent" == - ]] && continue
+    printf '%s → %s: %s lines   (%s → %s)\n' \
+      "${parent%%-*}" "${step%%-*}" \
+      "$(count_changes "$parent" "$step")" "$parent" "$step"
+    pairs=$(( pairs + 1 ))
+  done < <(lab_steps)
+  if (( pairs == 0 )); then
+    echo "error: no step in $root/steps names a parent" >&2
     exit 2
   fi
-  for step in "${steps[@]}"; do
-    if [[ -n "$previous" ]]; then
-      printf '%s → %s: %s lines   (%s → %s)\n' \
-        "${previous%%-*}" "${step%%-*}" \
-        "$(count_changes "$previous" "$step")" "$previous" "$step"
-    fi
-    previous=$step
-  done
   echo "details: scripts/diff-steps.sh A B   (e.g. 04 05)"
 }
 
@@ -104,7 +95,11 @@ color=auto
 args=()
 while (( $# > 0 )); do
   case "$1" in
-    -h|--help) print_header "${BASH_SOURCE[0]}"; exit 0 ;;
+    -h|--help)
+      awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' \
+        "${BASH_SOURCE[0]}"
+      exit 0
+      ;;
     --color=*) color=${1#--color=} ;;
     --color) color=${2:?--color needs auto, always or never}; shift ;;
     -*) echo "error: unknown option $1 (see --help)" >&2; exit 2 ;;

@@ -1,19 +1,26 @@
 #!/usr/bin/env bash
 # Tests the learner-facing scripts by running them for real, small and on
 # ports the system picks (port 0), so they never collide with a lab that
-# is running or with another test run:
+# is running or with another test run. What a process test alone can
+# show: that a script starts, answers, exits with the right status and
+# leaves nothing running, also after Ctrl-C. (The benchmark's logic is
+# unit-tested in Rust: cargo test -p lab-tools.)
 #
 #   demo.sh      a step end to end; the default step; a busy port;
 #                Ctrl-C; an unknown step. Nothing may be left running:
 #                every pid it started is gone and every port it used is
 #                free again.
-#   compare.sh   a row for every step 01-09 whose numbers fit the step:
+#   compare.sh   a row for every step whose numbers fit the step:
 #                round robin exactly even, random uneven but complete,
 #                one backend per kept-alive connection at layer 4, a
 #                backend per request at layer 7.
-#   diff-steps.sh  a pair and the summary of every neighbouring pair,
-#                which tutorial.md must print as the script does.
-#   bench.sh --smoke, if bench.sh has that option.
+#   diff-steps.sh  a pair and the summary of every step against its
+#                parent, which tutorial.md must print as the script does.
+#   spawn-backends.sh  start, the same flags again, other flags (replaced,
+#                and said so), restart over TLS, fault modes, stop: on
+#                ports 0 with its pid and log in a folder of the test's
+#                own (LAB_RUN_DIR), so a learner's running set is untouched.
+#   bench.sh     --smoke with 04 and lb; Ctrl-C stops what it started.
 #
 #   scripts/test-scripts.sh        run them all (scripts/check.sh does)
 #   scripts/test-scripts.sh -h     this text
@@ -213,6 +220,103 @@ test_diff_steps() {
 }
 
 # ---------------------------------------------------------------------------
+# spawn-backends.sh
+
+# spawn ARGS...: runs spawn-backends.sh with the test's own run folder.
+spawn() {
+  run 300 "$work/spawn.out" env LAB_RUN_DIR="$work/spawn-run" \
+    "$scripts/spawn-backends.sh" "$@"
+}
+
+# Sets `spawned` to the pid in the last spawn's "backends running (pid
+# N):" line, and remembers it for the clean-up, should this test fail
+# half-way. False if there is none.
+remember_spawned() {
+  spawned=$(grep -Eo '^backends running \(pid [0-9]+\)' "$work/spawn.out" |
+    grep -Eo '[0-9]+') || return 1
+  own_pids+=("$spawned")
+}
+
+# The ports of the last spawn's listening lines, space-separated.
+spawned_ports() {
+  grep -E '^listening on ' "$work/spawn.out" | grep -Eo ':[0-9]+ ' |
+    tr -d ': ' | xargs
+}
+
+test_spawn_backends() {
+  local name="spawn-backends.sh: start, other flags, restart, fault, stop"
+  local out="$work/spawn.out" certs="$work/spawn-certs"
+  local first second third port spawned
+  spawn start --ports 0,0
+  ran_ok "$name" "$out" || return 0
+  if ! remember_spawned || [[ $(spawned_ports | wc -w) != 2 ]]; then
+    fail "$name" "start: no pid or not two backends" "$out"; return
+  fi
+  first=$spawned
+  spawn start --ports 0,0
+  grep -qx "backends already running (pid $first):" "$out" ||
+    { fail "$name" "the same flags again did not say so" "$out"; return; }
+
+  port=$(spawned_ports | cut -d' ' -f1)
+  spawn fault "$port" stall
+  grep -qx "backend-$port: fault stall (was none)" "$out" ||
+    { fail "$name" "fault $port stall" "$out"; return; }
+  rc=0
+  curl -sS -m 0.5 "http://127.0.0.1:$port/" >"$work/curl.out" 2>&1 || rc=$?
+  (( rc == 28 )) ||
+    { fail "$name" "a stalled backend: curl exit $rc, not 28" \
+      "$work/curl.out"; return; }
+  spawn fault "$port"
+  grep -qx stall "$out" || { fail "$name" "fault $port (show)" "$out"; return; }
+  spawn fault "$port" stalled
+  if (( rc != 1 )) ||
+    ! grep -q '^error: unknown fault mode "stalled"' "$out"; then
+    fail "$name" "a bad mode: no clear error (rc $rc)" "$out"; return
+  fi
+
+  spawn start --ports 0
+  ran_ok "$name" "$out" || return 0
+  remember_spawned || { fail "$name" "no pid" "$out"; return; }
+  second=$spawned
+  if ! grep -qx 'backends were running with other flags (--ports 0,0); restarting them' "$out" ||
+    lab_process_alive "$first" || [[ $(spawned_ports | wc -w) != 1 ]]; then
+    fail "$name" "other flags did not replace the set, saying so" "$out"
+    return
+  fi
+
+  # TLS, with certificates of the test's own: `fault` finds the CA beside
+  # --cert.
+  run 300 "$work/certs.out" "$scripts/gen-certs.sh" --out "$certs"
+  ran_ok "$name" "$work/certs.out" || return 0
+  spawn restart --ports 0 --tls --cert "$certs/server.crt" \
+    --key "$certs/server.key"
+  ran_ok "$name" "$out" || return 0
+  remember_spawned || { fail "$name" "no pid" "$out"; return; }
+  third=$spawned
+  if ! grep -qx "backends stopped (pid $second)" "$out" ||
+    ! grep -q ', TLS)$' "$out" || lab_process_alive "$second"; then
+    fail "$name" "restart over TLS" "$out"; return
+  fi
+  port=$(spawned_ports)
+  spawn fault "$port" close
+  grep -qx "backend-$port: fault close (was none)" "$out" ||
+    { fail "$name" "fault $port close over TLS" "$out"; return; }
+  rc=0
+  curl -sS --cacert "$certs/ca.crt" "https://localhost:$port/" \
+    >"$work/curl.out" 2>&1 || rc=$?
+  (( rc == 52 )) ||
+    { fail "$name" "a closing TLS backend: curl exit $rc, not 52" \
+      "$work/curl.out"; return; }
+
+  spawn stop
+  if ! grep -qx "backends stopped (pid $third)" "$out" ||
+    lab_process_alive "$third" || port_in_use "$port"; then
+    fail "$name" "stop left the backends running" "$out"; return
+  fi
+  pass "$name"
+}
+
+# ---------------------------------------------------------------------------
 # demo.sh
 
 test_demo_round_robin() {
@@ -294,6 +398,7 @@ test_demo_interrupt() {
   local out="$work/demo-int.out" pid tries=0
   # Job control gives the demo its own process group, where SIGINT is not
   # ignored (a background job of a script ignores it otherwise).
+  : >"$out"
   set -m
   timeout --kill-after=10 300 "$scripts/demo.sh" 04 --port 0 \
     --backend-ports 0,0,0 --requests 1 --keep-running >"$out" 2>&1 \
@@ -388,21 +493,25 @@ check_row() {
 }
 
 test_compare() {
-  local name="compare.sh: a row per step 01-09, numbers that fit each step"
+  local name="compare.sh: a row per step, numbers that fit each step"
   local out="$work/compare.out" tsv="$work/compare.tsv" n=30
   run 300 "$out" "$scripts/compare.sh" --requests "$n" --port 0 \
     --http-port 0 --backend-ports 0,0,0 --tsv "$tsv"
   ran_ok "$name" "$out" || return 0
-  local number problem problems=()
-  for number in 01 02 03 04 05 06 07 08 09; do
+  local number problem problems=() steps
+  # Every step Cargo knows (lab-tools' lab-steps), by number.
+  steps=$(cd "$root" && cargo run --quiet -p lab-tools --bin lab-steps |
+    cut -c1-2)
+  for number in $steps; do
     if ! problem=$(check_row "$tsv" "$number" "$n"); then
       problems+=("$problem")
     fi
   done
   # The table a learner reads has the same rows.
   local rows
-  rows=$(grep -Ec '^0[1-9]-[a-z0-9-]+ ' "$out" || true)
-  (( rows == 9 )) || problems+=("the printed table has $rows step rows")
+  rows=$(grep -Ec '^[0-9]{2}-[a-z0-9-]+ ' "$out" || true)
+  (( rows == $(wc -w <<<"$steps") )) ||
+    problems+=("the printed table has $rows step rows")
   if (( ${#problems[@]} > 0 )); then
     fail "$name" "$(printf '%s; ' "${problems[@]}")" "$out"; return
   fi
@@ -412,25 +521,66 @@ test_compare() {
 # ---------------------------------------------------------------------------
 # bench.sh
 
-test_bench_smoke() {
-  local name="bench.sh --smoke"
-  local out="$work/bench.out"
-  if [[ ! -x "$scripts/bench.sh" ]] ||
-    ! "$scripts/bench.sh" --help 2>&1 | grep -q -- '--smoke'; then
-    skip "$name" "scripts/bench.sh has no --smoke option (yet)"; return
-  fi
-  # bench.sh uses a block of ports from --port-base; pick one at random
-  # and try another if something (a parallel run) holds it.
-  # (bench.sh wants the block below the ephemeral ports, 32768 on.)
+# A block of ports for bench.sh (--port-base), below the ephemeral ports
+# (32768 on) and free right now: a parallel run may hold one.
+bench_port_base() {
   local tries=0 base
-  while (( ++tries <= 3 )); do
+  while (( ++tries <= 20 )); do
     base=$(( 20000 + RANDOM % 120 * 100 ))
-    run 600 "$out" "$scripts/bench.sh" --smoke --port-base "$base"
-    if (( rc == 0 )) || ! grep -q 'ports already in use' "$out"; then
-      break
+    if ! port_in_use $(( base + 11 )) && ! port_in_use $(( base + 206 )); then
+      echo "$base"
+      return 0
     fi
   done
+  echo 20000
+}
+
+test_bench_smoke() {
+  local name="bench.sh --smoke with 04 and lb"
+  local out="$work/bench.out" base
+  base=$(bench_port_base)
+  run 600 "$out" "$scripts/bench.sh" --smoke --contenders 04,lb \
+    --port-base "$base" --out "$work/smoke.md"
   ran_ok "$name" "$out" || return 0
+  if ! grep -q '^| lb | ' "$work/smoke.md"; then
+    fail "$name" "no lb row in the report" "$out"; return
+  fi
+  pass "$name"
+}
+
+test_bench_interrupt() {
+  local name="bench.sh: Ctrl-C stops everything it started"
+  local out="$work/bench-int.out" base pid tries=0
+  base=$(bench_port_base)
+  : >"$out"
+  set -m
+  timeout --kill-after=10 300 "$scripts/bench.sh" --smoke \
+    --port-base "$base" --out "$work/smoke-int.md" >"$out" 2>&1 </dev/null &
+  pid=$!
+  set +m
+  # The backends are up once the first workload starts.
+  until grep -q ' keepalive, backends: ' "$out"; do
+    if ! kill -0 "$pid" 2>/dev/null || (( ++tries > 3000 )); then
+      kill -TERM "$pid" 2>/dev/null || true
+      wait "$pid" 2>/dev/null || true
+      fail "$name" "it never started a workload" "$out"; return
+    fi
+    sleep 0.1
+  done
+  kill -INT "$pid"
+  rc=0
+  wait "$pid" || rc=$?
+  if (( rc != 130 )); then
+    fail "$name" "exit status $rc, not 130" "$out"; return
+  fi
+  local port left=""
+  for port in $(( base + 11 )) $(( base + 12 )) $(( base + 13 )) \
+    $(( base + 201 )); do
+    port_in_use "$port" && left+=" $port"
+  done
+  if [[ -n "$left" ]]; then
+    fail "$name" "ports still accept connections:$left" "$out"; return
+  fi
   pass "$name"
 }
 
@@ -439,18 +589,19 @@ test_bench_smoke() {
 test_help
 test_diff_steps
 if $have_curl; then
+  test_spawn_backends
   test_demo_round_robin
   test_demo_default
   test_demo_busy_port
   test_demo_interrupt
   test_demo_unknown_step
   test_compare
+  test_bench_smoke
+  test_bench_interrupt
 else
-  skip "demo.sh and compare.sh (6 tests)" \
+  skip "spawn-backends.sh, demo.sh, compare.sh and bench.sh (9 tests)" \
     "they need curl (scripts/check.sh installs it)"
 fi
-test_bench_smoke
-
 (( skipped == 0 )) || echo "($skipped skipped)"
 echo "scripts: $passed passed, $failed failed"
 (( failed == 0 ))

@@ -405,51 +405,9 @@ fn tls_without_ca(address: &Address) -> String {
     )
 }
 
-/// Formats a duration the way the config file writes it: `2s`, `500ms`.
-pub fn show_duration(duration: Duration) -> String {
-    if duration.subsec_millis() != 0 || duration.is_zero() {
-        format!("{}ms", duration.as_millis())
-    } else {
-        let secs = duration.as_secs();
-        if secs.is_multiple_of(3600) {
-            format!("{}h", secs / 3600)
-        } else if secs.is_multiple_of(60) {
-            format!("{}m", secs / 60)
-        } else {
-            format!("{secs}s")
-        }
-    }
-}
-
-/// Parses a duration as the config file writes it: a whole number and a
-/// unit, `ms`, `s`, `m` or `h` (`"500ms"`, `"2s"`, `"5m"`).
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let digits = text.len()
-        - text.trim_start_matches(|c: char| c.is_ascii_digit()).len();
-    let (number, unit) = text.split_at(digits);
-    let hint =
-        "write a whole number and a unit: \"500ms\", \"2s\", \"5m\", \"1h\"";
-    if number.is_empty() {
-        return Err(format!("`{text}` is not a duration; {hint}"));
-    }
-    let number: u64 = number
-        .parse()
-        .map_err(|_| format!("`{text}` is too long a duration"))?;
-    let millis = match unit.trim() {
-        "ms" => Some(number),
-        "s" => number.checked_mul(1000),
-        "m" => number.checked_mul(60_000),
-        "h" => number.checked_mul(3_600_000),
-        "" => return Err(format!("`{text}` has no unit; {hint}")),
-        other => {
-            return Err(format!("`{text}`: unknown unit `{other}`; {hint}"));
-        }
-    };
-    millis
-        .map(Duration::from_millis)
-        .ok_or_else(|| format!("`{text}` is too long a duration"))
-}
+pub use lab_common::duration::{
+    parse as parse_duration, show as show_duration,
+};
 
 /// `n` as a u32 of at least `min`, or why not.
 fn whole(n: i64, min: u32) -> Result<u32, String> {
@@ -934,22 +892,6 @@ mod tests {
         assert_eq!(config.health, defaults.health);
         assert_eq!(config.backends.len(), 1);
         assert_eq!(config.backends[0].id, "127.0.0.1:4444");
-    }
-
-    #[test]
-    fn durations_read_as_written() {
-        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(parse_duration("2s"), Ok(Duration::from_secs(2)));
-        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
-        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
-        assert!(parse_duration("2").unwrap_err().contains("no unit"));
-        assert!(parse_duration("-1s").is_err());
-        assert!(parse_duration("1.5s").is_err());
-        assert!(parse_duration("2x").unwrap_err().contains("unknown unit"));
-        for text in ["500ms", "2s", "5m", "1h", "0ms"] {
-            let duration = parse_duration(text).unwrap();
-            assert_eq!(show_duration(duration), text);
-        }
     }
 
     #[test]

@@ -46,7 +46,6 @@ pub use config::Config;
 
 use backend::Backend;
 use connect::BackendTls;
-use health::HealthRules;
 use select::{Member, Select};
 
 // ANCHOR: balancer
@@ -130,16 +129,6 @@ impl Balancer {
     pub fn backends(&self) -> &[Arc<Backend>] {
         &self.backends
     }
-
-    fn health_rules(&self) -> HealthRules {
-        let health = &self.config.health;
-        HealthRules {
-            rise: health.rise,
-            fall: health.fall,
-            failures: health.failures,
-            cooldown: health.cooldown,
-        }
-    }
 }
 
 /// What a connection's task is given to end early: `cut` is cancelled
@@ -193,7 +182,13 @@ pub async fn run(
     let balancer = Arc::new(Balancer::new(config)?);
     let checks = TaskTracker::new();
     let stop_checks = CancellationToken::new();
-    start_health_checks(&balancer, stop_checks.clone(), &checks);
+    health::spawn(
+        &balancer.backends,
+        &balancer.config.health,
+        balancer.backend_tls.clone(),
+        stop_checks.clone(),
+        &checks,
+    );
 
     // A permit per open client connection, taken *before* accepting: at
     // the limit `lb` stops calling accept, and new clients wait in the
@@ -277,16 +272,6 @@ async fn drain_connections(
     drained
 }
 // ANCHOR_END: drain
-
-/// Starts the active health checks of every backend. (Wired to
-/// `health::checker` when it lands.)
-fn start_health_checks(
-    balancer: &Balancer,
-    stop: CancellationToken,
-    tracker: &TaskTracker,
-) {
-    let _ = (balancer, stop, tracker);
-}
 
 /// `max_connections`, lowered if the open-file limit cannot hold that
 /// many: each client takes two descriptors (its own and its backend's),

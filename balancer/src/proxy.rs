@@ -24,8 +24,9 @@ use tokio::time::Instant;
 use tokio_rustls::server::TlsStream;
 use tracing::{info, warn};
 
-use crate::backend::ActiveGuard;
+use crate::backend::{ActiveGuard, Backend};
 use crate::connect::{self, BackendStream};
+use crate::health::HealthRules;
 use crate::relay::{self, Peer};
 use crate::select::{self, Candidate};
 use crate::{Balancer, Shutdown};
@@ -49,7 +50,11 @@ pub async fn serve_client(
 ) {
     let started = Instant::now();
     let _ = client.set_nodelay(true);
-    let client = match balancer.front_handshake(client).await {
+    // The handshake and the connect are boxed: their futures are big (a
+    // TLS session being set up) and short-lived, and a task is as big as
+    // its biggest state for its whole life. Boxed, an idle connection's
+    // task holds only what the relay needs.
+    let client = match Box::pin(balancer.front_handshake(client)).await {
         Ok(client) => client,
         Err(err) => {
             info!(
@@ -62,7 +67,7 @@ pub async fn serve_client(
         }
     };
     let Some((backend, guard)) =
-        choose_and_connect(&balancer, &client, client_addr).await
+        Box::pin(choose_and_connect(&balancer, &client, client_addr)).await
     else {
         // Told why in the log already; the client is closed (or reset,
         // after a queue timeout) as `client` drops.
@@ -241,23 +246,26 @@ impl Balancer {
         );
     }
 
-    /// Reports a reached backend to its health state.
-    fn connection_succeeded(&self, backend: &crate::backend::Backend) {
-        backend.update_health(|state| {
-            state.connection_succeeded();
-            None
-        });
+    /// Reports a reached backend to its health state (passive marking),
+    /// and logs the change of state it makes, if any.
+    fn connection_succeeded(&self, backend: &Backend) {
+        let now = Instant::now();
+        if let Some(change) =
+            backend.update_health(|state| state.connection_succeeded(now))
+        {
+            change.log(&backend.id);
+        }
     }
 
     /// Reports a failed connection to its health state, and logs the
-    /// change of state it causes.
-    fn connection_failed(&self, backend: &crate::backend::Backend, why: &str) {
-        let rules = self.health_rules();
+    /// change of state it makes, if any.
+    fn connection_failed(&self, backend: &Backend, why: &str) {
+        let rules = HealthRules::from(&self.config.health);
         let now = Instant::now();
         if let Some(change) = backend
             .update_health(|state| state.connection_failed(&rules, now, why))
         {
-            warn!(backend = %backend.id, phase = "passive", "{change}");
+            change.log(&backend.id);
         }
     }
 

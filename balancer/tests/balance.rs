@@ -6,8 +6,10 @@ mod common;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use balancer::select::Algorithm;
 use common::{RunningLb, config_for};
-use dummy_servers::{RunningBackend, addrs};
+use dummy_servers::Fault;
+use dummy_servers::testing::{RunningBackend, addrs};
 use lab_common::testing::deadline;
 use lab_common::testing::http::{fresh_client, who_answers};
 use tokio::io::AsyncReadExt;
@@ -101,4 +103,88 @@ async fn shutting_down_with_nothing_open_is_immediate_and_refuses_new_clients()
     assert_eq!(drained.cut, 0);
     let refused = TcpStream::connect(addr).await.unwrap_err();
     assert_eq!(refused.kind(), std::io::ErrorKind::ConnectionRefused);
+}
+
+/// How many of `requests` clients, `workers` at a time, each backend
+/// answered.
+async fn spread(
+    addr: SocketAddr,
+    workers: usize,
+    requests: usize,
+) -> Vec<String> {
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..workers {
+        tasks.spawn(async move {
+            let mut names = Vec::new();
+            for _ in 0..requests / workers {
+                names.push(who_answers(addr).await);
+            }
+            names
+        });
+    }
+    let mut names = Vec::new();
+    while let Some(done) = tasks.join_next().await {
+        names.extend(done.expect("a worker did not panic"));
+    }
+    names
+}
+
+#[tokio::test]
+async fn least_connections_sends_fewer_clients_to_a_slow_backend() {
+    let backends = RunningBackend::start_many(3).await;
+    let slow = &backends[1];
+    slow.set_fault(Fault::Slow(Duration::from_millis(300)));
+    let mut shares = Vec::new();
+    for algorithm in [Algorithm::RoundRobin, Algorithm::LeastConnections] {
+        let mut config = config_for(&addrs(&backends));
+        config.algorithm = algorithm;
+        let lb = RunningLb::start(config).await;
+        let names = spread(lb.addr, 3, 60).await;
+        let to_slow = names.iter().filter(|&n| *n == slow.name()).count();
+        shares.push(to_slow);
+        lb.stop().await;
+    }
+    // Round robin gives the slow backend its third whatever happens;
+    // least connections sees its connections pile up and looks elsewhere.
+    assert_eq!(shares[0], 20, "round robin: every third client");
+    assert!(shares[1] < 10, "least connections sent {} of 60", shares[1]);
+}
+
+#[tokio::test]
+async fn weighted_round_robin_interleaves_by_weight() {
+    let backends = RunningBackend::start_many(3).await;
+    let mut config = config_for(&addrs(&backends));
+    config.algorithm = Algorithm::WeightedRoundRobin;
+    config.backends[0].weight = 5;
+    let lb = RunningLb::start(config).await;
+    let mut letters = String::new();
+    for _ in 0..14 {
+        let name = who_answers(lb.addr).await;
+        let index = backends.iter().position(|b| b.name() == name).unwrap();
+        letters.push(['a', 'b', 'c'][index]);
+    }
+    assert_eq!(letters, "aabacaaaabacaa");
+    lb.stop().await;
+}
+
+#[tokio::test]
+async fn maglev_sends_a_client_to_the_same_backend_from_every_instance() {
+    let backends = RunningBackend::start_many(3).await;
+    let mut config = config_for(&addrs(&backends));
+    config.algorithm = Algorithm::Maglev;
+    // Two instances with one backend list, as two `lb` hosts would run.
+    let first = RunningLb::start(config.clone()).await;
+    let second = RunningLb::start(config).await;
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..10 {
+        seen.insert(who_answers(first.addr).await);
+        seen.insert(who_answers(second.addr).await);
+    }
+    assert_eq!(
+        seen.len(),
+        1,
+        "one client (127.0.0.1), one backend: {seen:?}"
+    );
+    first.stop().await;
+    second.stop().await;
 }

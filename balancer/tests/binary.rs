@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use dummy_servers::{RunningBackend, addrs, backend_list};
+use dummy_servers::testing::{RunningBackend, addrs, backend_list};
 use lab_common::testing::http::who_answers;
 use lab_common::testing::{RunningBinary, run_to_end};
 use rustix::process::Signal;

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use balancer::config::{BackendConfig, CheckKind};
 use common::{RunningLb, config_for};
-use dummy_servers::RunningBackend;
+use dummy_servers::testing::RunningBackend;
 use lab_common::testing::{TestCerts, deadline};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use balancer::backend::Address;
 use balancer::config::{BackendConfig, Config, FrontTls};
 use common::{RunningLb, config_for};
-use dummy_servers::RunningBackend;
+use dummy_servers::testing::RunningBackend;
 use lab_common::testing::TestCerts;
 use lab_common::testing::http::{
     check_download, check_upload, https_url, who_answers_with,

@@ -20,17 +20,27 @@
 //!
 //! | route | answer |
 //! |---|---|
-//! | `GET /health` | `ok` (not counted as a call) |
+//! | `GET /health` | `ok` (not counted as a call); `503` in fault mode `unhealthy` |
 //! | `GET /bytes/{n}` | `n` deterministic bytes ([`lab_common::pattern`]), streamed |
 //! | `POST /echo` | the request body, streamed back as it arrives |
 //! | `GET /delay/{ms}` | the usual echo, after `ms` milliseconds |
+//! | `POST /fault/{mode}` | sets the fault mode: `none`, `unhealthy`, `stall`, `slow/{ms}`, `close` ([`Fault`]) |
+//! | `GET /fault` | the fault mode, e.g. `none` |
 //! | anything else | the echo above |
+//!
+//! A backend in a fault mode other than `none` misbehaves on purpose, so
+//! a balancer's health checks and failover can be watched at work: see
+//! [`Fault`]. The `/fault` routes are answered whatever the mode.
 //!
 //! A backend serves plain HTTP ([`serve`]) or HTTPS ([`serve_tls`], with
 //! the lab certificate); a TLS backend says so in its first line:
-//! `backend-4445 at 127.0.0.1:4445 over TLS, call #1`.
+//! `backend-4445 at 127.0.0.1:4445 over TLS, call #1`. A client that
+//! sends its request and then shuts down its write side (half-close)
+//! still gets its answer.
+//!
+//! With the `testing` feature, the `testing` module starts backends inside
+//! a test.
 
-use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -45,26 +55,35 @@ use axum::routing::{get, post};
 use futures_util::stream;
 use lab_common::pattern;
 use serde::{Deserialize, Serialize};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::task::JoinSet;
-use tokio_rustls::TlsAcceptor;
-use tokio_rustls::rustls::ServerConfig;
-use tokio_rustls::server::TlsStream;
+use tokio::sync::watch;
+
+mod fault;
+mod serve;
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use fault::Fault;
+pub use serve::{TlsListener, serve, serve_tls};
 
 /// The largest body `/bytes/{n}` will stream: 16 GiB is plenty for any
 /// experiment and keeps a typo from streaming forever.
 pub const MAX_BYTES: u64 = 16 << 30;
 
-/// The longest `/delay/{ms}` will wait: ten minutes.
+/// The longest `/delay/{ms}` and fault mode `slow/{ms}` will wait: ten
+/// minutes.
 pub const MAX_DELAY_MS: u64 = 600_000;
 
-/// One backend's identity and call counter, shared by its handlers.
+/// One backend's identity, call counter and fault mode, shared by its
+/// handlers.
 #[derive(Debug)]
 pub struct Backend {
     name: String,
     addr: SocketAddr,
     tls: bool,
     calls: AtomicU64,
+    /// A watch channel rather than a plain lock: stalled requests wait
+    /// for the mode to change.
+    fault: watch::Sender<Fault>,
 }
 
 impl Backend {
@@ -85,7 +104,31 @@ impl Backend {
             addr,
             tls,
             calls: AtomicU64::new(0),
+            fault: watch::Sender::new(Fault::None),
         })
+    }
+
+    /// `backend-4444`.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The current fault mode.
+    pub fn fault(&self) -> Fault {
+        *self.fault.borrow()
+    }
+
+    /// Sets the fault mode, logs the change, and returns the old mode.
+    pub fn set_fault(&self, fault: Fault) -> Fault {
+        let was = self.fault.send_replace(fault);
+        tracing::info!(
+            backend = %self.name, %fault, %was, "fault mode set"
+        );
+        was
+    }
+
+    fn watch_fault(&self) -> watch::Receiver<Fault> {
+        self.fault.subscribe()
     }
 
     fn count_call(&self) -> u64 {
@@ -149,85 +192,10 @@ fn router(backend: Arc<Backend>) -> Router {
         .route("/bytes/{n}", get(bytes))
         .route("/echo", post(echo_body))
         .route("/delay/{ms}", get(delayed_echo))
+        .route("/fault", get(fault::show))
+        .route("/fault/{*mode}", post(fault::set))
         .fallback(echo)
         .with_state(backend)
-}
-
-/// Serves one backend on an already-bound listener until the task is
-/// dropped or the listener fails.
-pub async fn serve(listener: TcpListener) -> std::io::Result<()> {
-    let backend = Backend::new(listener.local_addr()?);
-    axum::serve(listener, router(backend)).await
-}
-
-/// Serves one backend over TLS with `tls` (the lab certificate, say) on
-/// an already-bound listener until the task is dropped.
-pub async fn serve_tls(
-    listener: TcpListener,
-    tls: Arc<ServerConfig>,
-) -> std::io::Result<()> {
-    let backend = Backend::new_tls(listener.local_addr()?);
-    axum::serve(TlsListener::new(listener, tls), router(backend)).await
-}
-
-/// A TCP listener that hands axum only connections whose TLS handshake
-/// succeeded.
-///
-/// Each handshake runs in its own task, so one slow or silent client
-/// does not hold up the others; a failed one is logged and dropped.
-/// Dropping the listener closes the port and ends the handshakes in
-/// flight.
-pub struct TlsListener {
-    tcp: TcpListener,
-    acceptor: TlsAcceptor,
-    handshakes: JoinSet<(io::Result<TlsStream<TcpStream>>, SocketAddr)>,
-}
-
-impl TlsListener {
-    pub fn new(tcp: TcpListener, tls: Arc<ServerConfig>) -> TlsListener {
-        TlsListener {
-            tcp,
-            acceptor: TlsAcceptor::from(tls),
-            handshakes: JoinSet::new(),
-        }
-    }
-}
-
-impl axum::serve::Listener for TlsListener {
-    type Io = TlsStream<TcpStream>;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        loop {
-            // Both branches are cancel-safe: axum drops this future
-            // between connections, and nothing accepted is lost.
-            tokio::select! {
-                accepted = self.tcp.accept() => match accepted {
-                    Ok((stream, peer)) => {
-                        let acceptor = self.acceptor.clone();
-                        self.handshakes.spawn(async move {
-                            (acceptor.accept(stream).await, peer)
-                        });
-                    }
-                    Err(err) => {
-                        tracing::warn!("accept failed: {err}");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                    }
-                },
-                Some(done) = self.handshakes.join_next() => match done {
-                    Ok((Ok(stream), peer)) => return (stream, peer),
-                    Ok((Err(err), peer)) => tracing::info!(
-                        "TLS handshake with client {peer}: {err}"
-                    ),
-                    Err(err) => tracing::warn!("TLS handshake task: {err}"),
-                },
-            }
-        }
-    }
-
-    fn local_addr(&self) -> io::Result<Self::Addr> {
-        self.tcp.local_addr()
-    }
 }
 
 async fn health() -> &'static str {
@@ -334,93 +302,4 @@ fn header_pairs(headers: &HeaderMap) -> Vec<(String, String)> {
             (name.as_str().to_owned(), value)
         })
         .collect()
-}
-
-/// A backend running in this process on `127.0.0.1:0`, for tests.
-pub struct RunningBackend {
-    pub addr: SocketAddr,
-    task: tokio::task::JoinHandle<std::io::Result<()>>,
-}
-
-impl RunningBackend {
-    /// Starts a backend on a port the OS picks.
-    pub async fn start() -> RunningBackend {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("binding 127.0.0.1:0 always works");
-        Self::on(listener)
-    }
-
-    /// Starts a backend that serves over TLS with `tls`, on a port the OS
-    /// picks.
-    pub async fn start_tls(tls: Arc<ServerConfig>) -> RunningBackend {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("binding 127.0.0.1:0 always works");
-        let addr = listener.local_addr().expect("bound listener has an addr");
-        RunningBackend {
-            addr,
-            task: tokio::spawn(serve_tls(listener, tls)),
-        }
-    }
-
-    /// Starts `count` backends, each on its own fresh port.
-    pub async fn start_many(count: usize) -> Vec<RunningBackend> {
-        let mut backends = Vec::with_capacity(count);
-        for _ in 0..count {
-            backends.push(RunningBackend::start().await);
-        }
-        backends
-    }
-
-    /// Starts a backend on a listener the caller bound.
-    pub fn on(listener: TcpListener) -> RunningBackend {
-        let addr = listener.local_addr().expect("bound listener has an addr");
-        RunningBackend {
-            addr,
-            task: tokio::spawn(serve(listener)),
-        }
-    }
-
-    /// `backend-PORT`, the name in this backend's answers.
-    pub fn name(&self) -> String {
-        format!("backend-{}", self.addr.port())
-    }
-
-    /// Stops accepting: the port is closed when this returns, so the next
-    /// connection to it is refused.
-    pub async fn stop(mut self) -> SocketAddr {
-        self.task.abort();
-        let _ = (&mut self.task).await;
-        self.addr
-    }
-
-    /// Starts a fresh backend (calls from 0) on an address a stopped one
-    /// used. Linux lets a listener rebind at once (SO_REUSEADDR).
-    pub async fn restart(addr: SocketAddr) -> RunningBackend {
-        let listener = TcpListener::bind(addr)
-            .await
-            .unwrap_or_else(|err| panic!("rebinding {addr}: {err}"));
-        Self::on(listener)
-    }
-}
-
-impl Drop for RunningBackend {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-/// The addresses of `backends`, in order.
-pub fn addrs(backends: &[RunningBackend]) -> Vec<SocketAddr> {
-    backends.iter().map(|backend| backend.addr).collect()
-}
-
-/// Addresses as `--backends` takes them: `127.0.0.1:1,127.0.0.1:2`.
-pub fn backend_list<T: ToString>(addrs: impl IntoIterator<Item = T>) -> String {
-    addrs
-        .into_iter()
-        .map(|addr| addr.to_string())
-        .collect::<Vec<_>>()
-        .join(",")
 }

@@ -9,6 +9,10 @@
 //! cargo run -p dummy-servers -- --tls-ports 4445,4446
 //! curl --cacert certs/ca.crt https://localhost:4445
 //! ```
+//!
+//! Each backend takes a fault mode at run time (see the library's docs):
+//! `curl -X POST localhost:4445/fault/stall`, then `.../fault/none`.
+//! Ctrl-C stops them all, closing the connections still open.
 
 use std::net::IpAddr;
 use std::process::ExitCode;
@@ -18,10 +22,32 @@ use lab_common::cli::fail;
 use lab_common::tls::CertFlags;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+/// What `--help` says after the flags: the routes and the fault modes.
+const ROUTES: &str = "\
+Routes of every backend:
+  GET /health          ok (503 in fault mode unhealthy)
+  GET /bytes/N         N deterministic bytes
+  POST /echo           the request body, streamed back
+  GET /delay/MS        the echo, after MS milliseconds
+  POST /fault/MODE     set the fault mode (answered whatever the mode)
+  GET /fault           the fault mode
+  anything else        who answered, the call count, the request seen
+
+Fault modes (one per backend, at run time; none at start):
+  none         normal
+  unhealthy    /health answers 503, the rest as usual
+  stall        requests are read and never answered (/health too)
+  slow/MS      every answer waits MS milliseconds first
+  close        the connection is closed without an answer
+
+  curl -X POST localhost:4445/fault/stall
+  scripts/spawn-backends.sh fault 4445 stall     (the same, TLS or not)";
 
 /// Runs the lab's dummy backends until Ctrl-C.
 #[derive(Parser, Debug)]
-#[command(version, about)]
+#[command(version, about, after_help = ROUTES)]
 struct Args {
     /// Address to bind every backend on.
     #[arg(long, default_value = "127.0.0.1")]
@@ -70,6 +96,8 @@ async fn main() -> ExitCode {
         None
     };
 
+    // Ctrl-C cancels this token; every backend's shutdown waits on it.
+    let stop = CancellationToken::new();
     let mut backends = JoinSet::new();
     for &port in &args.ports {
         let listener = match TcpListener::bind((args.bind, port)).await {
@@ -86,22 +114,34 @@ async fn main() -> ExitCode {
                     "{addr} (backend-{}, TLS)",
                     addr.port()
                 ));
-                backends.spawn(dummy_servers::serve_tls(listener, config));
+                backends.spawn(dummy_servers::serve_tls(
+                    listener,
+                    config,
+                    stop.clone().cancelled_owned(),
+                ));
             }
             None => {
                 lab_common::cli::announce(&format!(
                     "{addr} (backend-{})",
                     addr.port()
                 ));
-                backends.spawn(dummy_servers::serve(listener));
+                backends.spawn(dummy_servers::serve(
+                    listener,
+                    stop.clone().cancelled_owned(),
+                ));
             }
         }
     }
 
     tokio::select! {
-        _ = tokio::signal::ctrl_c() => ExitCode::SUCCESS,
+        _ = tokio::signal::ctrl_c() => {}
         Some(done) = backends.join_next() => {
-            fail(format!("a backend stopped: {done:?}"))
+            return fail(format!("a backend stopped: {done:?}"));
         }
     }
+    // Each backend returns as soon as it sees the token, closing its
+    // open connections: Ctrl-C cuts what is in flight.
+    stop.cancel();
+    while backends.join_next().await.is_some() {}
+    ExitCode::SUCCESS
 }

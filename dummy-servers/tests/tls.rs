@@ -1,7 +1,7 @@
 //! The dummy backends over TLS, as a client sees them: certificates made
 //! for the test, real HTTPS clients, raw TCP for the misbehaving ones.
 
-use dummy_servers::RunningBackend;
+use dummy_servers::testing::RunningBackend;
 use lab_common::testing::http::{echo_with, raw_exchange};
 use lab_common::testing::{
     RunningBinary, TestCerts, check_missing_certificates, deadline, run_to_end,

@@ -4,8 +4,8 @@
 
 use std::collections::BTreeSet;
 
-use crate::Problem;
-use crate::markdown;
+use crate::markdown::Doc;
+use crate::{Problem, list};
 
 /// What a piece of documentation can name.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -23,7 +23,7 @@ pub enum Named {
 pub struct Known {
     pub bins: BTreeSet<String>,
     pub packages: BTreeSet<String>,
-    /// File names in `scripts/`: `demo.sh`.
+    /// Files under `scripts/`, relative to it: `demo.sh`, `lib/lab.sh`.
     pub scripts: BTreeSet<String>,
 }
 
@@ -34,9 +34,9 @@ pub fn named_in(code: &str) -> Vec<Named> {
     found
 }
 
-/// Every `scripts/NAME.sh` in `code`.
+/// Every `scripts/PATH.sh` in `code`.
 fn scripts_in(code: &str) -> Vec<Named> {
-    let is_name = |c: char| c.is_ascii_alphanumeric() || "_.-".contains(c);
+    let is_name = |c: char| c.is_ascii_alphanumeric() || "_.-/".contains(c);
     code.match_indices("scripts/")
         .filter_map(|(at, prefix)| {
             let rest = &code[at + prefix.len()..];
@@ -108,45 +108,37 @@ fn cargo_args<'a>(command: &'a [&'a str]) -> Option<&'a [&'a str]> {
     }
 }
 
-/// Every name in the code of `markdown` that does not exist.
-pub fn check(file: &str, markdown: &str, known: &Known) -> Vec<Problem> {
+/// Every name in the code of `doc` that does not exist.
+pub fn check(file: &str, doc: &Doc, known: &Known) -> Vec<Problem> {
     let mut problems = Vec::new();
-    for code in markdown::code(markdown) {
-        for named in named_in(code.text) {
-            let message = match &named {
-                Named::Bin(name) if !known.bins.contains(name) => format!(
-                    "`--bin {name}`: no such binary in the workspace (there \
-                     are: {}); fix the name or add the binary",
-                    list(&known.bins)
-                ),
-                Named::Package(name) if !known.packages.contains(name) => {
-                    format!(
-                        "`-p {name}`: no such package in the workspace (there \
-                         are: {}); fix the name or add the package",
-                        list(&known.packages)
-                    )
+    for code in &doc.code {
+        for named in named_in(&code.text) {
+            let (shown, name, what, there) = match &named {
+                Named::Bin(name) => ("--bin ", name, "binary", &known.bins),
+                Named::Package(name) => {
+                    ("-p ", name, "package", &known.packages)
                 }
-                Named::Script(name) if !known.scripts.contains(name) => {
-                    format!(
-                        "`scripts/{name}` does not exist (scripts/ has: {}); \
-                         fix the name or add the script",
-                        list(&known.scripts)
-                    )
+                Named::Script(name) => {
+                    ("scripts/", name, "script", &known.scripts)
                 }
-                _ => continue,
             };
+            if there.contains(name) {
+                continue;
+            }
+            let where_ = if what == "script" {
+                "scripts/"
+            } else {
+                "the workspace"
+            };
+            let message = format!(
+                "`{shown}{name}`: no such {what} in {where_} (there are: {}); \
+                 fix the name or add the {what}",
+                list(there.iter().map(String::as_str))
+            );
             problems.push(Problem::new(file, code.line, message));
         }
     }
     problems
-}
-
-fn list(names: &BTreeSet<String>) -> String {
-    if names.is_empty() {
-        "none".to_owned()
-    } else {
-        names.iter().cloned().collect::<Vec<_>>().join(", ")
-    }
 }
 
 #[cfg(test)]
@@ -169,9 +161,9 @@ mod tests {
         let set =
             |names: &[&str]| names.iter().map(|n| n.to_string()).collect();
         Known {
-            bins: set(&["04-round-robin", "dummy-servers"]),
+            bins: set(&["04-round-robin", "dummy-servers", "lb"]),
             packages: set(&["step-04-round-robin", "dummy-servers"]),
-            scripts: set(&["spawn-backends.sh"]),
+            scripts: set(&["spawn-backends.sh", "lib/lab.sh"]),
         }
     }
 
@@ -209,31 +201,34 @@ mod tests {
             named_in("scripts/spawn-backends.sh stop && ./scripts/demo.sh"),
             [script("spawn-backends.sh"), script("demo.sh")]
         );
+        assert_eq!(named_in("source scripts/lib/x.sh"), [script("lib/x.sh")]);
         assert!(named_in("ls scripts/").is_empty());
     }
 
     #[test]
     fn an_unknown_binary_package_or_script_fails_with_its_line() {
-        let text = "Run `cargo run --bin 04-round-robin`.\n\n```sh\n\
-                    scripts/spawn-backends.sh\ncargo run --bin 04-round-rob\n\
-                    cargo run -p dummy-server\nscripts/demo.sh\n```\n";
-        let problems = check("README.md", text, &known());
+        // The second span crosses a line break.
+        let text = "Run `cargo run --bin 04-round-robin` or `cargo run\n\
+                    --bin lb`.\n\n```sh\nscripts/spawn-backends.sh\n\
+                    cargo run --bin 04-round-rob\ncargo run -p dummy-server\n\
+                    scripts/demo.sh\n```\n";
+        let problems = check("README.md", &Doc::parse(text), &known());
         let found: Vec<(usize, bool)> = problems
             .iter()
-            .map(|p| (p.line, p.message.contains("no such")))
+            .map(|p| (p.line, p.message.contains("in the workspace")))
             .collect();
-        assert_eq!(found, [(5, true), (6, true), (7, false)], "{problems:?}");
+        assert_eq!(found, [(6, true), (7, true), (8, false)], "{problems:?}");
         assert!(
             problems[0]
                 .message
-                .contains("04-round-robin, dummy-servers")
+                .contains("04-round-robin, dummy-servers, lb")
         );
-        assert!(problems[2].message.contains("scripts/demo.sh"));
+        assert!(problems[2].message.contains("`scripts/demo.sh`: no such"));
     }
 
     #[test]
     fn names_outside_code_are_prose() {
         let text = "The binary 04-round-rob is run with --bin 04-round-rob.\n";
-        assert_eq!(check("README.md", text, &known()), []);
+        assert_eq!(check("README.md", &Doc::parse(text), &known()), []);
     }
 }

@@ -1,7 +1,9 @@
 //! Checks that keep the lab's docs honest: `tutorial.md` and `README.md`
 //! must say what the code does, and the steps must keep their layout.
 //!
-//! The checks are plain functions over text, unit tested on small inputs;
+//! The checks are plain functions over text and over the workspace as
+//! `cargo metadata` reports it ([`workspace`]); Markdown is read by
+//! `pulldown-cmark` ([`markdown`]). Each is unit tested on small inputs;
 //! `tests/docs.rs` runs them on the real files, so `cargo test --workspace`
 //! fails as soon as the docs drift. Every problem names a file, a line and
 //! what to do about it.
@@ -17,14 +19,13 @@
 //! is followed (blank lines allowed in between) by a fenced block whose
 //! info string starts with `rust`. The block's lines must equal the lines
 //! strictly between `// ANCHOR: round_robin` and `// ANCHOR_END:
-//! round_robin` in that file (path relative to the workspace root), with
-//! one transformation: the indentation common to every non-blank line of
-//! the region is removed, so a method quoted out of its `impl` starts at
-//! column 0. Nothing else is changed: not the other spaces, not the blank
-//! lines. Anchor lines nested inside a region (`// ANCHOR: x` of another
-//! region) are left out of it, as mdBook does. A marker that names a
-//! missing file or anchor fails, and so does, in any `.rs` file of the
-//! workspace, an `ANCHOR` without its `ANCHOR_END`, an `ANCHOR_END`
+//! round_robin` in that file (any file, path relative to the workspace
+//! root: `balancer/src/select/mod.rs` too), with one transformation: the
+//! indentation common to every non-blank line of the region is removed,
+//! so a method quoted out of its `impl` starts at column 0. Anchor lines
+//! nested inside a region are left out of it, as mdBook does. A marker
+//! that names a missing file or anchor fails, and so does, in any `.rs`
+//! file of a member, an `ANCHOR` without its `ANCHOR_END`, an `ANCHOR_END`
 //! without its `ANCHOR`, or one name used twice in a file.
 //!
 //! `LAB_BLESS=1 cargo test -p lab-check` rewrites every quoted block from
@@ -32,27 +33,37 @@
 //! checks as usual.
 //!
 //! **Named commands** ([`commands`]). In `README.md` and `tutorial.md`,
-//! inside fenced blocks and `inline code`, every `scripts/NAME.sh` must be
-//! a file of `scripts/`, and in every `cargo` command (before a bare `--`,
-//! which starts the program's own arguments) `--bin NAME` must be a binary
-//! and `-p NAME` / `--package NAME` a package of the workspace. A code span
-//! that starts with the flag itself (`--bin 04-round-robin`) is read the
-//! same way. Binaries are the `[[bin]]` names of the members' manifests,
-//! plus those Cargo infers and no `[[bin]]` replaces: the package name for
-//! `src/main.rs` (`dummy-servers`), NAME for `src/bin/NAME.rs` or
-//! `src/bin/NAME/main.rs` (`gen-certs`).
+//! inside code blocks and `inline code`, every `scripts/PATH.sh` must be a
+//! file under `scripts/`, and in every `cargo` command (before a bare
+//! `--`, which starts the program's own arguments) `--bin NAME` must be a
+//! binary and `-p NAME` / `--package NAME` a package of the workspace, as
+//! `cargo metadata` names them. A code span that starts with the flag
+//! itself (`--bin 04-round-robin`) is read the same way.
 //!
 //! **Chapter titles** ([`titles`]). The first line of
 //! `steps/NN-slug/src/lib.rs` is `//! Step NN — Title` (an em dash), and
 //! `tutorial.md` has exactly one heading `## Step NN — Title` with the
-//! same text, outside code blocks, in step order. A `## Step ...` heading
-//! for a step that does not exist, or with another title, fails.
+//! same text, in step order. A `## Step ...` heading for a step that does
+//! not exist, or with another title, fails.
+//!
+//! **Parents** ([`parents`]). A step's `Cargo.toml` records the step it
+//! changes, `[package.metadata.lab] parent = "step-04-round-robin"`, the
+//! one source that tools and docs read. The first step has none; every
+//! other step names an earlier one, and its `//!` header says `Changed
+//! since step 04:` with that step's number.
+//!
+//! **Lists of steps** ([`step_lists`]). A table in `README.md` or
+//! `tutorial.md` whose first column is headed `step` lists every step, in
+//! order, one row each, its first cell the step's number (`04`) or folder
+//! (`04-round-robin`). A `package` column holds the step's package, a `run
+//! it` column `cargo run --bin NAME` with the step's binary.
 //!
 //! **Layout** ([`layout`]). Every workspace member under `steps/` lives in
 //! `steps/NN-slug` (two digits, then lowercase words joined by `-`), its
-//! package is `step-NN-slug`, it declares a `[[bin]]` named `NN-slug`, and
-//! no two steps share a number. Every member's manifest says `[lints]
-//! workspace = true`, without which the workspace lints do nothing.
+//! package is `step-NN-slug`, it has a binary named `NN-slug`, and no two
+//! steps share a number. Members elsewhere (`balancer/`, whose binary is
+//! `lb`) are not steps. Every member's manifest says `[lints] workspace =
+//! true`, without which the workspace lints do nothing.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -60,7 +71,9 @@ use std::path::PathBuf;
 pub mod commands;
 pub mod layout;
 pub mod markdown;
+pub mod parents;
 pub mod snippets;
+pub mod step_lists;
 pub mod titles;
 pub mod workspace;
 
@@ -99,6 +112,16 @@ impl fmt::Display for Problem {
         } else {
             write!(f, "{}:{}: {}", self.file, self.line, self.message)
         }
+    }
+}
+
+/// `a, b, c`, or `none`.
+pub fn list<'a>(names: impl IntoIterator<Item = &'a str>) -> String {
+    let names: Vec<&str> = names.into_iter().collect();
+    if names.is_empty() {
+        "none".to_owned()
+    } else {
+        names.join(", ")
     }
 }
 

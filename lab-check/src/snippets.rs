@@ -3,8 +3,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::markdown::{self, Fence};
-use crate::{BLESS_HINT, Problem};
+use crate::markdown::{Doc, Fence};
+use crate::{BLESS_HINT, Problem, list};
 
 /// An anchored region of a source file.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -13,29 +13,6 @@ pub struct Region {
     pub line: usize,
     /// The lines strictly between the markers, other markers left out.
     pub lines: Vec<String>,
-}
-
-impl Region {
-    /// What a quote of this region must read: its lines, without the
-    /// indentation they all share.
-    pub fn quoted(&self) -> Vec<String> {
-        dedent(&self.lines)
-    }
-}
-
-enum Marker<'a> {
-    Start(&'a str),
-    End(&'a str),
-}
-
-fn anchor_marker(line: &str) -> Option<Marker<'_>> {
-    let trimmed = line.trim();
-    if let Some(name) = trimmed.strip_prefix("// ANCHOR_END:") {
-        Some(Marker::End(name.trim()))
-    } else {
-        let name = trimmed.strip_prefix("// ANCHOR:")?;
-        Some(Marker::Start(name.trim()))
-    }
 }
 
 /// The anchored regions of `source`, by name, and what is wrong with its
@@ -47,65 +24,59 @@ pub fn anchors(
     let mut open: BTreeMap<String, Region> = BTreeMap::new();
     let mut closed = BTreeMap::new();
     let mut problems = Vec::new();
-    for (index, line) in source.lines().enumerate() {
-        let number = index + 1;
-        match anchor_marker(line) {
-            Some(Marker::Start(name)) => {
-                if name.is_empty() {
-                    problems.push(Problem::new(
-                        file,
-                        number,
-                        "`// ANCHOR:` needs a name after the colon",
-                    ));
-                } else if let Some(earlier) =
-                    open.get(name).or_else(|| closed.get(name))
-                {
-                    problems.push(Problem::new(
-                        file,
-                        number,
-                        format!(
-                            "anchor `{name}` is already used at line {}; \
-                             give this region another name",
-                            earlier.line
-                        ),
-                    ));
-                } else {
-                    let region = Region {
-                        line: number,
-                        lines: Vec::new(),
-                    };
-                    open.insert(name.to_owned(), region);
-                }
-            }
-            Some(Marker::End(name)) => match open.remove(name) {
-                Some(region) => {
-                    closed.insert(name.to_owned(), region);
-                }
-                None => problems.push(Problem::new(
-                    file,
-                    number,
+    let mut report = |line, message: String| {
+        problems.push(Problem::new(file, line, message));
+    };
+    for (index, text) in source.lines().enumerate() {
+        let line = index + 1;
+        let marker = |prefix| text.trim().strip_prefix(prefix).map(str::trim);
+        if let Some(name) = marker("// ANCHOR_END:") {
+            match open.remove(name) {
+                Some(region) => drop(closed.insert(name.to_owned(), region)),
+                None => report(
+                    line,
                     format!(
                         "`// ANCHOR_END: {name}` has no `// ANCHOR: {name}` \
                          above it; add the start marker or remove this one"
                     ),
-                )),
-            },
-            None => {
-                for region in open.values_mut() {
-                    region.lines.push(line.to_owned());
-                }
+                ),
+            }
+        } else if let Some(name) = marker("// ANCHOR:") {
+            if name.is_empty() {
+                report(
+                    line,
+                    "`// ANCHOR:` needs a name after the colon".into(),
+                );
+            } else if let Some(earlier) = open.get(name).or(closed.get(name)) {
+                report(
+                    line,
+                    format!(
+                        "anchor `{name}` is already used at line {}; give this \
+                         region another name",
+                        earlier.line
+                    ),
+                );
+            } else {
+                let region = Region {
+                    line,
+                    lines: Vec::new(),
+                };
+                open.insert(name.to_owned(), region);
+            }
+        } else {
+            for region in open.values_mut() {
+                region.lines.push(text.to_owned());
             }
         }
     }
     for (name, region) in open {
-        problems.push(Problem::new(
-            file,
+        report(
             region.line,
             format!(
-                "`// ANCHOR: {name}` has no `// ANCHOR_END: {name}`; \
-                 add it where the region ends"
+                "`// ANCHOR: {name}` has no `// ANCHOR_END: {name}`; add it \
+                 where the region ends"
             ),
-        ));
+        );
     }
     (closed, problems)
 }
@@ -113,145 +84,123 @@ pub fn anchors(
 /// Removes the leading whitespace that every non-blank line shares.
 /// Whitespace-only lines lose as much of it as they have.
 pub fn dedent(lines: &[String]) -> Vec<String> {
-    let indent_of = |line: &str| line.len() - line.trim_start().len();
     let common = lines
         .iter()
         .filter(|line| !line.trim().is_empty())
-        .map(|line| &line[..indent_of(line)])
+        .map(|line| &line[..line.len() - line.trim_start().len()])
         .reduce(|a, b| {
-            let same =
-                a.bytes().zip(b.bytes()).take_while(|(x, y)| x == y).count();
-            &a[..same]
+            let same = a.bytes().zip(b.bytes()).take_while(|(x, y)| x == y);
+            &a[..same.count()]
         })
         .unwrap_or("");
-    lines
-        .iter()
-        .map(|line| match line.strip_prefix(common) {
-            Some(rest) => rest.to_owned(),
-            None if line.trim().is_empty() => String::new(),
-            None => line.clone(),
-        })
-        .collect()
+    let strip = |line: &String| match line.strip_prefix(common) {
+        Some(rest) => rest.to_owned(),
+        None if line.trim().is_empty() => String::new(),
+        None => line.clone(),
+    };
+    lines.iter().map(strip).collect()
 }
 
-/// A marker in the tutorial and the block that follows it.
+/// A marker in the tutorial, the block that follows it, and what the
+/// block must read (`None` if the region cannot be found).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Quote {
-    /// Index (from 0) of the marker line.
-    pub marker: usize,
-    pub path: String,
-    pub anchor: String,
+    /// The line of the marker.
+    pub line: usize,
+    /// `path:anchor`, as the marker gives it.
+    pub name: String,
     /// The fenced `rust` block after the marker, if there is one.
     pub block: Option<Fence>,
-}
-
-const MARKER_OPEN: &str = "<!-- snippet:";
-
-/// The snippet markers of `tutorial` (outside code blocks) and what is
-/// wrong with their syntax.
-pub fn quotes(file: &str, tutorial: &str) -> (Vec<Quote>, Vec<Problem>) {
-    let lines: Vec<&str> = tutorial.lines().collect();
-    let fences = markdown::fences(&lines);
-    let mut found = Vec::new();
-    let mut problems = Vec::new();
-    for (index, line) in lines.iter().enumerate() {
-        let trimmed = line.trim();
-        if !trimmed.starts_with(MARKER_OPEN)
-            || markdown::in_fence(&fences, index)
-        {
-            continue;
-        }
-        let spec = trimmed[MARKER_OPEN.len()..]
-            .strip_suffix("-->")
-            .map(str::trim)
-            .and_then(|spec| spec.rsplit_once(':'))
-            .filter(|(path, anchor)| !path.is_empty() && !anchor.is_empty());
-        let Some((path, anchor)) = spec else {
-            problems.push(Problem::new(
-                file,
-                index + 1,
-                "write a snippet marker as `<!-- snippet: \
-                 steps/NN-slug/src/lib.rs:anchor -->` on one line",
-            ));
-            continue;
-        };
-        let next =
-            (index + 1..lines.len()).find(|&at| !lines[at].trim().is_empty());
-        let block = next.and_then(|next| {
-            fences.iter().find(|fence| {
-                fence.open == next
-                    && fence.info.split([' ', ',']).next() == Some("rust")
-            })
-        });
-        found.push(Quote {
-            marker: index,
-            path: path.to_owned(),
-            anchor: anchor.to_owned(),
-            block: block.cloned(),
-        });
-    }
-    (found, problems)
+    /// The region's lines, without the indentation they all share.
+    pub expected: Option<Vec<String>>,
 }
 
 /// Reads a source file by its path relative to the workspace root.
 pub type Sources<'a> = dyn Fn(&str) -> Option<String> + 'a;
 
-/// Finds the region a quote names, or says why it cannot.
-fn resolve(
+/// The snippet markers of `tutorial` (HTML comments, so not those shown
+/// inside code blocks), resolved, and what is wrong with them.
+pub fn quotes(
     file: &str,
-    quote: &Quote,
+    tutorial: &str,
     sources: &Sources<'_>,
-    reported: &mut BTreeSet<String>,
-    problems: &mut Vec<Problem>,
-) -> Option<Region> {
-    let line = quote.marker + 1;
-    let path = &quote.path;
-    let anchor = &quote.anchor;
-    if path.starts_with('/') || path.split('/').any(|part| part == "..") {
-        problems.push(Problem::new(
-            file,
-            line,
-            format!(
+) -> (Vec<Quote>, Vec<Problem>) {
+    let lines: Vec<&str> = tutorial.lines().collect();
+    let doc = Doc::parse(tutorial);
+    let mut found = Vec::new();
+    let mut problems = Vec::new();
+    // Files whose anchors were already checked.
+    let mut read = BTreeSet::new();
+    for html in &doc.html {
+        let Some(spec) = html.text.trim().strip_prefix("<!-- snippet:") else {
+            continue;
+        };
+        let line = html.line;
+        let mut report = |message: String| {
+            problems.push(Problem::new(file, line, message));
+        };
+        let spec = spec.strip_suffix("-->").map(str::trim);
+        let Some((path, anchor)) = spec
+            .and_then(|spec| spec.rsplit_once(':'))
+            .filter(|(path, anchor)| !path.is_empty() && !anchor.is_empty())
+        else {
+            report(
+                "write a snippet marker as `<!-- snippet: \
+                 path/from/the/root.rs:anchor -->` on one line"
+                    .into(),
+            );
+            continue;
+        };
+        // The next line that is not blank must open the block (lines
+        // count from 1, indexes from 0).
+        let next = (line..lines.len()).find(|&at| !lines[at].trim().is_empty());
+        let block = doc.fences.iter().find(|fence| {
+            Some(fence.line) == next.map(|at| at + 1)
+                && fence.info.split([' ', ',']).next() == Some("rust")
+        });
+        let source = if path.starts_with('/')
+            || path.split('/').any(|p| p == "..")
+        {
+            report(format!(
                 "snippet path `{path}` must be relative to the workspace \
                  root and stay inside it"
-            ),
-        ));
-        return None;
-    }
-    let Some(source) = sources(path) else {
-        problems.push(Problem::new(
-            file,
-            line,
-            format!(
+            ));
+            None
+        } else if let Some(source) = sources(path) {
+            Some(source)
+        } else {
+            report(format!(
                 "snippet names `{path}`, which does not exist; fix the path \
                  (relative to the workspace root) or remove the quote"
-            ),
-        ));
-        return None;
-    };
-    let (regions, anchor_problems) = anchors(path, &source);
-    if reported.insert(path.clone()) {
-        problems.extend(anchor_problems);
-    }
-    let region = regions.get(anchor).cloned();
-    if region.is_none() {
-        let known: Vec<&str> = regions.keys().map(String::as_str).collect();
-        problems.push(Problem::new(
-            file,
+            ));
+            None
+        };
+        let expected = source.and_then(|source| {
+            let (regions, anchor_problems) = anchors(path, &source);
+            if read.insert(path.to_owned()) {
+                problems.extend(anchor_problems);
+            }
+            if !regions.contains_key(anchor) {
+                let names = list(regions.keys().map(String::as_str));
+                let message = format!(
+                    "`{path}` has no complete region `// ANCHOR: {anchor}` \
+                     ... `// ANCHOR_END: {anchor}` (its regions: {names}); \
+                     fix the marker or ask for the anchor in the source"
+                );
+                problems.push(Problem::new(file, line, message));
+            }
+            Some(dedent(&regions.get(anchor)?.lines))
+        });
+        let name = format!("{path}:{anchor}");
+        let block = block.cloned();
+        found.push(Quote {
             line,
-            format!(
-                "`{path}` has no complete region `// ANCHOR: {anchor}` ... \
-                 `// ANCHOR_END: {anchor}` (its regions: {}); fix the \
-                 marker or ask for the anchor in the source",
-                if known.is_empty() {
-                    "none".to_owned()
-                } else {
-                    known.join(", ")
-                }
-            ),
-        ));
+            name,
+            block,
+            expected,
+        });
     }
-    region
+    (found, problems)
 }
 
 /// Compares every quoted block of `tutorial` with its source region.
@@ -261,93 +210,74 @@ pub fn check(
     sources: &Sources<'_>,
 ) -> Vec<Problem> {
     let lines: Vec<&str> = tutorial.lines().collect();
-    let (quotes, mut problems) = quotes(file, tutorial);
-    let mut reported = BTreeSet::new();
-    for quote in &quotes {
-        let region =
-            resolve(file, quote, sources, &mut reported, &mut problems);
-        let name = format!("{}:{}", quote.path, quote.anchor);
-        let Some(block) = &quote.block else {
-            problems.push(Problem::new(
-                file,
-                quote.marker + 1,
+    let (quotes, mut problems) = quotes(file, tutorial, sources);
+    let mut report = |line, message: String| {
+        problems.push(Problem::new(file, line, message));
+    };
+    for Quote {
+        line,
+        name,
+        block,
+        expected,
+    } in quotes
+    {
+        let Some(block) = block else {
+            report(
+                line,
                 format!(
                     "snippet `{name}` is not followed by a ```rust block; \
                      {BLESS_HINT}"
                 ),
-            ));
+            );
             continue;
         };
-        if block.close.is_none() {
-            problems.push(Problem::new(
-                file,
-                block.open + 1,
-                format!("the block quoting `{name}` is never closed"),
-            ));
+        if !block.closed {
+            let message = format!("the block quoting `{name}` is never closed");
+            report(block.line, message);
             continue;
         }
-        let Some(region) = region else { continue };
-        let quoted: Vec<&str> = lines[block.body(lines.len())].to_vec();
-        let expected = region.quoted();
-        if let Some(difference) = first_difference(&quoted, &expected) {
-            let (at, said, should) = difference;
-            problems.push(Problem::new(
-                file,
-                block.open + 2 + at,
-                format!(
-                    "the block quoting `{name}` differs from the source \
-                     (block line {}: {said}; source: {should}); {BLESS_HINT}",
-                    at + 1
-                ),
-            ));
-        }
+        // A region that cannot be found is reported already.
+        let Some(expected) = expected else { continue };
+        let quoted = &lines[block.body];
+        let differs = |at: &usize| {
+            quoted.get(*at).copied() != expected.get(*at).map(String::as_str)
+        };
+        let Some(at) = (0..quoted.len().max(expected.len())).find(differs)
+        else {
+            continue;
+        };
+        let show = |line: Option<&str>| {
+            line.map_or("(end of block)".into(), |line| format!("`{line}`"))
+        };
+        report(
+            block.line + 1 + at,
+            format!(
+                "the block quoting `{name}` differs from the source (block \
+                 line {}: {}; source: {}); {BLESS_HINT}",
+                at + 1,
+                show(quoted.get(at).copied()),
+                show(expected.get(at).map(String::as_str)),
+            ),
+        );
     }
     problems
 }
 
-/// Where two lists of lines first differ, and how each side reads there.
-fn first_difference(
-    quoted: &[&str],
-    expected: &[String],
-) -> Option<(usize, String, String)> {
-    let show = |line: Option<&str>| match line {
-        Some(line) => format!("`{line}`"),
-        None => "(end of block)".to_owned(),
-    };
-    let len = quoted.len().max(expected.len());
-    (0..len).find_map(|at| {
-        let a = quoted.get(at).copied();
-        let b = expected.get(at).map(String::as_str);
-        (a != b).then(|| (at, show(a), show(b)))
-    })
-}
-
 /// `tutorial` with every quoted block rewritten from its source region;
 /// a marker without a block gets one. Fails, changing nothing, if a
-/// marker names a missing file or region.
+/// marker names a missing file or region, or a block is never closed.
 pub fn bless(
     tutorial: &str,
     sources: &Sources<'_>,
 ) -> Result<String, Vec<Problem>> {
-    const FILE: &str = "tutorial";
-    let (quotes, mut problems) = quotes(FILE, tutorial);
-    let mut reported = BTreeSet::new();
-    let mut edits = Vec::new();
-    for quote in &quotes {
-        let region =
-            resolve(FILE, quote, sources, &mut reported, &mut problems);
-        if let Some(block) = &quote.block
-            && block.close.is_none()
-        {
+    let (quotes, mut problems) = quotes("tutorial.md", tutorial, sources);
+    for block in quotes.iter().filter_map(|quote| quote.block.as_ref()) {
+        if !block.closed {
             problems.push(Problem::new(
-                FILE,
-                block.open + 1,
+                "tutorial.md",
+                block.line,
                 "this block is never closed; close it before blessing",
             ));
-            continue;
-        }
-        if let Some(region) = region {
-            edits.push((quote.clone(), region.quoted()));
         }
     }
     if !problems.is_empty() {
@@ -355,22 +285,14 @@ pub fn bless(
     }
     let mut lines: Vec<String> = tutorial.lines().map(str::to_owned).collect();
     // From the bottom up, so earlier line indexes stay valid.
-    for (quote, body) in edits.into_iter().rev() {
-        match quote.block {
-            Some(Fence {
-                open,
-                close: Some(close),
-                ..
-            }) => {
-                lines.splice(open + 1..close, body);
-            }
-            _ => {
-                let mut block = vec!["```rust".to_owned()];
-                block.extend(body);
-                block.push("```".to_owned());
-                let at = quote.marker + 1;
-                lines.splice(at..at, block);
-            }
+    for quote in quotes.into_iter().rev() {
+        let body = quote.expected.unwrap_or_default();
+        if let Some(block) = quote.block {
+            lines.splice(block.body, body);
+        } else {
+            let block = ["```rust".to_owned()].into_iter().chain(body);
+            let at = quote.line;
+            lines.splice(at..at, block.chain(["```".to_owned()]));
         }
     }
     let mut text = lines.join("\n");
@@ -420,21 +342,34 @@ mod tests {
     }
 
     #[test]
-    fn a_drifted_quote_fails_at_the_line_that_drifted() {
+    fn a_drifted_or_shorter_or_flattened_quote_fails() {
         let text = tutorial("fn pick() -> u8 {\n    5\n}\n");
         let problems = check("t.md", &text, &sources);
         assert_eq!(problems.len(), 1, "{problems:?}");
-        assert_eq!(problems[0].line, 7);
-        assert!(problems[0].message.contains("`    5`"));
+        assert_eq!(problems[0].line, 7, "the line that drifted");
+        assert!(problems[0].message.contains("`    5`; source: `    4`"));
         assert!(problems[0].message.contains("LAB_BLESS=1"));
+        for body in ["fn pick() -> u8 {\n", "fn pick() -> u8 {\n4\n}\n"] {
+            assert_eq!(check("t.md", &tutorial(body), &sources).len(), 1);
+        }
     }
 
     #[test]
-    fn a_shorter_quote_fails_and_indentation_counts() {
-        let short = tutorial("fn pick() -> u8 {\n");
-        assert_eq!(check("t.md", &short, &sources).len(), 1);
-        let flat = tutorial("fn pick() -> u8 {\n4\n}\n");
-        assert_eq!(check("t.md", &flat, &sources).len(), 1);
+    fn a_quote_from_any_workspace_file_works() {
+        let lib = src(&[
+            "impl Pool {",
+            "    // ANCHOR: pick",
+            "    fn pick(&self) {}",
+            "    // ANCHOR_END: pick",
+            "}",
+        ]);
+        let read =
+            |path: &str| (path == "balancer/src/a/mod.rs").then(|| lib.clone());
+        let text = "<!-- snippet: balancer/src/a/mod.rs:pick -->\n\
+                    ```rust\nfn pick(&self) {}\n```\n";
+        assert_eq!(check("t.md", text, &read), []);
+        let indented = text.replace("\nfn", "\n    fn");
+        assert_eq!(check("t.md", &indented, &read).len(), 1);
     }
 
     #[test]
@@ -460,30 +395,33 @@ mod tests {
     }
 
     #[test]
-    fn an_unclosed_anchor_fails() {
-        let lib = src(&["// ANCHOR: pick", "fn pick() {}"]);
-        let (regions, problems) = anchors("lib.rs", &lib);
-        assert!(regions.is_empty());
-        assert_eq!(problems.len(), 1);
-        assert_eq!(problems[0].line, 1);
-        assert!(problems[0].message.contains("no `// ANCHOR_END: pick`"));
-        let read = |_: &str| Some(lib.to_owned());
-        let text = "<!-- snippet: lib.rs:pick -->\n```rust\n```\n";
-        assert_eq!(check("t.md", text, &read).len(), 2);
-    }
-
-    #[test]
-    fn a_stray_end_or_a_reused_name_fails() {
+    fn an_unclosed_or_stray_or_reused_anchor_fails() {
         let lib = src(&[
             "// ANCHOR_END: a",
             "// ANCHOR: b",
             "// ANCHOR_END: b",
             "// ANCHOR: b",
             "// ANCHOR_END: b",
+            "// ANCHOR: pick",
         ]);
-        let (_, problems) = anchors("lib.rs", &lib);
+        let (regions, problems) = anchors("lib.rs", &lib);
+        assert_eq!(regions.keys().collect::<Vec<_>>(), ["b"]);
         let lines: Vec<usize> = problems.iter().map(|p| p.line).collect();
-        assert_eq!(lines, [1, 4, 5]);
+        assert_eq!(lines, [1, 4, 5, 6], "{problems:?}");
+        assert!(problems[3].message.contains("no `// ANCHOR_END: pick`"));
+        // A quote of the unclosed region: that, and no such region.
+        let read = |_: &str| Some(lib.to_owned());
+        let text = "<!-- snippet: lib.rs:pick -->\n```rust\n```\n";
+        assert_eq!(check("t.md", text, &read).len(), 5);
+    }
+
+    #[test]
+    fn an_unclosed_block_fails_and_bless_leaves_it() {
+        let text = "<!-- snippet: steps/04-x/src/lib.rs:pick -->\n```rust\n";
+        let problems = check("t.md", text, &sources);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].message.contains("never closed"));
+        assert!(bless(text, &sources).is_err());
     }
 
     #[test]

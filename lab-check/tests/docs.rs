@@ -3,45 +3,63 @@
 //! tutorial's quoted blocks from the sources.
 
 use std::fs;
-use std::path::Path;
+use std::sync::OnceLock;
 
 use lab_check::commands::{self, Known};
-use lab_check::workspace::Workspace;
-use lab_check::{Problem, assert_none, layout, snippets, titles};
+use lab_check::markdown::Doc;
+use lab_check::workspace::{Member, Workspace};
+use lab_check::{Problem, assert_none, layout, parents, snippets};
+use lab_check::{step_lists, titles};
 
-fn workspace() -> Workspace {
-    let root = lab_check::workspace_root();
-    Workspace::load(&root).unwrap_or_else(|problems| {
-        assert_none("reading the workspace manifests", &problems);
-        unreachable!("assert_none panics on problems")
+/// The workspace, read once by `cargo metadata` for all the tests.
+fn workspace() -> &'static Workspace {
+    static WORKSPACE: OnceLock<Workspace> = OnceLock::new();
+    WORKSPACE.get_or_init(|| {
+        let root = lab_check::workspace_root();
+        Workspace::load(&root).unwrap_or_else(|problems| {
+            assert_none("reading the workspace", &problems);
+            unreachable!("assert_none panics on problems")
+        })
     })
 }
 
-fn read(root: &Path, file: &str) -> String {
-    fs::read_to_string(root.join(file))
-        .unwrap_or_else(|err| panic!("cannot read {file}: {err}"))
+/// A file of the workspace, by its path from the root.
+fn read(file: &str) -> Result<String, Problem> {
+    fs::read_to_string(workspace().root.join(file))
+        .map_err(|err| Problem::new(file, 0, format!("cannot read: {err}")))
 }
 
-fn blessing() -> bool {
-    std::env::var("LAB_BLESS").is_ok_and(|value| value == "1")
+fn doc(file: &str) -> Doc {
+    Doc::parse(&read(file).unwrap_or_else(|problem| panic!("{problem}")))
+}
+
+/// Each step with the text of its `src/lib.rs`, and what could not be
+/// read.
+fn step_libs() -> (Vec<(&'static Member, String)>, Vec<Problem>) {
+    let (mut found, mut problems) = (Vec::new(), Vec::new());
+    for step in workspace().steps() {
+        match read(&step.lib_rs_path()) {
+            Ok(text) => found.push((step, text)),
+            Err(problem) => problems.push(problem),
+        }
+    }
+    (found, problems)
 }
 
 #[test]
 fn tutorial_snippets_match_their_sources() {
-    let ws = workspace();
-    let root = ws.root.as_path();
+    let root = workspace().root.as_path();
     let sources = |path: &str| fs::read_to_string(root.join(path)).ok();
-    let mut tutorial = read(root, "tutorial.md");
-    if blessing() {
+    let mut tutorial = read("tutorial.md").expect("tutorial.md is readable");
+    if std::env::var("LAB_BLESS").is_ok_and(|value| value == "1") {
         match snippets::bless(&tutorial, &sources) {
-            Ok(blessed) => {
-                if blessed != tutorial {
-                    fs::write(root.join("tutorial.md"), &blessed)
-                        .expect("tutorial.md is writable");
-                    eprintln!("LAB_BLESS: rewrote the quoted blocks");
-                }
+            Ok(blessed) if blessed != tutorial => {
+                fs::write(root.join("tutorial.md"), &blessed)
+                    .expect("tutorial.md is writable");
+                eprintln!("LAB_BLESS: rewrote the quoted blocks");
                 tutorial = blessed;
             }
+            Ok(_) => {}
             Err(problems) => assert_none("LAB_BLESS on tutorial.md", &problems),
         }
     }
@@ -51,11 +69,12 @@ fn tutorial_snippets_match_their_sources() {
 
 #[test]
 fn every_anchor_in_the_sources_is_closed() {
-    let ws = workspace();
     let mut problems = Vec::new();
-    for file in ws.rust_files() {
-        let source = read(&ws.root, &file);
-        problems.extend(snippets::anchors(&file, &source).1);
+    for file in workspace().rust_files() {
+        match read(&file) {
+            Ok(source) => problems.extend(snippets::anchors(&file, &source).1),
+            Err(problem) => problems.push(problem),
+        }
     }
     assert_none("anchors in the sources", &problems);
 }
@@ -64,41 +83,46 @@ fn every_anchor_in_the_sources_is_closed() {
 fn commands_in_the_docs_name_real_binaries_packages_and_scripts() {
     let ws = workspace();
     let known = Known {
-        bins: ws.bins().into_iter().map(str::to_owned).collect(),
-        packages: ws.packages().into_iter().map(str::to_owned).collect(),
+        bins: ws.bins(),
+        packages: ws.packages(),
         scripts: ws.scripts(),
     };
     let mut problems = Vec::new();
     for file in ["README.md", "tutorial.md"] {
-        let text = read(&ws.root, file);
-        problems.extend(commands::check(file, &text, &known));
+        problems.extend(commands::check(file, &doc(file), &known));
     }
     assert_none("commands named in README.md and tutorial.md", &problems);
 }
 
 #[test]
 fn every_step_has_a_chapter_with_its_title() {
-    let ws = workspace();
-    let mut problems: Vec<Problem> = Vec::new();
+    let (libs, mut problems) = step_libs();
     let mut steps = Vec::new();
-    for step in ws.steps() {
-        let lib = format!("{}/src/lib.rs", step.dir);
-        let Ok(text) = fs::read_to_string(ws.root.join(&lib)) else {
-            problems.push(Problem::new(
-                lib,
-                0,
-                "missing: a step's lesson lives in its src/lib.rs",
-            ));
-            continue;
-        };
-        match titles::step_title(&step.dir, &text) {
-            Ok(title) => steps.push(title),
+    for (step, text) in libs {
+        match titles::step_title(step, &text) {
+            Ok(title) => steps.push((step, title)),
             Err(problem) => problems.push(problem),
         }
     }
-    let tutorial = read(&ws.root, "tutorial.md");
-    problems.extend(titles::check("tutorial.md", &tutorial, &steps));
+    problems.extend(titles::check("tutorial.md", &doc("tutorial.md"), &steps));
     assert_none("step titles and tutorial chapters", &problems);
+}
+
+#[test]
+fn each_step_header_names_its_recorded_parent() {
+    let (libs, mut problems) = step_libs();
+    problems.extend(parents::check(&libs));
+    assert_none("steps' parents and their headers", &problems);
+}
+
+#[test]
+fn the_docs_list_every_step_in_order() {
+    let steps = workspace().steps();
+    let mut problems = Vec::new();
+    for file in ["README.md", "tutorial.md"] {
+        problems.extend(step_lists::check(file, &doc(file), &steps));
+    }
+    assert_none("tables of steps in README.md and tutorial.md", &problems);
 }
 
 #[test]

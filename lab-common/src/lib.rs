@@ -6,12 +6,13 @@
 //! lives here is what no step teaches: default addresses, the address type,
 //! the CLI runner that binds and waits for Ctrl-C, logging set-up, the TLS
 //! flags and reading PEM files into rustls configurations, making the lab's
-//! certificates, and
-//! (with the `testing` feature) helpers for the integration tests.
+//! certificates, reading and writing durations (`500ms`, `2s`), and (with
+//! the `testing` feature) helpers for the integration tests.
 
 pub mod addr;
 pub mod certs;
 pub mod cli;
+pub mod duration;
 pub mod logging;
 pub mod pattern;
 pub mod tls;

@@ -1,8 +1,8 @@
 # shellcheck shell=bash
 # What scripts/demo.sh and scripts/compare.sh share: the lab's paths, the
-# table of steps (what each teaches, its layer, TLS at the front and per
-# backend, its command line), building, certificates, port checks, and
-# processes started in the background and stopped by pid.
+# steps as Cargo records them (what each teaches, its layer, TLS at the
+# front and per backend, its command line), building, certificates, port
+# checks, and processes started in the background and stopped by pid.
 #
 # Sourced, not run:
 #   # shellcheck source=lib/lab.sh
@@ -69,67 +69,30 @@ die() {
 }
 
 # ---------------------------------------------------------------------------
-# The steps. A step folder this table does not know yet is run as a plain
-# layer-4 balancer over three plain backends.
+# The steps: every folder in steps/, read from Cargo (lab-tools' lab-steps,
+# over `cargo metadata`) with what [package.metadata.lab] of its
+# Cargo.toml says: the step it builds on, and how to run it.
 
-# Sets, for step folder $1: layer (4 or 7), front (http or https),
-# backend_tls (one word per backend: plain or tls; empty for none), and
-# what the step teaches: `teaches` in a sentence (demo.sh's heading) and
-# `teaches_brief` (compare.sh's column, at most 36 characters).
+# Prints one line per step named (every step if none): folder, parent,
+# binary, layer, front, backends, teaches, flags, tab-separated. A name
+# that is no step: its error on stderr, status 2.
+lab_steps() {
+  (cd "$root" && cargo run --quiet -p lab-tools --bin lab-steps -- "$@")
+}
+
+# Sets, from a line of lab_steps: step (the folder), parent, step_bin (its
+# binary), layer (4 or
+# 7), front (http or https), backend_tls (one word per backend: plain or
+# tls; empty for none), teaches (a few words), and step_args (its flags,
+# with {listen}, {backends}, {servers} and {seed} to fill in).
 # shellcheck disable=SC2034 # the globals are for the scripts
 step_spec() {
-  teaches="a load balancer"
-  teaches_brief="a load balancer"
-  layer=4
-  front=http
-  backend_tls=(plain plain plain)
-  case "$1" in
-    01-*)
-      teaches="a TCP listener that answers pong itself"
-      teaches_brief="listen; answer pong itself"
-      backend_tls=()
-      ;;
-    02-*)
-      teaches="forward every connection to one backend"
-      teaches_brief="forward to one backend"
-      backend_tls=(plain)
-      ;;
-    03-*)
-      teaches="the same, around a dial helper"
-      teaches_brief="the same, with a dial helper"
-      backend_tls=(plain)
-      ;;
-    04-*)
-      teaches="backends in turn, per connection"
-      teaches_brief="round robin per connection"
-      ;;
-    05-*)
-      teaches="a backend at random, per connection"
-      teaches_brief="random per connection"
-      ;;
-    06-*)
-      teaches="TLS from the client, plain to the backends"
-      teaches_brief="TLS at the front"
-      front=https
-      ;;
-    07-*)
-      teaches="TLS to the backends too, verified against the lab CA"
-      teaches_brief="TLS to the backends too"
-      front=https
-      backend_tls=(tls tls tls)
-      ;;
-    08-*)
-      teaches="plain and TLS backends in one rotation, TLS front"
-      teaches_brief="plain + TLS backends, TLS front"
-      front=https
-      backend_tls=(plain tls tls)
-      ;;
-    09-*)
-      teaches="an HTTP proxy: backends in turn, per request"
-      teaches_brief="HTTP proxy, round robin per request"
-      layer=7
-      ;;
-  esac
+  local backends args
+  IFS=$'\t' read -r step parent step_bin layer front backends teaches args \
+    <<<"$1"
+  backend_tls=()
+  [[ "$backends" == - ]] || IFS=, read -r -a backend_tls <<<"$backends"
+  read -r -a step_args <<<"$args"
 }
 
 # True if the step step_spec described last needs the lab certificates:
@@ -138,36 +101,28 @@ step_needs_tls() {
   [[ "$front" == https || " ${backend_tls[*]} " == *" tls "* ]]
 }
 
-# The step's command line, one word per line: binary, listen address,
-# backends and the flags its stage needs (step 05 picks with `seed`). $1 =
-# step folder, $2 = listen address, then backend addresses; step_spec
-# must have described the step.
+# The step's command line, one word per line: its binary and its flags
+# with the placeholders filled in. $1 = listen address, then the backend
+# addresses; step_spec must have described the step, and `seed` be set.
 step_command() {
-  local step=$1 listen=$2
-  shift 2
-  local backends
+  local listen=$1
+  shift
+  local backends servers=() addr i=0 arg
   backends=$(IFS=,; echo "$*")
-  local command=("$bin_dir/$step" --listen "$listen")
-  case "$step" in
-    01-*) ;;
-    02-*|03-*) command+=(--backend "$backends") ;;
-    05-*) command+=(--backends "$backends" --seed "$seed") ;;
-    08-*)
-      # Each server is HOST:PORT (plain) or tls://HOST:PORT.
-      local servers=() addr i=0
-      for addr in "$@"; do
-        if [[ "${backend_tls[i++]}" == tls ]]; then
-          servers+=("tls://$addr")
-        else
-          servers+=("$addr")
-        fi
-      done
-      command+=(--backends "$(IFS=,; echo "${servers[*]}")")
-      [[ "$front" == https ]] && command+=(--tls-front)
-      ;;
-    *) command+=(--backends "$backends") ;;
-  esac
-  printf '%s\n' "${command[@]}"
+  for addr in "$@"; do
+    if [[ "${backend_tls[i++]}" == tls ]]; then
+      servers+=("tls://$addr")
+    else
+      servers+=("$addr")
+    fi
+  done
+  echo "$bin_dir/$step_bin"
+  for arg in "${step_args[@]}"; do
+    arg=${arg//\{listen\}/$listen}
+    arg=${arg//\{backends\}/$backends}
+    arg=${arg//\{servers\}/$(IFS=,; echo "${servers[*]}")}
+    echo "${arg//\{seed\}/$seed}"
+  done
 }
 
 # ---------------------------------------------------------------------------

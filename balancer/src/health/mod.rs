@@ -7,8 +7,13 @@
 //!   HTTP `GET`, spread over the interval.
 //!
 //! Passive marking happens in `proxy`, which reports each failed or
-//! successful dial to the backend's state.
+//! successful dial to the backend's state (`connection_failed`,
+//! `connection_succeeded`). Whoever makes a [`Change`] logs it with
+//! [`Change::log`], so every change of state is one line that reads the
+//! same, wherever it was noticed.
 
+mod checker;
 mod state;
 
-pub use state::{Change, HealthRules, HealthState, Status};
+pub use checker::spawn;
+pub use state::{Change, ChangeKind, HealthRules, HealthState, Status};

@@ -8,9 +8,45 @@
 //! that order: the first entry is the client's backend, the rest are the
 //! failover order (pingora's `select_with`). Health, limits and draining
 //! are decided elsewhere and arrive here as `usable`.
+//!
+//! - `round_robin.rs`: each backend in turn;
+//! - `weighted_round_robin.rs`: in turn by weight, interleaved (nginx);
+//! - `random.rs`: a weighted draw;
+//! - `least_connections.rs`: the fewest open connections per weight;
+//! - `power_of_two.rs`: the less loaded of two random ones;
+//! - `maglev.rs`: one client, one backend, by a hash of its address
+//!   ([`client_key`]).
+//!
+//! Every algorithm skips the backends that are not usable, and spreads
+//! their share over the others rather than over one neighbour. `order`
+//! runs for every new client, so it allocates nothing (the caller reuses
+//! `order`), costs about a sort of the N backends (Maglev: a walk of
+//! about N ln N slots), and holds a lock, where there is one, only for a
+//! draw or, in weighted round robin, one pass and a sort of N indices.
 
+mod least_connections;
+mod maglev;
+mod power_of_two;
+mod random;
+mod round_robin;
+mod weighted_round_robin;
+
+use std::cmp::Ordering;
 use std::fmt;
+use std::net::IpAddr;
 use std::str::FromStr;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use rand::SeedableRng;
+use rand::rngs::SmallRng;
+use xxhash_rust::xxh3::xxh3_64;
+
+pub use least_connections::LeastConnections;
+pub use maglev::Maglev;
+pub use power_of_two::PowerOfTwo;
+pub use random::WeightedRandom;
+pub use round_robin::RoundRobin;
+pub use weighted_round_robin::SmoothWeighted;
 
 // ANCHOR: candidate
 /// What an algorithm may know of one backend at the moment it chooses.
@@ -123,36 +159,193 @@ pub struct Member {
     pub weight: u32,
 }
 
-/// Builds `algorithm` for `members` (at least one). (Temporary: every
-/// algorithm is round robin until the select slice lands.)
+/// Builds `algorithm` for `members` (at least one). The random ones
+/// (`random`, `power-of-two`) seed their generator from the operating
+/// system.
 pub fn build(algorithm: Algorithm, members: &[Member]) -> Box<dyn Select> {
-    let _ = (algorithm, members);
-    Box::new(TemporaryRoundRobin::default())
+    build_with(algorithm, members, rand::make_rng())
 }
 
-/// The key of a client (temporary).
-pub fn client_key(ip: std::net::IpAddr) -> u64 {
-    match ip {
-        std::net::IpAddr::V4(v4) => u64::from(u32::from(v4)),
-        std::net::IpAddr::V6(v6) => u128::from(v6) as u64,
+/// Like [`build`], with the random ones' generator seeded from `seed`, so
+/// that a test sees the same draws on every run. The others ignore it.
+pub fn build_seeded(
+    algorithm: Algorithm,
+    members: &[Member],
+    seed: u64,
+) -> Box<dyn Select> {
+    build_with(algorithm, members, SmallRng::seed_from_u64(seed))
+}
+
+fn build_with(
+    algorithm: Algorithm,
+    members: &[Member],
+    rng: SmallRng,
+) -> Box<dyn Select> {
+    let count = members.len();
+    match algorithm {
+        Algorithm::RoundRobin => Box::new(RoundRobin::new()),
+        Algorithm::WeightedRoundRobin => Box::new(SmoothWeighted::new(count)),
+        Algorithm::Random => Box::new(WeightedRandom::new(rng)),
+        Algorithm::LeastConnections => Box::new(LeastConnections::new()),
+        Algorithm::PowerOfTwo => Box::new(PowerOfTwo::new(rng)),
+        Algorithm::Maglev => Box::new(Maglev::new(members)),
     }
 }
 
-#[derive(Debug, Default)]
-struct TemporaryRoundRobin {
-    next: std::sync::atomic::AtomicUsize,
+// ANCHOR: client_key
+/// The key `proxy` passes to [`Select::order`] for a client: a hash of
+/// its IP address (not the port, which changes with every connection).
+///
+/// The hash is XXH3-64 with seed 0 over the address's bytes (4 for IPv4,
+/// 16 for IPv6): a fixed function with a published specification, so two
+/// `lb` processes, two builds, and two machines compute the same key for
+/// one client, and Maglev sends it to the same backend. Rust's own
+/// `HashMap` hasher would not do: it is seeded at random in every process.
+///
+/// An IPv4 client that reaches an IPv6 socket shows up as
+/// `::ffff:a.b.c.d`; `to_canonical` turns it back into `a.b.c.d`, so it
+/// gets one key whichever way it came in.
+pub fn client_key(ip: IpAddr) -> u64 {
+    match ip.to_canonical() {
+        IpAddr::V4(v4) => xxh3_64(&v4.octets()),
+        IpAddr::V6(v6) => xxh3_64(&v6.octets()),
+    }
+}
+// ANCHOR_END: client_key
+
+impl Candidate {
+    /// Compares two backends' load, open connections per unit of weight,
+    /// without floats: `a.active / a.weight < b.active / b.weight` exactly
+    /// when `a.active * b.weight < b.active * a.weight` (weights are
+    /// positive). `u64` holds the product of two `u32`s, so it cannot
+    /// overflow, and there is no rounding to make two loads look equal.
+    fn cmp_load(&self, other: &Candidate) -> Ordering {
+        let mine = u64::from(self.active) * u64::from(other.weight);
+        let theirs = u64::from(other.active) * u64::from(self.weight);
+        mine.cmp(&theirs)
+    }
 }
 
-impl Select for TemporaryRoundRobin {
-    fn order(&self, backends: &[Candidate], _key: u64, order: &mut Vec<usize>) {
-        order.clear();
-        let n = backends.len();
-        let start =
-            self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % n;
-        order.extend(
-            (0..n)
-                .map(|i| (start + i) % n)
-                .filter(|&i| backends[i].usable),
+/// Locks `mutex` even if a thread panicked while holding it. The
+/// algorithms' state (current weights, a generator) is plain numbers that
+/// any values leave valid, so there is no reason for every later client to
+/// fail with the one that panicked.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Appends to `order` the indices of the usable backends, in list order.
+fn push_usable(backends: &[Candidate], order: &mut Vec<usize>) {
+    order.extend(
+        backends
+            .iter()
+            .enumerate()
+            .filter(|(_, backend)| backend.usable)
+            .map(|(index, _)| index),
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use rand::{Rng, RngExt};
+
+    use super::*;
+
+    fn members(count: usize) -> Vec<Member> {
+        (0..count)
+            .map(|index| Member {
+                id: format!("127.0.0.1:{}", 4444 + index),
+                weight: 1,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_algorithm_lists_exactly_the_usable_backends() {
+        let mut rng = SmallRng::seed_from_u64(1);
+        let mut order = Vec::new();
+        for algorithm in Algorithm::ALL {
+            let select = build_seeded(algorithm, &members(6), 1);
+            for round in 0..200 {
+                // Random weights, loads and usable backends; every
+                // subset, the empty one included, comes up.
+                let backends: Vec<Candidate> = (0..6)
+                    .map(|_| Candidate {
+                        weight: rng.random_range(1..=4),
+                        active: rng.random_range(0..5),
+                        usable: rng.random_bool(0.5),
+                    })
+                    .collect();
+                select.order(&backends, rng.next_u64(), &mut order);
+                let usable: Vec<usize> =
+                    (0..6).filter(|&index| backends[index].usable).collect();
+                let mut listed = order.clone();
+                listed.sort_unstable();
+                assert_eq!(
+                    listed, usable,
+                    "{algorithm}, round {round}: {order:?} for {backends:?}"
+                );
+            }
+            // None usable: nothing to try.
+            let down = [Candidate {
+                weight: 1,
+                active: 0,
+                usable: false,
+            }; 6];
+            select.order(&down, 7, &mut order);
+            assert!(order.is_empty(), "{algorithm}: {order:?}");
+        }
+    }
+
+    /// With backend 1 of 4 down, each of the other three gets a third of
+    /// the clients: the unusable one's share is spread, not handed to the
+    /// backend listed after it.
+    #[test]
+    fn every_algorithm_spreads_a_down_backends_share() {
+        let mut keys = SmallRng::seed_from_u64(2);
+        let mut backends = [Candidate {
+            weight: 1,
+            active: 0,
+            usable: true,
+        }; 4];
+        backends[1].usable = false;
+        let mut order = Vec::new();
+        for algorithm in Algorithm::ALL {
+            let select = build_seeded(algorithm, &members(4), 2);
+            let mut firsts = [0u32; 4];
+            for _ in 0..30_000 {
+                select.order(&backends, keys.next_u64(), &mut order);
+                firsts[order[0]] += 1;
+            }
+            assert_eq!(firsts[1], 0, "{algorithm}");
+            for index in [0, 2, 3] {
+                let share = f64::from(firsts[index]) / 30_000.0;
+                assert!(
+                    (share - 1.0 / 3.0).abs() < 0.02,
+                    "{algorithm}: {firsts:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn client_key_is_one_per_address_whichever_way_it_came() {
+        let v4: IpAddr = "192.0.2.7".parse().unwrap();
+        let mapped: IpAddr = "::ffff:192.0.2.7".parse().unwrap();
+        let other: IpAddr = "192.0.2.8".parse().unwrap();
+        assert_eq!(client_key(v4), client_key(mapped));
+        assert_ne!(client_key(v4), client_key(other));
+    }
+
+    #[test]
+    fn names_parse_back() {
+        for algorithm in Algorithm::ALL {
+            assert_eq!(algorithm.name().parse(), Ok(algorithm));
+        }
+        let error = "fastest".parse::<Algorithm>().unwrap_err();
+        assert!(
+            error.contains("round-robin, weighted-round-robin"),
+            "{error}"
         );
     }
 }

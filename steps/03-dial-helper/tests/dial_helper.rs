@@ -1,7 +1,7 @@
 //! Step 03 as a client sees it: real backends, the step on 127.0.0.1:0,
 //! real HTTP and raw TCP clients.
 
-use dummy_servers::RunningBackend;
+use dummy_servers::testing::RunningBackend;
 use lab_common::HostPort;
 use lab_common::testing::http::{
     check_big_request, check_download, check_upload, closed_without_answer,

@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 
-use dummy_servers::{RunningBackend, addrs, backend_list};
+use dummy_servers::testing::{RunningBackend, addrs, backend_list};
 use lab_common::testing::http::{
     check_big_request, check_download, check_upload, closed_without_answer,
     fresh_client, keep_alive_client, who_answers, who_answers_with,

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
-use dummy_servers::{RunningBackend, addrs, backend_list};
+use dummy_servers::testing::{RunningBackend, addrs, backend_list};
 use lab_common::testing::http::{
     check_big_request, check_download, check_upload, fresh_client,
     raw_exchange, who_answers,

@@ -4,7 +4,7 @@
 
 use std::net::SocketAddr;
 
-use dummy_servers::{RunningBackend, addrs, backend_list};
+use dummy_servers::testing::{RunningBackend, addrs, backend_list};
 use lab_common::testing::http::{
     check_download, check_upload, https_client_builder, https_url,
     raw_exchange, who_answers_with,

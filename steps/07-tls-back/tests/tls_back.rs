@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use dummy_servers::{RunningBackend, addrs, backend_list};
+use dummy_servers::testing::{RunningBackend, addrs, backend_list};
 use lab_common::testing::http::{
     check_download, check_upload, echo_with, https_url, who_answers_with,
 };

@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 
-use dummy_servers::{RunningBackend, backend_list};
+use dummy_servers::testing::{RunningBackend, backend_list};
 use lab_common::testing::http::{
     check_download, check_upload, echo_with, fresh_client, raw_exchange,
     who_answers_with,

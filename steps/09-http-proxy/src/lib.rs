@@ -1,30 +1,42 @@
 //! Step 09 — From connections to requests
 //!
-//! Changed since step 08:
-//! - the balancer now speaks HTTP instead of copying bytes: hyper parses
-//!   each request a client sends and writes a new one to the backend, so
-//!   the proxy can read and change the method, the path and the headers;
+//! Changed since step 04 (steps 05-08 are not in it: this step builds on
+//! the round robin, and leaves their random choice and TLS out to keep
+//! the HTTP ideas in view):
+//! - the balancer speaks HTTP instead of copying bytes: hyper parses each
+//!   request a client sends and writes a new one to the backend, so the
+//!   proxy can read and change the method, the path and the headers;
 //! - the choice is made per *request*, not per connection: three requests
-//!   on one kept-alive client connection go to 4444, 4445, 4446 in turn;
-//! - the backend learns who the client was: the proxy appends the client's
-//!   address to `X-Forwarded-For` and sets `X-Forwarded-Host` and
-//!   `X-Forwarded-Proto`, and drops the headers that concern one hop only;
+//!   on one kept-alive client connection go to 4444, 4445, 4446 in turn,
+//!   and the round robin's counter is an atomic, shared by every task;
+//! - it listens on 127.0.0.1:8080, the second article's port;
+//! - the backend learns who the client was: the proxy appends the client
+//!   to `X-Forwarded-For` and `Forwarded`, sets `X-Forwarded-Host`,
+//!   `X-Forwarded-Proto` and `Via`, and drops the headers that concern
+//!   one hop only and a client's `X-Real-IP`;
 //! - connections to the backends are no longer one per client: a pool
-//!   keeps them open and any client's request may reuse any of them;
-//! - a backend that is down no longer means a closed connection with no
-//!   word of explanation: the client gets a `502 Bad Gateway` naming the
-//!   backend, and its connection stays open for the next request (unless
-//!   it was sending a body);
-//! - TLS is left out, to keep the HTTP ideas in view: step 06's acceptor
-//!   would wrap the client's stream before hyper sees it.
+//!   keeps up to 32 per backend open for 60 s, and any client's request
+//!   may reuse any of them;
+//! - the proxy answers for itself: a `502 Bad Gateway` naming a backend
+//!   that is down, a 504 for one that does not answer within 60 s, and,
+//!   for requests it does not pass on, 400 (no single valid `Host`), 405
+//!   (`CONNECT`), 431 (a head over 16 KiB) and 408 (a head too slow);
+//! - it keeps HTTP's rules for a proxy: the absolute form's authority
+//!   wins over `Host`, `Expect: 100-continue` is answered once, and a
+//!   client that half-closes after its request still gets the answer;
+//! - the log has fields (`method`, `path`, `backend`, `status`, `phase`)
+//!   in a span per client connection, `conn{client=...}`.
 //!
 //! This is the second article's reverse proxy (Go's
 //! `httputil.NewSingleHostReverseProxy` on :8080) grown a list of
 //! backends. With zero arguments it balances over 4444-4446; give
 //! `--backends 127.0.0.1:4444` for the article's single-host proxy.
+//! Ctrl-C stops it at once, cutting the connections still open: draining
+//! them first is `lb`'s job (tutorial, "lb — Timeouts, limits and
+//! draining").
 //!
 //! ```text
-//! scripts/spawn-backends.sh
+//! scripts/spawn-backends.sh restart
 //! cargo run --bin 09-http-proxy
 //! curl -s localhost:8080/
 //! curl -s localhost:8080/ localhost:8080/ localhost:8080/
@@ -32,7 +44,7 @@
 
 use std::convert::Infallible;
 use std::error::Error as StdError;
-use std::future::Future;
+use std::future::{Future, poll_fn};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -43,17 +55,20 @@ use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Body, Incoming};
 use hyper::header::{
-    CONNECTION, CONTENT_TYPE, HOST, HeaderMap, HeaderName, HeaderValue, VIA,
+    ALLOW, CONNECTION, CONTENT_TYPE, EXPECT, FORWARDED, HOST, HeaderMap,
+    HeaderName, HeaderValue, VIA,
 };
+use hyper::http::uri::Authority;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper::{Request, Response, StatusCode, Uri, Version};
+use hyper::{Method, Request, Response, StatusCode, Uri, Version};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use lab_common::{Error, HostPort};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
-use tracing::{info, warn};
+use tracing::{Instrument, info, info_span, warn};
 
 // ANCHOR: round_robin
 /// Hands out backends in a fixed rotation, one per request.
@@ -142,6 +157,7 @@ const X_FORWARDED_HOST: HeaderName =
     HeaderName::from_static("x-forwarded-host");
 const X_FORWARDED_PROTO: HeaderName =
     HeaderName::from_static("x-forwarded-proto");
+const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 
 /// Tells the backend what only the proxy knows: who the client is, and
 /// which host and scheme it asked for.
@@ -149,34 +165,32 @@ const X_FORWARDED_PROTO: HeaderName =
 /// `X-Forwarded-For` is a list that every proxy on the way appends to, so
 /// values already there (sent by the client or an earlier proxy) are kept
 /// and the client's address goes last: the last entry is the one this
-/// proxy vouches for, the earlier ones are hearsay. `X-Forwarded-Host`
-/// and `X-Forwarded-Proto` are replaced, not appended: this proxy is the
-/// edge, so what a client claims there is not passed on.
+/// proxy vouches for, the earlier ones are hearsay. `Forwarded` (RFC
+/// 7239) is the standard form of the same list, one element per proxy
+/// with the client, host and scheme that proxy saw; it is appended to the
+/// same way. `X-Forwarded-Host` and `X-Forwarded-Proto` are replaced, not
+/// appended: this proxy is the edge, so what a client claims there is not
+/// passed on. `X-Real-IP` (one address, set by nginx-style proxies) is
+/// not something this proxy sets, so a client's is dropped: a backend
+/// that trusts it would trust whatever the client wrote.
 ///
 /// `Via` names this proxy and the HTTP version it received, as RFC 9110
 /// §7.6.3 asks of a gateway; it also lets a loop of proxies be spotted.
-/// (RFC 7239's `Forwarded` header says all this in one standard header;
-/// the `X-` ones are older, and what most backends and frameworks read.)
 pub fn add_forwarded_headers(
     headers: &mut HeaderMap,
     client_ip: IpAddr,
     received: Version,
 ) {
-    let mut forwarded_for = Vec::new();
-    for earlier in headers.get_all(&X_FORWARDED_FOR) {
-        forwarded_for.extend_from_slice(earlier.as_bytes());
-        forwarded_for.extend_from_slice(b", ");
-    }
-    forwarded_for.extend_from_slice(client_ip.to_string().as_bytes());
-    let forwarded_for = HeaderValue::from_bytes(&forwarded_for)
-        .expect("valid header values joined by commas stay valid");
-    headers.insert(X_FORWARDED_FOR, forwarded_for);
+    append_to_list(headers, X_FORWARDED_FOR, &client_ip.to_string());
+    let element = forwarded_element(client_ip, headers.get(HOST));
+    append_to_list(headers, FORWARDED, &element);
 
     match headers.get(HOST).cloned() {
         Some(host) => headers.insert(X_FORWARDED_HOST, host),
         None => headers.remove(X_FORWARDED_HOST),
     };
     headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+    headers.remove(X_REAL_IP);
 
     let via = match received {
         Version::HTTP_10 => "1.0 lb-lab",
@@ -184,24 +198,115 @@ pub fn add_forwarded_headers(
     };
     headers.append(VIA, HeaderValue::from_static(via));
 }
+
+/// Puts `ours` at the end of the comma-separated list `name`, joining the
+/// values already there (maybe on several lines) into one.
+fn append_to_list(headers: &mut HeaderMap, name: HeaderName, ours: &str) {
+    let mut list = Vec::new();
+    for earlier in headers.get_all(&name) {
+        list.extend_from_slice(earlier.as_bytes());
+        list.extend_from_slice(b", ");
+    }
+    list.extend_from_slice(ours.as_bytes());
+    let list = HeaderValue::from_bytes(&list)
+        .expect("valid header values joined by commas stay valid");
+    headers.insert(name, list);
+}
+
+/// This hop's element of `Forwarded`: `for=127.0.0.1;host="a:8080";
+/// proto=http`. RFC 7239 §6 writes an IPv6 client in brackets and quotes
+/// (`for="[::1]"`); the host is quoted for its `:`. A host that passed
+/// [`target_host`] holds no quote or backslash to escape.
+fn forwarded_element(client_ip: IpAddr, host: Option<&HeaderValue>) -> String {
+    let mut element = match client_ip {
+        IpAddr::V4(ip) => format!("for={ip}"),
+        IpAddr::V6(ip) => format!("for=\"[{ip}]\""),
+    };
+    if let Some(host) = host.and_then(|host| host.to_str().ok()) {
+        element.push_str(&format!(";host=\"{host}\""));
+    }
+    element.push_str(";proto=http");
+    element
+}
 // ANCHOR_END: forwarded_headers
+
+// ANCHOR: target_host
+/// The host a request is for, which the backend will see in `Host`, or
+/// the reason to refuse it with a 400.
+///
+/// RFC 9112 §3.2: an HTTP/1.1 request must carry exactly one `Host`, and
+/// it must read as `host[:port]`. A server that guessed instead (took the
+/// first of two, say) could disagree with the next server on the way
+/// about which site was asked for, and a cache or a filter keyed on the
+/// host could be fooled. HTTP/1.0 came before `Host`, so it may lack one;
+/// the pooled client then names the backend.
+///
+/// §3.2.2: when the target is in absolute form (`GET http://a.example/p`,
+/// which clients send to a forward proxy), its authority is the host,
+/// whatever `Host` says.
+pub fn target_host<B>(
+    request: &Request<B>,
+) -> Result<Option<HeaderValue>, &'static str> {
+    let mut hosts = request.headers().get_all(HOST).iter();
+    let host = match (hosts.next(), hosts.next()) {
+        (Some(_), Some(_)) => return Err("more than one Host header"),
+        (Some(host), None) if is_authority(host.as_bytes()) => Some(host),
+        (Some(_), None) => return Err("the Host header is not HOST[:PORT]"),
+        (None, _) if request.version() < Version::HTTP_11 => None,
+        (None, _) => return Err("an HTTP/1.1 request needs a Host header"),
+    };
+    match request.uri().authority() {
+        Some(target) if is_authority(target.as_str().as_bytes()) => {
+            let target = HeaderValue::from_str(target.as_str())
+                .expect("an authority is a valid header value");
+            Ok(Some(target))
+        }
+        Some(_) => Err("the target's authority is not HOST[:PORT]"),
+        None => Ok(host.cloned()),
+    }
+}
+
+/// Whether `text` is `host[:port]`: no space, slash or other character a
+/// URI's authority cannot hold (`Authority` checks those), no `user@`
+/// (RFC 9110 §4.2.4 forbids user info in an http URI), and a port, if
+/// any, that is a number (`Authority` reports `a.example:http` as having
+/// no port at all).
+fn is_authority(text: &[u8]) -> bool {
+    if text.contains(&b'@') {
+        return false;
+    }
+    let Ok(authority) = Authority::try_from(text) else {
+        return false;
+    };
+    let after_host = &authority.as_str()[authority.host().len()..];
+    match after_host.strip_prefix(':') {
+        Some(port) => port.is_empty() || port.parse::<u16>().is_ok(),
+        None => after_host.is_empty(),
+    }
+}
+// ANCHOR_END: target_host
 
 // ANCHOR: backend_request
 /// Turns the request a client sent into the one the backend gets: same
 /// method, path, query and body; the hop-by-hop headers dropped; the
 /// forwarded headers added.
 ///
-/// The `Host` header stays the client's, as Go's single-host proxy does
-/// (nginx, by default, sends the backend's own name instead). The backend
-/// then builds links and redirects with the name the client knows, and
-/// can serve several sites by name behind one proxy; `X-Forwarded-Host`
-/// repeats it for backends that read only that.
+/// `host` is what [`target_host`] found: usually the `Host` the client
+/// sent, kept as Go's single-host proxy does (nginx, by default, sends
+/// the backend's own name instead). The backend then builds links and
+/// redirects with the name the client knows, and can serve several sites
+/// by name behind one proxy; `X-Forwarded-Host` repeats it for backends
+/// that read only that.
 pub fn backend_request<B>(
     request: Request<B>,
     backend: &HostPort,
+    host: Option<HeaderValue>,
     client_ip: IpAddr,
 ) -> Result<Request<B>, Error> {
     let (mut parts, body) = request.into_parts();
+    if let Some(host) = host {
+        parts.headers.insert(HOST, host);
+    }
     // A client normally sends only the path (`GET /a?b HTTP/1.1`). The
     // pooled client wants an absolute URI, `http://backend/a?b`: it dials
     // and pools by that scheme and authority, and sends only the path.
@@ -217,13 +322,17 @@ pub fn backend_request<B>(
     let received = parts.version;
     parts.version = Version::HTTP_11;
     remove_hop_by_hop(&mut parts.headers);
+    // `Expect: 100-continue` asks "may I send the body?". hyper has
+    // answered it already, with `100 Continue` as soon as the body is
+    // read, so the backend must not be asked again.
+    parts.headers.remove(EXPECT);
     add_forwarded_headers(&mut parts.headers, client_ip, received);
     Ok(Request::from_parts(parts, body))
 }
 // ANCHOR_END: backend_request
 
 /// A response body of either kind the proxy sends: the backend's,
-/// streamed through as it arrives, or a short one of its own (the 502).
+/// streamed through as it arrives, or a short one of its own (a 502).
 /// Boxing erases the difference, so one handler can return both.
 type ProxyBody = BoxBody<Bytes, hyper::Error>;
 
@@ -235,32 +344,77 @@ struct Proxy {
     /// same backend, from any client. The request body it sends is the
     /// client's (`Incoming`), passed through without being collected.
     backend_pool: Client<HttpConnector, Incoming>,
+    /// See [`Config`].
+    header_timeout: Duration,
+    response_timeout: Duration,
 }
+
+// ANCHOR: config
+/// What `run` needs besides the listener and the shutdown signal.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Used in turn, one per request.
+    pub backends: Vec<HostPort>,
+    /// How long a client may take to send a request's head. A head begun
+    /// and not finished in time gets a 408; a kept-alive connection on
+    /// which no new request has begun is closed without a word.
+    pub header_timeout: Duration,
+    /// How long a backend may take to start its answer (connect, take
+    /// the request, send the status line and headers) before the client
+    /// gets a 504. The body then streams for as long as it takes.
+    pub response_timeout: Duration,
+    /// How many idle connections the pool keeps per backend: after a
+    /// burst, the connections beyond these close as their answers end.
+    pub pool_max_idle_per_backend: usize,
+    /// How long a pooled connection may sit unused before it is closed.
+    pub pool_idle_timeout: Duration,
+}
+
+impl Config {
+    /// `backends` with the binary's default limits: 30 s for a request
+    /// head (hyper's default), 60 s for a backend to start answering (as
+    /// nginx's `proxy_read_timeout`); 32 idle connections per backend
+    /// (the lab's benchmark keeps 32 requests in flight, and never has to
+    /// reconnect), each for 60 s (nginx's upstream `keepalive_timeout`).
+    pub fn new(backends: Vec<HostPort>) -> Config {
+        Config {
+            backends,
+            header_timeout: Duration::from_secs(30),
+            response_timeout: Duration::from_secs(60),
+            pool_max_idle_per_backend: 32,
+            pool_idle_timeout: Duration::from_secs(60),
+        }
+    }
+}
+// ANCHOR_END: config
 
 // ANCHOR: run
 /// Accepts clients until `shutdown` completes, and serves each one's
 /// requests by forwarding every request to the next backend in turn.
 pub async fn run(
     listener: TcpListener,
-    backends: Vec<HostPort>,
+    config: Config,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), Error> {
-    let round_robin = RoundRobin::new(backends)?;
+    let round_robin = RoundRobin::new(config.backends)?;
     let mut connector = HttpConnector::new();
     // As in step 04's dial: small messages leave at once.
     connector.set_nodelay(true);
-    // No timeout on connecting or on waiting for an answer yet: a backend
-    // that accepts and then says nothing holds its client until the
-    // client gives up. Later steps add timeouts.
     let backend_pool = Client::builder(TokioExecutor::new())
+        // Without a bound, a burst of clients leaves as many idle
+        // connections to each backend, and each holds a socket at both
+        // ends until it times out.
+        .pool_max_idle_per_host(config.pool_max_idle_per_backend)
         // Close pooled connections nobody used for a while; the timer is
         // what lets the pool notice time passing.
-        .pool_idle_timeout(Duration::from_secs(90))
+        .pool_idle_timeout(config.pool_idle_timeout)
         .pool_timer(TokioTimer::new())
         .build(connector);
     let proxy = Arc::new(Proxy {
         round_robin,
         backend_pool,
+        header_timeout: config.header_timeout,
+        response_timeout: config.response_timeout,
     });
 
     tokio::pin!(shutdown);
@@ -269,20 +423,39 @@ pub async fn run(
             accepted = listener.accept() => match accepted {
                 Ok(pair) => pair,
                 Err(err) => {
-                    warn!("accept failed: {err}");
+                    warn!(error = %err, "accept failed");
                     tokio::time::sleep(Duration::from_millis(100)).await;
                     continue;
                 }
             },
-            // Connections already open go on until their clients close
-            // them; draining them gracefully comes in a later step.
+            // Ctrl-C: `run` returns, then `main`, and the runtime drops
+            // every connection's task, cutting the requests in flight.
+            // `lb` drains them first («lb — Timeouts, limits and
+            // draining»); a lesson step just stops.
             () = &mut shutdown => return Ok(()),
         };
         // No pick here: the connection is not tied to a backend any more.
-        tokio::spawn(serve_client(Arc::clone(&proxy), client, client_addr));
+        // What is logged while serving it names this client: the span's
+        // `client` field goes with every line (`conn{client=...}`).
+        let span = info_span!("conn", client = %client_addr);
+        let serving = serve_client(Arc::clone(&proxy), client, client_addr);
+        tokio::spawn(serving.instrument(span));
     }
 }
 // ANCHOR_END: run
+
+/// The largest request head (request line and headers) the proxy reads:
+/// 16 KiB, HAProxy's default for a whole head. Past it the client gets
+/// `431 Request Header Fields Too Large` and the connection closes, as
+/// soon as the 16 KiB are in, without waiting for the end of the head.
+///
+/// hyper's own cap is about 400 KB, and a thousand slow clients, each
+/// holding an unfinished head that size, hold 400 MB of the proxy's
+/// memory. nginx allows more (lines of up to 8 KB, 32 KB in all), but
+/// hyper counts the whole head, as HAProxy does, so one number says it.
+/// Real heads are rarely above a few KB; the big ones carry cookies,
+/// which browsers cap at 4 KB each.
+pub const MAX_HEAD_BYTES: usize = 16 * 1024;
 
 // ANCHOR: serve_client
 /// Reads requests from one client connection, one after the other, and
@@ -293,62 +466,121 @@ async fn serve_client(
     client_addr: SocketAddr,
 ) {
     let _ = client.set_nodelay(true);
+    let header_timeout = proxy.header_timeout;
     // hyper is runtime-agnostic: `TokioIo` adapts tokio's socket to
     // hyper's I/O traits. `service_fn` turns an async function of a
     // request into the service hyper calls once per request.
     let service = service_fn(move |request| {
         let proxy = Arc::clone(&proxy);
-        async move {
+        // Boxed, because polling a connection "without shutdown" (below)
+        // wants a future that does not mind being moved (`Unpin`).
+        Box::pin(async move {
             // Never an `Err`, which would make hyper close the connection:
             // a failed backend is answered with a 502 instead.
-            Ok::<_, Infallible>(forward(&proxy, request, client_addr).await)
-        }
+            let client_ip = client_addr.ip();
+            Ok::<_, Infallible>(forward(&proxy, request, client_ip).await)
+        })
     });
-    // The timer enables hyper's default 30 s limit for reading a request's
-    // headers, so a client that connects and says nothing is let go.
-    let served = http1::Builder::new()
+    let mut connection = http1::Builder::new()
+        // A client may send its request and then close its sending side
+        // (a half-close: "that is all I have to say"). The request is
+        // whole and deserves its answer, but hyper, by default, drops
+        // the connection as soon as it reads that end.
+        .half_close(true)
+        .max_header_size(MAX_HEAD_BYTES)
+        // The timer lets hyper limit the wait for a request's head, so a
+        // client that connects and says nothing is let go.
         .timer(TokioTimer::new())
-        .serve_connection(TokioIo::new(client), service)
-        .await;
-    if let Err(err) = served {
-        warn!("client {client_addr}: {}", with_causes(&err));
+        .header_read_timeout(header_timeout)
+        .serve_connection(TokioIo::new(client), service);
+    // Polled "without shutdown": when hyper gives up on a late head, the
+    // socket is still ours to answer on (see `answer_late_head`).
+    let served = poll_fn(|cx| connection.poll_without_shutdown(cx)).await;
+    let parts = connection.into_parts();
+    let mut client = parts.io.into_inner();
+    match served {
+        Ok(()) => {}
+        Err(err) if err.is_timeout() => {
+            answer_late_head(&mut client, &parts.read_buf).await;
+        }
+        Err(err) => {
+            let error = &err as &(dyn StdError + 'static);
+            warn!(error, "client connection failed");
+        }
     }
+    // What hyper does when it is done with a connection: say so (FIN).
+    let _ = client.shutdown().await;
 }
 // ANCHOR_END: serve_client
 
+// ANCHOR: answer_late_head
+/// hyper gives up on a request head that does not arrive in time by
+/// closing the connection without a word. If part of a head had come, a
+/// client is waiting for an answer: it gets `408 Request Timeout` (RFC
+/// 9110 §15.5.9). A kept-alive connection on which no new request had
+/// begun is closed quietly: a 408 there would answer a request never
+/// sent, and a client sending one just then would take it as the answer.
+async fn answer_late_head(client: &mut TcpStream, unread: &[u8]) {
+    if unread.is_empty() {
+        return;
+    }
+    info!(status = 408, "request head too slow");
+    let text = "408 Request Timeout: the request's head came too slowly\n";
+    let answer = format!(
+        "HTTP/1.1 408 Request Timeout\r\nconnection: close\r\n\
+         content-type: text/plain; charset=utf-8\r\n\
+         content-length: {}\r\n\r\n{text}",
+        text.len()
+    );
+    let _ = client.write_all(answer.as_bytes()).await;
+}
+// ANCHOR_END: answer_late_head
+
 // ANCHOR: forward
 /// Sends one client request to the next backend and returns its
-/// response, or a 502 if the backend cannot be reached or fails
-/// before answering.
+/// response: or a 502 if the backend cannot be reached or fails before
+/// answering, a 504 if it does not start answering in time, and the
+/// proxy's own 400 or 405 for a request it does not pass on.
 async fn forward(
     proxy: &Proxy,
     request: Request<Incoming>,
-    client_addr: SocketAddr,
+    client_ip: IpAddr,
 ) -> Response<ProxyBody> {
-    let backend = proxy.round_robin.pick_backend();
     let method = request.method().clone();
     // The path alone is logged: a query string may carry secrets.
     let path = request.uri().path().to_owned();
-    // Whether the client is sending a body: if the backend fails, what
-    // is left of it is never read, and the connection must close.
+    // Whether the client is sending a body: if the proxy answers without
+    // reading it, the connection must close.
     let sends_body = !request.body().is_end_stream();
-    let answer = match backend_request(request, backend, client_addr.ip()) {
-        Ok(outgoing) => proxy.backend_pool.request(outgoing).await,
+    if method == Method::CONNECT {
+        // Its target is `host:port`, with no path: log it whole.
+        info!(%method, target = %request.uri(), status = 405, "refused");
+        return refuse_connect();
+    }
+    let host = match target_host(&request) {
+        Ok(host) => host,
+        Err(reason) => {
+            info!(%method, %path, status = 400, reason, "refused");
+            return own_answer(StatusCode::BAD_REQUEST, reason, sends_body);
+        }
+    };
+    let backend = proxy.round_robin.pick_backend();
+    let outgoing = match backend_request(request, backend, host, client_ip) {
+        Ok(outgoing) => outgoing,
         Err(err) => {
+            let phase = "request";
             warn!(
-                "client {client_addr}: {method} {path} -> backend \
-                 {backend}: cannot build the request: {err}"
+                %method, %path, %backend, %phase, error = %err,
+                "backend failed"
             );
             return bad_gateway(backend, sends_body);
         }
     };
-    match answer {
-        Ok(response) => {
-            info!(
-                "client {client_addr}: {method} {path} -> backend \
-                 {backend}: {}",
-                response.status()
-            );
+    let waiting = proxy.backend_pool.request(outgoing);
+    match tokio::time::timeout(proxy.response_timeout, waiting).await {
+        Ok(Ok(response)) => {
+            let status = response.status().as_u16();
+            info!(%method, %path, %backend, status, "forwarded");
             // The body is not read here: hyper pulls it from the
             // backend only as fast as the client takes it, so a large
             // body streams through a small buffer. If the backend
@@ -362,35 +594,56 @@ async fn forward(
         // The request is not retried on another backend: it may have
         // been half-processed. A production proxy retries what is
         // safe to repeat (a GET that never reached the backend).
-        Err(err) => {
+        Ok(Err(err)) => {
+            // hyper's errors say what failed ("client error (Connect)")
+            // and keep why in their `source()` ("Connection refused"):
+            // given as an error, the field shows the whole chain.
+            let phase = if err.is_connect() {
+                "connect"
+            } else {
+                "response"
+            };
+            let error = &err as &(dyn StdError + 'static);
             warn!(
-                "client {client_addr}: {method} {path} -> backend \
-                 {backend}: {}",
-                with_causes(&err)
+                %method, %path, %backend, %phase, error,
+                "backend failed"
             );
             bad_gateway(backend, sends_body)
+        }
+        // Dropping the request closes its backend connection: a late
+        // answer cannot reach the next request sent on it.
+        Err(_late) => {
+            let (phase, waited) = ("response", proxy.response_timeout);
+            warn!(
+                %method, %path, %backend, %phase, ?waited,
+                "backend too slow"
+            );
+            let reason = format!("backend {backend} did not answer in time");
+            own_answer(StatusCode::GATEWAY_TIMEOUT, &reason, sends_body)
         }
     }
 }
 // ANCHOR_END: forward
 
-// ANCHOR: bad_gateway
-/// The proxy's own answer when a backend fails: 502 and one line naming
-/// the backend. The error itself goes to the log only; a public proxy
-/// would keep even the backend's address to its log.
+// ANCHOR: own_answer
+/// An answer the proxy writes itself: the status and one line of text
+/// saying why. For a failed backend it is a 502 naming the backend; the
+/// error itself goes to the log only (a public proxy would keep even the
+/// backend's address to its log).
 ///
 /// The client's connection stays open for its next request, unless the
-/// failed request carried a body. Nobody read that body, and the rest of
-/// it may still be on the way: hyper keeps the connection only if all of
-/// it has already arrived, and otherwise closes it without a word. We
-/// cannot tell which, so we close it ourselves and say so with
-/// `Connection: close`: the client then does not send its next request
-/// down a connection that is about to go.
-fn bad_gateway(
-    backend: &HostPort,
+/// request carried a body the proxy did not read. The rest of it may
+/// still be on the way: hyper keeps the connection only if all of it has
+/// already arrived, and otherwise closes it without a word. We cannot
+/// tell which, so we close it ourselves and say so with `Connection:
+/// close`: the client then does not send its next request down a
+/// connection that is about to go.
+fn own_answer(
+    status: StatusCode,
+    reason: &str,
     close_connection: bool,
 ) -> Response<ProxyBody> {
-    let text = format!("502 Bad Gateway: backend {backend} failed\n");
+    let text = format!("{status}: {reason}\n");
     // `Full` is a body that is one chunk, already in memory. It cannot
     // fail (`Infallible`); `map_err` gives it the proxied body's error
     // type so both box to the same `ProxyBody`.
@@ -398,7 +651,7 @@ fn bad_gateway(
         .map_err(|never| match never {})
         .boxed();
     let mut response = Response::new(body);
-    *response.status_mut() = StatusCode::BAD_GATEWAY;
+    *response.status_mut() = status;
     response.headers_mut().insert(
         CONTENT_TYPE,
         HeaderValue::from_static("text/plain; charset=utf-8"),
@@ -410,20 +663,31 @@ fn bad_gateway(
     }
     response
 }
-// ANCHOR_END: bad_gateway
 
-/// `err: cause: cause`. hyper's errors say what failed ("client error
-/// (Connect)") and keep why in their source ("Connection refused").
-fn with_causes(err: &(dyn StdError + 'static)) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
+/// The answer to `CONNECT host:port`, which asks for a tunnel to any
+/// address: a forward proxy's job. A reverse proxy opens none, or anyone
+/// could reach whatever sits behind it. RFC 9110 §15.5.6: a 405 lists in
+/// `Allow` the methods that are accepted, here every other one. The
+/// connection closes: a client may send the tunnel's first bytes right
+/// after its CONNECT, and they are not a request.
+fn refuse_connect() -> Response<ProxyBody> {
+    let status = StatusCode::METHOD_NOT_ALLOWED;
+    let mut response = own_answer(status, "this proxy opens no tunnels", true);
+    let allowed = "GET, HEAD, POST, PUT, DELETE, OPTIONS, TRACE, PATCH";
+    let allowed = HeaderValue::from_static(allowed);
+    response.headers_mut().insert(ALLOW, allowed);
+    response
 }
+
+/// The 502 for a backend that failed before answering.
+fn bad_gateway(
+    backend: &HostPort,
+    close_connection: bool,
+) -> Response<ProxyBody> {
+    let reason = format!("backend {backend} failed");
+    own_answer(StatusCode::BAD_GATEWAY, &reason, close_connection)
+}
+// ANCHOR_END: own_answer
 
 #[cfg(test)]
 mod tests {
@@ -550,6 +814,34 @@ mod tests {
     }
 
     #[test]
+    fn appends_this_hop_to_forwarded_and_quotes_an_ipv6_client() {
+        let mut alone = headers(&[("host", "localhost:8080")]);
+        add_forwarded_headers(&mut alone, LOCALHOST, Version::HTTP_11);
+        assert_eq!(
+            values(&alone, "forwarded"),
+            ["for=127.0.0.1;host=\"localhost:8080\";proto=http"]
+        );
+
+        let mut behind = headers(&[
+            ("host", "[::1]:8080"),
+            ("forwarded", "for=192.0.2.9;proto=https"),
+            ("x-real-ip", "192.0.2.9"),
+        ]);
+        let ipv6 = "::1".parse().unwrap();
+        add_forwarded_headers(&mut behind, ipv6, Version::HTTP_11);
+        assert_eq!(
+            values(&behind, "forwarded"),
+            ["for=192.0.2.9;proto=https, \
+              for=\"[::1]\";host=\"[::1]:8080\";proto=http"]
+        );
+        assert!(behind.get("x-real-ip").is_none());
+
+        let mut no_host = HeaderMap::new();
+        add_forwarded_headers(&mut no_host, LOCALHOST, Version::HTTP_10);
+        assert_eq!(values(&no_host, "forwarded"), ["for=127.0.0.1;proto=http"]);
+    }
+
+    #[test]
     fn sets_forwarded_host_proto_and_via_over_what_the_client_claimed() {
         let mut headers = headers(&[
             ("host", "shop.example:8080"),
@@ -578,10 +870,13 @@ mod tests {
             .header("connection", "keep-alive, x-hop")
             .header("x-hop", "1")
             .header("x-end-to-end", "2")
+            .header("expect", "100-continue")
             .body("the body")
             .unwrap();
         let backend = "127.0.0.1:4445".parse().unwrap();
-        let outgoing = backend_request(request, &backend, LOCALHOST).unwrap();
+        let host = target_host(&request).unwrap();
+        let outgoing =
+            backend_request(request, &backend, host, LOCALHOST).unwrap();
         assert_eq!(outgoing.method(), "PUT");
         assert_eq!(
             outgoing.uri().to_string(),
@@ -593,6 +888,7 @@ mod tests {
         assert_eq!(values(headers, "x-end-to-end"), ["2"]);
         assert!(headers.get("x-hop").is_none());
         assert!(headers.get("connection").is_none());
+        assert!(headers.get("expect").is_none());
         assert_eq!(values(headers, "x-forwarded-for"), ["127.0.0.1"]);
         assert_eq!(*outgoing.body(), "the body");
     }
@@ -601,11 +897,47 @@ mod tests {
     fn an_absolute_request_uri_is_sent_to_the_backend_as_a_path() {
         let request = Request::builder()
             .uri("http://elsewhere.example/a?b=c")
+            .header("host", "other.example")
             .body(())
             .unwrap();
         let backend = "[::1]:4444".parse().unwrap();
-        let outgoing = backend_request(request, &backend, LOCALHOST).unwrap();
+        let host = target_host(&request).unwrap();
+        let outgoing =
+            backend_request(request, &backend, host, LOCALHOST).unwrap();
         assert_eq!(outgoing.uri().to_string(), "http://[::1]:4444/a?b=c");
+        assert_eq!(values(outgoing.headers(), "host"), ["elsewhere.example"]);
+    }
+
+    fn host_of(
+        version: Version,
+        uri: &str,
+        hosts: &[&str],
+    ) -> Result<Option<String>, &'static str> {
+        let mut request = Request::builder().version(version).uri(uri);
+        for host in hosts {
+            request = request.header("host", *host);
+        }
+        let host = target_host(&request.body(()).unwrap())?;
+        Ok(host.map(|host| host.to_str().unwrap().to_owned()))
+    }
+
+    #[test]
+    fn the_host_is_one_authority_and_the_absolute_form_wins() {
+        let v11 = Version::HTTP_11;
+        let host = |hosts: &[&str]| host_of(v11, "/", hosts);
+        assert_eq!(host(&["a.example"]), Ok(Some("a.example".into())));
+        assert_eq!(host(&["[::1]:8080"]), Ok(Some("[::1]:8080".into())));
+        assert_eq!(host(&["a.example:"]), Ok(Some("a.example:".into())));
+        for bad in ["", "a b", "u@a.example", "a/b", "a.example:99999"] {
+            assert!(host(&[bad]).is_err(), "{bad:?} was accepted");
+        }
+        assert!(host(&["a.example", "a.example"]).is_err());
+        assert!(host(&[]).is_err());
+        assert_eq!(host_of(Version::HTTP_10, "/", &[]), Ok(None));
+
+        let absolute = host_of(v11, "http://a.example:81/p", &["b.example"]);
+        assert_eq!(absolute, Ok(Some("a.example:81".into())));
+        assert!(host_of(v11, "http://u@a.example/", &["a.example"]).is_err());
     }
 
     #[test]

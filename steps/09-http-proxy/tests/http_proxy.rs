@@ -5,7 +5,8 @@
 use std::net::SocketAddr;
 
 use bytes::Bytes;
-use dummy_servers::{Echo, RunningBackend, addrs, backend_list};
+use dummy_servers::Echo;
+use dummy_servers::testing::{RunningBackend, addrs, backend_list};
 use http_body_util::{BodyExt, Empty};
 use hyper::client::conn::http1::{SendRequest, handshake};
 use hyper::{Request, StatusCode};
@@ -16,6 +17,7 @@ use lab_common::testing::http::{
 use lab_common::testing::{
     RunningBinary, RunningStep, deadline, host_ports, listener, run_to_end,
 };
+use step_09_http_proxy::Config;
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
@@ -27,7 +29,7 @@ const MIB: u64 = 1024 * 1024;
 async fn proxy_in_front_of(backends: &[SocketAddr]) -> RunningStep {
     let backends = host_ports(backends);
     RunningStep::start(move |listener, shutdown| {
-        step_09_http_proxy::run(listener, backends, shutdown)
+        step_09_http_proxy::run(listener, Config::new(backends), shutdown)
     })
     .await
 }
@@ -363,10 +365,13 @@ async fn the_binary_balances_per_request_and_logs_each_one() {
         }
         proxy
             .wait_for_stderr(&format!(
-                "GET / -> backend {}: 200 OK",
+                "forwarded method=GET path=/ backend={} status=200",
                 backends[2].addr
             ))
             .await;
+        // Every line names its client through the connection's span.
+        let log = proxy.wait_for_stderr("conn{client=127.0.0.1:").await;
+        assert_eq!(log.matches("}: forwarded method=GET").count(), 3, "{log}");
         assert!(proxy.is_running());
     })
     .await

@@ -1,0 +1,221 @@
+//! The configuration files the benchmark writes for the programs it runs:
+//! the nginx that serves as backend, HAProxy and nginx's stream module as
+//! contenders, `lb`, and the Lua script that makes wrk print one line.
+
+use std::fmt::Write;
+use std::path::Path;
+
+/// What every configuration depends on.
+pub struct Machine<'a> {
+    pub cores: usize,
+    /// The open-file limit the programs inherit.
+    pub nofile: u64,
+    /// The work folder (pid files, logs, nginx's temporary files).
+    pub work: &'a Path,
+}
+
+/// One nginx answering a fixed small body on every port of `ports`: fast
+/// enough not to be what limits a balancer.
+pub fn backend_nginx(m: &Machine<'_>, ports: &[u16]) -> String {
+    let work = m.work.display();
+    let mut listens = String::new();
+    for port in ports {
+        writeln!(listens, "    listen 127.0.0.1:{port};").expect("a String");
+    }
+    format!(
+        "worker_processes {cores};
+daemon off;
+pid {work}/backend-nginx.pid;
+error_log {work}/backend-nginx.error.log warn;
+worker_rlimit_nofile {nofile};
+events {{ worker_connections {connections}; }}
+http {{
+  access_log off;
+  keepalive_requests 1000000000;
+  keepalive_timeout 600s;
+  client_header_timeout 600s;
+  client_body_temp_path {work}/nginx-temp;
+  proxy_temp_path {work}/nginx-temp;
+  fastcgi_temp_path {work}/nginx-temp;
+  uwsgi_temp_path {work}/nginx-temp;
+  scgi_temp_path {work}/nginx-temp;
+  server {{
+{listens}    location / {{
+      default_type text/plain;
+      return 200 \"backend answer: a small fixed body, one line of text.\\n\";
+    }}
+  }}
+}}
+",
+        cores = m.cores,
+        nofile = m.nofile,
+        connections = m.nofile / 2,
+    )
+}
+
+/// HAProxy in `mode tcp`, round robin over `backends`, on `port`.
+pub fn haproxy(m: &Machine<'_>, port: u16, backends: &[String]) -> String {
+    let mut servers = String::new();
+    for (i, backend) in backends.iter().enumerate() {
+        write!(servers, "\n  server s{} {backend}", i + 1).expect("a String");
+    }
+    format!(
+        "# No log lines, as the lab's balancers run with RUST_LOG=warn.
+global
+  nbthread {cores}
+  maxconn {maxconn}
+defaults
+  mode tcp
+  timeout connect 5s
+  timeout client 600s
+  timeout server 600s
+frontend balancer
+  bind 127.0.0.1:{port}
+  default_backend servers
+backend servers
+  balance roundrobin{servers}
+",
+        cores = m.cores,
+        maxconn = m.nofile.saturating_sub(200) / 2,
+    )
+}
+
+/// nginx's stream module, round robin over `backends`, on `port`; `name`
+/// keeps its pid and log files apart from the other nginx instances.
+pub fn nginx_stream(
+    m: &Machine<'_>,
+    name: &str,
+    port: u16,
+    backends: &[String],
+) -> String {
+    let work = m.work.display();
+    let mut servers = String::new();
+    for backend in backends {
+        writeln!(servers, "    server {backend};").expect("a String");
+    }
+    format!(
+        "load_module /usr/lib/nginx/modules/ngx_stream_module.so;
+worker_processes {cores};
+daemon off;
+pid {work}/{name}.pid;
+error_log {work}/{name}.error.log warn;
+worker_rlimit_nofile {nofile};
+events {{ worker_connections {connections}; }}
+stream {{
+  upstream servers {{
+{servers}  }}
+  server {{
+    listen 127.0.0.1:{port};
+    proxy_pass servers;
+    proxy_timeout 600s;
+  }}
+}}
+",
+        cores = m.cores,
+        nofile = m.nofile,
+        connections = m.nofile / 2,
+    )
+}
+
+/// `lb`'s file: least connections over `backends`, each with its own id
+/// (the iperf3 set names one address three times), and TCP health checks
+/// unless `checks` is false (iperf3's server takes one client at a time,
+/// and a check's connection would be that client).
+pub fn lb(port: u16, backends: &[String], checks: bool) -> String {
+    let kind = if checks { "tcp" } else { "off" };
+    let mut text = format!(
+        "# Written by scripts/bench.sh.
+listen = \"127.0.0.1:{port}\"
+algorithm = \"least-connections\"
+
+[health]
+kind = \"{kind}\"
+interval = \"1s\"
+"
+    );
+    for (i, backend) in backends.iter().enumerate() {
+        write!(
+            text,
+            "\n[[backends]]\nid = \"s{}\"\naddress = \"{backend}\"\n",
+            i + 1
+        )
+        .expect("a String");
+    }
+    text
+}
+
+/// wrk's script: one line at the end, "WRK requests duration_us p50_us
+/// p99_us errors" (errors of every kind).
+pub const WRK_REPORT: &str = r#"-- One line for bench.sh: requests, duration (us), p50 and p99 latency
+-- (us), errors of any kind.
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format("WRK %d %d %d %d %d\n", summary.requests,
+    summary.duration, latency:percentile(50), latency:percentile(99),
+    e.connect + e.read + e.write + e.status + e.timeout))
+end
+"#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn machine() -> Machine<'static> {
+        Machine {
+            cores: 2,
+            nofile: 20_000,
+            work: Path::new("/tmp/w"),
+        }
+    }
+
+    fn backends() -> Vec<String> {
+        (1..=3).map(|i| format!("127.0.0.1:2000{i}")).collect()
+    }
+
+    #[test]
+    fn haproxy_balances_over_every_backend() {
+        let text = haproxy(&machine(), 20104, &backends());
+        assert!(text.contains("  maxconn 9900\n"));
+        assert!(text.contains("  bind 127.0.0.1:20104\n"));
+        assert!(text.ends_with(
+            "  balance roundrobin\n  server s1 127.0.0.1:20001\n  \
+             server s2 127.0.0.1:20002\n  server s3 127.0.0.1:20003\n"
+        ));
+    }
+
+    #[test]
+    fn nginx_files_name_their_ports_and_folder() {
+        let stream =
+            nginx_stream(&machine(), "nginx-stream-nginx", 20105, &backends());
+        assert!(stream.contains("pid /tmp/w/nginx-stream-nginx.pid;"));
+        assert!(stream.contains("    server 127.0.0.1:20003;\n  }"));
+        assert!(stream.contains("events { worker_connections 10000; }"));
+        let backend = backend_nginx(&machine(), &[20001, 20002]);
+        assert!(backend.contains(
+            "    listen 127.0.0.1:20001;\n    listen 127.0.0.1:20002;\n    location / {"
+        ));
+    }
+
+    /// The file is one `lb` itself accepts, with the settings the report
+    /// claims: least connections, checks on or off, one id per slot.
+    #[test]
+    fn lb_accepts_the_config_the_benchmark_writes() {
+        use balancer::config::{CheckKind, Config};
+        let iperf = vec!["127.0.0.1:20021".to_owned(); 3];
+        for (list, checks) in [(backends(), true), (iperf, false)] {
+            let text = lb(20106, &list, checks);
+            let config = Config::parse(Path::new("lb-bench.toml"), &text)
+                .unwrap_or_else(|err| panic!("{err}\n{text}"));
+            assert_eq!(config.listen.to_string(), "127.0.0.1:20106");
+            assert_eq!(config.algorithm.to_string(), "least-connections");
+            let expected = if checks {
+                CheckKind::Tcp
+            } else {
+                CheckKind::Off
+            };
+            assert_eq!(config.health.kind, expected);
+            assert_eq!(config.backends.len(), 3);
+            assert_eq!(config.backends[2].address.to_string(), list[2]);
+        }
+    }
+}

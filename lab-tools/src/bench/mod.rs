@@ -1,0 +1,979 @@
+//! The benchmark behind `scripts/bench.sh`: the lab's balancers beside
+//! HAProxy and nginx on this machine, in one run, written up as Markdown.
+//!
+//! One run: build the lab's binaries, install the other programs if they
+//! are missing, start backends, then for each workload start every
+//! contender on its own port and measure it, round after round, each
+//! contender's run between two direct runs (client straight to a backend)
+//! so that its figure can be taken as a ratio to its neighbours. The
+//! run's shape is in [`plan`], the arithmetic in [`stats`], the files the
+//! programs read in [`configs`], the loads in [`load`], the write-up in
+//! [`report`].
+
+pub mod configs;
+pub mod load;
+pub mod plan;
+pub mod report;
+pub mod stats;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+
+use crate::procs::{self, Procs};
+use crate::steps;
+use crate::sys;
+use load::{Http, Loader};
+use plan::{
+    Contender, KNOWN, Launch, Mode, Options, Plan, Ports, Set, Workload,
+};
+use stats::{MemoryRun, Run, Sample};
+
+/// Above this share of all cores busy (other people's work: this
+/// program's own processes sit idle between runs), the machine is busy.
+const BUSY_LIMIT: f64 = 0.15;
+
+/// The figures of one workload with one backend set.
+#[derive(Clone, Debug, Default)]
+pub struct Table {
+    pub rounds: u32,
+    /// Every run by contender key ("direct" for the direct runs).
+    pub samples: BTreeMap<String, Vec<Sample>>,
+}
+
+/// How quiet the machine was.
+#[derive(Clone, Debug, Default)]
+pub struct Quiet {
+    pub quiet_runs: u32,
+    pub busy_runs: u32,
+    pub max_busy: f64,
+    pub waits: u32,
+    pub waited_seconds: u64,
+    pub builds_seen: BTreeSet<String>,
+}
+
+/// A run in progress.
+struct Bench {
+    plan: Plan,
+    ports: Ports,
+    work: PathBuf,
+    procs: Procs,
+    contenders: Vec<Contender>,
+    cores: usize,
+    nofile: u64,
+    ticks_per_second: u64,
+    budget_left: i64,
+    quiet: Quiet,
+    tables: BTreeMap<(Workload, Set), Table>,
+    memory: Vec<(String, MemoryRun)>,
+    /// The files written for the programs, by name, for the report.
+    configs: BTreeMap<String, String>,
+}
+
+fn clock() -> String {
+    let now = time::OffsetDateTime::now_utc();
+    format!("{:02}:{:02}:{:02}", now.hour(), now.minute(), now.second())
+}
+
+fn log(message: &str) {
+    eprintln!("{} {message}", clock());
+}
+
+/// True if `program` is on the PATH.
+fn installed(program: &str) -> bool {
+    std::env::var_os("PATH").is_some_and(|path| {
+        std::env::split_paths(&path).any(|dir| dir.join(program).is_file())
+    })
+}
+
+const STREAM_MODULE: &str = "/usr/lib/nginx/modules/ngx_stream_module.so";
+
+/// Debian's packages for the programs that are missing.
+fn missing_packages() -> Vec<&'static str> {
+    let mut missing = Vec::new();
+    for (program, package) in [
+        ("haproxy", "haproxy"),
+        ("nginx", "nginx"),
+        ("wrk", "wrk"),
+        ("iperf3", "iperf3"),
+    ] {
+        if !installed(program) {
+            missing.push(package);
+        }
+        if program == "nginx" && !Path::new(STREAM_MODULE).is_file() {
+            missing.push("libnginx-mod-stream");
+        }
+    }
+    missing
+}
+
+fn install_tools(allowed: bool) -> Result<(), String> {
+    let packages = missing_packages();
+    if packages.is_empty() {
+        return Ok(());
+    }
+    let list = packages.join(" ");
+    if !allowed {
+        return Err(format!("missing: {list} (run without --no-install)"));
+    }
+    if !rustix::process::geteuid().is_root() || !installed("apt-get") {
+        return Err(format!(
+            "missing: {list} (apt-get install -y {list}, as root)"
+        ));
+    }
+    log(&format!("installing {list}"));
+    let apt = |args: &[&str]| -> Result<(), String> {
+        let status = Command::new("apt-get")
+            .args(args)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .stdout(std::process::Stdio::null())
+            .status()
+            .map_err(|err| format!("apt-get: {err}"))?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(format!("apt-get {} failed ({status})", args.join(" ")))
+        }
+    };
+    apt(&["update", "-qq"])?;
+    let mut install = vec!["install", "-y", "-qq"];
+    install.extend(&packages);
+    apt(&install)
+}
+
+/// `cargo`, as cargo itself passes it to `cargo run`.
+fn cargo() -> Command {
+    Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+}
+
+/// Builds `bins`; those that do not build (a step being written) are
+/// left out with a message. Returns the paths of those built.
+fn build(
+    root: &Path,
+    bins: &[String],
+    release: bool,
+) -> BTreeMap<String, PathBuf> {
+    let profile = if release { "release" } else { "debug" };
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(|dir| root.join(dir))
+        .unwrap_or_else(|| root.join("target"));
+    log(&format!("building ({profile}): {}", bins.join(" ")));
+    let cargo_build = |bins: &[String]| {
+        let mut command = cargo();
+        command.current_dir(root).args(["build", "--quiet"]);
+        if release {
+            command.arg("--release");
+        }
+        for bin in bins {
+            command.arg(format!("--bin={bin}"));
+        }
+        command.status().is_ok_and(|status| status.success())
+    };
+    let built: Vec<String> = if cargo_build(bins) {
+        bins.to_vec()
+    } else {
+        log("the build failed; building the binaries one by one");
+        bins.iter()
+            .filter(|bin| {
+                let ok = cargo_build(std::slice::from_ref(bin));
+                if !ok {
+                    log(&format!("skipping {bin}: it does not build"));
+                }
+                ok
+            })
+            .cloned()
+            .collect()
+    };
+    built
+        .into_iter()
+        .map(|bin| {
+            let path = target.join(profile).join(&bin);
+            (bin, path)
+        })
+        .collect()
+}
+
+/// The first line a program prints about its version (stdout or stderr).
+fn first_line(program: &str, args: &[&str]) -> String {
+    Command::new(program)
+        .args(args)
+        .output()
+        .ok()
+        .and_then(|out| {
+            let text = String::from_utf8_lossy(&out.stdout).to_string()
+                + &String::from_utf8_lossy(&out.stderr);
+            text.lines().next().map(str::to_owned)
+        })
+        .unwrap_or_else(|| format!("{program} ?"))
+}
+
+fn words(line: &str, n: usize) -> String {
+    line.split_whitespace()
+        .take(n)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+impl Bench {
+    fn taking_part(&self, workload: Workload) -> Vec<Contender> {
+        self.contenders
+            .iter()
+            .filter(|c| c.takes_part(workload))
+            .cloned()
+            .collect()
+    }
+
+    fn machine(&self) -> configs::Machine<'_> {
+        configs::Machine {
+            cores: self.cores,
+            nofile: self.nofile,
+            work: &self.work,
+        }
+    }
+
+    fn write_config(
+        &mut self,
+        name: &str,
+        text: String,
+    ) -> Result<PathBuf, String> {
+        let path = self.work.join(name);
+        std::fs::write(&path, &text)
+            .map_err(|err| format!("{}: {err}", path.display()))?;
+        self.configs.insert(name.to_owned(), text);
+        Ok(path)
+    }
+
+    fn start_backends(
+        &mut self,
+        set: Set,
+        dummy_servers: &Path,
+    ) -> Result<(), String> {
+        let ports = self.ports.backends(set);
+        let name = format!("backend-{}", set.name());
+        match set {
+            Set::Nginx => {
+                let text = configs::backend_nginx(&self.machine(), &ports);
+                let conf = self.write_config("backend-nginx.conf", text)?;
+                let temp = self.work.join("nginx-temp");
+                std::fs::create_dir_all(&temp)
+                    .map_err(|err| err.to_string())?;
+                let mut nginx = Command::new("nginx");
+                nginx
+                    .arg("-e")
+                    .arg(self.work.join("backend-nginx.error.log"))
+                    .arg("-p")
+                    .arg(&self.work)
+                    .arg("-c")
+                    .arg(conf);
+                self.procs.start(&name, &mut nginx)?;
+            }
+            Set::Dummy => {
+                let list: Vec<String> =
+                    ports.iter().map(u16::to_string).collect();
+                let mut dummy = Command::new(dummy_servers);
+                // No log line per request, like the other backends.
+                dummy
+                    .env("RUST_LOG", "warn")
+                    .arg("--ports")
+                    .arg(list.join(","));
+                self.procs.start(&name, &mut dummy)?;
+            }
+            Set::Iperf => {
+                let mut iperf = Command::new("iperf3");
+                iperf
+                    .args(["--server", "--bind", "127.0.0.1", "--port"])
+                    .arg(ports[0].to_string());
+                self.procs.start(&name, &mut iperf)?;
+            }
+        }
+        for port in BTreeSet::from_iter(ports) {
+            self.procs.wait_port(&name, port)?;
+        }
+        Ok(())
+    }
+
+    fn instance(contender: &Contender, set: Set) -> String {
+        format!("{}-{}", contender.key, set.name())
+    }
+
+    fn start_contender(
+        &mut self,
+        contender: &Contender,
+        set: Set,
+    ) -> Result<(), String> {
+        let name = Bench::instance(contender, set);
+        let port = self.ports.contender(contender, set);
+        let backends = self.ports.backend_addresses(set);
+        let listen = format!("127.0.0.1:{port}");
+        let mut command = match &contender.launch {
+            Launch::Step(binary) => {
+                let mut command = Command::new(binary);
+                // The lab's binaries log a line per connection at info
+                // level; the other contenders log nothing, so neither do
+                // these.
+                command.env("RUST_LOG", "warn").args([
+                    "--listen",
+                    &listen,
+                    "--backends",
+                    &backends.join(","),
+                ]);
+                command
+            }
+            Launch::Lb(binary) => {
+                let text = configs::lb(port, &backends, set != Set::Iperf);
+                let file = self
+                    .write_config(&format!("lb-{}.toml", set.name()), text)?;
+                let mut command = Command::new(binary);
+                command.env("RUST_LOG", "warn").arg("--config").arg(file);
+                command
+            }
+            Launch::Haproxy => {
+                let text = configs::haproxy(&self.machine(), port, &backends);
+                let file = self.write_config(
+                    &format!("haproxy-{}.cfg", set.name()),
+                    text,
+                )?;
+                let mut command = Command::new("haproxy");
+                command.arg("-db").arg("-f").arg(file);
+                command
+            }
+            Launch::Nginx => {
+                let conf_name = format!("nginx-stream-{}", set.name());
+                let text = configs::nginx_stream(
+                    &self.machine(),
+                    &conf_name,
+                    port,
+                    &backends,
+                );
+                let file =
+                    self.write_config(&format!("{conf_name}.conf"), text)?;
+                let mut command = Command::new("nginx");
+                command
+                    .arg("-e")
+                    .arg(self.work.join(format!("{conf_name}.error.log")))
+                    .arg("-p")
+                    .arg(&self.work)
+                    .arg("-c")
+                    .arg(file);
+                command
+            }
+            Launch::Extra(template) => {
+                let line = template
+                    .replace("{listen}", &listen)
+                    .replace("{backends}", &backends.join(","));
+                let mut command = Command::new("bash");
+                command
+                    .env("RUST_LOG", "warn")
+                    .arg("-c")
+                    .arg(format!("exec {line}"));
+                command
+            }
+        };
+        self.procs.start(&name, &mut command)?;
+        self.procs.wait_port(&name, port)
+    }
+
+    /// Waits, at most `quiet_wait` seconds (and `quiet_budget` in all),
+    /// until the machine is quiet; counts the runs that started busy.
+    fn wait_quiet(&mut self) {
+        self.quiet.builds_seen.extend(sys::builds_running());
+        let mut waited = 0;
+        loop {
+            let busy = sys::machine_busy(self.plan.quiet_sample);
+            if busy <= BUSY_LIMIT {
+                self.quiet.quiet_runs += 1;
+                if waited > 0 {
+                    self.quiet.waits += 1;
+                }
+                self.quiet.waited_seconds += waited;
+                return;
+            }
+            if waited >= self.plan.quiet_wait || self.budget_left <= 0 {
+                self.quiet.busy_runs += 1;
+                self.quiet.waited_seconds += waited;
+                self.quiet.max_busy = self.quiet.max_busy.max(busy);
+                log(&format!(
+                    "machine busy ({busy:.3} of all cores); going on after {waited} s"
+                ));
+                return;
+            }
+            if waited == 0 {
+                log(&format!("machine busy ({busy:.3} of all cores); waiting"));
+            }
+            std::thread::sleep(Duration::from_secs(2));
+            waited += 2;
+            self.budget_left -= 2;
+        }
+    }
+
+    fn measure(
+        &mut self,
+        workload: Workload,
+        port: u16,
+        cpu_pid: Option<u32>,
+        connections: usize,
+    ) -> Result<Run, String> {
+        let loader = Loader {
+            smoke: self.plan.mode == Mode::Smoke,
+            duration: self.plan.duration,
+            connections,
+            work: self.work.clone(),
+        };
+        match workload {
+            Workload::KeepAlive => {
+                loader.http(&mut self.procs, Http::KeepAlive, port, cpu_pid)
+            }
+            Workload::Close => {
+                loader.http(&mut self.procs, Http::Close, port, cpu_pid)
+            }
+            Workload::Bulk => loader.bulk(&mut self.procs, port, cpu_pid),
+            Workload::Memory => unreachable!("memory has no load run"),
+        }
+    }
+
+    fn run_workload(
+        &mut self,
+        workload: Workload,
+        set: Set,
+        rounds: u32,
+        connections: usize,
+    ) -> Result<(), String> {
+        if rounds == 0 {
+            return Ok(());
+        }
+        log(&format!(
+            "{}, backends: {} ({rounds} rounds of {} s runs)",
+            workload.name(),
+            set.name(),
+            self.plan.duration
+        ));
+        let taking_part = self.taking_part(workload);
+        for contender in &taking_part {
+            self.start_contender(contender, set)?;
+        }
+        let direct_port = self.ports.direct(set);
+        let backend = format!("backend-{}", set.name());
+        // A direct HTTP run measures the backend's CPU (bulk: none).
+        let backend_pid = match workload {
+            Workload::Bulk => None,
+            _ => self.procs.pid(&backend),
+        };
+        let mut table = Table {
+            rounds,
+            ..Table::default()
+        };
+        for round in 1..=rounds {
+            // A different order each round, so that no one always runs
+            // first after a pause or last in a warm machine.
+            let mut order = taking_part.clone();
+            let shift = (round as usize - 1) % order.len().max(1);
+            order.rotate_left(shift);
+            self.wait_quiet();
+            let mut before =
+                self.measure(workload, direct_port, backend_pid, connections)?;
+            table
+                .samples
+                .entry("direct".into())
+                .or_default()
+                .push(Sample {
+                    round,
+                    run: before,
+                    ratio: None,
+                });
+            for contender in &order {
+                self.wait_quiet();
+                let instance = Bench::instance(contender, set);
+                let pid = self.procs.pid(&instance);
+                let port = self.ports.contender(contender, set);
+                let run = self.measure(workload, port, pid, connections)?;
+                let after = self.measure(
+                    workload,
+                    direct_port,
+                    backend_pid,
+                    connections,
+                )?;
+                let ratio = stats::ratio_to_neighbours(
+                    run.rate,
+                    before.rate,
+                    after.rate,
+                );
+                log(&format!(
+                    "  {}/{} round {round}: {} {:.3} = {ratio:.3} x direct",
+                    workload.name(),
+                    set.name(),
+                    contender.label,
+                    run.rate,
+                ));
+                table
+                    .samples
+                    .entry(contender.key.clone())
+                    .or_default()
+                    .push(Sample {
+                        round,
+                        run,
+                        ratio: Some(ratio),
+                    });
+                table.samples.entry("direct".into()).or_default().push(
+                    Sample {
+                        round,
+                        run: after,
+                        ratio: None,
+                    },
+                );
+                before = after;
+            }
+        }
+        for contender in &taking_part {
+            self.procs.stop(&Bench::instance(contender, set));
+        }
+        self.tables.insert((workload, set), table);
+        Ok(())
+    }
+
+    /// Memory: a fresh balancer, `idle` client connections through it
+    /// that send nothing, its RSS before and after.
+    fn run_memory(&mut self, set: Set) -> Result<(), String> {
+        let n = self.plan.idle;
+        log(&format!(
+            "memory: {n} idle connections through each balancer, backends: {}",
+            set.name()
+        ));
+        let taking_part = self.taking_part(Workload::Memory);
+        for round in 1..=self.plan.memory_runs {
+            let mut order = taking_part.clone();
+            let shift = (round as usize - 1) % order.len().max(1);
+            order.rotate_left(shift);
+            for contender in &order {
+                self.start_contender(contender, set)?;
+                let name = Bench::instance(contender, set);
+                let pid = self.procs.pid(&name).expect("just started");
+                let port = self.ports.contender(contender, set);
+                std::thread::sleep(Duration::from_millis(500));
+                let rss_before = sys::rss_kib(pid);
+                let fds_before = sys::fd_count(pid);
+                let idle = open_idle(port, n)?;
+                // Wait until the balancer has accepted them all (and
+                // dialled its backends): its descriptor count stops
+                // growing.
+                let mut previous = usize::MAX;
+                let mut fds = fds_before;
+                for _ in 0..120 {
+                    std::thread::sleep(Duration::from_millis(500));
+                    fds = sys::fd_count(pid);
+                    if fds >= fds_before + n && fds == previous {
+                        break;
+                    }
+                    previous = fds;
+                }
+                std::thread::sleep(Duration::from_millis(500));
+                let run = MemoryRun {
+                    round,
+                    rss_before_kib: rss_before,
+                    rss_after_kib: sys::rss_kib(pid),
+                    fds_before,
+                    fds_after: fds,
+                    connections: n,
+                };
+                log(&format!(
+                    "  {}: RSS {} -> {} MiB, {:.0} B per connection",
+                    contender.label,
+                    run.rss_before_kib / 1024,
+                    run.rss_after_kib / 1024,
+                    run.bytes_per_connection()
+                ));
+                self.memory.push((contender.key.clone(), run));
+                drop(idle);
+                self.procs.stop(&name);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Opens `n` connections to `port` and returns them, idle.
+fn open_idle(port: u16, n: usize) -> Result<Vec<TcpStream>, String> {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let address = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let mut held = Vec::with_capacity(n);
+    for i in 0..n {
+        if Instant::now() > deadline {
+            return Err(format!("opening {n} connections took over 2 min"));
+        }
+        let stream =
+            TcpStream::connect_timeout(&address, Duration::from_secs(10))
+                .map_err(|err| {
+                    format!("opened only {i} of {n} idle connections: {err}")
+                })?;
+        held.push(stream);
+        // A pause every 100: a listener with a short accept queue (128 is
+        // the usual default) would otherwise overflow, and each dropped
+        // SYN costs the client a one-second retry.
+        if (i + 1) % 100 == 0 {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    Ok(held)
+}
+
+/// `scripts/bench.sh` as typed, for the report.
+fn command_line(args: &[String]) -> String {
+    let mut line = String::from("scripts/bench.sh");
+    for arg in args {
+        let plain = arg
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || ",._-/=:".contains(c));
+        if plain {
+            line.push(' ');
+            line.push_str(arg);
+        } else {
+            line.push_str(&format!(" '{}'", arg.replace('\'', r"'\''")));
+        }
+    }
+    line
+}
+
+/// The contenders the plan names whose programs are there (a step that
+/// did not build is left out with a message), then `--also`'s.
+fn choose_contenders(
+    plan: &Plan,
+    options: &Options,
+    binaries: &BTreeMap<String, PathBuf>,
+    step_bin: &dyn Fn(&str) -> Option<String>,
+) -> Result<Vec<Contender>, String> {
+    let mut contenders = Vec::new();
+    for (key, slot) in KNOWN {
+        if !plan.contenders.iter().any(|wanted| wanted == key) {
+            continue;
+        }
+        let (label, launch) = match key {
+            "haproxy" => ("HAProxy".to_owned(), Launch::Haproxy),
+            "nginx" => ("nginx stream".to_owned(), Launch::Nginx),
+            "lb" => match binaries.get("lb") {
+                Some(path) => ("lb".to_owned(), Launch::Lb(path.clone())),
+                None => {
+                    log("no lb: skipped");
+                    continue;
+                }
+            },
+            _ => match step_bin(key)
+                .and_then(|bin| binaries.get(&bin).map(|p| (bin, p)))
+            {
+                Some((bin, path)) => (bin, Launch::Step(path.clone())),
+                None => {
+                    log(&format!("no step {key} built: skipped"));
+                    continue;
+                }
+            },
+        };
+        contenders.push(Contender {
+            key: key.to_owned(),
+            label,
+            slot,
+            launch,
+        });
+    }
+    for (i, also) in options.also.iter().enumerate() {
+        let (label, command) =
+            also.split_once('=').ok_or("--also wants LABEL=COMMAND")?;
+        contenders.push(Contender {
+            key: format!("x{}", i + 1),
+            label: label.to_owned(),
+            slot: 7 + i as u16,
+            launch: Launch::Extra(command.to_owned()),
+        });
+    }
+    if contenders.is_empty() {
+        return Err("no contender chosen (--contenders)".into());
+    }
+    Ok(contenders)
+}
+
+/// Every port the run could use, checked before anything starts.
+fn check_ports_free(base: u16) -> Result<(), String> {
+    let backends = (1..=21).map(|i| base + i);
+    let contenders =
+        [Set::Nginx, Set::Dummy, Set::Iperf]
+            .into_iter()
+            .flat_map(|set| {
+                (1..=10).map(move |slot| base + 100 * set.number() + slot)
+            });
+    let busy: Vec<String> = backends
+        .chain(contenders)
+        .filter(|port| sys::is_listening(*port))
+        .map(|port| port.to_string())
+        .collect();
+    if busy.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "ports already in use: {} (choose another block with --port-base)",
+            busy.join(" ")
+        ))
+    }
+}
+
+/// The whole run. `args` are the command line after the program's name.
+pub fn run(args: Vec<String>) -> Result<(), String> {
+    let started = Instant::now();
+    let started_at = time::OffsetDateTime::now_utc();
+    let options = match Options::try_parse_from(
+        std::iter::once("scripts/bench.sh".to_owned())
+            .chain(args.iter().cloned()),
+    ) {
+        Ok(options) => options,
+        Err(err) => {
+            // --help is no error; a bad option exits 2, as clap does.
+            let _ = err.print();
+            std::process::exit(if err.use_stderr() { 2 } else { 0 });
+        }
+    };
+    let root = steps::workspace_root();
+    let plan = Plan::new(&options, &root)?;
+    let ports = Ports {
+        base: options.port_base,
+    };
+    let smoke = plan.mode == Mode::Smoke;
+
+    let nofile = sys::raise_open_files();
+    let needed = 2 * plan.idle as u64 + 200;
+    if nofile < needed {
+        return Err(format!(
+            "{} idle connections need {needed} open files; the limit is {nofile}",
+            plan.idle
+        ));
+    }
+
+    // Contenders, by the names of the steps' binaries as Cargo knows them.
+    let lab_steps = steps::load(&root)?;
+    let step_bin = |number: &str| {
+        steps::find(&lab_steps, number)
+            .map(|step| step.bin.clone())
+            .ok()
+    };
+    let mut wanted_bins = vec!["dummy-servers".to_owned()];
+    for key in &plan.contenders {
+        match key.as_str() {
+            "04" | "08" | "09" => match step_bin(key) {
+                Some(bin) => wanted_bins.push(bin),
+                None => log(&format!("no step {key} in steps/: skipped")),
+            },
+            "lb" => wanted_bins.push("lb".into()),
+            _ => {}
+        }
+    }
+
+    check_ports_free(options.port_base)?;
+
+    if smoke {
+        if !installed("curl") {
+            return Err("the smoke test needs curl".into());
+        }
+    } else {
+        install_tools(!options.no_install)?;
+    }
+    let binaries = build(&root, &wanted_bins, !smoke);
+    let dummy_servers = binaries
+        .get("dummy-servers")
+        .ok_or("dummy-servers did not build")?
+        .clone();
+
+    let contenders = choose_contenders(&plan, &options, &binaries, &step_bin)?;
+
+    let work_dir = tempfile::Builder::new()
+        .prefix("lb-bench.")
+        .tempdir()
+        .map_err(|err| format!("a temporary folder: {err}"))?;
+    let work = work_dir.path().to_path_buf();
+    procs::stop_on_signals("bench.sh", work.clone(), options.keep);
+    std::fs::write(work.join("report.lua"), configs::WRK_REPORT)
+        .map_err(|err| err.to_string())?;
+    if let Some(parent) = plan.out.parent() {
+        std::fs::create_dir_all(parent).map_err(|err| err.to_string())?;
+    }
+
+    let mut bench = Bench {
+        budget_left: plan.quiet_budget as i64,
+        plan,
+        ports,
+        procs: Procs::new(&work),
+        work: work.clone(),
+        contenders,
+        cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        nofile,
+        ticks_per_second: sys::clock_ticks_per_second(),
+        quiet: Quiet::default(),
+        tables: BTreeMap::new(),
+        memory: Vec::new(),
+        configs: BTreeMap::new(),
+    };
+    let result =
+        measure_everything(&mut bench, &dummy_servers, options.connections);
+    bench.procs.stop_all();
+    if options.keep {
+        let kept = work_dir.keep();
+        log(&format!("kept {}", kept.display()));
+    }
+    result?;
+
+    let report = report::Report {
+        mode: bench.plan.mode,
+        command_line: command_line(&args),
+        started_at,
+        elapsed: started.elapsed(),
+        cores: bench.cores,
+        cpu_model: sys::cpu_model(),
+        kernel: sys::kernel_release(),
+        quiet: bench.quiet.clone(),
+        busy_limit: BUSY_LIMIT,
+        versions: versions(smoke),
+        release_profile: release_profile(&root),
+        connections: options.connections,
+        duration: bench.plan.duration,
+        idle: bench.plan.idle,
+        memory_runs: bench.plan.memory_runs,
+        ticks_per_second: bench.ticks_per_second,
+        contenders: bench.contenders.clone(),
+        tables: bench.tables.clone(),
+        memory: bench.memory.clone(),
+        configs: bench.configs.clone(),
+        work: work.display().to_string(),
+    };
+    let text = report.markdown();
+    let out = &bench.plan.out;
+    let partial = out.with_extension("md.tmp");
+    std::fs::write(&partial, &text)
+        .and_then(|()| std::fs::rename(&partial, out))
+        .map_err(|err| format!("{}: {err}", out.display()))?;
+    print!("{text}");
+    log(&format!(
+        "wrote {} in {} s",
+        out.strip_prefix(&root).unwrap_or(out).display(),
+        started.elapsed().as_secs()
+    ));
+    let missing = report.missing();
+    if !missing.is_empty() {
+        return Err(format!("no figure for: {}", missing.join(" ")));
+    }
+    Ok(())
+}
+
+fn measure_everything(
+    bench: &mut Bench,
+    dummy_servers: &Path,
+    connections: usize,
+) -> Result<(), String> {
+    let plan = bench.plan.clone();
+    let http = [Workload::KeepAlive, Workload::Close];
+    if plan.mode == Mode::Smoke {
+        bench.start_backends(Set::Dummy, dummy_servers)?;
+        if plan.wants(Workload::Memory) {
+            bench.run_memory(Set::Dummy)?;
+        }
+        for workload in [Workload::KeepAlive, Workload::Close, Workload::Bulk] {
+            if plan.wants(workload) {
+                bench.run_workload(
+                    workload,
+                    Set::Dummy,
+                    plan.runs,
+                    connections,
+                )?;
+            }
+        }
+        return Ok(());
+    }
+    bench.start_backends(Set::Nginx, dummy_servers)?;
+    if plan.wants(Workload::Memory) {
+        bench.run_memory(Set::Nginx)?;
+    }
+    for workload in http {
+        if plan.wants(workload) {
+            bench.run_workload(workload, Set::Nginx, plan.runs, connections)?;
+        }
+    }
+    if plan.dummy_runs > 0 && http.iter().any(|w| plan.wants(*w)) {
+        bench.start_backends(Set::Dummy, dummy_servers)?;
+        for workload in http {
+            if plan.wants(workload) {
+                bench.run_workload(
+                    workload,
+                    Set::Dummy,
+                    plan.dummy_runs,
+                    connections,
+                )?;
+            }
+        }
+        bench.procs.stop("backend-dummy");
+    }
+    if plan.wants(Workload::Bulk) {
+        bench.start_backends(Set::Iperf, dummy_servers)?;
+        bench.run_workload(
+            Workload::Bulk,
+            Set::Iperf,
+            plan.runs,
+            connections,
+        )?;
+        bench.procs.stop("backend-iperf");
+    }
+    Ok(())
+}
+
+fn versions(smoke: bool) -> String {
+    let mut list = vec![first_line("rustc", &["-V"])];
+    if smoke {
+        list.push(words(&first_line("curl", &["-V"]), 2));
+    } else {
+        list.push(words(&first_line("haproxy", &["-v"]), 3));
+        list.push(
+            first_line("nginx", &["-v"])
+                .trim_start_matches("nginx version: ")
+                .to_owned(),
+        );
+        list.push(words(&first_line("wrk", &["-v"]), 2));
+        list.push(words(&first_line("iperf3", &["-v"]), 2));
+    }
+    list.join(", ")
+}
+
+/// `[profile.release]` of the workspace's Cargo.toml, on one line.
+fn release_profile(root: &Path) -> String {
+    let text =
+        std::fs::read_to_string(root.join("Cargo.toml")).unwrap_or_default();
+    let Ok(manifest) = text.parse::<toml::Table>() else {
+        return String::new();
+    };
+    manifest
+        .get("profile")
+        .and_then(|p| p.get("release"))
+        .and_then(|r| r.as_table())
+        .map(|table| {
+            table
+                .iter()
+                .map(|(key, value)| format!("{key} = {value}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_quoted_as_a_shell_would_need() {
+        let args = [
+            "--quick",
+            "--also",
+            "mine=target/release/mine --listen {listen}",
+        ]
+        .map(String::from);
+        assert_eq!(
+            command_line(&args),
+            "scripts/bench.sh --quick --also 'mine=target/release/mine --listen {listen}'"
+        );
+    }
+}

@@ -1,0 +1,419 @@
+//! What one run of the benchmark does: the command line, the plan each
+//! mode makes of it (rounds, durations, contenders, workloads), the
+//! contenders and backend sets, and the ports they use.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::Parser;
+
+const ABOUT: &str = "Measures the lab's balancers beside HAProxy and nginx \
+on this machine, in one run, and writes the tables to BENCHMARKS.md.";
+
+const AFTER_HELP: &str = "\
+Modes:
+  (none), --full  full run (about 25 min): writes BENCHMARKS.md
+  --quick         one short round of everything (< 2 min), for
+                  development: writes target/bench/quick.md
+  --smoke         self-test in ~15 s, needing only curl: direct vs
+                  04-round-robin (debug build), the dummy servers as
+                  backends, curl as the load; writes target/bench/smoke.md
+
+Contenders, each on its own 127.0.0.1 port: \"direct\" (the client talks to
+a backend itself: the limit), 04-round-robin, 08-final, 09-http-proxy (HTTP
+workloads only: it is a layer-7 proxy), lb (least connections, TCP health
+checks; checks off for iperf3, whose server takes one client at a time),
+HAProxy (mode tcp, balance roundrobin) and nginx (stream, round robin).
+Every figure is the median of the rounds; every contender's run sits
+between two direct runs and its ratio is to their mean, so that the
+machine's drift hits all alike. Before each contender's run the machine is
+sampled (/proc/stat) and, while something else keeps it busy, waited for.
+
+Every process it starts is stopped on exit, failure or Ctrl-C, by PID.";
+
+/// The command line (`scripts/bench.sh --help` prints this).
+#[derive(Parser, Debug)]
+#[command(
+    name = "scripts/bench.sh",
+    bin_name = "scripts/bench.sh",
+    about = ABOUT,
+    after_help = AFTER_HELP
+)]
+pub struct Options {
+    /// Full run (the default): writes BENCHMARKS.md.
+    #[arg(long, conflicts_with_all = ["quick", "smoke"])]
+    pub full: bool,
+    /// One short round of everything, for development.
+    #[arg(long, conflicts_with = "smoke")]
+    pub quick: bool,
+    /// A self-test of this program in seconds, needing only curl.
+    #[arg(long)]
+    pub smoke: bool,
+    /// Where the report goes.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// Rounds per workload (full: 5; 3 with the dummy servers behind).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub runs: Option<u32>,
+    /// Seconds per load run (full: 5).
+    #[arg(long, value_name = "S", value_parser = clap::value_parser!(u64).range(1..))]
+    pub duration: Option<u64>,
+    /// wrk's connections.
+    #[arg(long, value_name = "N", default_value_t = 32)]
+    pub connections: usize,
+    /// Idle connections held for the memory table (full: 5000).
+    #[arg(long, value_name = "N")]
+    pub idle: Option<usize>,
+    /// A subset of: 04,08,09,lb,haproxy,nginx.
+    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    pub contenders: Option<Vec<String>>,
+    /// A subset of: memory,keepalive,close,bulk.
+    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    pub workloads: Option<Vec<String>>,
+    /// Ports used: P+1 .. P+399 on 127.0.0.1.
+    #[arg(long, value_name = "P", default_value_t = 20000)]
+    pub port_base: u16,
+    /// One more layer-4 contender (up to 4): CMD is run with {listen} and
+    /// {backends} replaced, e.g. --also 'mine=target/release/mine --listen
+    /// {listen} --backends {backends}'.
+    #[arg(long, value_name = "LABEL=CMD")]
+    pub also: Vec<String>,
+    /// Do not apt-get install missing tools.
+    #[arg(long)]
+    pub no_install: bool,
+    /// Keep the temporary folder (configs, logs).
+    #[arg(long)]
+    pub keep: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    Full,
+    Quick,
+    Smoke,
+}
+
+impl Mode {
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Full => "full",
+            Mode::Quick => "quick",
+            Mode::Smoke => "smoke",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Workload {
+    Memory,
+    KeepAlive,
+    Close,
+    Bulk,
+}
+
+impl Workload {
+    pub fn name(self) -> &'static str {
+        match self {
+            Workload::Memory => "memory",
+            Workload::KeepAlive => "keepalive",
+            Workload::Close => "close",
+            Workload::Bulk => "bulk",
+        }
+    }
+}
+
+const WORKLOADS: [(&str, Workload); 4] = [
+    ("memory", Workload::Memory),
+    ("keepalive", Workload::KeepAlive),
+    ("close", Workload::Close),
+    ("bulk", Workload::Bulk),
+];
+
+/// A set of backends, and the port block it uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Set {
+    /// One nginx answering a fixed body on three ports.
+    Nginx,
+    /// The lab's dummy servers.
+    Dummy,
+    /// One iperf3 server behind every slot.
+    Iperf,
+}
+
+impl Set {
+    pub fn number(self) -> u16 {
+        match self {
+            Set::Nginx => 1,
+            Set::Dummy => 2,
+            Set::Iperf => 3,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Set::Nginx => "nginx",
+            Set::Dummy => "dummy",
+            Set::Iperf => "iperf",
+        }
+    }
+}
+
+/// How a contender is started.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Launch {
+    /// A step's binary: `--listen` and `--backends`.
+    Step(PathBuf),
+    /// `lb --config FILE`.
+    Lb(PathBuf),
+    Haproxy,
+    Nginx,
+    /// `--also`: a shell command with {listen} and {backends}.
+    Extra(String),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Contender {
+    /// As `--contenders` names it: 04, lb, haproxy; x1.. for `--also`.
+    pub key: String,
+    /// As the report names it: 04-round-robin, HAProxy.
+    pub label: String,
+    /// Its port in each set's block.
+    pub slot: u16,
+    pub launch: Launch,
+}
+
+impl Contender {
+    /// A layer-7 proxy takes part in HTTP workloads only.
+    pub fn layer7(&self) -> bool {
+        self.key == "09"
+    }
+
+    pub fn takes_part(&self, workload: Workload) -> bool {
+        !(self.layer7() && workload == Workload::Bulk)
+    }
+}
+
+/// The contenders `--contenders` may name, in the report's order, and
+/// their slots (`--also` takes 7 to 10).
+pub const KNOWN: [(&str, u16); 6] = [
+    ("04", 1),
+    ("08", 2),
+    ("09", 3),
+    ("lb", 6),
+    ("haproxy", 4),
+    ("nginx", 5),
+];
+
+/// What a mode runs.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Plan {
+    pub mode: Mode,
+    pub runs: u32,
+    /// Rounds with the dummy servers behind (none in quick and smoke).
+    pub dummy_runs: u32,
+    pub duration: u64,
+    pub memory_runs: u32,
+    pub idle: usize,
+    /// Sampling of /proc/stat before a run, and how long to wait at most
+    /// for a busy machine: per run, and in all.
+    pub quiet_sample: Duration,
+    pub quiet_wait: u64,
+    pub quiet_budget: u64,
+    pub contenders: Vec<String>,
+    pub workloads: Vec<Workload>,
+    pub out: PathBuf,
+}
+
+impl Plan {
+    pub fn new(options: &Options, root: &Path) -> Result<Plan, String> {
+        let target = std::env::var_os("CARGO_TARGET_DIR")
+            .map(|dir| root.join(dir))
+            .unwrap_or_else(|| root.join("target"));
+        let mode = if options.smoke {
+            Mode::Smoke
+        } else if options.quick {
+            Mode::Quick
+        } else {
+            Mode::Full
+        };
+        let all: Vec<String> =
+            KNOWN.iter().map(|(key, _)| key.to_string()).collect();
+        let (runs, duration, memory_runs, idle, sample, wait, budget, out) =
+            match mode {
+                Mode::Full => {
+                    (5, 5, 3, 5000, 1.0, 120, 600, root.join("BENCHMARKS.md"))
+                }
+                Mode::Quick => {
+                    (1, 2, 1, 1000, 0.5, 10, 30, target.join("bench/quick.md"))
+                }
+                Mode::Smoke => {
+                    (2, 1, 1, 100, 0.2, 0, 0, target.join("bench/smoke.md"))
+                }
+            };
+        let runs = options.runs.unwrap_or(runs);
+        let contenders = match (&options.contenders, mode) {
+            (Some(list), _) => list.clone(),
+            (None, Mode::Smoke) => vec!["04".into()],
+            (None, _) => all.clone(),
+        };
+        for name in &contenders {
+            if !all.contains(name) {
+                return Err(format!(
+                    "--contenders: unknown \"{name}\" ({})",
+                    all.join(", ")
+                ));
+            }
+        }
+        let workloads = match &options.workloads {
+            None => WORKLOADS.iter().map(|(_, w)| *w).collect(),
+            Some(list) => list
+                .iter()
+                .map(|name| {
+                    WORKLOADS
+                        .iter()
+                        .find(|(known, _)| known == name)
+                        .map(|(_, w)| *w)
+                        .ok_or_else(|| {
+                            format!(
+                                "--workloads: unknown \"{name}\" (memory, \
+                                 keepalive, close, bulk)"
+                            )
+                        })
+                })
+                .collect::<Result<_, _>>()?,
+        };
+        let base = u32::from(options.port_base);
+        if !(1024..=32768 - 400).contains(&base) {
+            return Err(
+                "--port-base must leave P..P+399 between 1024 and 32767".into(),
+            );
+        }
+        if options.also.len() > 4 {
+            return Err("at most 4 --also contenders".into());
+        }
+        Ok(Plan {
+            mode,
+            runs,
+            dummy_runs: if mode == Mode::Full { runs.min(3) } else { 0 },
+            duration: options.duration.unwrap_or(duration),
+            memory_runs,
+            idle: options.idle.unwrap_or(idle),
+            quiet_sample: Duration::from_secs_f64(sample),
+            quiet_wait: wait,
+            quiet_budget: budget,
+            contenders,
+            workloads,
+            out: options.out.clone().unwrap_or(out),
+        })
+    }
+
+    pub fn wants(&self, workload: Workload) -> bool {
+        self.workloads.contains(&workload)
+    }
+}
+
+/// The ports of one run: set `s` uses base+100*s+slot for its contenders;
+/// backends sit at base+1..3 (nginx), base+11..13 (dummy), base+21
+/// (iperf3).
+#[derive(Clone, Copy, Debug)]
+pub struct Ports {
+    pub base: u16,
+}
+
+impl Ports {
+    pub fn backends(self, set: Set) -> Vec<u16> {
+        match set {
+            Set::Nginx => (1..=3).map(|i| self.base + i).collect(),
+            Set::Dummy => (11..=13).map(|i| self.base + i).collect(),
+            // iperf3's control and data connections must reach the same
+            // server: every slot points at the one iperf3 server.
+            Set::Iperf => vec![self.base + 21; 3],
+        }
+    }
+
+    pub fn direct(self, set: Set) -> u16 {
+        self.backends(set)[0]
+    }
+
+    pub fn contender(self, contender: &Contender, set: Set) -> u16 {
+        self.base + 100 * set.number() + contender.slot
+    }
+
+    pub fn backend_addresses(self, set: Set) -> Vec<String> {
+        self.backends(set)
+            .iter()
+            .map(|port| format!("127.0.0.1:{port}"))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options(args: &[&str]) -> Options {
+        Options::try_parse_from(
+            std::iter::once("bench").chain(args.iter().copied()),
+        )
+        .expect("valid options")
+    }
+
+    #[test]
+    fn each_mode_has_its_plan() {
+        let root = Path::new("/lab");
+        let full = Plan::new(&options(&[]), root).unwrap();
+        assert_eq!((full.mode, full.runs, full.dummy_runs), (Mode::Full, 5, 3));
+        assert_eq!(full.out, root.join("BENCHMARKS.md"));
+        assert_eq!(
+            full.contenders,
+            ["04", "08", "09", "lb", "haproxy", "nginx"]
+        );
+        let smoke = Plan::new(&options(&["--smoke"]), root).unwrap();
+        assert_eq!(
+            (smoke.runs, smoke.idle, smoke.contenders.len()),
+            (2, 100, 1)
+        );
+        let quick =
+            Plan::new(&options(&["--quick", "--runs", "2"]), root).unwrap();
+        assert_eq!((quick.runs, quick.dummy_runs, quick.duration), (2, 0, 2));
+    }
+
+    #[test]
+    fn unknown_names_and_bad_ports_are_clear_errors() {
+        let root = Path::new("/lab");
+        let err = Plan::new(&options(&["--contenders", "04,envoy"]), root);
+        assert_eq!(
+            err.unwrap_err(),
+            "--contenders: unknown \"envoy\" (04, 08, 09, lb, haproxy, nginx)"
+        );
+        let err = Plan::new(&options(&["--workloads", "bulk,soak"]), root);
+        assert!(
+            err.unwrap_err()
+                .starts_with("--workloads: unknown \"soak\"")
+        );
+        let err = Plan::new(&options(&["--port-base", "40000"]), root);
+        assert!(err.unwrap_err().starts_with("--port-base must leave"));
+        assert!(
+            Options::try_parse_from(["bench", "--smoke", "--quick"]).is_err()
+        );
+        assert!(Options::try_parse_from(["bench", "--runs", "0"]).is_err());
+    }
+
+    #[test]
+    fn ports_per_set_and_slot() {
+        let ports = Ports { base: 20000 };
+        let lb = Contender {
+            key: "lb".into(),
+            label: "lb".into(),
+            slot: 6,
+            launch: Launch::Haproxy,
+        };
+        assert_eq!(ports.contender(&lb, Set::Nginx), 20106);
+        assert_eq!(ports.contender(&lb, Set::Iperf), 20306);
+        assert_eq!(ports.backends(Set::Dummy), [20011, 20012, 20013]);
+        assert_eq!(
+            ports.backend_addresses(Set::Iperf),
+            vec!["127.0.0.1:20021"; 3]
+        );
+    }
+}

@@ -1,0 +1,896 @@
+//! The write-up: BENCHMARKS.md (or quick.md, smoke.md) from the figures
+//! of one run. It prints only what was measured: the contenders that ran,
+//! a × HAProxy column only when HAProxy ran, and a CPU column only when
+//! the runs were long enough for the clock tick to measure it.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::time::Duration;
+
+use super::plan::{Contender, Launch, Mode, Set, Workload};
+use super::stats::{self, MemoryRun, Run};
+use super::{Quiet, Table};
+
+/// Everything the report is written from.
+pub struct Report {
+    pub mode: Mode,
+    pub command_line: String,
+    pub started_at: time::OffsetDateTime,
+    pub elapsed: Duration,
+    pub cores: usize,
+    pub cpu_model: String,
+    pub kernel: String,
+    pub quiet: Quiet,
+    pub busy_limit: f64,
+    pub versions: String,
+    pub release_profile: String,
+    pub connections: usize,
+    pub duration: u64,
+    pub idle: usize,
+    pub memory_runs: u32,
+    pub ticks_per_second: u64,
+    /// The contenders that ran, in the report's order.
+    pub contenders: Vec<Contender>,
+    pub tables: BTreeMap<(Workload, Set), Table>,
+    pub memory: Vec<(String, MemoryRun)>,
+    /// The files written for the programs, by name.
+    pub configs: BTreeMap<String, String>,
+    /// The work folder's path, shown as $TMP in the configurations.
+    pub work: String,
+}
+
+/// `"—"` for no figure, else the figure.
+fn cell(value: Option<f64>, format: impl Fn(f64) -> String) -> String {
+    value.map_or_else(|| "—".to_owned(), format)
+}
+
+/// 71911.4 → "71,911".
+pub fn thousands(value: f64) -> String {
+    let digits = format!("{:.0}", value.abs());
+    let mut out = String::new();
+    for (i, digit) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(digit);
+    }
+    if value < -0.5 {
+        out.insert(0, '-');
+    }
+    out
+}
+
+fn median_of(count: u32, what: &str) -> String {
+    if count == 1 {
+        format!("One {what}")
+    } else {
+        format!("Median of {count} {what}s")
+    }
+}
+
+fn set_name(set: Set) -> &'static str {
+    match set {
+        Set::Nginx => "nginx answering a fixed body",
+        Set::Dummy => "the lab's dummy servers (axum)",
+        Set::Iperf => "one iperf3 server behind every slot",
+    }
+}
+
+impl Report {
+    fn has_haproxy(&self) -> bool {
+        self.contenders.iter().any(|c| c.key == "haproxy")
+    }
+
+    fn label(&self, key: &str) -> String {
+        if key == "direct" {
+            return "direct".into();
+        }
+        self.contenders
+            .iter()
+            .find(|c| c.key == key)
+            .map_or_else(|| key.to_owned(), |c| c.label.clone())
+    }
+
+    /// The rows of a table: direct first, then the contenders that ran
+    /// this workload, in the report's order.
+    fn rows(&self, table: &Table) -> Vec<String> {
+        let mut keys = vec!["direct".to_owned()];
+        keys.extend(
+            self.contenders
+                .iter()
+                .filter(|c| table.samples.contains_key(&c.key))
+                .map(|c| c.key.clone()),
+        );
+        keys
+    }
+
+    fn runs(table: &Table, key: &str) -> Vec<Run> {
+        table
+            .samples
+            .get(key)
+            .map(|samples| samples.iter().map(|s| s.run).collect())
+            .unwrap_or_default()
+    }
+
+    fn ratios(table: &Table, key: &str) -> Vec<(u32, f64)> {
+        table
+            .samples
+            .get(key)
+            .map(|samples| {
+                samples
+                    .iter()
+                    .filter_map(|s| s.ratio.map(|r| (s.round, r)))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    fn median_by(
+        table: &Table,
+        key: &str,
+        field: impl Fn(&Run) -> f64,
+    ) -> Option<f64> {
+        stats::median(
+            &Report::runs(table, key)
+                .iter()
+                .map(field)
+                .collect::<Vec<_>>(),
+        )
+    }
+
+    /// "0.53 (0.49–0.63)": the median ratio to direct and its range.
+    fn ratio_cell(table: &Table, key: &str) -> String {
+        if key == "direct" {
+            return "1.00".into();
+        }
+        let ratios: Vec<f64> =
+            Report::ratios(table, key).iter().map(|r| r.1).collect();
+        let mut text = cell(stats::median(&ratios), |r| format!("{r:.2}"));
+        if let Some((low, high)) = stats::spread(&ratios) {
+            write!(text, " ({low:.2}–{high:.2})").expect("a String");
+        }
+        text
+    }
+
+    /// A contender's × direct over HAProxy's, round by round; direct's is
+    /// 1 over HAProxy's.
+    fn haproxy_cell(table: &Table, key: &str) -> String {
+        let reference = Report::ratios(table, "haproxy");
+        let mine: Vec<(u32, f64)> = if key == "direct" {
+            reference.iter().map(|&(round, _)| (round, 1.0)).collect()
+        } else {
+            Report::ratios(table, key)
+        };
+        cell(stats::ratio_to_reference(&mine, &reference), |r| {
+            format!("{r:.2}")
+        })
+    }
+
+    fn cpu(&self, table: &Table, key: &str, scale: f64) -> Option<f64> {
+        stats::median_cpu(
+            &Report::runs(table, key),
+            self.ticks_per_second,
+            scale,
+        )
+    }
+
+    fn http_table(&self, table: &Table) -> String {
+        let rows = self.rows(table);
+        let haproxy = self.has_haproxy();
+        let with_cpu =
+            rows.iter().any(|key| self.cpu(table, key, 1e6).is_some());
+        let mut head = vec!["contender", "req/s", "× direct (range)"];
+        let mut align = vec!["---", "--:", "--:"];
+        if haproxy {
+            head.push("× HAProxy");
+            align.push("--:");
+        }
+        head.extend(["p50 ms", "p99 ms"]);
+        align.extend(["--:", "--:"]);
+        if with_cpu {
+            head.push("CPU µs/req");
+            align.push("--:");
+        }
+        let mut out =
+            format!("| {} |\n|{}|\n", head.join(" | "), align.join("|"));
+        for key in rows {
+            let errors: u64 =
+                Report::runs(table, &key).iter().map(|r| r.errors).sum();
+            let mut name = self.label(&key);
+            if errors > 0 {
+                write!(name, " ({errors} errors)").expect("a String");
+            }
+            let mut cells = vec![
+                name,
+                cell(Report::median_by(table, &key, |r| r.rate), thousands),
+                Report::ratio_cell(table, &key),
+            ];
+            if haproxy {
+                cells.push(Report::haproxy_cell(table, &key));
+            }
+            let ms = |v: f64| format!("{:.2}", v / 1000.0);
+            cells.push(cell(Report::median_by(table, &key, |r| r.p50_us), ms));
+            cells.push(cell(Report::median_by(table, &key, |r| r.p99_us), ms));
+            if with_cpu {
+                let cpu = self.cpu(table, &key, 1e6);
+                cells.push(if key == "direct" {
+                    cell(cpu, |v| format!("({v:.1} backend)"))
+                } else {
+                    cell(cpu, |v| format!("{v:.1}"))
+                });
+            }
+            writeln!(out, "| {} |", cells.join(" | ")).expect("a String");
+        }
+        out
+    }
+
+    fn bulk_table(&self, table: &Table) -> String {
+        let rows = self.rows(table);
+        let haproxy = self.has_haproxy();
+        let with_cpu =
+            rows.iter().any(|key| self.cpu(table, key, 1e3).is_some());
+        let mut head = vec!["contender", "Gbit/s", "× direct (range)"];
+        let mut align = vec!["---", "--:", "--:"];
+        if haproxy {
+            head.push("× HAProxy");
+            align.push("--:");
+        }
+        if with_cpu {
+            head.push("CPU ms/GB");
+            align.push("--:");
+        }
+        let mut out =
+            format!("| {} |\n|{}|\n", head.join(" | "), align.join("|"));
+        for key in rows {
+            let mut cells = vec![
+                self.label(&key),
+                cell(Report::median_by(table, &key, |r| r.rate), |v| {
+                    format!("{v:.1}")
+                }),
+                Report::ratio_cell(table, &key),
+            ];
+            if haproxy {
+                cells.push(Report::haproxy_cell(table, &key));
+            }
+            if with_cpu {
+                cells.push(cell(self.cpu(table, &key, 1e3), |v| {
+                    format!("{v:.0}")
+                }));
+            }
+            writeln!(out, "| {} |", cells.join(" | ")).expect("a String");
+        }
+        out
+    }
+
+    fn memory_runs_of(&self, key: &str) -> Vec<MemoryRun> {
+        self.memory
+            .iter()
+            .filter(|(k, _)| k == key)
+            .map(|(_, run)| *run)
+            .collect()
+    }
+
+    fn bytes_per_connection(&self, key: &str) -> Option<f64> {
+        let runs = self.memory_runs_of(key);
+        stats::median(
+            &runs
+                .iter()
+                .map(MemoryRun::bytes_per_connection)
+                .collect::<Vec<_>>(),
+        )
+    }
+
+    fn memory_table(&self) -> String {
+        let haproxy = self.has_haproxy();
+        let mut head = vec![
+            "contender".to_owned(),
+            "RSS idle, MiB".into(),
+            format!("RSS with {} connections, MiB", self.idle),
+            "bytes per connection".into(),
+        ];
+        if haproxy {
+            head.push("× HAProxy".into());
+        }
+        head.push("fds per connection".into());
+        let align = vec!["--:"; head.len() - 1].join("|");
+        let mut out = format!("| {} |\n|---|{align}|\n", head.join(" | "));
+        let reference: Vec<(u32, f64)> = self
+            .memory_runs_of("haproxy")
+            .iter()
+            .map(|run| (run.round, run.bytes_per_connection()))
+            .collect();
+        for contender in &self.contenders {
+            let runs = self.memory_runs_of(&contender.key);
+            if runs.is_empty() {
+                continue;
+            }
+            let median = |f: &dyn Fn(&MemoryRun) -> f64| {
+                stats::median(&runs.iter().map(f).collect::<Vec<_>>())
+            };
+            let mib = |v: f64| format!("{:.1}", v / 1024.0);
+            let mut name = contender.label.clone();
+            if contender.layer7() {
+                name.push_str(
+                    " (layer 7: an idle client holds no backend connection)",
+                );
+            }
+            let mut cells = vec![
+                name,
+                cell(median(&|r| r.rss_before_kib as f64), mib),
+                cell(median(&|r| r.rss_after_kib as f64), mib),
+                cell(self.bytes_per_connection(&contender.key), thousands),
+            ];
+            if haproxy {
+                let mine: Vec<(u32, f64)> = runs
+                    .iter()
+                    .map(|run| (run.round, run.bytes_per_connection()))
+                    .collect();
+                cells.push(cell(
+                    stats::ratio_to_reference(&mine, &reference),
+                    |r| format!("{r:.2}"),
+                ));
+            }
+            cells.push(cell(median(&|r| r.fds_per_connection()), |v| {
+                format!("{v:.1}")
+            }));
+            writeln!(out, "| {} |", cells.join(" | ")).expect("a String");
+        }
+        out
+    }
+
+    /// `lb` against step 08, whose relay it carries: what its health
+    /// checks and least-connections bookkeeping cost.
+    fn lb_section(&self) -> Option<String> {
+        let has = |key: &str| self.contenders.iter().any(|c| c.key == key);
+        if !(has("lb") && has("08")) {
+            return None;
+        }
+        let mut rows = Vec::new();
+        for ((workload, set), table) in &self.tables {
+            let (what, scale) = match workload {
+                Workload::KeepAlive => ("CPU µs per request, kept-alive", 1e6),
+                Workload::Close => ("CPU µs per request, new connection", 1e6),
+                Workload::Bulk => ("CPU ms per GB, bulk", 1e3),
+                Workload::Memory => continue,
+            };
+            let bound = if *workload == Workload::Bulk {
+                ""
+            } else {
+                "≤ 1.05"
+            };
+            let eight = self.cpu(table, "08", scale);
+            let lb = self.cpu(table, "lb", scale);
+            let digits = |v: f64| {
+                if scale > 1e5 {
+                    format!("{v:.1}")
+                } else {
+                    format!("{v:.0}")
+                }
+            };
+            if eight.is_none() && lb.is_none() {
+                continue;
+            }
+            let checks = if *set == Set::Iperf {
+                ", lb's checks off"
+            } else {
+                ""
+            };
+            rows.push([
+                format!("{what} ({} backends{checks})", set.name()),
+                cell(eight, digits),
+                cell(lb, digits),
+                cell(eight.zip(lb).map(|(e, l)| l / e), |r| format!("{r:.2}")),
+                bound.to_owned(),
+            ]);
+        }
+        let eight = self.bytes_per_connection("08");
+        let lb = self.bytes_per_connection("lb");
+        if eight.is_some() || lb.is_some() {
+            rows.push([
+                "bytes per idle connection".into(),
+                cell(eight, thousands),
+                cell(lb, thousands),
+                cell(eight.zip(lb).map(|(e, l)| l / e), |r| format!("{r:.2}")),
+                "lb ≤ 3,500".into(),
+            ]);
+        }
+        if rows.is_empty() {
+            return None;
+        }
+        let mut out = String::from(
+            "\n## lb beside 08-final\n\n`lb` relays as step 08 does, and adds \
+             health checks and least-connections\nbookkeeping. Its bar: CPU \
+             per request at most 1.05 × 08-final's, and at\nmost 3,500 bytes \
+             per idle connection. \"—\": not measured (a run too short\nfor \
+             the clock tick, or a workload not run).\n\n\
+             | figure | 08-final | lb | lb ÷ 08-final | bar |\n|---|--:|--:|--:|--:|\n",
+        );
+        for row in rows {
+            writeln!(out, "| {} |", row.join(" | ")).expect("a String");
+        }
+        Some(out)
+    }
+
+    fn section(&self, workload: Workload, set: Set) -> Option<String> {
+        let table = self.tables.get(&(workload, set))?;
+        let rounds = median_of(table.rounds, "round");
+        let (heading, body) = match workload {
+            Workload::KeepAlive => (
+                "Small HTTP requests over kept-alive connections".to_owned(),
+                self.http_table(table),
+            ),
+            Workload::Close => (
+                "A new TCP connection per request (`Connection: close`)"
+                    .to_owned(),
+                self.http_table(table),
+            ),
+            Workload::Bulk => (
+                if self.mode == Mode::Smoke {
+                    "Bulk transfer: curl reading 20 MB of /bytes/N".to_owned()
+                } else {
+                    "Bulk transfer: iperf3, one stream, client to server"
+                        .to_owned()
+                },
+                self.bulk_table(table),
+            ),
+            Workload::Memory => return None,
+        };
+        let only = if workload == Workload::Bulk {
+            " Layer-4 balancers only."
+        } else {
+            ""
+        };
+        Some(format!(
+            "\n## {heading}\n\nBackends: {}.{only} {rounds}.\n\n{body}",
+            set_name(set)
+        ))
+    }
+
+    fn conditions(&self) -> String {
+        let q = &self.quiet;
+        let limit = format!("{:.0}%", self.busy_limit * 100.0);
+        let mut text = if q.busy_runs == 0 {
+            let mut text = format!(
+                "quiet: all {} runs started with the machine under {limit} busy",
+                q.quiet_runs
+            );
+            if q.waits > 0 {
+                write!(
+                    text,
+                    ", {} of them after waiting ({} s in all) for other work to finish",
+                    q.waits, q.waited_seconds
+                )
+                .expect("a String");
+            }
+            text
+        } else {
+            format!(
+                "NOT quiet: {} of {} runs started while other work kept the \
+                 machine over {limit} busy (up to {:.0}%)",
+                q.busy_runs,
+                q.busy_runs + q.quiet_runs,
+                q.max_busy * 100.0
+            )
+        };
+        if !q.builds_seen.is_empty() {
+            let seen: Vec<&str> =
+                q.builds_seen.iter().map(String::as_str).collect();
+            write!(
+                text,
+                "; builds seen running during the run: {}",
+                seen.join(" ")
+            )
+            .expect("a String");
+        }
+        text
+    }
+
+    fn contenders_section(&self) -> String {
+        let mut out = String::from("\n## Contenders\n\n");
+        let steps: Vec<String> = self
+            .contenders
+            .iter()
+            .filter(|c| matches!(c.key.as_str(), "04" | "08"))
+            .map(|c| format!("**{}**", c.label))
+            .collect();
+        if !steps.is_empty() {
+            let (them, steps_word) = if steps.len() == 1 {
+                ("its", "step")
+            } else {
+                ("their", "steps")
+            };
+            writeln!(
+                out,
+                "- {}: the lab's layer-4 {steps_word}, with {them}\n  defaults \
+                 (tokio's multi-thread runtime, one worker per core: {}).",
+                steps.join(", "),
+                self.cores
+            )
+            .expect("a String");
+        }
+        for contender in &self.contenders {
+            let line = match contender.key.as_str() {
+                "09" => format!(
+                    "- **{}**: the lab's layer-7 proxy (hyper): HTTP workloads only.",
+                    contender.label
+                ),
+                "lb" => "- **lb**: the lab's balancer to keep (`balancer/`), \
+                         `algorithm =\n  \"least-connections\"`, TCP health checks \
+                         every second. For the iperf3\n  bulk run its checks are \
+                         off (`kind = \"off\"`): iperf3's server takes one\n  \
+                         client at a time, and a check's connection would take \
+                         its place."
+                    .to_owned(),
+                "haproxy" => format!(
+                    "- **HAProxy**: `mode tcp`, `balance roundrobin`, `nbthread {}`, no\n  \
+                     logging, default buffers (16 KiB), no `option splice-auto`.",
+                    self.cores
+                ),
+                "nginx" => format!(
+                    "- **nginx stream**: `stream {{ upstream ... }}` (round robin by default),\n  \
+                     `worker_processes {}`, no logging, default buffers (16 KiB).",
+                    self.cores
+                ),
+                key if key.starts_with('x') => match &contender.launch {
+                    Launch::Extra(command) => {
+                        format!("- **{}**: `{command}`", contender.label)
+                    }
+                    _ => continue,
+                },
+                _ => continue,
+            };
+            writeln!(out, "{line}").expect("a String");
+        }
+        if self.mode == Mode::Smoke {
+            out.push_str(
+                "- backends: the lab's dummy servers (debug build) on three ports.\n",
+            );
+        } else {
+            writeln!(
+                out,
+                "- backends: one nginx (`worker_processes {}`, no access log) answering\n  \
+                 a 54-byte body on three ports; the lab's dummy servers as a second set;\n  \
+                 one iperf3 server, every balancer slot pointed at it, for bulk.",
+                self.cores
+            )
+            .expect("a String");
+        }
+        out
+    }
+
+    /// The report, as Markdown.
+    pub fn markdown(&self) -> String {
+        let mut out = String::new();
+        let t = self.started_at;
+        let elapsed = self.elapsed.as_secs();
+        let load = if self.mode == Mode::Smoke {
+            "curl: 100 requests over one kept-alive connection, 30 with a new \
+             connection each"
+                .to_owned()
+        } else {
+            format!(
+                "wrk -t1 -c{}, {} s per run",
+                self.connections, self.duration
+            )
+        };
+        let binaries = if self.mode == Mode::Smoke {
+            "`cargo build` (debug: a smoke test of the script, not a benchmark)"
+                .to_owned()
+        } else {
+            format!("`cargo build --release` ({})", self.release_profile)
+        };
+        write!(
+            out,
+            "# Benchmarks
+
+Written by `scripts/bench.sh` ({mode} run). Run it on your machine for
+your own figures; between machines, or moments, compare the ratios.
+
+- date: {year}-{month:02}-{day:02} {hour:02}:{minute:02} UTC; the run took {min} min {sec} s
+- command: `{command}`
+- machine: {cores} cores, {model}, Linux {kernel}
+- conditions: {conditions}
+- versions: {versions}
+- lab binaries: {binaries}, run with `RUST_LOG=warn`
+- load: {load}
+
+## How to read the tables
+
+- **direct**: the client talks to a backend itself, with no balancer in
+  between: the most any balancer could get.
+- **× direct**: a contender's figure divided by the mean of the direct runs
+  just before and just after it (the machine's speed drifts, so only
+  neighbouring runs are compared); the median over the rounds, and in
+  brackets the lowest and highest round.
+{haproxy}- **CPU**: user and system time of the balancer's processes during the run,
+  per request (per GB for bulk): the steadiest figure of efficiency. For
+  direct, the backend's own time. The kernel counts CPU time in ticks of
+  {tick} ms; a figure is shown only where every run behind it used at least
+  {min_ticks} ticks, so that the rounding moves it by 2% at most (\"—\"
+  otherwise, and no CPU column where no figure is).
+",
+            mode = self.mode.name(),
+            year = t.year(),
+            month = u8::from(t.month()),
+            day = t.day(),
+            hour = t.hour(),
+            minute = t.minute(),
+            min = elapsed / 60,
+            sec = elapsed % 60,
+            command = self.command_line,
+            cores = self.cores,
+            model = self.cpu_model,
+            kernel = self.kernel,
+            conditions = self.conditions(),
+            versions = self.versions,
+            tick = 1000 / self.ticks_per_second.max(1),
+            min_ticks = stats::MIN_CPU_TICKS,
+            haproxy = if self.has_haproxy() {
+                "- **× HAProxy**: a contender's × direct divided by HAProxy's \
+                 in the same\n  round; the median over the rounds.\n"
+            } else {
+                ""
+            },
+        )
+        .expect("a String");
+        out.push_str(&self.contenders_section());
+        for set in [Set::Nginx, Set::Dummy] {
+            for workload in [Workload::KeepAlive, Workload::Close] {
+                out.extend(self.section(workload, set));
+            }
+        }
+        out.extend(self.section(Workload::Bulk, Set::Iperf));
+        out.extend(self.section(Workload::Bulk, Set::Dummy));
+        if !self.memory.is_empty() {
+            let n = self.idle;
+            write!(
+                out,
+                "
+## Memory: {n} idle client connections, each relayed to a backend
+
+Resident set size (VmRSS, summed over the balancer's processes) of a
+freshly started balancer, before and after opening {n} connections
+that send nothing. {runs}. RSS counts only
+the pages a process has touched: a buffer allocated but never written
+costs less here than it will once memory is reused.
+
+{table}",
+                runs = median_of(self.memory_runs, "run"),
+                table = self.memory_table(),
+            )
+            .expect("a String");
+        }
+        out.extend(self.lb_section());
+        if self.mode != Mode::Smoke {
+            let shown: Vec<(&String, &String)> = [
+                "haproxy-nginx.cfg",
+                "nginx-stream-nginx.conf",
+                "lb-nginx.toml",
+                "backend-nginx.conf",
+            ]
+            .iter()
+            .filter_map(|name| self.configs.get_key_value(*name))
+            .collect();
+            if !shown.is_empty() {
+                out.push_str(
+                    "\n## Configurations\n\nAs written by the script (the other \
+                     backend sets differ only in ports,\nand in `lb`'s health \
+                     checks for iperf3).\n",
+                );
+                for (name, text) in shown {
+                    write!(
+                        out,
+                        "\n<details><summary>{name}</summary>\n\n```\n{}```\n\n</details>\n",
+                        text.replace(&self.work, "$TMP")
+                    )
+                    .expect("a String");
+                }
+            }
+        }
+        out
+    }
+
+    /// The tables' cells that should have a figure and have none: every
+    /// contender that ran, in every workload that ran.
+    pub fn missing(&self) -> Vec<String> {
+        let mut missing = Vec::new();
+        for ((workload, set), table) in &self.tables {
+            for key in self.rows(table) {
+                if Report::runs(table, &key).is_empty() {
+                    missing.push(format!(
+                        "{}/{}/{}",
+                        workload.name(),
+                        set.name(),
+                        self.label(&key)
+                    ));
+                }
+            }
+            for contender in &self.contenders {
+                if contender.takes_part(*workload)
+                    && !table.samples.contains_key(&contender.key)
+                {
+                    missing.push(format!(
+                        "{}/{}/{}",
+                        workload.name(),
+                        set.name(),
+                        contender.label
+                    ));
+                }
+            }
+        }
+        missing
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::stats::Sample;
+    use super::*;
+
+    fn contender(key: &str, label: &str) -> Contender {
+        Contender {
+            key: key.into(),
+            label: label.into(),
+            slot: 1,
+            launch: Launch::Haproxy,
+        }
+    }
+
+    fn http_run(rate: f64, ticks: u64) -> Run {
+        Run {
+            rate,
+            p50_us: 400.0,
+            p99_us: 1000.0,
+            work: rate * 5.0,
+            errors: 0,
+            cpu_ticks: ticks,
+        }
+    }
+
+    /// A table where each contender's run sits between two direct runs.
+    fn table(runs: &[(&str, f64, u64)], direct_ticks: u64) -> Table {
+        let mut table = Table {
+            rounds: 1,
+            ..Table::default()
+        };
+        let direct = http_run(100_000.0, direct_ticks);
+        table.samples.insert(
+            "direct".into(),
+            vec![
+                Sample {
+                    round: 1,
+                    run: direct,
+                    ratio: None
+                };
+                runs.len() + 1
+            ],
+        );
+        for &(key, rate, ticks) in runs {
+            table.samples.insert(
+                key.into(),
+                vec![Sample {
+                    round: 1,
+                    run: http_run(rate, ticks),
+                    ratio: Some(rate / 100_000.0),
+                }],
+            );
+        }
+        table
+    }
+
+    fn report(mode: Mode, contenders: Vec<Contender>, table: Table) -> Report {
+        Report {
+            mode,
+            command_line: "scripts/bench.sh --smoke".into(),
+            started_at: time::OffsetDateTime::UNIX_EPOCH,
+            elapsed: Duration::from_secs(75),
+            cores: 2,
+            cpu_model: "a CPU".into(),
+            kernel: "6.1".into(),
+            quiet: Quiet::default(),
+            busy_limit: 0.15,
+            versions: "rustc 1.95.0".into(),
+            release_profile: "debug = \"line-tables-only\"".into(),
+            connections: 32,
+            duration: 1,
+            idle: 100,
+            memory_runs: 1,
+            ticks_per_second: 100,
+            contenders,
+            tables: BTreeMap::from([(
+                (Workload::KeepAlive, Set::Dummy),
+                table,
+            )]),
+            memory: Vec::new(),
+            configs: BTreeMap::new(),
+            work: "/tmp/w".into(),
+        }
+    }
+
+    #[test]
+    fn thousands_are_grouped() {
+        assert_eq!(thousands(71_911.4), "71,911");
+        assert_eq!(thousands(999.0), "999");
+        assert_eq!(thousands(1_234_567.0), "1,234,567");
+    }
+
+    /// A smoke run: too few ticks for a CPU figure, and no HAProxy.
+    #[test]
+    fn a_short_run_has_no_cpu_column_and_only_its_contenders() {
+        let report = report(
+            Mode::Smoke,
+            vec![contender("04", "04-round-robin")],
+            table(&[("04", 50_000.0, 3)], 2),
+        );
+        let text = report.markdown();
+        assert!(
+            text.contains(
+                "| contender | req/s | × direct (range) | p50 ms | p99 ms |\n\
+             |---|--:|--:|--:|--:|\n\
+             | direct | 100,000 | 1.00 | 0.40 | 1.00 |\n\
+             | 04-round-robin | 50,000 | 0.50 | 0.40 | 1.00 |\n"
+            ),
+            "{text}"
+        );
+        assert!(!text.contains("08-final"), "{text}");
+        assert!(!text.contains("09-http-proxy"), "{text}");
+        assert!(!text.contains("HAProxy**"), "{text}");
+        assert!(text.contains(
+            "- **04-round-robin**: the lab's layer-4 step, with its"
+        ));
+        assert!(text.contains("the run took 1 min 15 s"));
+        assert!(report.missing().is_empty());
+    }
+
+    #[test]
+    fn long_runs_show_cpu_and_the_ratio_to_haproxy() {
+        let report = report(
+            Mode::Quick,
+            vec![contender("08", "08-final"), contender("haproxy", "HAProxy")],
+            // 1.2 s of CPU for 250,000 requests: 4.8 µs each.
+            table(&[("08", 50_000.0, 120), ("haproxy", 40_000.0, 150)], 60),
+        );
+        let text = report.markdown();
+        assert!(text.contains(
+            "| direct | 100,000 | 1.00 | 2.50 | 0.40 | 1.00 | (1.2 backend) |\n\
+             | 08-final | 50,000 | 0.50 | 1.25 | 0.40 | 1.00 | 4.8 |\n\
+             | HAProxy | 40,000 | 0.40 | 1.00 | 0.40 | 1.00 | 7.5 |\n"
+        ), "{text}");
+    }
+
+    #[test]
+    fn lb_is_set_beside_08_with_its_bars() {
+        let mut report = report(
+            Mode::Quick,
+            vec![contender("08", "08-final"), contender("lb", "lb")],
+            table(&[("08", 50_000.0, 120), ("lb", 50_000.0, 126)], 60),
+        );
+        let memory = |rss_after_kib| MemoryRun {
+            round: 1,
+            rss_before_kib: 4_000,
+            rss_after_kib,
+            fds_before: 10,
+            fds_after: 210,
+            connections: 100,
+        };
+        report.memory =
+            vec![("08".into(), memory(4_300)), ("lb".into(), memory(4_330))];
+        let text = report.markdown();
+        assert!(text.contains(
+            "| CPU µs per request, kept-alive (dummy backends) | 4.8 | 5.0 | 1.05 | ≤ 1.05 |\n\
+             | bytes per idle connection | 3,072 | 3,379 | 1.10 | lb ≤ 3,500 |\n"
+        ), "{text}");
+    }
+
+    #[test]
+    fn a_contender_without_figures_is_reported_missing() {
+        let mut report = report(
+            Mode::Smoke,
+            vec![contender("04", "04-round-robin"), contender("lb", "lb")],
+            table(&[("04", 50_000.0, 3)], 2),
+        );
+        assert_eq!(report.missing(), ["keepalive/dummy/lb"]);
+        report.contenders.pop();
+        assert!(report.missing().is_empty());
+    }
+}

@@ -1,0 +1,220 @@
+//! The benchmark's arithmetic, kept apart from the processes so that it
+//! can be tested: what one run measured, medians and spreads over rounds,
+//! ratios to the direct runs on either side, CPU per unit of work (and
+//! when the clock tick is too coarse to tell), memory per connection.
+
+/// What one load run measured.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Run {
+    /// Requests per second, or Gbit/s for bulk.
+    pub rate: f64,
+    /// Latency percentiles in µs (HTTP loads only).
+    pub p50_us: f64,
+    pub p99_us: f64,
+    /// The work done: requests, or gigabytes for bulk.
+    pub work: f64,
+    pub errors: u64,
+    /// CPU time of the measured process tree during the run, in clock
+    /// ticks: the contender's, or the backend's for a direct run.
+    pub cpu_ticks: u64,
+}
+
+/// One run in the table: a contender's, with its ratio to the direct runs
+/// just before and after it, or a direct run (no ratio).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Sample {
+    pub round: u32,
+    pub run: Run,
+    pub ratio: Option<f64>,
+}
+
+/// A CPU figure needs this many clock ticks in every run behind it: CPU
+/// time is counted in whole ticks (10 ms at the usual 100 per second), so
+/// 50 ticks put the rounding within 2%. Below that, no figure is printed.
+pub const MIN_CPU_TICKS: u64 = 50;
+
+/// The middle value (the mean of the two middle ones for an even count);
+/// `None` for no values.
+pub fn median(values: &[f64]) -> Option<f64> {
+    let mut sorted: Vec<f64> = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let n = sorted.len();
+    match n {
+        0 => None,
+        _ if n % 2 == 1 => Some(sorted[n / 2]),
+        _ => Some((sorted[n / 2 - 1] + sorted[n / 2]) / 2.0),
+    }
+}
+
+/// The lowest and highest value, if there are two values or more.
+pub fn spread(values: &[f64]) -> Option<(f64, f64)> {
+    if values.len() < 2 {
+        return None;
+    }
+    let low = values.iter().copied().fold(f64::INFINITY, f64::min);
+    let high = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    Some((low, high))
+}
+
+/// A contender's figure against the mean of the direct runs just before
+/// and just after it: the machine's speed drifts, neighbours drift alike.
+pub fn ratio_to_neighbours(value: f64, before: f64, after: f64) -> f64 {
+    value * 2.0 / (before + after)
+}
+
+/// CPU per unit of work: `scale` per tick-second (1e6 for µs per
+/// request, 1e3 for ms per GB). `None` if the run used fewer than
+/// [`MIN_CPU_TICKS`] or did no work.
+pub fn cpu_per_unit(
+    run: &Run,
+    ticks_per_second: u64,
+    scale: f64,
+) -> Option<f64> {
+    if run.cpu_ticks < MIN_CPU_TICKS || run.work <= 0.0 {
+        return None;
+    }
+    Some(run.cpu_ticks as f64 * scale / ticks_per_second as f64 / run.work)
+}
+
+/// The median CPU per unit over `runs`, or `None` if any run is too short
+/// to measure (a median of some rounds would hide that).
+pub fn median_cpu(
+    runs: &[Run],
+    ticks_per_second: u64,
+    scale: f64,
+) -> Option<f64> {
+    let figures: Option<Vec<f64>> = runs
+        .iter()
+        .map(|run| cpu_per_unit(run, ticks_per_second, scale))
+        .collect();
+    median(&figures?)
+}
+
+/// For each round, a contender's ratio divided by HAProxy's ratio in the
+/// same round; the median of those. Both lists are (round, ratio).
+pub fn ratio_to_reference(
+    contender: &[(u32, f64)],
+    reference: &[(u32, f64)],
+) -> Option<f64> {
+    let per_round: Vec<f64> = contender
+        .iter()
+        .filter_map(|&(round, ratio)| {
+            let (_, theirs) = reference.iter().find(|(r, _)| *r == round)?;
+            Some(ratio / theirs)
+        })
+        .collect();
+    median(&per_round)
+}
+
+/// What one memory run measured: a fresh balancer before and after
+/// `connections` idle clients connected through it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct MemoryRun {
+    pub round: u32,
+    pub rss_before_kib: u64,
+    pub rss_after_kib: u64,
+    pub fds_before: usize,
+    pub fds_after: usize,
+    pub connections: usize,
+}
+
+impl MemoryRun {
+    /// Resident memory each connection added, in bytes.
+    pub fn bytes_per_connection(&self) -> f64 {
+        (self.rss_after_kib as f64 - self.rss_before_kib as f64) * 1024.0
+            / self.connections as f64
+    }
+
+    pub fn fds_per_connection(&self) -> f64 {
+        (self.fds_after as f64 - self.fds_before as f64)
+            / self.connections as f64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn median_of_odd_and_even_counts() {
+        assert_eq!(median(&[]), None);
+        assert_eq!(median(&[3.0]), Some(3.0));
+        assert_eq!(median(&[5.0, 1.0, 3.0]), Some(3.0));
+        assert_eq!(median(&[4.0, 1.0, 3.0, 2.0]), Some(2.5));
+    }
+
+    #[test]
+    fn spread_needs_two_values() {
+        assert_eq!(spread(&[1.0]), None);
+        assert_eq!(spread(&[0.6, 0.49, 0.53]), Some((0.49, 0.6)));
+    }
+
+    #[test]
+    fn ratio_is_to_the_mean_of_both_neighbours() {
+        // 60,000 req/s between direct runs of 100,000 and 140,000.
+        assert_eq!(ratio_to_neighbours(60_000.0, 100_000.0, 140_000.0), 0.5);
+    }
+
+    #[test]
+    fn cpu_per_request_in_microseconds() {
+        // 120 ticks of 10 ms = 1.2 s for 100,000 requests: 12 µs each.
+        let run = Run {
+            work: 100_000.0,
+            cpu_ticks: 120,
+            ..Run::default()
+        };
+        let us = cpu_per_unit(&run, 100, 1e6).unwrap();
+        assert!((us - 12.0).abs() < 1e-9, "{us}");
+        // Bulk: 100 ticks = 1 s for 4 GB: 250 ms per GB.
+        let bulk = Run {
+            work: 4.0,
+            cpu_ticks: 100,
+            ..Run::default()
+        };
+        assert_eq!(cpu_per_unit(&bulk, 100, 1e3), Some(250.0));
+    }
+
+    #[test]
+    fn cpu_below_the_tick_threshold_is_no_figure() {
+        // The smoke test's case: 100 requests in 3 ticks.
+        let short = Run {
+            work: 100.0,
+            cpu_ticks: 3,
+            ..Run::default()
+        };
+        assert_eq!(cpu_per_unit(&short, 100, 1e6), None);
+        let long = Run {
+            work: 100_000.0,
+            cpu_ticks: MIN_CPU_TICKS,
+            ..Run::default()
+        };
+        assert_eq!(median_cpu(&[long, long], 100, 1e6), Some(5.0));
+        // One short round is enough to withhold the figure.
+        assert_eq!(median_cpu(&[long, short, long], 100, 1e6), None);
+        assert_eq!(median_cpu(&[], 100, 1e6), None);
+    }
+
+    #[test]
+    fn ratio_to_haproxy_is_taken_round_by_round() {
+        let mine = [(1, 0.5), (2, 0.6), (3, 0.4)];
+        let haproxy = [(1, 0.5), (2, 0.5), (3, 0.5)];
+        // 1.0, 1.2, 0.8: median 1.0.
+        assert_eq!(ratio_to_reference(&mine, &haproxy), Some(1.0));
+        // A round HAProxy lacks is left out.
+        assert_eq!(ratio_to_reference(&[(4, 0.9)], &haproxy), None);
+    }
+
+    #[test]
+    fn bytes_and_descriptors_per_idle_connection() {
+        let run = MemoryRun {
+            round: 1,
+            rss_before_kib: 4_000,
+            rss_after_kib: 19_000,
+            fds_before: 10,
+            fds_after: 10_010,
+            connections: 5_000,
+        };
+        assert_eq!(run.bytes_per_connection(), 3_072.0);
+        assert_eq!(run.fds_per_connection(), 2.0);
+    }
+}

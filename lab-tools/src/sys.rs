@@ -1,0 +1,285 @@
+//! What the benchmark reads from Linux's `/proc`: how busy the machine is,
+//! the CPU time, memory and open files of a process and its children, and
+//! which ports something listens on. Each reading is a small parser over
+//! the file's text (unit-tested) and a function that reads the file.
+
+use std::collections::HashSet;
+use std::fs;
+use std::time::Duration;
+
+/// Share of all cores busy between two readings of `/proc/stat`'s first
+/// line ("cpu  user nice system idle iowait irq softirq steal ..."), 0 to 1.
+pub fn busy_between(before: &str, after: &str) -> f64 {
+    let numbers = |line: &str| -> Vec<u64> {
+        line.split_whitespace()
+            .skip(1)
+            .take(8)
+            .map(|n| n.parse().unwrap_or(0))
+            .collect()
+    };
+    let (a, b) = (numbers(before), numbers(after));
+    let delta = |i: usize| {
+        b.get(i)
+            .copied()
+            .unwrap_or(0)
+            .saturating_sub(a.get(i).copied().unwrap_or(0))
+    };
+    let total: u64 = (0..a.len().min(b.len())).map(delta).sum();
+    // idle and iowait
+    let idle = delta(3) + delta(4);
+    if total == 0 {
+        0.0
+    } else {
+        (total - idle.min(total)) as f64 / total as f64
+    }
+}
+
+fn proc_stat_line() -> String {
+    fs::read_to_string("/proc/stat")
+        .ok()
+        .and_then(|text| text.lines().next().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+/// Share of all cores busy over `sample`.
+pub fn machine_busy(sample: Duration) -> f64 {
+    let before = proc_stat_line();
+    std::thread::sleep(sample);
+    busy_between(&before, &proc_stat_line())
+}
+
+/// The fields of `/proc/PID/stat` the benchmark needs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProcStat {
+    pub state: char,
+    pub ppid: u32,
+    /// User and system time, in clock ticks.
+    pub cpu_ticks: u64,
+}
+
+/// Parses `/proc/PID/stat`. The command name is in brackets and may hold
+/// spaces and brackets itself, so fields are counted after the last `)`.
+pub fn parse_stat(text: &str) -> Option<ProcStat> {
+    let rest = &text[text.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // After the name: state(0) ppid(1) ... utime(11) stime(12).
+    Some(ProcStat {
+        state: fields.first()?.chars().next()?,
+        ppid: fields.get(1)?.parse().ok()?,
+        cpu_ticks: fields.get(11)?.parse::<u64>().ok()?
+            + fields.get(12)?.parse::<u64>().ok()?,
+    })
+}
+
+pub fn stat(pid: u32) -> Option<ProcStat> {
+    parse_stat(&fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+}
+
+/// True while `pid` runs (a zombie, finished but not yet reaped, does not).
+pub fn running(pid: u32) -> bool {
+    stat(pid).is_some_and(|stat| stat.state != 'Z')
+}
+
+/// `pid` and its direct children (nginx's workers, say).
+pub fn process_tree(pid: u32) -> Vec<u32> {
+    let mut tree = vec![pid];
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return tree;
+    };
+    for entry in entries.flatten() {
+        let Some(child) =
+            entry.file_name().to_str().and_then(|n| n.parse().ok())
+        else {
+            continue;
+        };
+        if stat(child).is_some_and(|stat| stat.ppid == pid) {
+            tree.push(child);
+        }
+    }
+    tree
+}
+
+/// User and system time of `pid` and its children, in clock ticks.
+pub fn cpu_ticks(pid: u32) -> u64 {
+    process_tree(pid)
+        .into_iter()
+        .filter_map(stat)
+        .map(|stat| stat.cpu_ticks)
+        .sum()
+}
+
+/// `VmRSS` from `/proc/PID/status`, in KiB.
+pub fn parse_rss_kib(status: &str) -> Option<u64> {
+    let line = status.lines().find(|line| line.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Resident memory of `pid` and its children, in KiB.
+pub fn rss_kib(pid: u32) -> u64 {
+    process_tree(pid)
+        .into_iter()
+        .filter_map(|pid| {
+            parse_rss_kib(
+                &fs::read_to_string(format!("/proc/{pid}/status")).ok()?,
+            )
+        })
+        .sum()
+}
+
+/// Open file descriptors of `pid` and its children.
+pub fn fd_count(pid: u32) -> usize {
+    process_tree(pid)
+        .into_iter()
+        .filter_map(|pid| fs::read_dir(format!("/proc/{pid}/fd")).ok())
+        .map(Iterator::count)
+        .sum()
+}
+
+/// The local ports in state LISTEN (0A) in a `/proc/net/tcp` or `tcp6`
+/// table ("sl local_address rem_address st ...", addresses as HEX:PORT).
+pub fn parse_listening(table: &str) -> HashSet<u16> {
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            if fields.get(3) != Some(&"0A") {
+                return None;
+            }
+            let port = fields.get(1)?.rsplit(':').next()?;
+            u16::from_str_radix(port, 16).ok()
+        })
+        .collect()
+}
+
+/// True if something listens on `port` (any address).
+pub fn is_listening(port: u16) -> bool {
+    ["/proc/net/tcp", "/proc/net/tcp6"].iter().any(|table| {
+        fs::read_to_string(table)
+            .is_ok_and(|text| parse_listening(&text).contains(&port))
+    })
+}
+
+/// Compilers and build tools running now (their names), to say in the
+/// report that a build shared the machine.
+pub fn builds_running() -> Vec<String> {
+    const BUILDS: [&str; 7] = [
+        "cargo",
+        "rustc",
+        "cc",
+        "cc1",
+        "ld",
+        "ld.lld",
+        "clippy-driver",
+    ];
+    let mut seen: Vec<String> = fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| fs::read_to_string(entry.path().join("comm")).ok())
+        .map(|comm| comm.trim().to_owned())
+        .filter(|comm| BUILDS.contains(&comm.as_str()))
+        .collect();
+    seen.sort();
+    seen.dedup();
+    seen
+}
+
+/// The operating system's clock tick: CPU times in `/proc` count these.
+pub fn clock_ticks_per_second() -> u64 {
+    rustix::param::clock_ticks_per_second()
+}
+
+/// Raises this process's open-file limit to the hard limit (what its
+/// children inherit) and returns it.
+pub fn raise_open_files() -> u64 {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let mut limit = getrlimit(Resource::Nofile);
+    if limit.maximum != limit.current {
+        limit.current = limit.maximum;
+        // Keeping the lower limit is fine: the caller checks the result.
+        let _ = setrlimit(Resource::Nofile, limit);
+    }
+    getrlimit(Resource::Nofile).current.unwrap_or(u64::MAX)
+}
+
+/// The processor's name from `/proc/cpuinfo`.
+pub fn cpu_model() -> String {
+    fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .find(|line| line.starts_with("model name"))
+                .and_then(|line| line.split_once(':'))
+                .map(|(_, name)| name.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown processor".into())
+}
+
+pub fn kernel_release() -> String {
+    fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|text| text.trim().to_owned())
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn busy_counts_everything_but_idle_and_iowait() {
+        let before = "cpu  100 0 100 700 100 0 0 0 0 0";
+        // +150 user, +50 system, +150 idle, +50 iowait: 200 of 400 busy.
+        let after = "cpu  250 0 150 850 150 0 0 0 0 0";
+        assert_eq!(busy_between(before, after), 0.5);
+        assert_eq!(busy_between(before, before), 0.0);
+    }
+
+    #[test]
+    fn stat_fields_are_counted_after_the_command_name() {
+        let text = "4242 (nginx: worker (x) ) S 4241 4241 4241 0 -1 4194624 \
+                    900 0 0 0 37 12 0 0 20 0 1 0 1234 0 0";
+        assert_eq!(
+            parse_stat(text),
+            Some(ProcStat {
+                state: 'S',
+                ppid: 4241,
+                cpu_ticks: 49
+            })
+        );
+        assert_eq!(parse_stat("12 (cut short) S 1"), None);
+    }
+
+    #[test]
+    fn rss_is_read_from_the_vmrss_line() {
+        let status = "Name:\tlb\nVmPeak:\t  9000 kB\nVmRSS:\t    3528 kB\n";
+        assert_eq!(parse_rss_kib(status), Some(3528));
+        assert_eq!(parse_rss_kib("Name:\tkthreadd\n"), None);
+    }
+
+    #[test]
+    fn only_listening_sockets_count() {
+        let table = "  sl  local_address rem_address   st tx_queue ...\n\
+            0: 0100007F:4E21 00000000:0000 0A 00000000:00000000\n\
+            1: 0100007F:1F90 0100007F:D431 01 00000000:00000000\n";
+        assert_eq!(parse_listening(table), HashSet::from([20001]));
+    }
+
+    #[test]
+    fn this_process_is_seen_running_and_using_cpu() {
+        let me = std::process::id();
+        assert!(running(me));
+        assert!(rss_kib(me) > 0);
+        assert!(fd_count(me) >= 3);
+        let before = cpu_ticks(me);
+        let started = std::time::Instant::now();
+        let mut x = 0u64;
+        // Burn CPU until a tick shows, for 5 s at most.
+        while cpu_ticks(me) == before && started.elapsed().as_secs() < 5 {
+            for _ in 0..100_000 {
+                x = std::hint::black_box(x.wrapping_add(1));
+            }
+        }
+        assert!(cpu_ticks(me) > before);
+    }
+}
