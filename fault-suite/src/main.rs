@@ -14,6 +14,7 @@ use std::time::Instant;
 
 use clap::Parser;
 use fault_suite::certs::Certs;
+use fault_suite::report::wrap;
 use fault_suite::subject::{Kind, Subject};
 use fault_suite::{Case, Ctx, Size, cases};
 use lab_common::cli::fail;
@@ -94,21 +95,20 @@ async fn main() -> ExitCode {
             program,
         });
     }
+    let against: Vec<String> =
+        subjects.iter().map(|s| shown(&s.program)).collect();
     println!(
-        "lb's fault suite, {} size: {} cases, against {}",
+        "lb's fault suite, {} size: {}, against {}",
         if args.small { "small" } else { "full" },
-        chosen.len(),
-        subjects
-            .iter()
-            .map(|s| s.program.display().to_string())
-            .collect::<Vec<_>>()
-            .join(" and ")
+        count(chosen.len(), "case"),
+        against.join(" and ")
     );
     let started = Instant::now();
     let mut failed = Vec::new();
     for case in &chosen {
         let case_started = Instant::now();
-        println!("\n== {}: {}", case.name(), case.about());
+        println!("\n== {}", case.name());
+        print!("{}", wrap(case.about(), "   ", "   "));
         for subject in &subjects {
             let certs = match Certs::new() {
                 Ok(certs) => certs,
@@ -129,8 +129,8 @@ async fn main() -> ExitCode {
         println!("   ({:.1} s)", case_started.elapsed().as_secs_f64());
     }
     println!(
-        "\nfaults: {} cases, {} passed, {} failed{}; {:.0} s",
-        chosen.len(),
+        "\nfaults: {}, {} passed, {} failed{}; {:.0} s",
+        count(chosen.len(), "case"),
         chosen.len() - failed.len(),
         failed.len(),
         if failed.is_empty() {
@@ -145,6 +145,27 @@ async fn main() -> ExitCode {
     } else {
         ExitCode::FAILURE
     }
+}
+
+/// "1 case", "18 cases".
+fn count(n: usize, what: &str) -> String {
+    if n == 1 {
+        format!("1 {what}")
+    } else {
+        format!("{n} {what}s")
+    }
+}
+
+/// A path as a reader would type it: relative to the current folder
+/// when it is inside it.
+fn shown(path: &Path) -> String {
+    let inside = std::env::current_dir()
+        .ok()
+        .and_then(|here| path.strip_prefix(here).ok().map(Path::to_path_buf));
+    inside
+        .unwrap_or_else(|| path.to_path_buf())
+        .display()
+        .to_string()
 }
 
 /// The cases named, in the suite's order; all of them if none is.

@@ -74,32 +74,64 @@ impl Report {
     }
 }
 
+/// The width [`wrap`] wraps at.
+const WIDTH: usize = 76;
+
 impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.setup.is_empty() {
-            writeln!(f, "{}:", self.subject)?;
+        let title = if self.setup.is_empty() {
+            format!("{}:", self.subject)
         } else {
-            writeln!(f, "{} ({}):", self.subject, self.setup)?;
-        }
+            format!("{} ({}):", self.subject, self.setup)
+        };
+        writeln!(f, "{title}")?;
         for line in &self.lines {
-            match line {
-                Line::Figure(text) => writeln!(f, "       {text}")?,
-                Line::Check { ok: true, what } => writeln!(f, "  ok   {what}")?,
+            let (mark, text) = match line {
+                Line::Figure(text) => ("", text.as_str()),
+                Line::Check { ok: true, what } => ("ok", what.as_str()),
                 // Step 08 is not held to lb's promises: a "no" there is
                 // a finding, not a failure.
                 Line::Check { ok: false, what } if self.subject == Kind::Lb => {
-                    writeln!(f, "  FAIL {what}")?
+                    ("FAIL", what.as_str())
                 }
-                Line::Check { ok: false, what } => {
-                    writeln!(f, "  no   {what}")?
-                }
-                Line::Broken(why) => {
-                    writeln!(f, "  FAIL could not run: {why}")?
-                }
-            }
+                Line::Check { ok: false, what } => ("no", what.as_str()),
+                Line::Broken(why) => ("FAIL", why.as_str()),
+            };
+            let text = match line {
+                Line::Broken(_) => format!("could not run: {text}"),
+                _ => text.to_owned(),
+            };
+            // Not wrapped: where a line of figures breaks would move with
+            // the width of its numbers from run to run.
+            writeln!(f, "  {mark:<4} {text}")?;
         }
         Ok(())
     }
+}
+
+/// `text` in lines of at most [`WIDTH`] characters (a longer word keeps
+/// a line of its own), the first starting with `first`, the others with
+/// `rest`; each line ends with a newline.
+pub fn wrap(text: &str, first: &str, rest: &str) -> String {
+    let mut out = String::new();
+    let mut line = first.to_owned();
+    let mut empty = true;
+    for word in text.split_whitespace() {
+        if !empty && line.chars().count() + 1 + word.chars().count() > WIDTH {
+            out.push_str(line.trim_end());
+            out.push('\n');
+            line = rest.to_owned();
+            empty = true;
+        }
+        if !empty {
+            line.push(' ');
+        }
+        line.push_str(word);
+        empty = false;
+    }
+    out.push_str(line.trim_end());
+    out.push('\n');
+    out
 }
 
 /// A duration for a report: "350 ms", "1.02 s".
@@ -159,6 +191,18 @@ pub fn spread(durations: &mut [Duration]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn long_lines_are_wrapped_under_their_first_words() {
+        let text = "word ".repeat(30);
+        let wrapped = wrap(&text, "  ok   ", "       ");
+        let lines: Vec<&str> = wrapped.lines().collect();
+        assert!(lines.len() > 1, "{wrapped}");
+        assert!(lines[0].starts_with("  ok   word"));
+        assert!(lines[1].starts_with("       word"));
+        assert!(lines.iter().all(|l| l.len() <= WIDTH), "{wrapped}");
+        assert_eq!(wrap("short", "", "  "), "short\n");
+    }
 
     #[test]
     fn ends_are_counted_most_common_first() {
