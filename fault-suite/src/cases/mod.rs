@@ -275,7 +275,19 @@ async fn start(
     report: &mut Report,
 ) -> Result<Running, String> {
     report.setup = setup.describe(ctx.subject.kind);
-    ctx.subject.start(setup, &ctx.certs).await
+    let running = ctx.subject.start(setup, &ctx.certs).await?;
+    // `lb` says it listens before it has read its certificates: let such
+    // start-up descriptors close before a case counts "before".
+    let mut last = running.descriptors()?;
+    let mut same = 0;
+    measure::poll_until(secs(2), ms(10), || {
+        let now = running.descriptors().unwrap_or(0);
+        same = if now == last { same + 1 } else { 0 };
+        last = now;
+        same >= 5
+    })
+    .await;
+    Ok(running)
 }
 
 /// Runs `count` clients at once, `client(i)` each, and collects what each
