@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use clap::Parser;
 use fault_suite::certs::Certs;
-use fault_suite::report::wrap;
+use fault_suite::report::{count, wrap};
 use fault_suite::subject::{Kind, Subject};
 use fault_suite::{Case, Ctx, Size, cases};
 use lab_common::cli::fail;
@@ -144,15 +144,6 @@ async fn main() -> ExitCode {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
-    }
-}
-
-/// "1 case", "18 cases".
-fn count(n: usize, what: &str) -> String {
-    if n == 1 {
-        format!("1 {what}")
-    } else {
-        format!("{n} {what}s")
     }
 }
 

@@ -134,6 +134,15 @@ pub fn wrap(text: &str, first: &str, rest: &str) -> String {
     out
 }
 
+/// "1 case", "18 cases".
+pub fn count(n: usize, what: &str) -> String {
+    if n == 1 {
+        format!("1 {what}")
+    } else {
+        format!("{n} {what}s")
+    }
+}
+
 /// A duration for a report: "350 ms", "1.02 s".
 pub fn show(duration: Duration) -> String {
     if duration < Duration::from_secs(1) {

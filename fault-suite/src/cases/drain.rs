@@ -74,8 +74,8 @@ async fn start_in_flight(
         ));
     }
     report.figure(format!(
-        "{count} transfers of {} in flight, each held {} KiB short of its \
-         end",
+        "{} of {} in flight, each held {} KiB short of its end",
+        report::count(count, "transfer"),
         mib(size >> 10),
         TAIL >> 10
     ));
