@@ -91,11 +91,15 @@ fn check_closed(
         .filter(|(end, _)| *end != End::StillOpen)
         .map(|(_, took)| *took)
         .collect();
+    let closed = if waits.is_empty() {
+        "none closed".to_owned()
+    } else {
+        format!("closed after {}", report::spread(&mut waits))
+    };
     report.figure(format!(
-        "{} {who}: {}; closed after {}",
+        "{} {who}: {}; {closed}",
         ends.len(),
         report::ends(ends.iter().map(|(end, _)| *end)),
-        report::spread(&mut waits)
     ));
     let all = waits.len() == ends.len()
         && waits.iter().all(|&took| on_time(took, timeout, secs(1)));
@@ -326,12 +330,16 @@ pub(super) async fn slowloris(ctx: &Ctx, report: &mut Report) -> Ran {
         .filter(|(end, _)| *end != End::StillOpen)
         .map(|(_, at)| *at)
         .collect();
+    let closed = if closed_at.is_empty() {
+        "none closed".to_owned()
+    } else {
+        let spread = report::spread(&mut closed_at);
+        format!("closed {spread} after they started")
+    };
     report.figure(format!(
-        "they trickled for {}, then went silent; {}; closed {} after they \
-         started",
+        "they trickled for {}, then went silent; {}; {closed}",
         show(trickle),
         report::ends(ends.iter().map(|(end, _)| *end)),
-        report::spread(&mut closed_at)
     ));
     report.check(
         ends.iter().all(|(_, at)| *at >= trickle),
