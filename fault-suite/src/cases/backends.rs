@@ -18,7 +18,7 @@ fn backend_error(err: io::Error) -> String {
 }
 
 // ANCHOR: never_answers
-/// Criterion 1: 100 clients give up on a backend that never answers;
+/// 100 clients give up on a backend that never answers;
 /// with `half_closed` = 1 s, lb's descriptors are back to their count
 /// before the clients within 5 s.
 pub(super) async fn never_answers(ctx: &Ctx, report: &mut Report) -> Ran {
@@ -123,7 +123,7 @@ pub(super) async fn answers_then_stalls(ctx: &Ctx, report: &mut Report) -> Ran {
     Ok(())
 }
 
-/// Criterion 6: a backend that resets mid-stream reaches a plain client
+/// A backend that resets mid-stream reaches a plain client
 /// as a reset.
 pub(super) async fn resets_mid_stream(ctx: &Ctx, report: &mut Report) -> Ran {
     let count = ctx.size.pick(5, 20);
@@ -244,7 +244,7 @@ pub(super) async fn reads_slowly(ctx: &Ctx, report: &mut Report) -> Ran {
     Ok(())
 }
 
-/// Criterion 6, TLS: a tls:// backend that closes without `close_notify`
+/// A tls:// backend that closes without `close_notify`
 /// leaves lb's TLS client without one; one that closes properly gives
 /// the client a clean end.
 pub(super) async fn closes_without_notify(

@@ -141,7 +141,7 @@ pub(super) async fn silent(ctx: &Ctx, report: &mut Report) -> Ran {
     Ok(())
 }
 
-/// Criterion 2: 100 half-finished TLS handshakes and 100 silent clients
+/// 100 half-finished TLS handshakes and 100 silent clients
 /// are closed within the handshake timeout, and a normal client is
 /// served meanwhile.
 pub(super) async fn half_tls_handshake(ctx: &Ctx, report: &mut Report) -> Ran {
@@ -219,7 +219,7 @@ pub(super) async fn gives_up_mid_request(
     Ok(())
 }
 
-/// Criterion 6: a client that resets mid-upload reaches the backend as
+/// A client that resets mid-upload reaches the backend as
 /// a reset.
 pub(super) async fn resets_mid_upload(ctx: &Ctx, report: &mut Report) -> Ran {
     let count = ctx.size.pick(5, 20);
@@ -270,7 +270,7 @@ pub(super) async fn resets_mid_upload(ctx: &Ctx, report: &mut Report) -> Ran {
 // ANCHOR: slowloris
 /// Slowloris: clients that trickle a byte every half idle timeout are
 /// kept while they trickle, cost little each, and are closed once they
-/// stop. Criterion 2, second half: an honest client paced the same way,
+/// stop. And an honest client paced the same way,
 /// whose upload lasts three and a half idle timeouts, is served.
 pub(super) async fn slowloris(ctx: &Ctx, report: &mut Report) -> Ran {
     let count = ctx.size.pick(50, 500);

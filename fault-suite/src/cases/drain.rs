@@ -125,7 +125,7 @@ fn describe_exit(status: Option<ExitStatus>) -> String {
 }
 
 // ANCHOR: drain
-/// Criterion 5: SIGTERM with 100 transfers of 8 MiB in flight: new
+/// SIGTERM with 100 transfers of 8 MiB in flight: new
 /// connects are refused at once, all 100 complete byte for byte once
 /// released, lb exits 0 and its log counts them.
 pub(super) async fn drain(ctx: &Ctx, report: &mut Report) -> Ran {
@@ -188,7 +188,7 @@ fn drained(log: &str) -> Option<(usize, usize)> {
 }
 // ANCHOR_END: drain
 
-/// Criterion 5, the other half: with a drain shorter than the hold, the
+/// With a drain shorter than the hold, the
 /// transfers are cut when it runs out, the log counts them, and lb exits
 /// 0. Then a second SIGTERM during a drain ends lb at once with 143.
 pub(super) async fn drain_cut(ctx: &Ctx, report: &mut Report) -> Ran {

@@ -47,7 +47,7 @@ async fn visit(
 }
 
 // ANCHOR: connection_limit
-/// Criterion 3: with `max_connections` = 1,000 and 1,500 clients, none
+/// With `max_connections` = 1,000 and 1,500 clients, none
 /// is accepted and then dropped, the extra 500 wait and are served, and
 /// lb's descriptors stay at most 2 x 1,000 + 10 throughout.
 pub(super) async fn connection_limit(ctx: &Ctx, report: &mut Report) -> Ran {
@@ -251,7 +251,7 @@ async fn open_idle(
 }
 
 // ANCHOR: idle_tls_memory
-/// Criterion 3, memory: 5,000 idle TLS connections (TLS at both ends),
+/// 5,000 idle TLS connections (TLS at both ends),
 /// two rounds; after the second, memory within 10% of after the first.
 ///
 /// Most of what the connections took stays with the process after they
@@ -328,7 +328,7 @@ pub(super) async fn idle_tls_memory(ctx: &Ctx, report: &mut Report) -> Ran {
 // ANCHOR_END: idle_tls_memory
 
 // ANCHOR: burst
-/// Criterion 4: 2,000 connects at once to a TLS front with tls://
+/// 2,000 connects at once to a TLS front with tls://
 /// backends: every TCP connect under a second, and no listen-queue
 /// overflow.
 pub(super) async fn burst(ctx: &Ctx, report: &mut Report) -> Ran {
