@@ -26,8 +26,8 @@ use crate::backend::Address;
 #[derive(Clone)]
 pub struct BackendTls {
     connector: TlsConnector,
-    /// "verified", or "NOT VERIFIED" under `insecure`: said in every
-    /// connection's log line.
+    /// "checked", or "NOT CHECKED" under `insecure`: said in the log line
+    /// of every connection to a `tls://` backend.
     pub checked: &'static str,
 }
 
@@ -37,7 +37,7 @@ impl BackendTls {
     pub fn verify(config: Arc<ClientConfig>) -> BackendTls {
         BackendTls {
             connector: TlsConnector::from(config),
-            checked: "verified",
+            checked: "checked",
         }
     }
 
@@ -47,7 +47,7 @@ impl BackendTls {
             connector: TlsConnector::from(
                 lab_common::tls::insecure_client_config(),
             ),
-            checked: "NOT VERIFIED",
+            checked: "NOT CHECKED",
         }
     }
 }

@@ -61,7 +61,7 @@ pub async fn serve_client(
                 client = %client_addr,
                 phase = "client TLS handshake",
                 error = %err,
-                "client dropped"
+                "failed"
             );
             return;
         }
@@ -74,6 +74,12 @@ pub async fn serve_client(
         return;
     };
     let id = &guard.backend().id;
+    // How a TLS backend's certificate was checked, for its log line.
+    let certificate = match &backend {
+        BackendStream::Tls(_) => balancer.backend_tls.as_ref(),
+        BackendStream::Plain(_) => None,
+    }
+    .map(|tls| tls.checked);
     let timeouts = balancer.relay_timeouts();
     let outcome = relay::relay(client, backend, timeouts, &shutdown.cut).await;
     info!(
@@ -83,7 +89,8 @@ pub async fn serve_client(
         down = outcome.down,
         ms = started.elapsed().as_millis() as u64,
         end = %outcome.end.describe(),
-        "connection closed"
+        certificate,
+        "closed"
     );
 }
 // ANCHOR_END: serve_client
@@ -137,7 +144,7 @@ async fn choose_and_connect(
                         backend = %backend.id,
                         phase = err.phase,
                         error = %err.error,
-                        "backend failed; trying the next one"
+                        "failed; trying the next backend"
                     );
                     balancer.connection_failed(backend, &err.to_string());
                     failed[index] = true;

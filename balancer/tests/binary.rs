@@ -76,7 +76,7 @@ async fn the_binary_balances_and_exits_0_on_sigterm() {
     let first = who_answers(lb.addr).await;
     let second = who_answers(lb.addr).await;
     assert_ne!(first, second, "round robin over two backends");
-    lb.wait_for_stderr("connection closed").await;
+    lb.wait_for_stderr(": closed (up: ").await;
     lb.signal(Signal::TERM);
     lb.wait_for_stderr("shut down: ").await;
     assert_eq!(lb.wait().await.code(), Some(0));

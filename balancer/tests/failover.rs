@@ -71,12 +71,12 @@ async fn a_backend_stopped_and_started_again_fails_none_of_3000_clients() {
     let victim_addr = backends[1].addr;
     let log = lb
         .wait_for_stderr(&format!(
-            "backend {victim_addr} DOWN after 3 failed checks"
+            "backend {victim_addr}: health: DOWN after 3 failed checks"
         ))
         .await;
     assert_eq!(log.matches(" DOWN after ").count(), 1, "{log}");
     lb.wait_for_stderr(&format!(
-        "backend {victim_addr} UP after 2 passed checks"
+        "backend {victim_addr}: health: UP after 2 passed checks"
     ))
     .await;
     // Up again, it takes clients again (on a slow machine the 1,000
@@ -106,8 +106,11 @@ async fn a_stalled_backend_gets_no_new_client_once_http_checks_mark_it_down() {
     let mut lb = RunningBinary::start(LB, &["--config", &config]).await;
     let stalled = &backends[2];
     stalled.set_fault(Fault::Stall);
-    lb.wait_for_stderr(&format!("backend {} DOWN after ", stalled.addr))
-        .await;
+    lb.wait_for_stderr(&format!(
+        "backend {}: health: DOWN after ",
+        stalled.addr
+    ))
+    .await;
     // Every client from now on is answered, and never by the stalled
     // backend (whose clients would wait forever: the timeout would say).
     let client = reqwest::Client::builder()

@@ -38,7 +38,9 @@ pub const SERVER_CERT_FILE: &str = "server.crt";
 /// The server certificate's private key.
 pub const SERVER_KEY_FILE: &str = "server.key";
 
-/// What to tell someone whose certificates are missing or broken.
+/// What to tell someone whose certificates are missing or broken, when
+/// they are the lab's own (the default paths): errors about a path given
+/// on the command line say what is wrong with it and stop there.
 pub const MAKE_CERTS_HINT: &str =
     "run scripts/gen-certs.sh to make the lab's certificates";
 
@@ -144,14 +146,54 @@ pub fn server_config(
     let config = ServerConfig::builder()
         .with_no_client_auth()
         .with_single_cert(chain, key_der)
-        .map_err(|err| {
-            format!(
-                "{} with {}: {err} ({MAKE_CERTS_HINT})",
-                cert.display(),
-                key.display()
-            )
-        })?;
+        .map_err(|err| pair_error(cert, key, err))?;
     Ok(Arc::new(config))
+}
+
+/// Says in words what is wrong with a certificate and key that each
+/// loaded but do not work together. (rustls' own words are for
+/// programmers: "keys may not be consistent: KeyMismatch".)
+fn pair_error(
+    cert: &Path,
+    key: &Path,
+    err: tokio_rustls::rustls::Error,
+) -> Error {
+    use tokio_rustls::rustls::{Error as Tls, InconsistentKeys};
+    let (cert_shown, key_shown) = (cert.display(), key.display());
+    let problem = match err {
+        Tls::InconsistentKeys(InconsistentKeys::KeyMismatch) => format!(
+            "the private key {key_shown} does not belong to the certificate \
+             {cert_shown} (they come from different sets)"
+        ),
+        // What the crypto provider says about a key it cannot read.
+        Tls::General(_) => format!(
+            "cannot use the private key {key_shown}: not an RSA, ECDSA or \
+             Ed25519 key"
+        ),
+        Tls::InvalidCertificate(why) => {
+            format!("cannot use the certificate {cert_shown}: {why:?}")
+        }
+        other => format!("{cert_shown} with {key_shown}: {other}"),
+    };
+    format!("{problem}{}", hint(&[cert, key])).into()
+}
+
+/// Whether `path` is where the lab's own certificates live (`certs/` at
+/// the root of the workspace): the files `scripts/gen-certs.sh` writes.
+fn is_lab_default(path: &Path) -> bool {
+    let defaults = [default_ca_path(), default_cert_path(), default_key_path()];
+    std::path::absolute(path).is_ok_and(|path| defaults.contains(&path))
+}
+
+/// The advice that ends an error about `paths`: making the lab's
+/// certificates helps when they are the lab's; a path the user typed is
+/// theirs to fix, and the message has said what is wrong with it.
+fn hint(paths: &[&Path]) -> String {
+    if paths.iter().all(|path| is_lab_default(path)) {
+        format!(" ({MAKE_CERTS_HINT})")
+    } else {
+        String::new()
+    }
 }
 
 /// A client configuration that trusts the CA certificates in `ca` and
@@ -244,8 +286,9 @@ fn pem_error(what: &str, path: &Path, err: pem::Error) -> Error {
         other => format!("not a PEM {what}: {other}"),
     };
     format!(
-        "cannot load the {what} {}: {problem} ({MAKE_CERTS_HINT})",
-        path.display()
+        "cannot load the {what} {}: {problem}{}",
+        path.display(),
+        hint(&[path])
     )
     .into()
 }
@@ -265,15 +308,89 @@ mod tests {
     }
 
     #[test]
-    fn a_missing_file_names_itself_and_the_script() {
+    fn a_missing_file_the_user_named_is_named_without_the_script() {
         let dir = tempfile::tempdir().unwrap();
         let missing = dir.path().join("server.crt");
         let err = server_config(&missing, &missing).unwrap_err().to_string();
-        assert!(err.contains(&missing.display().to_string()), "{err}");
-        assert!(err.contains("no such file"), "{err}");
-        assert!(err.contains("scripts/gen-certs.sh"), "{err}");
+        let want = format!(
+            "cannot load the certificate {}: no such file",
+            missing.display()
+        );
+        assert_eq!(err, want);
         let err = client_config(&missing).unwrap_err().to_string();
-        assert!(err.contains("scripts/gen-certs.sh"), "{err}");
+        assert!(err.ends_with(": no such file"), "{err}");
+    }
+
+    #[test]
+    fn only_the_lab_default_paths_get_the_gen_certs_hint() {
+        let not_found = || io::Error::from(io::ErrorKind::NotFound);
+        for default in
+            [default_ca_path(), default_cert_path(), default_key_path()]
+        {
+            assert!(is_lab_default(&default), "{}", default.display());
+            let err =
+                pem_error("certificate", &default, pem::Error::Io(not_found()));
+            let err = err.to_string();
+            assert!(err.ends_with(&format!("({MAKE_CERTS_HINT})")), "{err}");
+        }
+        let typed = Path::new("/nonexistent.pem");
+        assert!(!is_lab_default(typed));
+        let err = pem_error("certificate", typed, pem::Error::Io(not_found()));
+        assert_eq!(
+            err.to_string(),
+            "cannot load the certificate /nonexistent.pem: no such file"
+        );
+        // The same file name elsewhere is not the lab's.
+        assert!(!is_lab_default(Path::new("/tmp/certs/server.crt")));
+    }
+
+    #[test]
+    fn a_key_from_another_set_is_called_that() {
+        let names = vec!["localhost".to_owned()];
+        let [one, two] = [(); 2].map(|()| {
+            let dir = tempfile::tempdir().unwrap();
+            crate::certs::CertSet::generate(&names)
+                .unwrap()
+                .write_to(dir.path())
+                .unwrap();
+            dir
+        });
+        let cert = one.path().join(SERVER_CERT_FILE);
+        let key = two.path().join(SERVER_KEY_FILE);
+        let err = server_config(&cert, &key).unwrap_err().to_string();
+        let want = format!(
+            "the private key {} does not belong to the certificate {} (they \
+             come from different sets)",
+            key.display(),
+            cert.display()
+        );
+        assert_eq!(err, want);
+        // A set that belongs together loads.
+        server_config(&cert, &one.path().join(SERVER_KEY_FILE)).unwrap();
+    }
+
+    #[test]
+    fn a_file_that_is_no_key_rustls_can_use_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let names = vec!["localhost".to_owned()];
+        crate::certs::CertSet::generate(&names)
+            .unwrap()
+            .write_to(dir.path())
+            .unwrap();
+        // A PEM "private key" whose bytes are no key at all.
+        let key = dir.path().join("bad.key");
+        std::fs::write(
+            &key,
+            "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
+        )
+        .unwrap();
+        let cert = dir.path().join(SERVER_CERT_FILE);
+        let err = server_config(&cert, &key).unwrap_err().to_string();
+        let want = format!(
+            "cannot use the private key {}: not an RSA, ECDSA or Ed25519 key",
+            key.display()
+        );
+        assert_eq!(err, want);
     }
 
     #[test]

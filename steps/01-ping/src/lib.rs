@@ -13,6 +13,9 @@
 //! cargo run --bin 01-ping
 //! curl localhost:3000
 //! ```
+//!
+//! Ctrl-C stops it at once, as it stops every step: connections still
+//! open are cut, not finished.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -21,7 +24,7 @@ use std::time::Duration;
 use lab_common::Error;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
-use tracing::{info, warn};
+use tracing::{Instrument, info, info_span, warn};
 
 /// The answer every client gets. `Content-Length` tells the client where
 /// the body ends; `Connection: close` tells it we hang up afterwards.
@@ -55,18 +58,25 @@ pub async fn run(
                     // Running out of file descriptors, for example. The
                     // error belongs to one connection, not to the server:
                     // log it, breathe, and go on accepting.
-                    warn!("accept failed: {err}");
+                    warn!(error = %err, "accept failed");
                     tokio::time::sleep(Duration::from_millis(100)).await;
                     continue;
                 }
             },
+            // Ctrl-C: `run` returns, and so does `main`, which ends every
+            // task still running: connections still open are cut, not
+            // finished. (Letting them finish first is `lb`'s lesson.)
             () = &mut shutdown => return Ok(()),
         };
-        tokio::spawn(async move {
+        // Everything the task logs happens in this span, which names the
+        // client once for every line: `client 127.0.0.1:47930: ...`.
+        let span = info_span!("connection", client = %client_addr);
+        let task = async move {
             if let Err(err) = answer_ping(client, client_addr).await {
-                warn!("client {client_addr}: {err}");
+                warn!(error = %err);
             }
-        });
+        };
+        tokio::spawn(task.instrument(span));
     }
 }
 // ANCHOR_END: run
@@ -99,7 +109,7 @@ async fn answer_ping(
     println!("{}", show_raw(client_addr, &head));
     writer.write_all(PONG).await?;
     writer.shutdown().await?;
-    info!("client {client_addr}: answered pong");
+    info!("answered pong");
     Ok(())
 }
 // ANCHOR_END: answer_ping

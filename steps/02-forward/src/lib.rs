@@ -10,19 +10,18 @@
 //! the backends, the step, and a client, one terminal each:
 //!
 //! ```text
-//! scripts/spawn-backends.sh
+//! scripts/spawn-backends.sh restart
 //! cargo run --bin 02-forward
 //! curl localhost:3000
 //! ```
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use lab_common::{Error, HostPort};
 use tokio::io::copy_bidirectional;
 use tokio::net::{TcpListener, TcpStream};
-use tracing::{info, warn};
+use tracing::{Instrument, info, info_span, warn};
 
 // ANCHOR: run
 /// Accepts clients until `shutdown` completes and forwards each one to
@@ -38,7 +37,7 @@ pub async fn run(
             accepted = listener.accept() => match accepted {
                 Ok(pair) => pair,
                 Err(err) => {
-                    warn!("accept failed: {err}");
+                    warn!(error = %err, "accept failed");
                     tokio::time::sleep(Duration::from_millis(100)).await;
                     continue;
                 }
@@ -48,29 +47,32 @@ pub async fn run(
         // The backend is dialled inside the task, not here: a slow or dead
         // backend must never stall the loop that accepts other clients.
         let backend = backend.clone();
-        tokio::spawn(async move {
-            forward(client, client_addr, &backend).await;
-        });
+        // Everything the task logs happens in this span, which names both
+        // ends of the connection once for every line.
+        let span = info_span!(
+            "connection",
+            client = %client_addr,
+            backend = %backend
+        );
+        let task = async move { forward(client, &backend).await };
+        tokio::spawn(task.instrument(span));
     }
 }
 // ANCHOR_END: run
 
 // ANCHOR: forward
 /// Connects `client` to `backend` and copies bytes both ways until both
-/// directions have finished. Errors are logged here, with both addresses
-/// and the phase, because nobody else could do anything with them.
-async fn forward(
-    mut client: TcpStream,
-    client_addr: SocketAddr,
-    backend: &HostPort,
-) {
+/// directions have finished. Errors are logged here, with the phase
+/// (the span names both addresses), because nobody else could do
+/// anything with them.
+async fn forward(mut client: TcpStream, backend: &HostPort) {
     let mut server = match TcpStream::connect(backend.to_string()).await {
         Ok(server) => server,
         Err(err) => {
             // Dropping `client` closes its connection, and nothing else is
             // affected. curl reports "Empty reply from server", or, when
             // its request was still unread, "Connection reset by peer".
-            warn!("client {client_addr}: dial backend {backend}: {err}");
+            warn!(phase = "dial", error = %err);
             return;
         }
     };
@@ -85,13 +87,8 @@ async fn forward(
     // half-close, which a client that sends a request then closes its
     // write side relies on.
     match copy_bidirectional(&mut client, &mut server).await {
-        Ok((up, down)) => info!(
-            "client {client_addr} -> backend {backend}: \
-             {up} bytes up, {down} bytes down"
-        ),
-        Err(err) => {
-            warn!("client {client_addr} -> backend {backend}: relay: {err}")
-        }
+        Ok((up, down)) => info!("{up} bytes up, {down} bytes down"),
+        Err(err) => warn!(phase = "relay", error = %err),
     }
 }
 // ANCHOR_END: forward

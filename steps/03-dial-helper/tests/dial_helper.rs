@@ -86,7 +86,7 @@ async fn the_binary_forwards_and_logs_a_dead_backend() {
 
     let addr = backend.stop().await;
     assert!(closed_without_answer(step.addr).await);
-    step.wait_for_stderr(&format!("dial backend {backend_arg}: "))
+    step.wait_for_stderr(&format!("-> backend {backend_arg}: dial: "))
         .await;
     assert!(step.is_running());
 

@@ -11,20 +11,19 @@
 //! request needs a proxy that understands HTTP (step 09).
 //!
 //! ```text
-//! scripts/spawn-backends.sh
+//! scripts/spawn-backends.sh restart
 //! cargo run --bin 04-round-robin
 //! curl localhost:3000
 //! ```
 
 use std::future::Future;
 use std::io;
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use lab_common::{Error, HostPort};
 use tokio::io::copy_bidirectional;
 use tokio::net::{TcpListener, TcpStream};
-use tracing::{info, warn};
+use tracing::{Instrument, info, info_span, warn};
 
 // ANCHOR: round_robin
 /// Hands out backends in a fixed rotation.
@@ -72,7 +71,7 @@ pub async fn run(
             accepted = listener.accept() => match accepted {
                 Ok(pair) => pair,
                 Err(err) => {
-                    warn!("accept failed: {err}");
+                    warn!(error = %err, "accept failed");
                     tokio::time::sleep(Duration::from_millis(100)).await;
                     continue;
                 }
@@ -82,9 +81,13 @@ pub async fn run(
         // Only this loop picks, one connection at a time, so the rotation
         // needs no lock: the order of picks is the order of accepts.
         let backend = round_robin.pick_backend().clone();
-        tokio::spawn(async move {
-            proxy(client, client_addr, &backend).await;
-        });
+        let span = info_span!(
+            "connection",
+            client = %client_addr,
+            backend = %backend
+        );
+        let task = async move { proxy(client, &backend).await };
+        tokio::spawn(task.instrument(span));
     }
 }
 // ANCHOR_END: run
@@ -100,15 +103,11 @@ async fn dial(backend: &HostPort) -> io::Result<TcpStream> {
 
 /// Relays `client` through a fresh connection to `backend` until both
 /// directions have finished, and logs how it went.
-async fn proxy(
-    mut client: TcpStream,
-    client_addr: SocketAddr,
-    backend: &HostPort,
-) {
+async fn proxy(mut client: TcpStream, backend: &HostPort) {
     let mut server = match dial(backend).await {
         Ok(server) => server,
         Err(err) => {
-            warn!("client {client_addr}: dial backend {backend}: {err}");
+            warn!(phase = "dial", error = %err);
             return;
         }
     };
@@ -117,13 +116,8 @@ async fn proxy(
     // Both directions at once, each passing on the other's end of stream
     // (half-close), as in step 02.
     match copy_bidirectional(&mut client, &mut server).await {
-        Ok((up, down)) => info!(
-            "client {client_addr} -> backend {backend}: \
-             {up} bytes up, {down} bytes down"
-        ),
-        Err(err) => {
-            warn!("client {client_addr} -> backend {backend}: relay: {err}")
-        }
+        Ok((up, down)) => info!("{up} bytes up, {down} bytes down"),
+        Err(err) => warn!(phase = "relay", error = %err),
     }
 }
 

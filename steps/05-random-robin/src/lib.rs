@@ -11,14 +11,13 @@
 //! trade: no shared counter to keep, at the price of a lumpier spread.
 //!
 //! ```text
-//! scripts/spawn-backends.sh
+//! scripts/spawn-backends.sh restart
 //! cargo run --bin 05-random-robin -- --seed 7
 //! curl localhost:3000
 //! ```
 
 use std::future::Future;
 use std::io;
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use lab_common::{Error, HostPort};
@@ -27,7 +26,7 @@ use rand::rngs::SmallRng;
 use rand::seq::IndexedRandom;
 use tokio::io::copy_bidirectional;
 use tokio::net::{TcpListener, TcpStream};
-use tracing::{info, warn};
+use tracing::{Instrument, info, info_span, warn};
 
 // ANCHOR: random_pick
 /// Picks a backend uniformly at random for each connection.
@@ -82,7 +81,7 @@ pub async fn run(
             accepted = listener.accept() => match accepted {
                 Ok(pair) => pair,
                 Err(err) => {
-                    warn!("accept failed: {err}");
+                    warn!(error = %err, "accept failed");
                     tokio::time::sleep(Duration::from_millis(100)).await;
                     continue;
                 }
@@ -92,9 +91,13 @@ pub async fn run(
         // Only this loop picks, one connection at a time, so the generator
         // needs no lock, and a seed fixes the backend of the n-th client.
         let backend = random_pick.pick_backend().clone();
-        tokio::spawn(async move {
-            proxy(client, client_addr, &backend).await;
-        });
+        let span = info_span!(
+            "connection",
+            client = %client_addr,
+            backend = %backend
+        );
+        let task = async move { proxy(client, &backend).await };
+        tokio::spawn(task.instrument(span));
     }
 }
 // ANCHOR_END: run
@@ -110,15 +113,11 @@ async fn dial(backend: &HostPort) -> io::Result<TcpStream> {
 
 /// Relays `client` through a fresh connection to `backend` until both
 /// directions have finished, and logs how it went.
-async fn proxy(
-    mut client: TcpStream,
-    client_addr: SocketAddr,
-    backend: &HostPort,
-) {
+async fn proxy(mut client: TcpStream, backend: &HostPort) {
     let mut server = match dial(backend).await {
         Ok(server) => server,
         Err(err) => {
-            warn!("client {client_addr}: dial backend {backend}: {err}");
+            warn!(phase = "dial", error = %err);
             return;
         }
     };
@@ -127,13 +126,8 @@ async fn proxy(
     // Both directions at once, each passing on the other's end of stream
     // (half-close), as in step 02.
     match copy_bidirectional(&mut client, &mut server).await {
-        Ok((up, down)) => info!(
-            "client {client_addr} -> backend {backend}: \
-             {up} bytes up, {down} bytes down"
-        ),
-        Err(err) => {
-            warn!("client {client_addr} -> backend {backend}: relay: {err}")
-        }
+        Ok((up, down)) => info!("{up} bytes up, {down} bytes down"),
+        Err(err) => warn!(phase = "relay", error = %err),
     }
 }
 

@@ -15,14 +15,13 @@
 //!
 //! ```text
 //! scripts/gen-certs.sh
-//! scripts/spawn-backends.sh
+//! scripts/spawn-backends.sh restart
 //! cargo run --bin 06-tls-front
 //! curl --cacert certs/ca.crt https://localhost:3000
 //! ```
 
 use std::future::Future;
 use std::io;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -31,7 +30,7 @@ use tokio::io::{AsyncWriteExt, copy_bidirectional};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls::ServerConfig;
-use tracing::{info, warn};
+use tracing::{Instrument, info, info_span, warn};
 
 // ANCHOR: round_robin
 /// Hands out backends in a fixed rotation.
@@ -83,7 +82,7 @@ pub async fn run(
             accepted = listener.accept() => match accepted {
                 Ok(pair) => pair,
                 Err(err) => {
-                    warn!("accept failed: {err}");
+                    warn!(error = %err, "accept failed");
                     tokio::time::sleep(Duration::from_millis(100)).await;
                     continue;
                 }
@@ -95,9 +94,13 @@ pub async fn run(
         // A client whose handshake then fails has used up its turn.
         let backend = round_robin.pick_backend().clone();
         let acceptor = acceptor.clone();
-        tokio::spawn(async move {
-            proxy(client, client_addr, &acceptor, &backend).await;
-        });
+        let span = info_span!(
+            "connection",
+            client = %client_addr,
+            backend = %backend
+        );
+        let task = async move { proxy(client, &acceptor, &backend).await };
+        tokio::spawn(task.instrument(span));
     }
 }
 // ANCHOR_END: run
@@ -115,12 +118,7 @@ async fn dial(backend: &HostPort) -> io::Result<TcpStream> {
 /// Completes the TLS handshake with `client`, then relays the decrypted
 /// bytes through a fresh connection to `backend` until both directions
 /// have finished, and logs how it went.
-async fn proxy(
-    client: TcpStream,
-    client_addr: SocketAddr,
-    acceptor: &TlsAcceptor,
-    backend: &HostPort,
-) {
+async fn proxy(client: TcpStream, acceptor: &TlsAcceptor, backend: &HostPort) {
     // Before the handshake, whose small messages should not wait either.
     let _ = client.set_nodelay(true);
     // The handshake happens here, in the connection's own task: a client
@@ -129,14 +127,14 @@ async fn proxy(
     let mut client = match acceptor.accept(client).await {
         Ok(client) => client,
         Err(err) => {
-            warn!("TLS handshake with client {client_addr}: {err}");
+            warn!(phase = "client TLS handshake", error = %err);
             return;
         }
     };
     let mut server = match dial(backend).await {
         Ok(server) => server,
         Err(err) => {
-            warn!("client {client_addr}: dial backend {backend}: {err}");
+            warn!(phase = "dial", error = %err);
             // End the TLS session properly (close_notify), so the client
             // sees the connection closed rather than cut.
             let _ = client.shutdown().await;
@@ -148,21 +146,15 @@ async fn proxy(
     // (half-close), as in step 02. `client` decrypts what it reads and
     // encrypts what it writes; the relay sees only plain bytes.
     match copy_bidirectional(&mut client, &mut server).await {
-        Ok((up, down)) => info!(
-            "client {client_addr} -> backend {backend}: \
-             {up} bytes up, {down} bytes down"
-        ),
+        Ok((up, down)) => info!("{up} bytes up, {down} bytes down"),
         // TLS ends with a close_notify message, so that a cut connection
         // cannot pass for a complete one. Many HTTP clients just close
         // the socket after the last response instead: normal, so the
         // connection's line is no warning, though it has no byte counts.
-        Err(err) if err.kind() == io::ErrorKind::UnexpectedEof => info!(
-            "client {client_addr} -> backend {backend}: \
-             the client closed without TLS close_notify"
-        ),
-        Err(err) => {
-            warn!("client {client_addr} -> backend {backend}: relay: {err}")
+        Err(err) if err.kind() == io::ErrorKind::UnexpectedEof => {
+            info!("the client closed without TLS close_notify")
         }
+        Err(err) => warn!(phase = "relay", error = %err),
     }
 }
 // ANCHOR_END: proxy

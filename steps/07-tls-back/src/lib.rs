@@ -9,22 +9,23 @@
 //! - a backend that fails the check is refused: the log says which
 //!   backend and why, and that client's connection is closed;
 //! - `--insecure` skips the check. It is loud about it: a warning at start
-//!   and "NOT VERIFIED" in every connection's log line.
+//!   and "NOT CHECKED" in every log line of every connection.
 //!
 //! TLS at the front and round robin are step 06's, unchanged. The bytes
 //! are now decrypted and encrypted again inside the balancer: it sees
-//! them in the clear, which is what lets later steps read HTTP.
+//! them in the clear, as a balancer that reads HTTP must (step 09 reads
+//! it, over plain TCP).
 //!
 //! ```text
 //! scripts/gen-certs.sh
-//! scripts/spawn-backends.sh start --tls
+//! scripts/spawn-backends.sh restart --tls
 //! cargo run --bin 07-tls-back
 //! curl --cacert certs/ca.crt https://localhost:3000
 //! ```
 
 use std::future::Future;
 use std::io;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -35,7 +36,7 @@ use tokio_rustls::client::TlsStream;
 use tokio_rustls::rustls::pki_types::ServerName;
 use tokio_rustls::rustls::{ClientConfig, ServerConfig};
 use tokio_rustls::{TlsAcceptor, TlsConnector};
-use tracing::{info, warn};
+use tracing::{Instrument, info, info_span, warn};
 
 // ANCHOR: round_robin
 /// Hands out backends in a fixed rotation.
@@ -81,20 +82,21 @@ pub enum BackendTrust {
 
 impl BackendTrust {
     /// The client side's counterpart of the acceptor, holding what we
-    /// trust, and how it checks backends, in words for the log. An
-    /// insecure connector is announced here, once.
+    /// trust, and how it checks backends, in words for the log (the
+    /// `certificate` field of every connection's span). An insecure
+    /// connector is announced here, once.
     fn connector(self) -> (TlsConnector, &'static str) {
         match self {
             BackendTrust::Verify(config) => {
-                (TlsConnector::from(config), "verified")
+                (TlsConnector::from(config), "checked")
             }
             BackendTrust::Insecure => {
                 warn!(
-                    "--insecure: backend certificates are NOT VERIFIED; \
+                    "--insecure: backend certificates are NOT CHECKED; \
                      anyone on the way to a backend can pose as it"
                 );
                 let config = lab_common::tls::insecure_client_config();
-                (TlsConnector::from(config), "NOT VERIFIED, --insecure")
+                (TlsConnector::from(config), "NOT CHECKED, --insecure")
             }
         }
     }
@@ -116,7 +118,7 @@ pub async fn run(
     // The acceptor holds the certificate and key. Cloning it only clones
     // an `Arc`, so every connection's task gets its own cheaply.
     let acceptor = TlsAcceptor::from(tls);
-    // Every connection's log line says how its backend was checked.
+    // Every connection's log lines say how its backend was checked.
     let (connector, checked) = backend_trust.connector();
     tokio::pin!(shutdown);
     loop {
@@ -124,7 +126,7 @@ pub async fn run(
             accepted = listener.accept() => match accepted {
                 Ok(pair) => pair,
                 Err(err) => {
-                    warn!("accept failed: {err}");
+                    warn!(error = %err, "accept failed");
                     tokio::time::sleep(Duration::from_millis(100)).await;
                     continue;
                 }
@@ -137,17 +139,16 @@ pub async fn run(
         let backend = round_robin.pick_backend().clone();
         let acceptor = acceptor.clone();
         let connector = connector.clone();
-        tokio::spawn(async move {
-            proxy(
-                client,
-                client_addr,
-                &acceptor,
-                &connector,
-                checked,
-                &backend,
-            )
-            .await;
-        });
+        let span = info_span!(
+            "connection",
+            client = %client_addr,
+            backend = %backend,
+            certificate = checked
+        );
+        let task = async move {
+            proxy(client, &acceptor, &connector, &backend).await;
+        };
+        tokio::spawn(task.instrument(span));
     }
 }
 // ANCHOR_END: run
@@ -194,14 +195,11 @@ fn server_name(host: &str) -> io::Result<ServerName<'static>> {
 // ANCHOR: proxy
 /// Completes the TLS handshake with `client`, dials `backend` and starts
 /// TLS with it, then relays between the two until both directions have
-/// finished, and logs how it went. `checked` says how the backend's
-/// certificate was checked, for the log.
+/// finished, and logs how it went.
 async fn proxy(
     client: TcpStream,
-    client_addr: SocketAddr,
     acceptor: &TlsAcceptor,
     connector: &TlsConnector,
-    checked: &str,
     backend: &HostPort,
 ) {
     // Before the handshake, whose small messages should not wait either.
@@ -212,14 +210,14 @@ async fn proxy(
     let mut client = match acceptor.accept(client).await {
         Ok(client) => client,
         Err(err) => {
-            warn!("TLS handshake with client {client_addr}: {err}");
+            warn!(phase = "client TLS handshake", error = %err);
             return;
         }
     };
     let server = match dial(backend).await {
         Ok(server) => server,
         Err(err) => {
-            warn!("client {client_addr}: dial backend {backend}: {err}");
+            warn!(phase = "dial", error = %err);
             // End the TLS session properly (close_notify), so the client
             // sees the connection closed rather than cut.
             let _ = client.shutdown().await;
@@ -231,10 +229,7 @@ async fn proxy(
     let mut server = match backend_handshake(connector, server, backend).await {
         Ok(server) => server,
         Err(err) => {
-            warn!(
-                "client {client_addr}: TLS handshake with backend \
-                 {backend}: {err}"
-            );
+            warn!(phase = "backend TLS handshake", error = %err);
             let _ = client.shutdown().await;
             return;
         }
@@ -244,22 +239,15 @@ async fn proxy(
     // (half-close), as in step 02. Both streams decrypt what they read
     // and encrypt what they write; the relay sees only plain bytes.
     match copy_bidirectional(&mut client, &mut server).await {
-        Ok((up, down)) => info!(
-            "client {client_addr} -> backend {backend} (TLS, {checked}): \
-             {up} bytes up, {down} bytes down"
-        ),
+        Ok((up, down)) => info!("{up} bytes up, {down} bytes down"),
         // TLS ends with a close_notify message, so that a cut connection
         // cannot pass for a complete one. Many HTTP clients just close
         // the socket after the last response instead: normal, so the
         // connection's line is no warning, though it has no byte counts.
-        Err(err) if err.kind() == io::ErrorKind::UnexpectedEof => info!(
-            "client {client_addr} -> backend {backend} (TLS, {checked}): \
-             a peer closed without TLS close_notify"
-        ),
-        Err(err) => warn!(
-            "client {client_addr} -> backend {backend} (TLS, {checked}): \
-             relay: {err}"
-        ),
+        Err(err) if err.kind() == io::ErrorKind::UnexpectedEof => {
+            info!("a peer closed without TLS close_notify")
+        }
+        Err(err) => warn!(phase = "relay", error = %err),
     }
 }
 // ANCHOR_END: proxy

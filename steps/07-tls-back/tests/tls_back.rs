@@ -214,22 +214,22 @@ async fn the_binary_verifies_and_says_which_backend_it_refused_and_why() {
 
     assert_eq!(who_answers_with(&client, &url).await, good.name());
     step.wait_for_stderr(&format!(
-        "-> backend {} (TLS, verified): ",
+        "-> backend {} (certificate: checked): ",
         good.addr
     ))
     .await;
     assert!(try_get(&client, &url).await.is_err());
     step.wait_for_stderr(&format!(
-        "TLS handshake with backend {}: invalid peer certificate: \
-         UnknownIssuer",
+        "-> backend {} (certificate: checked): backend TLS handshake: invalid \
+         peer certificate: UnknownIssuer",
         foreign.addr
     ))
     .await;
     assert!(try_get(&client, &url).await.is_err());
     let log = step
         .wait_for_stderr(&format!(
-            "TLS handshake with backend {}: invalid peer certificate: \
-             certificate not valid for name \"127.0.0.1\"",
+            "-> backend {} (certificate: checked): backend TLS handshake: invalid \
+             peer certificate: certificate not valid for name \"127.0.0.1\"",
             misnamed.addr
         ))
         .await;
@@ -245,20 +245,20 @@ async fn the_binary_with_insecure_warns_at_start_and_on_every_connection() {
         RunningBackend::start_tls(certs.other_ca.server_config()).await;
     let args = binary_args(&certs, &[foreign.addr], &["--insecure".into()]);
     let mut step = RunningBinary::start(BINARY, &args).await;
-    step.wait_for_stderr("--insecure: backend certificates are NOT VERIFIED")
+    step.wait_for_stderr("--insecure: backend certificates are NOT CHECKED")
         .await;
     let client = certs.lab.https_client();
     let url = https_url(step.addr);
     assert_eq!(who_answers_with(&client, &url).await, foreign.name());
     step.wait_for_stderr(&format!(
-        "-> backend {} (TLS, NOT VERIFIED, --insecure)",
+        "-> backend {} (certificate: NOT CHECKED, --insecure)",
         foreign.addr
     ))
     .await;
 }
 
 #[tokio::test]
-async fn without_certificates_it_exits_naming_the_script() {
+async fn a_missing_certificate_file_is_named_and_it_exits() {
     let certs = Certs::new();
     let missing = certs.lab.dir().join("missing-ca.crt");
     let ca = ["--ca".to_owned(), missing.display().to_string()];

@@ -19,7 +19,7 @@
 //!
 //! ```text
 //! scripts/gen-certs.sh
-//! scripts/spawn-backends.sh start --tls-ports 4445,4446
+//! scripts/spawn-backends.sh restart --tls-ports 4445,4446
 //! cargo run --bin 08-final -- --tls-front
 //! curl --cacert certs/ca.crt https://localhost:3000
 //! ```
@@ -27,7 +27,7 @@
 use std::fmt;
 use std::future::Future;
 use std::io;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,7 +39,7 @@ use tokio_rustls::client::TlsStream;
 use tokio_rustls::rustls::pki_types::ServerName;
 use tokio_rustls::rustls::{ClientConfig, ServerConfig};
 use tokio_rustls::{TlsAcceptor, TlsConnector};
-use tracing::{info, warn};
+use tracing::{Instrument, info, info_span, warn};
 
 // ANCHOR: server
 /// One backend: where it is, and whether the balancer must speak TLS to
@@ -131,7 +131,8 @@ pub enum BackendTrust {
 }
 
 /// What the balancer needs to speak TLS to a backend: the connector, and
-/// how it checks certificates, in words for the log.
+/// how it checks certificates, in words for the log (the `certificate`
+/// field of the connection's span).
 #[derive(Clone)]
 struct BackendTls {
     connector: TlsConnector,
@@ -145,17 +146,17 @@ impl BackendTrust {
         match self {
             BackendTrust::Verify(config) => BackendTls {
                 connector: TlsConnector::from(config),
-                checked: "verified",
+                checked: "checked",
             },
             BackendTrust::Insecure => {
                 warn!(
-                    "--insecure: backend certificates are NOT VERIFIED; \
+                    "--insecure: backend certificates are NOT CHECKED; \
                      anyone on the way to a backend can pose as it"
                 );
                 let config = lab_common::tls::insecure_client_config();
                 BackendTls {
                     connector: TlsConnector::from(config),
-                    checked: "NOT VERIFIED, --insecure",
+                    checked: "NOT CHECKED, --insecure",
                 }
             }
         }
@@ -184,8 +185,8 @@ pub async fn run(
     // The acceptor holds the certificate and key. Cloning it only clones
     // an `Arc`, so every connection's task gets its own cheaply.
     let acceptor = front_tls.map(TlsAcceptor::from);
-    // Only tls:// backends need a connector. Every connection's log
-    // line says how its backend was checked ("plain" if it was not TLS).
+    // Only tls:// backends need a connector. The log lines of a
+    // connection to one say how its certificate was checked.
     let backend_tls = backend_trust.map(BackendTrust::connector);
     tokio::pin!(shutdown);
     loop {
@@ -193,7 +194,7 @@ pub async fn run(
             accepted = listener.accept() => match accepted {
                 Ok(pair) => pair,
                 Err(err) => {
-                    warn!("accept failed: {err}");
+                    warn!(error = %err, "accept failed");
                     tokio::time::sleep(Duration::from_millis(100)).await;
                     continue;
                 }
@@ -205,6 +206,13 @@ pub async fn run(
         // A client whose handshake then fails has used up its turn.
         let backend = round_robin.pick_backend().clone();
         let backend_tls = backend_tls.clone();
+        let checked = backend_tls.as_ref().map(|tls| tls.checked);
+        let span = info_span!(
+            "connection",
+            client = %client_addr,
+            backend = %backend,
+            certificate = checked.filter(|_| backend.tls)
+        );
         // Before the handshake, whose small messages should not wait
         // either.
         let _ = client.set_nodelay(true);
@@ -212,27 +220,26 @@ pub async fn run(
         // the largest state its future can be in, so a plain connection
         // should not carry room for a TLS session it will never have.
         let Some(acceptor) = acceptor.clone() else {
-            tokio::spawn(async move {
-                let backend_tls = backend_tls.as_ref();
-                proxy(client, client_addr, &backend, backend_tls).await;
-            });
+            let task = async move {
+                proxy(client, &backend, backend_tls.as_ref()).await;
+            };
+            tokio::spawn(task.instrument(span));
             continue;
         };
-        tokio::spawn(async move {
+        let task = async move {
             let backend_tls = backend_tls.as_ref();
             // The handshake happens here, in the connection's own task: a
             // client that is slow to finish it, or never does, holds up no
             // one else. (A production balancer would also give up on it
             // after a few seconds.)
             match acceptor.accept(client).await {
-                Ok(client) => {
-                    proxy(client, client_addr, &backend, backend_tls).await
-                }
+                Ok(client) => proxy(client, &backend, backend_tls).await,
                 Err(err) => {
-                    warn!("TLS handshake with client {client_addr}: {err}")
+                    warn!(phase = "client TLS handshake", error = %err)
                 }
             }
-        });
+        };
+        tokio::spawn(task.instrument(span));
     }
 }
 // ANCHOR_END: run
@@ -285,7 +292,6 @@ fn server_name(host: &str) -> io::Result<ServerName<'static>> {
 /// one. The compiler makes one copy of this function for each.
 async fn proxy<C>(
     mut client: C,
-    client_addr: SocketAddr,
     backend: &Server,
     backend_tls: Option<&BackendTls>,
 ) where
@@ -294,7 +300,7 @@ async fn proxy<C>(
     let server = match dial(&backend.addr).await {
         Ok(server) => server,
         Err(err) => {
-            warn!("client {client_addr}: dial backend {backend}: {err}");
+            warn!(phase = "dial", error = %err);
             // End the session properly (close_notify over TLS), so the
             // client sees the connection closed rather than cut.
             let _ = client.shutdown().await;
@@ -302,7 +308,7 @@ async fn proxy<C>(
         }
     };
     if !backend.tls {
-        relay(client, server, client_addr, backend, "plain").await;
+        relay(client, server).await;
         return;
     }
     let backend_tls =
@@ -310,14 +316,7 @@ async fn proxy<C>(
     // Boxed: the TLS session lives on the heap only for connections that
     // have one, instead of making every connection's task that much
     // bigger.
-    Box::pin(proxy_tls_backend(
-        client,
-        server,
-        client_addr,
-        backend,
-        backend_tls,
-    ))
-    .await;
+    Box::pin(proxy_tls_backend(client, server, backend, backend_tls)).await;
 }
 
 /// The rest of `proxy` for a `tls://` backend: the handshake, then the
@@ -325,7 +324,6 @@ async fn proxy<C>(
 async fn proxy_tls_backend<C>(
     mut client: C,
     server: TcpStream,
-    client_addr: SocketAddr,
     backend: &Server,
     backend_tls: &BackendTls,
 ) where
@@ -338,27 +336,18 @@ async fn proxy_tls_backend<C>(
     {
         Ok(server) => server,
         Err(err) => {
-            warn!(
-                "client {client_addr}: TLS handshake with backend \
-                 {backend}: {err}"
-            );
+            warn!(phase = "backend TLS handshake", error = %err);
             let _ = client.shutdown().await;
             return;
         }
     };
-    relay(client, server, client_addr, backend, backend_tls.checked).await;
+    relay(client, server).await;
 }
 
 /// Copies both ways between `client` and `server`, whatever each is,
-/// until both directions have finished, and logs how it went; `checked`
-/// says how the backend was checked ("plain" if it was not TLS).
-async fn relay<C, S>(
-    client: C,
-    server: S,
-    client_addr: SocketAddr,
-    backend: &Server,
-    checked: &str,
-) where
+/// until both directions have finished, and logs how it went.
+async fn relay<C, S>(client: C, server: S)
+where
     C: AsyncRead + AsyncWrite + Unpin,
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -372,22 +361,15 @@ async fn relay<C, S>(
         pipe(&mut server_in, &mut client_out),
     );
     match both {
-        Ok((up, down)) => info!(
-            "client {client_addr} -> backend {backend} ({checked}): \
-             {up} bytes up, {down} bytes down"
-        ),
+        Ok((up, down)) => info!("{up} bytes up, {down} bytes down"),
         // TLS ends with a close_notify message, so that a cut connection
         // cannot pass for a complete one. Many HTTP clients just close
         // the socket after the last response instead: normal, so the
         // connection's line is no warning, though it has no byte counts.
-        Err(err) if err.kind() == io::ErrorKind::UnexpectedEof => info!(
-            "client {client_addr} -> backend {backend} ({checked}): \
-             a peer closed without TLS close_notify"
-        ),
-        Err(err) => warn!(
-            "client {client_addr} -> backend {backend} ({checked}): \
-             relay: {err}"
-        ),
+        Err(err) if err.kind() == io::ErrorKind::UnexpectedEof => {
+            info!("a peer closed without TLS close_notify")
+        }
+        Err(err) => warn!(phase = "relay", error = %err),
     }
 }
 // ANCHOR_END: proxy

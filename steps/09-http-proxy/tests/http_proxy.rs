@@ -363,15 +363,19 @@ async fn the_binary_balances_per_request_and_logs_each_one() {
             assert_eq!(echo.backend, backend.name());
             assert_eq!(echo.header("x-forwarded-for"), Some("127.0.0.1"));
         }
-        proxy
+        let log = proxy
             .wait_for_stderr(&format!(
-                "forwarded method=GET path=/ backend={} status=200",
+                " -> backend {}: forwarded (method: GET) (path: /) \
+                 (status: 200)",
                 backends[2].addr
             ))
             .await;
         // Every line names its client through the connection's span.
-        let log = proxy.wait_for_stderr("conn{client=127.0.0.1:").await;
-        assert_eq!(log.matches("}: forwarded method=GET").count(), 3, "{log}");
+        let forwarded = log
+            .lines()
+            .filter(|line| line.contains("client 127.0.0.1:"))
+            .filter(|line| line.contains(": forwarded (method: GET)"));
+        assert_eq!(forwarded.count(), 3, "{log}");
         assert!(proxy.is_running());
     })
     .await

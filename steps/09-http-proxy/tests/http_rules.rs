@@ -537,7 +537,9 @@ async fn the_limits_are_flags_with_stated_defaults() {
         let answer = exchange(proxy.addr, &request).await.expect("answer");
         assert_eq!(answer.status, 504, "{}", answer.text());
         proxy
-            .wait_for_stderr("backend too slow method=GET path=/delay/600000")
+            .wait_for_stderr(
+                "backend too slow (method: GET) (path: /delay/600000)",
+            )
             .await;
     })
     .await;
