@@ -21,6 +21,8 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
+use tokio_rustls::LazyConfigAcceptor;
+use tokio_rustls::rustls::server::Acceptor;
 use tokio_rustls::server::TlsStream;
 use tracing::{info, warn};
 
@@ -294,12 +296,18 @@ impl Balancer {
         };
         let limit = self.config.timeouts.tls_handshake;
         let handshake = async {
+            // Waiting for the client's first message costs no CPU, so it
+            // takes no place under `max_handshakes`: a crowd of clients
+            // that connect and never speak cannot keep the next one from
+            // its handshake. The places bound the work that follows.
+            let hello = LazyConfigAcceptor::new(Acceptor::default(), client);
+            let start = hello.await?;
             let _turn = self
                 .handshakes
                 .acquire()
                 .await
                 .expect("the handshake semaphore is never closed");
-            acceptor.accept(client).await
+            start.into_stream(acceptor.config().clone()).await
         };
         match tokio::time::timeout(limit, handshake).await {
             Ok(Ok(stream)) => Ok(ClientStream::Tls(Box::new(stream))),
