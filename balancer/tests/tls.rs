@@ -87,12 +87,11 @@ async fn clients_that_never_start_their_handshake_take_no_handshake_place() {
     }
     // The one place is free for a client that does speak: its handshake
     // is not queued behind the silent ones (which would take a minute).
-    let client = lab_common::testing::http::https_client_builder(
-        &certs.ca_path(),
-    )
-    .timeout(std::time::Duration::from_secs(10))
-    .build()
-    .unwrap();
+    let client =
+        lab_common::testing::http::https_client_builder(&certs.ca_path())
+            .timeout(std::time::Duration::from_secs(10))
+            .build()
+            .unwrap();
     let seen = who_answers_with(&client, &https_url(lb.addr)).await;
     assert_eq!(seen, backend.name());
     drop(silent);
