@@ -28,6 +28,7 @@ cargo test --workspace
 echo "== scripts/test-scripts.sh (demo, compare, diff-steps, bench --smoke)"
 bash scripts/test-scripts.sh
 echo "== scripts/walk-tutorial.sh (README.md and tutorial.md, command by command)"; bash scripts/walk-tutorial.sh
+echo "== scripts/faults.sh --lb-only (lb's fault suite, full size)" && bash scripts/faults.sh --lb-only
 echo "== shellcheck"
 shellcheck scripts/*.sh scripts/lib/*.sh .ci/run
 echo "== all checks passed"

@@ -177,9 +177,20 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()>,
 ) -> Result<Drained, Error> {
-    let max_connections = connection_limit(&config);
-    let drain = config.timeouts.drain;
-    let balancer = Arc::new(Balancer::new(config)?);
+    serve(listener, Balancer::new(config)?, shutdown).await
+}
+
+/// [`run`] for a balancer already built: `main` builds it (loading the
+/// certificates) before it binds and says it listens, so that a bad
+/// certificate stops `lb` before anyone is told it is up.
+pub async fn serve(
+    listener: TcpListener,
+    balancer: Balancer,
+    shutdown: impl Future<Output = ()>,
+) -> Result<Drained, Error> {
+    let max_connections = connection_limit(&balancer.config);
+    let drain = balancer.config.timeouts.drain;
+    let balancer = Arc::new(balancer);
     let checks = TaskTracker::new();
     let stop_checks = CancellationToken::new();
     health::spawn(

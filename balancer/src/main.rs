@@ -14,6 +14,7 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use balancer::Balancer;
 use balancer::backend::Address;
 use balancer::config::{BackendConfig, Config, FrontTls};
 use balancer::select::Algorithm;
@@ -88,12 +89,24 @@ async fn main() -> ExitCode {
         Err(err) => return fail(format!("cannot handle signals: {err}")),
     };
     balancer::raise_open_file_limit();
-    let listener = match balancer::bind(&config.listen, config.limits.backlog)
-        .await
-    {
+    // The certificates are read now, before "listening on": a bad one
+    // stops `lb` before anyone is told it is up.
+    let listen = config.listen.clone();
+    let backlog = config.limits.backlog;
+    let summary = format!(
+        "balancing over {} backends with {}; health checks: {}",
+        config.backends.len(),
+        config.algorithm,
+        config.health.kind
+    );
+    let lb = match Balancer::new(config) {
+        Ok(lb) => lb,
+        Err(err) => return fail(err),
+    };
+    let listener = match balancer::bind(&listen, backlog).await {
         Ok(listener) => listener,
         Err(err) => {
-            return fail(format!("cannot listen on {}: {err}", config.listen));
+            return fail(format!("cannot listen on {listen}: {err}"));
         }
     };
     match listener.local_addr() {
@@ -102,13 +115,8 @@ async fn main() -> ExitCode {
             return fail(format!("cannot read the bound address: {err}"));
         }
     }
-    info!(
-        "balancing over {} backends with {}; health checks: {}",
-        config.backends.len(),
-        config.algorithm,
-        config.health.kind
-    );
-    match balancer::run(listener, config, signals.first()).await {
+    info!("{summary}");
+    match balancer::serve(listener, lb, signals.first()).await {
         Ok(_) => ExitCode::SUCCESS,
         Err(err) => fail(err),
     }
@@ -181,7 +189,7 @@ fn check_config(path: &Path) -> ExitCode {
         config.algorithm,
         config.health.kind
     );
-    if let Err(err) = balancer::Balancer::new(config) {
+    if let Err(err) = Balancer::new(config) {
         return fail(format!("{}: {err}", path.display()));
     }
     println!("{summary}");

@@ -21,6 +21,8 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
+use tokio_rustls::LazyConfigAcceptor;
+use tokio_rustls::rustls::server::Acceptor;
 use tokio_rustls::server::TlsStream;
 use tracing::{info, warn};
 
@@ -97,70 +99,90 @@ pub async fn serve_client(
 
 // ANCHOR: choose_and_connect
 /// Walks the backends in the algorithm's order for this client until one
-/// is reached; `None` (after logging why) if none could be.
+/// is reached; `None` (after logging why) if none could be. A backend
+/// that fails is not tried again for this client, and when every backend
+/// left is full, the client waits for room as if all had been full from
+/// the start: up to `queue_timeout` in all.
 async fn choose_and_connect(
     balancer: &Balancer,
     client: &ClientStream,
     client_addr: SocketAddr,
 ) -> Option<(BackendStream, ActiveGuard)> {
     let key = select::client_key(client_addr.ip());
-    let order = balancer
-        .wait_for_candidates(key, client, client_addr)
-        .await?;
-    let tries = balancer.tries().min(order.len());
-    for &index in order.iter().take(tries) {
-        let backend = &balancer.backends[index];
-        // Counted from now, so least-connections sees it while the
-        // connect is in flight; `None` if it filled up meanwhile.
-        let Some(guard) = backend.try_track() else {
-            continue;
-        };
-        let tls = balancer.backend_tls.as_ref();
-        match connect::connect(
-            &backend.address,
-            tls,
-            balancer.connect_timeouts(),
-        )
-        .await
-        {
-            Ok(stream) => {
-                balancer.connection_succeeded(backend);
-                return Some((stream, guard));
+    let deadline = Instant::now() + balancer.config.limits.queue_timeout;
+    let mut failed = vec![false; balancer.backends.len()];
+    let mut tries_left = balancer.tries();
+    while tries_left > 0 {
+        let order = balancer
+            .wait_for_candidates(key, client, client_addr, deadline, &failed)
+            .await?;
+        for &index in &order {
+            if tries_left == 0 {
+                break;
             }
-            Err(err) => {
-                warn!(
-                    client = %client_addr,
-                    backend = %backend.id,
-                    phase = err.phase,
-                    error = %err.error,
-                    "failed; trying the next backend"
-                );
-                balancer.connection_failed(backend, &err.to_string());
+            let backend = &balancer.backends[index];
+            // Counted from now, so least-connections sees it while the
+            // connect is in flight; `None` if it filled up meanwhile
+            // (another client took the last place): wait again.
+            let Some(guard) = backend.try_track() else {
+                continue;
+            };
+            tries_left -= 1;
+            let tls = balancer.backend_tls.as_ref();
+            match connect::connect(
+                &backend.address,
+                tls,
+                balancer.connect_timeouts(),
+            )
+            .await
+            {
+                Ok(stream) => {
+                    balancer.connection_succeeded(backend);
+                    return Some((stream, guard));
+                }
+                Err(err) => {
+                    warn!(
+                        client = %client_addr,
+                        backend = %backend.id,
+                        phase = err.phase,
+                        error = %err.error,
+                        "failed; trying the next backend"
+                    );
+                    balancer.connection_failed(backend, &err.to_string());
+                    failed[index] = true;
+                }
             }
         }
     }
-    warn!(
-        client = %client_addr,
-        phase = "connect",
-        tried = tries,
-        "no backend could be reached; client closed"
-    );
+    log_unreachable(client_addr, &failed);
     None
 }
 // ANCHOR_END: choose_and_connect
 
+/// Logs that every backend tried for a client failed.
+fn log_unreachable(client_addr: SocketAddr, failed: &[bool]) {
+    warn!(
+        client = %client_addr,
+        phase = "connect",
+        tried = failed.iter().filter(|&&f| f).count(),
+        "no backend could be reached; client closed"
+    );
+}
+
 impl Balancer {
-    /// The candidates for a client in the algorithm's order. When every
-    /// backend that is up is full, waits (up to `queue_timeout`) for one to
-    /// make room. `None`, after logging why, when there is nothing to
-    /// wait for (every backend down) or the wait ran out.
+    /// The candidates for a client in the algorithm's order, leaving out
+    /// those that already `failed` it. When every backend left that is up
+    /// is full, waits (until `deadline`) for one to make room. `None`,
+    /// after logging why, when there is nothing to wait for (every
+    /// backend down or failed) or the wait ran out.
     async fn wait_for_candidates(
         &self,
         key: u64,
         client: &ClientStream,
         client_addr: SocketAddr,
+        deadline: Instant,
+        failed: &[bool],
     ) -> Option<Vec<usize>> {
-        let deadline = Instant::now() + self.config.limits.queue_timeout;
         let mut order = Vec::with_capacity(self.backends.len());
         loop {
             // Ask to be woken before looking, so that a backend freed
@@ -172,10 +194,11 @@ impl Balancer {
             let candidates: Vec<Candidate> = self
                 .backends
                 .iter()
-                .map(|backend| Candidate {
+                .zip(failed)
+                .map(|(backend, &failed)| Candidate {
                     weight: backend.weight,
                     active: backend.active(),
-                    usable: backend.usable(now),
+                    usable: !failed && backend.usable(now),
                 })
                 .collect();
             self.selector.order(&candidates, key, &mut order);
@@ -183,9 +206,15 @@ impl Balancer {
                 return Some(order);
             }
             let full_but_up =
-                self.backends.iter().any(|backend| backend.up_but_full(now));
+                self.backends.iter().zip(failed).any(|(backend, &failed)| {
+                    !failed && backend.up_but_full(now)
+                });
             if !full_but_up {
-                self.log_no_backend(client_addr);
+                if failed.contains(&true) {
+                    log_unreachable(client_addr, failed);
+                } else {
+                    self.log_no_backend(client_addr);
+                }
                 return None;
             }
             if tokio::time::timeout_at(deadline, freed).await.is_err() {
@@ -267,12 +296,18 @@ impl Balancer {
         };
         let limit = self.config.timeouts.tls_handshake;
         let handshake = async {
+            // Waiting for the client's first message costs no CPU, so it
+            // takes no place under `max_handshakes`: a crowd of clients
+            // that connect and never speak cannot keep the next one from
+            // its handshake. The places bound the work that follows.
+            let hello = LazyConfigAcceptor::new(Acceptor::default(), client);
+            let start = hello.await?;
             let _turn = self
                 .handshakes
                 .acquire()
                 .await
                 .expect("the handshake semaphore is never closed");
-            acceptor.accept(client).await
+            start.into_stream(acceptor.config().clone()).await
         };
         match tokio::time::timeout(limit, handshake).await {
             Ok(Ok(stream)) => Ok(ClientStream::Tls(Box::new(stream))),

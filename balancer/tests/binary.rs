@@ -96,3 +96,23 @@ async fn sighup_is_ignored_with_a_log_line() {
     assert!(lb.is_running());
     who_answers(lb.addr).await;
 }
+
+#[tokio::test]
+async fn a_missing_certificate_stops_lb_before_it_says_it_listens() {
+    let (code, stdout, stderr) = run_to_end(
+        LB,
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--cert",
+            "/nonexistent/server.crt",
+            "--key",
+            "/nonexistent/server.key",
+        ],
+    )
+    .await;
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("/nonexistent/server.crt"), "{stderr}");
+    assert!(!stdout.contains("listening on"), "{stdout}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}

@@ -71,3 +71,29 @@ async fn a_backend_whose_certificate_fails_the_check_is_skipped() {
     }
     lb.stop().await;
 }
+
+#[tokio::test]
+async fn clients_that_never_start_their_handshake_take_no_handshake_place() {
+    let certs = TestCerts::new();
+    let backend = RunningBackend::start().await;
+    let mut config = with_tls_front(config_for(&[backend.addr]), &certs);
+    config.limits.max_handshakes = 1;
+    config.timeouts.tls_handshake = std::time::Duration::from_secs(60);
+    let lb = RunningLb::start(config).await;
+    // Five clients connect and say nothing, for longer than this test.
+    let mut silent = Vec::new();
+    for _ in 0..5 {
+        silent.push(tokio::net::TcpStream::connect(lb.addr).await.unwrap());
+    }
+    // The one place is free for a client that does speak: its handshake
+    // is not queued behind the silent ones (which would take a minute).
+    let client =
+        lab_common::testing::http::https_client_builder(&certs.ca_path())
+            .timeout(std::time::Duration::from_secs(10))
+            .build()
+            .unwrap();
+    let seen = who_answers_with(&client, &https_url(lb.addr)).await;
+    assert_eq!(seen, backend.name());
+    drop(silent);
+    lb.stop().await;
+}

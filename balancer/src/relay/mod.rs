@@ -163,17 +163,24 @@ pub async fn relay<C: Peer, B: Peer>(
         Poll::Pending
     })
     .await;
-    // A reset passes on as a reset: with a zero linger, closing the
-    // other socket sends RST instead of FIN, so its peer sees an abort
-    // and not a clean end. (Errors here only mean it is gone already.)
-    match end {
-        End::ClientReset => {
-            let _ = backend.tcp().set_zero_linger();
-        }
-        End::BackendReset => {
-            let _ = client.tcp().set_zero_linger();
-        }
-        _ => {}
+    // An abort stays an abort. With a zero linger, closing a socket sends
+    // RST instead of FIN, so its peer sees the connection cut, not ended.
+    // A reset from one side is passed on to the other; and when `lb`
+    // itself gives up (a timeout, the end of the drain), it cannot know
+    // whether a message was half sent, so both sides get a reset rather
+    // than an end of stream a client could take for a complete answer.
+    // (Errors here only mean the socket is gone already.)
+    let (reset_client, reset_backend) = match end {
+        End::ClientReset => (false, true),
+        End::BackendReset => (true, false),
+        End::Idle | End::HalfClosed | End::Cut => (true, true),
+        _ => (false, false),
+    };
+    if reset_client {
+        let _ = client.tcp().set_zero_linger();
+    }
+    if reset_backend {
+        let _ = backend.tcp().set_zero_linger();
     }
     Outcome {
         up: up.bytes,
@@ -464,5 +471,40 @@ mod tests {
         .expect("the bytes arrive without more input")
         .unwrap();
         assert_eq!(got, data);
+    }
+
+    #[tokio::test]
+    async fn a_timeout_of_lb_s_own_resets_both_sides() {
+        let short = RelayTimeouts {
+            idle: Duration::from_millis(200),
+            half_closed: Duration::from_millis(200),
+        };
+        let (mut client, mut backend, task) = relayed(short).await;
+        // A backend that starts an answer and stalls: when `lb` gives up,
+        // the client must not see an end of stream after half an answer.
+        client.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
+        let mut request = [0u8; 18];
+        backend.read_exact(&mut request).await.unwrap();
+        backend
+            .write_all(b"HTTP/1.1 200 OK\r\ncontent-len")
+            .await
+            .unwrap();
+        let outcome = tokio::time::timeout(Duration::from_secs(10), task)
+            .await
+            .expect("the idle timeout ends the relay")
+            .unwrap();
+        assert!(matches!(outcome.end, End::Idle), "{outcome:?}");
+        for (side, name) in [(&mut client, "client"), (&mut backend, "backend")]
+        {
+            let mut rest = Vec::new();
+            let read = side.read_to_end(&mut rest).await;
+            let kind = read.map_err(|err| err.kind());
+            assert_eq!(
+                kind,
+                Err(io::ErrorKind::ConnectionReset),
+                "the {name} saw {} bytes and then a clean end",
+                rest.len()
+            );
+        }
     }
 }

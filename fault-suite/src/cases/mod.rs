@@ -1,0 +1,390 @@
+//! The cases: one fault each, what must happen, and the measurements that
+//! show whether it did.
+//!
+//! A case starts its own backends and its own balancer process, does its
+//! harm, and writes a [`Report`]. Every case runs at two sizes: `Small`
+//! in `cargo test` (seconds, short timeouts) and `Full` in
+//! `scripts/faults.sh` (the issue's numbers). The same code runs against
+//! step 08, whose findings are shown beside `lb`'s and fail nothing.
+
+mod backends;
+mod clients;
+mod drain;
+mod load;
+
+use std::future::Future;
+use std::time::Duration;
+
+use tokio::task::JoinSet;
+
+use crate::certs::Certs;
+use crate::measure;
+use crate::report::{Report, show};
+use crate::subject::{Running, Setup, Subject};
+
+/// How big a run is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Size {
+    /// For `cargo test`: a few seconds a case.
+    Small,
+    /// For `scripts/faults.sh`: the numbers the issue asks for.
+    Full,
+}
+
+impl Size {
+    pub fn pick<T>(self, small: T, full: T) -> T {
+        match self {
+            Size::Small => small,
+            Size::Full => full,
+        }
+    }
+}
+
+/// What every case is given.
+pub struct Ctx {
+    pub subject: Subject,
+    pub size: Size,
+    pub certs: Certs,
+    /// Whether this run has the network namespace to itself: only then
+    /// does the kernel's ListenOverflows count this run's overflows
+    /// alone, and only then is it checked.
+    pub private_network: bool,
+}
+
+// ANCHOR: cases
+/// Every case of the suite.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Case {
+    // Backends that fail.
+    NeverAnswers,
+    AnswersThenStalls,
+    ResetsMidStream,
+    ClosesAtOnce,
+    ReadsSlowly,
+    ClosesWithoutNotify,
+    // Clients that fail.
+    SilentClients,
+    HalfTlsHandshake,
+    GivesUpMidRequest,
+    ResetsMidUpload,
+    Slowloris,
+    // Load.
+    ConnectionLimit,
+    BackendQueue,
+    IdleTlsMemory,
+    Burst,
+    OutOfDescriptors,
+    // Stopping.
+    Drain,
+    DrainCut,
+}
+// ANCHOR_END: cases
+
+impl Case {
+    pub const ALL: [Case; 18] = [
+        Case::NeverAnswers,
+        Case::AnswersThenStalls,
+        Case::ResetsMidStream,
+        Case::ClosesAtOnce,
+        Case::ReadsSlowly,
+        Case::ClosesWithoutNotify,
+        Case::SilentClients,
+        Case::HalfTlsHandshake,
+        Case::GivesUpMidRequest,
+        Case::ResetsMidUpload,
+        Case::Slowloris,
+        Case::ConnectionLimit,
+        Case::BackendQueue,
+        Case::IdleTlsMemory,
+        Case::Burst,
+        Case::OutOfDescriptors,
+        Case::Drain,
+        Case::DrainCut,
+    ];
+
+    /// The name `faults NAME` and `scripts/faults.sh NAME` take.
+    pub fn name(self) -> &'static str {
+        match self {
+            Case::NeverAnswers => "never-answers",
+            Case::AnswersThenStalls => "answers-then-stalls",
+            Case::ResetsMidStream => "resets-mid-stream",
+            Case::ClosesAtOnce => "closes-at-once",
+            Case::ReadsSlowly => "reads-slowly",
+            Case::ClosesWithoutNotify => "closes-without-notify",
+            Case::SilentClients => "silent-clients",
+            Case::HalfTlsHandshake => "half-tls-handshake",
+            Case::GivesUpMidRequest => "gives-up-mid-request",
+            Case::ResetsMidUpload => "resets-mid-upload",
+            Case::Slowloris => "slowloris",
+            Case::ConnectionLimit => "connection-limit",
+            Case::BackendQueue => "backend-queue",
+            Case::IdleTlsMemory => "idle-tls-memory",
+            Case::Burst => "burst",
+            Case::OutOfDescriptors => "out-of-descriptors",
+            Case::Drain => "drain",
+            Case::DrainCut => "drain-cut",
+        }
+    }
+
+    /// The fault, and what must happen, in a sentence or two.
+    pub fn about(self) -> &'static str {
+        match self {
+            Case::NeverAnswers => {
+                "a backend accepts and never answers; 100 clients give up. \
+                 The half-closed timeout must free their connections."
+            }
+            Case::AnswersThenStalls => {
+                "a backend sends the start of an answer, then nothing. The \
+                 idle timeout must close both sides."
+            }
+            Case::ResetsMidStream => {
+                "a backend resets its connection mid-answer. The client \
+                 must get a reset too, not a clean end."
+            }
+            Case::ClosesAtOnce => {
+                "a backend closes every connection as soon as it accepts \
+                 it. Clients must be closed at once, not left waiting."
+            }
+            Case::ReadsSlowly => {
+                "a backend reads an upload slowly. lb must read from the \
+                 client only as fast as the backend takes, so its memory \
+                 stays flat, and the upload must arrive intact."
+            }
+            Case::ClosesWithoutNotify => {
+                "a tls:// backend closes without close_notify. lb's TLS \
+                 client must not get one either."
+            }
+            Case::SilentClients => {
+                "100 clients connect and send nothing. The idle timeout \
+                 must close them; a normal client is served meanwhile."
+            }
+            Case::HalfTlsHandshake => {
+                "100 clients start a TLS handshake and never finish it, \
+                 and 100 send nothing to a TLS front. The handshake \
+                 timeout must close them; a normal client is served \
+                 meanwhile."
+            }
+            Case::GivesUpMidRequest => {
+                "clients send half a request and close. The end must \
+                 reach the backend at once, and every connection be \
+                 freed without waiting for a timeout."
+            }
+            Case::ResetsMidUpload => {
+                "clients reset their connection mid-upload. The backend \
+                 must see a reset, not a clean end of a short upload."
+            }
+            Case::Slowloris => {
+                "clients send one byte every half idle timeout, then \
+                 stop. At layer 4 they look like honest slow clients: lb \
+                 must keep them while bytes move, at a small cost each, \
+                 and close them once silent; an upload paced the same \
+                 way, lasting three idle timeouts, must complete."
+            }
+            Case::ConnectionLimit => {
+                "1,500 clients against max_connections = 1,000. None may \
+                 be accepted and then dropped: the extra 500 wait in the \
+                 kernel's queue and are served as others leave, and lb \
+                 holds at most 2 x 1,000 + 10 descriptors."
+            }
+            Case::BackendQueue => {
+                "a backend at its max_connections. Clients wait for room \
+                 up to queue_timeout: those that get it are served, the \
+                 others get a reset, not silence."
+            }
+            Case::IdleTlsMemory => {
+                "5,000 idle clients, TLS at both ends, twice. Memory after \
+                 the second round must end within 10% of the first: no \
+                 growth."
+            }
+            Case::Burst => {
+                "2,000 connects at once to a TLS front with tls:// \
+                 backends. Every TCP connect must take under a second, \
+                 and the kernel must not count a listen-queue overflow."
+            }
+            Case::OutOfDescriptors => {
+                "lb under ulimit -n 256 and 400 clients. It must accept \
+                 only what it can serve: every client served, none closed \
+                 without a word, no busy loop."
+            }
+            Case::Drain => {
+                "SIGTERM with 100 transfers of 8 MiB in flight. New \
+                 connects are refused at once, all 100 complete byte for \
+                 byte, lb exits 0 and counts them in its log."
+            }
+            Case::DrainCut => {
+                "SIGTERM with transfers that outlast the drain time. They \
+                 are cut when it runs out, the log counts them, lb exits \
+                 0; a second SIGTERM ends lb at once with 143."
+            }
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Case> {
+        Case::ALL.into_iter().find(|case| case.name() == name)
+    }
+}
+
+/// Runs `case` against `ctx.subject`.
+pub async fn run(case: Case, ctx: &Ctx) -> Report {
+    crate::raise_open_file_limit();
+    let mut report = Report::new(case.name(), ctx.subject.kind);
+    let r = &mut report;
+    let ran = match case {
+        Case::NeverAnswers => backends::never_answers(ctx, r).await,
+        Case::AnswersThenStalls => backends::answers_then_stalls(ctx, r).await,
+        Case::ResetsMidStream => backends::resets_mid_stream(ctx, r).await,
+        Case::ClosesAtOnce => backends::closes_at_once(ctx, r).await,
+        Case::ReadsSlowly => backends::reads_slowly(ctx, r).await,
+        Case::ClosesWithoutNotify => {
+            backends::closes_without_notify(ctx, r).await
+        }
+        Case::SilentClients => clients::silent(ctx, r).await,
+        Case::HalfTlsHandshake => clients::half_tls_handshake(ctx, r).await,
+        Case::GivesUpMidRequest => clients::gives_up_mid_request(ctx, r).await,
+        Case::ResetsMidUpload => clients::resets_mid_upload(ctx, r).await,
+        Case::Slowloris => clients::slowloris(ctx, r).await,
+        Case::ConnectionLimit => load::connection_limit(ctx, r).await,
+        Case::BackendQueue => load::backend_queue(ctx, r).await,
+        Case::IdleTlsMemory => load::idle_tls_memory(ctx, r).await,
+        Case::Burst => load::burst(ctx, r).await,
+        Case::OutOfDescriptors => load::out_of_descriptors(ctx, r).await,
+        Case::Drain => drain::drain(ctx, r).await,
+        Case::DrainCut => drain::drain_cut(ctx, r).await,
+    };
+    if let Err(why) = ran {
+        report.broken(why);
+    }
+    report
+}
+
+/// A case's way out when it cannot go on: why, in a line.
+type Ran = Result<(), String>;
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+fn secs(n: u64) -> Duration {
+    Duration::from_secs(n)
+}
+
+/// Starts the balancer for `setup` and says in the report how it runs.
+async fn start(
+    ctx: &Ctx,
+    setup: &Setup,
+    report: &mut Report,
+) -> Result<Running, String> {
+    report.setup = setup.describe(ctx.subject.kind);
+    let running = ctx.subject.start(setup, &ctx.certs).await?;
+    // `lb` says it listens before it has read its certificates: let such
+    // start-up descriptors close before a case counts "before".
+    let mut last = running.descriptors()?;
+    let mut same = 0;
+    measure::poll_until(secs(2), ms(10), || {
+        let now = running.descriptors().unwrap_or(0);
+        same = if now == last { same + 1 } else { 0 };
+        last = now;
+        same >= 5
+    })
+    .await;
+    Ok(running)
+}
+
+/// Runs `count` clients at once, `client(i)` each, and collects what each
+/// returned (in the order they finished).
+async fn clients<T, F, Fut>(count: usize, client: F) -> Result<Vec<T>, String>
+where
+    F: Fn(usize) -> Fut,
+    Fut: Future<Output = T> + Send + 'static,
+    T: Send + 'static,
+{
+    let mut tasks = JoinSet::new();
+    for i in 0..count {
+        tasks.spawn(client(i));
+    }
+    let mut results = Vec::with_capacity(count);
+    while let Some(joined) = tasks.join_next().await {
+        results.push(joined.map_err(|err| format!("a client failed: {err}"))?);
+    }
+    Ok(results)
+}
+
+/// Polls `running`'s descriptors every 20 ms until they are back to
+/// `baseline`: how long it took, or `None` after `limit`.
+async fn descriptors_back(
+    running: &Running,
+    baseline: usize,
+    limit: Duration,
+) -> Option<Duration> {
+    measure::poll_until(limit, ms(20), || {
+        running.descriptors().is_ok_and(|now| now <= baseline)
+    })
+    .await
+}
+
+/// Polls `running`'s descriptors every 10 ms until they reach `count`
+/// (the case's connections are all open); whether they did within
+/// `limit`.
+async fn descriptors_reach(
+    running: &Running,
+    count: usize,
+    limit: Duration,
+) -> bool {
+    measure::poll_until(limit, ms(10), || {
+        running.descriptors().is_ok_and(|now| now >= count)
+    })
+    .await
+    .is_some()
+}
+
+/// Checks that the balancer's descriptors come back to `before` within
+/// `limit` of now, and reports the three figures.
+async fn check_freed(
+    running: &Running,
+    report: &mut Report,
+    before: usize,
+    peak: usize,
+    limit: Duration,
+    after_what: &str,
+) -> Result<Option<Duration>, String> {
+    let back = descriptors_back(running, before, limit).await;
+    let now = running.descriptors()?;
+    let end = match back {
+        Some(took) => format!("{now} again {} after {after_what}", show(took)),
+        None => format!("still {now} {} after {after_what}", show(limit)),
+    };
+    report.figure(format!(
+        "descriptors: {before} before, {peak} at the peak, {end}"
+    ));
+    report.check(
+        back.is_some(),
+        format!(
+            "descriptors back to {before} within {} after {after_what}",
+            show(limit)
+        ),
+    );
+    Ok(back)
+}
+
+/// Whether `took` lies between 90% of `timeout` and `timeout` plus
+/// `slack`: a timeout that fired on time, not early and not much late.
+fn on_time(took: Duration, timeout: Duration, slack: Duration) -> bool {
+    took >= timeout.mul_f64(0.9) && took <= timeout + slack
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_case_has_a_distinct_name_that_finds_it() {
+        for case in Case::ALL {
+            assert_eq!(Case::from_name(case.name()), Some(case));
+            assert!(!case.about().is_empty());
+        }
+        let mut names: Vec<&str> = Case::ALL.iter().map(|c| c.name()).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), Case::ALL.len());
+    }
+}

@@ -1,0 +1,426 @@
+//! The balancer under test, run as a process of its own so that `/proc`
+//! can measure it alone: `lb` (with a config file written for the case)
+//! or step 08 (with the flags that come closest), on `127.0.0.1:0`.
+
+use std::fmt;
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::process::{Child, Command};
+use tokio::sync::watch;
+
+use crate::certs::Certs;
+use crate::measure;
+
+/// Which balancer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Lb,
+    Step08,
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Kind::Lb => "lb",
+            Kind::Step08 => "08-final",
+        })
+    }
+}
+
+/// A balancer binary to test.
+#[derive(Clone, Debug)]
+pub struct Subject {
+    pub kind: Kind,
+    pub program: PathBuf,
+}
+
+/// A backend as the balancer is told of it.
+#[derive(Clone, Copy, Debug)]
+pub struct BackendAt {
+    pub addr: SocketAddr,
+    pub tls: bool,
+    /// `lb`'s per-backend `max_connections`.
+    pub max_connections: Option<u32>,
+}
+
+impl BackendAt {
+    pub fn new(addr: SocketAddr, tls: bool) -> BackendAt {
+        BackendAt {
+            addr,
+            tls,
+            max_connections: None,
+        }
+    }
+}
+
+/// What a case runs the balancer with. `None`: `lb`'s default. Step 08
+/// has no timeouts or limits, and ignores them.
+#[derive(Clone, Debug, Default)]
+pub struct Setup {
+    pub front_tls: bool,
+    pub backends: Vec<BackendAt>,
+    pub connect: Option<Duration>,
+    pub tls_handshake: Option<Duration>,
+    pub idle: Option<Duration>,
+    pub half_closed: Option<Duration>,
+    pub drain: Option<Duration>,
+    pub max_connections: Option<u32>,
+    pub backlog: Option<u32>,
+    pub queue_timeout: Option<Duration>,
+    pub max_handshakes: Option<u32>,
+    /// Runs the balancer under `ulimit -n` this many.
+    pub open_files: Option<u32>,
+    /// Extra environment variables.
+    pub env: Vec<(String, String)>,
+}
+
+impl Setup {
+    /// Backends `addrs`, all plain or all TLS.
+    pub fn over(addrs: &[SocketAddr], tls: bool) -> Setup {
+        Setup {
+            backends: addrs.iter().map(|&a| BackendAt::new(a, tls)).collect(),
+            ..Setup::default()
+        }
+    }
+
+    /// What the balancer runs with, in a few words for a report.
+    pub fn describe(&self, kind: Kind) -> String {
+        let mut parts = Vec::new();
+        if self.front_tls {
+            parts.push("TLS front".to_owned());
+        }
+        if self.backends.iter().any(|b| b.tls) {
+            parts.push("tls:// backends".to_owned());
+        }
+        if let Some(files) = self.open_files {
+            parts.push(format!("ulimit -n {files}"));
+        }
+        if kind == Kind::Step08 {
+            parts.push("no timeouts or limits".to_owned());
+            return parts.join(", ");
+        }
+        let durations = [
+            ("connect", self.connect),
+            ("tls_handshake", self.tls_handshake),
+            ("idle", self.idle),
+            ("half_closed", self.half_closed),
+            ("drain", self.drain),
+            ("queue_timeout", self.queue_timeout),
+        ];
+        for (key, value) in durations {
+            if let Some(value) = value {
+                parts.push(format!("{key} {}", crate::report::show(value)));
+            }
+        }
+        let counts = [
+            ("max_connections", self.max_connections),
+            ("backlog", self.backlog),
+            ("max_handshakes", self.max_handshakes),
+        ];
+        for (key, value) in counts {
+            if let Some(value) = value {
+                parts.push(format!("{key} {value}"));
+            }
+        }
+        for backend in &self.backends {
+            if let Some(max) = backend.max_connections {
+                parts.push(format!("backend max_connections {max}"));
+            }
+        }
+        parts.join(", ")
+    }
+
+    /// `lb`'s config file for this setup. Health checks are off: the
+    /// cases' faulty backends would be taken out by them, and a case
+    /// tests what `lb` does when a fault reaches a client.
+    pub fn lb_toml(&self, certs: &Certs) -> String {
+        let mut toml = String::from("listen = \"127.0.0.1:0\"\n\n[tls]\n");
+        if self.front_tls {
+            line(&mut toml, "cert", &quoted_path(&certs.cert_path()));
+            line(&mut toml, "key", &quoted_path(&certs.key_path()));
+        }
+        if self.backends.iter().any(|b| b.tls) {
+            line(&mut toml, "ca", &quoted_path(&certs.ca_path()));
+        }
+        toml.push_str("\n[timeouts]\n");
+        let timeouts = [
+            ("connect", self.connect),
+            ("tls_handshake", self.tls_handshake),
+            ("idle", self.idle),
+            ("half_closed", self.half_closed),
+            ("drain", self.drain),
+        ];
+        for (key, value) in timeouts {
+            if let Some(value) = value {
+                line(&mut toml, key, &format!("\"{}ms\"", value.as_millis()));
+            }
+        }
+        toml.push_str("\n[limits]\n");
+        let counts = [
+            ("max_connections", self.max_connections),
+            ("backlog", self.backlog),
+            ("max_handshakes", self.max_handshakes),
+        ];
+        for (key, value) in counts {
+            if let Some(value) = value {
+                line(&mut toml, key, &value.to_string());
+            }
+        }
+        if let Some(queue) = self.queue_timeout {
+            let value = format!("\"{}ms\"", queue.as_millis());
+            line(&mut toml, "queue_timeout", &value);
+        }
+        toml.push_str("\n[health]\nkind = \"off\"\n");
+        for backend in &self.backends {
+            toml.push_str("\n[[backends]]\n");
+            let scheme = if backend.tls { "tls://" } else { "" };
+            let address = format!("\"{scheme}{}\"", backend.addr);
+            line(&mut toml, "address", &address);
+            if let Some(max) = backend.max_connections {
+                line(&mut toml, "max_connections", &max.to_string());
+            }
+        }
+        toml
+    }
+
+    /// Step 08's flags for this setup.
+    pub fn step08_args(&self, certs: &Certs) -> Vec<String> {
+        let servers: Vec<String> = self
+            .backends
+            .iter()
+            .map(|b| {
+                let scheme = if b.tls { "tls://" } else { "" };
+                format!("{scheme}{}", b.addr)
+            })
+            .collect();
+        let mut args = vec![
+            "--listen".to_owned(),
+            "127.0.0.1:0".to_owned(),
+            "--backends".to_owned(),
+            servers.join(","),
+        ];
+        let path = |p: PathBuf| p.display().to_string();
+        if self.front_tls {
+            args.push("--tls-front".to_owned());
+            args.extend(["--cert".to_owned(), path(certs.cert_path())]);
+            args.extend(["--key".to_owned(), path(certs.key_path())]);
+        }
+        if self.backends.iter().any(|b| b.tls) {
+            args.extend(["--ca".to_owned(), path(certs.ca_path())]);
+        }
+        args
+    }
+}
+
+fn line(toml: &mut String, key: &str, value: &str) {
+    let _ = writeln!(toml, "{key} = {value}");
+}
+
+/// A path as a TOML literal string (no escapes inside single quotes).
+fn quoted_path(path: &Path) -> String {
+    format!("'{}'", path.display())
+}
+
+/// How the balancer is started, through bash: first every descriptor
+/// past stderr that this process would hand down is closed (cargo's
+/// jobserver pipes, say), so that the balancer starts as a service
+/// manager starts a service, with stdin, stdout and stderr only, and
+/// every descriptor counted is its own; then `ulimit -n` ($1, if not
+/// `-`), soft and hard, so that the balancer cannot raise it; then the
+/// balancer, in bash's place (same pid).
+const LAUNCH: &str = r#"for fd in $(ls "/proc/$$/fd"); do
+  if [ "$fd" -gt 2 ]; then eval "exec $fd>&-"; fi
+done
+if [ "$1" != - ]; then ulimit -n "$1" || exit 1; fi
+shift
+exec "$@""#;
+
+/// The balancer, running.
+pub struct Running {
+    pub kind: Kind,
+    /// Where it listens.
+    pub addr: SocketAddr,
+    pub pid: u32,
+    child: Child,
+    log: watch::Receiver<String>,
+    /// Holds the config file.
+    _dir: tempfile::TempDir,
+}
+
+impl Subject {
+    /// Starts the balancer with `setup` and waits (up to 30 s) for its
+    /// `listening on` line.
+    pub async fn start(
+        &self,
+        setup: &Setup,
+        certs: &Certs,
+    ) -> Result<Running, String> {
+        let dir = tempfile::tempdir()
+            .map_err(|err| format!("a temporary folder: {err}"))?;
+        let args = match self.kind {
+            Kind::Lb => {
+                let config = dir.path().join("lb.toml");
+                std::fs::write(&config, setup.lb_toml(certs))
+                    .map_err(|err| format!("writing {config:?}: {err}"))?;
+                vec!["--config".to_owned(), config.display().to_string()]
+            }
+            Kind::Step08 => setup.step08_args(certs),
+        };
+        let mut command = Command::new("bash");
+        let files = setup.open_files.map_or("-".to_owned(), |n| n.to_string());
+        command
+            .args(["-c", LAUNCH, "launch", &files])
+            .arg(&self.program);
+        command
+            .args(&args)
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .envs(setup.env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        let mut child = command.spawn().map_err(|err| {
+            format!("cannot start {}: {err}", self.program.display())
+        })?;
+        let pid = child.id().ok_or("the process ended at once")?;
+        let stdout = collect(child.stdout.take().expect("stdout is piped"));
+        let log = collect(child.stderr.take().expect("stderr is piped"));
+        let addr = listening_addr(stdout, &log).await?;
+        Ok(Running {
+            kind: self.kind,
+            addr,
+            pid,
+            child,
+            log,
+            _dir: dir,
+        })
+    }
+}
+
+async fn listening_addr(
+    mut stdout: watch::Receiver<String>,
+    log: &watch::Receiver<String>,
+) -> Result<SocketAddr, String> {
+    let waited = tokio::time::timeout(
+        Duration::from_secs(30),
+        stdout.wait_for(|text| text.contains("listening on ")),
+    )
+    .await;
+    let Ok(Ok(text)) = waited else {
+        let log = log.borrow();
+        return Err(format!("no `listening on` line; its log:\n{}", *log));
+    };
+    text.lines()
+        .find_map(|line| line.strip_prefix("listening on "))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|addr| addr.parse().ok())
+        .ok_or_else(|| format!("no address in {:?}", *text))
+}
+
+/// Copies a pipe, line by line, into a string that can be watched.
+fn collect<R: AsyncRead + Unpin + Send + 'static>(
+    pipe: R,
+) -> watch::Receiver<String> {
+    let (tx, rx) = watch::channel(String::new());
+    tokio::spawn(async move {
+        let mut lines = BufReader::new(pipe).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            tx.send_modify(|all| {
+                all.push_str(&line);
+                all.push('\n');
+            });
+        }
+    });
+    rx
+}
+
+impl Running {
+    /// Its open descriptors now.
+    pub fn descriptors(&self) -> Result<usize, String> {
+        measure::descriptors(self.pid)
+            .map_err(|err| format!("descriptors of {}: {err}", self.kind))
+    }
+
+    /// Its resident memory now, in KiB.
+    pub fn rss_kib(&self) -> Result<u64, String> {
+        measure::rss_kib(self.pid)
+            .map_err(|err| format!("memory of {}: {err}", self.kind))
+    }
+
+    /// Sends it `signal`.
+    pub fn signal(
+        &self,
+        signal: rustix::process::Signal,
+    ) -> Result<(), String> {
+        let pid =
+            rustix::process::Pid::from_raw(self.pid as i32).ok_or("no pid")?;
+        rustix::process::kill_process(pid, signal)
+            .map_err(|err| format!("cannot signal {}: {err}", self.kind))
+    }
+
+    /// Waits up to `limit` for it to exit.
+    pub async fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
+        tokio::time::timeout(limit, self.child.wait())
+            .await
+            .ok()?
+            .ok()
+    }
+
+    /// Its log (stderr) so far.
+    pub fn log(&self) -> String {
+        self.log.borrow().clone()
+    }
+
+    /// Waits up to `limit` for its log to contain `needle`.
+    pub async fn wait_for_log(
+        &mut self,
+        needle: &str,
+        limit: Duration,
+    ) -> bool {
+        let waited = tokio::time::timeout(
+            limit,
+            self.log.wait_for(|text| text.contains(needle)),
+        )
+        .await;
+        matches!(waited, Ok(Ok(_)))
+    }
+}
+
+impl Drop for Running {
+    /// With `FAULTS_LOG` set, prints the balancer's log as it stops: what
+    /// it said about each connection of the case.
+    fn drop(&mut self) {
+        if std::env::var_os("FAULTS_LOG").is_some() {
+            eprintln!("--- {} log ---\n{}", self.kind, *self.log.borrow());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_lb_config_names_only_what_the_setup_sets() {
+        let certs = Certs::new().expect("certificates");
+        let backend: SocketAddr = "127.0.0.1:4000".parse().expect("addr");
+        let mut setup = Setup::over(&[backend], true);
+        setup.idle = Some(Duration::from_millis(1500));
+        setup.max_connections = Some(10);
+        setup.backends[0].max_connections = Some(2);
+        let toml = setup.lb_toml(&certs);
+        assert!(toml.contains("idle = \"1500ms\"\n"), "{toml}");
+        assert!(toml.contains("max_connections = 10\n"), "{toml}");
+        assert!(toml.contains("address = \"tls://127.0.0.1:4000\"\n"));
+        assert!(toml.contains("max_connections = 2\n"), "{toml}");
+        assert!(toml.contains("ca = '"), "{toml}");
+        assert!(!toml.contains("cert = "), "{toml}");
+        assert!(!toml.contains("drain"), "{toml}");
+    }
+}
