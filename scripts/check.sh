@@ -1,8 +1,28 @@
 #!/usr/bin/env bash
-# Everything CI checks, in the order a developer wants to hear about it:
-# formatting, lints, the test suite (the README's test command), and a
-# lint of the shell scripts. Installs what it needs besides Rust.
+# Everything CI checks (.ci/run runs this), in the order a developer wants
+# to hear about it:
+#
+#   cargo fmt --all --check
+#   cargo clippy --workspace --all-targets -- -D warnings
+#   cargo test --workspace          the README's test command
+#   scripts/test-scripts.sh         the scripts, run as processes
+#   scripts/walk-tutorial.sh        README.md and tutorial.md, command by
+#                                   command, output compared with the text
+#   scripts/faults.sh --lb-only     lb's fault suite at full size
+#   a lint of the scripts           shellcheck, on scripts/ and .ci/run
+#
+# It installs what it needs besides Rust (shellcheck, curl) with apt-get.
+#
+#   scripts/check.sh                all of it
+#   scripts/check.sh --help         this text
 set -euo pipefail
+# shellcheck source-path=SCRIPTDIR source=lib/lab.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/lab.sh"
+
+if [[ "${1:-}" == -h || "${1:-}" == --help ]]; then
+  print_header "${BASH_SOURCE[0]}"
+  exit 0
+fi
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 # Debian packages the checks and the script tests use.
@@ -25,10 +45,12 @@ echo "== cargo clippy --workspace --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
 echo "== cargo test --workspace"
 cargo test --workspace
-echo "== scripts/test-scripts.sh (demo, compare, diff-steps, bench --smoke)"
+echo "== scripts/test-scripts.sh (the scripts, run as processes)"
 bash scripts/test-scripts.sh
-echo "== scripts/walk-tutorial.sh (README.md and tutorial.md, command by command)"; bash scripts/walk-tutorial.sh
-echo "== scripts/faults.sh --lb-only (lb's fault suite, full size)" && bash scripts/faults.sh --lb-only
+echo "== scripts/walk-tutorial.sh (README.md and tutorial.md, command by command)"
+bash scripts/walk-tutorial.sh
+echo "== scripts/faults.sh --lb-only (lb's fault suite, full size)"
+bash scripts/faults.sh --lb-only
 echo "== shellcheck"
 shellcheck scripts/*.sh scripts/lib/*.sh .ci/run
 echo "== all checks passed"
