@@ -67,10 +67,20 @@ pub struct Balancer {
 // ANCHOR_END: balancer
 
 /// The state of a log line written at most once a second.
-#[derive(Default)]
 struct RateLimit {
+    /// The second (since start) of the last line written; none yet at
+    /// first, so that the very first line is written.
     last_second: AtomicU64,
     unlogged: AtomicU64,
+}
+
+impl Default for RateLimit {
+    fn default() -> RateLimit {
+        RateLimit {
+            last_second: AtomicU64::new(u64::MAX),
+            unlogged: AtomicU64::new(0),
+        }
+    }
 }
 
 impl Balancer {
@@ -257,8 +267,8 @@ async fn drain_connections(
     let open = connections.len();
     if open > 0 {
         info!(
-            "shutting down: no longer accepting; {open} connections open, \
-             {} to finish",
+            "shutting down: no longer accepting; {} open, {} to finish",
+            connections_word(open),
             config::show_duration(drain)
         );
     }
@@ -277,10 +287,19 @@ async fn drain_connections(
         cut: left,
     };
     info!(
-        "shut down: {} connections finished, {} cut",
-        drained.finished, drained.cut
+        "shut down: {} finished, {} cut",
+        connections_word(drained.finished),
+        drained.cut
     );
     drained
+}
+
+/// "1 connection", "2 connections".
+fn connections_word(count: usize) -> String {
+    match count {
+        1 => "1 connection".to_owned(),
+        n => format!("{n} connections"),
+    }
 }
 // ANCHOR_END: drain
 

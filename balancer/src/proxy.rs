@@ -141,15 +141,21 @@ async fn choose_and_connect(
                     return Some((stream, guard));
                 }
                 Err(err) => {
+                    failed[index] = true;
+                    let others = failed.iter().filter(|&&f| !f).count();
+                    let then = if tries_left > 0 && others > 0 {
+                        "; trying the next backend"
+                    } else {
+                        ""
+                    };
                     warn!(
                         client = %client_addr,
                         backend = %backend.id,
                         phase = err.phase,
                         error = %err.error,
-                        "failed; trying the next backend"
+                        "failed{then}"
                     );
                     balancer.connection_failed(backend, &err.to_string());
-                    failed[index] = true;
                 }
             }
         }

@@ -1,9 +1,10 @@
 //! Copying bytes both ways between a client and its backend, until both
 //! directions have finished, a timeout ends it, or the drain cuts it.
 //!
-//! This is step 08's `pipe` grown up. Each direction waits with a small
-//! buffer and borrows a big one only while bytes come faster than the
-//! small one holds (`buffer`). Around the copying sit the rules a
+//! Steps 02 to 08 relay with tokio's `copy_bidirectional`, which holds two
+//! 8 KiB buffers for the whole life of a connection. Here each direction
+//! waits with a small buffer and borrows a big one only while bytes come
+//! faster than the small one holds (`buffer`). Around the copying sit the rules a
 //! balancer facing strangers needs:
 //!
 //! - *idle*: no byte either way for `idle` closes both sides. The timer is

@@ -176,7 +176,7 @@ pub(super) async fn drain(ctx: &Ctx, report: &mut Report) -> Ran {
     Ok(())
 }
 
-/// The counts of `lb`'s last log line, "shut down: N connections
+/// The counts of `lb`'s last log line, "shut down: N connection(s)
 /// finished, M cut".
 fn drained(log: &str) -> Option<(usize, usize)> {
     let line = log.lines().rev().find(|l| l.contains("shut down: "))?;
@@ -275,7 +275,7 @@ mod tests {
 
     #[test]
     fn the_drain_counts_are_read_from_the_last_shut_down_line() {
-        let log = "INFO shut down: 1 connections finished, 2 cut\n\
+        let log = "INFO shut down: 1 connection finished, 2 cut\n\
                    INFO shut down: 20 connections finished, 3 cut\n";
         assert_eq!(drained(log), Some((20, 3)));
         assert_eq!(drained("INFO listening"), None);
