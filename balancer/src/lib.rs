@@ -232,19 +232,13 @@ pub async fn serve(
         };
         let balancer = balancer.clone();
         let shutdown = Shutdown { cut: cut.clone() };
-        connections.spawn(async move {
-            let cut = shutdown.cut.clone();
-            // The relay watches `cut` itself (and says so in its log
-            // line); this covers a client still being handshaken,
-            // queued or connected.
-            tokio::select! {
-                biased;
-                () = proxy::serve_client(
-                    balancer, client, client_addr, shutdown, permit,
-                ) => {}
-                () = cut.cancelled() => {}
-            }
-        });
+        connections.spawn(proxy::serve_client(
+            balancer,
+            client,
+            client_addr,
+            shutdown,
+            permit,
+        ));
     }
     drop(listener);
     stop_checks.cancel();

@@ -55,24 +55,30 @@ pub async fn serve_client(
     // The handshake and the connect are boxed: their futures are big (a
     // TLS session being set up) and short-lived, and a task is as big as
     // its biggest state for its whole life. Boxed, an idle connection's
-    // task holds only what the relay needs.
-    let client = match Box::pin(balancer.front_handshake(client)).await {
-        Ok(client) => client,
-        Err(err) => {
-            info!(
-                client = %client_addr,
-                phase = "client TLS handshake",
-                error = %err,
-                "failed"
-            );
-            return;
-        }
-    };
-    let Some((backend, guard)) =
-        Box::pin(choose_and_connect(&balancer, &client, client_addr)).await
+    // task holds only what the relay needs. Until the relay starts, the
+    // end of the drain simply drops the client.
+    let setup = Box::pin(async {
+        let client = match balancer.front_handshake(client).await {
+            Ok(client) => client,
+            Err(err) => {
+                info!(
+                    client = %client_addr,
+                    phase = "client TLS handshake",
+                    error = %err,
+                    "failed"
+                );
+                return None;
+            }
+        };
+        // `None`: told why in the log already; the client is closed (or
+        // reset, after a queue timeout) as `client` drops.
+        let (backend, guard) =
+            choose_and_connect(&balancer, &client, client_addr).await?;
+        Some((client, backend, guard))
+    });
+    let Some(Some((client, backend, guard))) =
+        shutdown.cut.run_until_cancelled(setup).await
     else {
-        // Told why in the log already; the client is closed (or reset,
-        // after a queue timeout) as `client` drops.
         return;
     };
     let id = &guard.backend().id;
@@ -190,27 +196,24 @@ impl Balancer {
         failed: &[bool],
     ) -> Option<Vec<usize>> {
         let mut order = Vec::with_capacity(self.backends.len());
+        let mut candidates = Vec::with_capacity(self.backends.len());
         loop {
-            // Ask to be woken before looking, so that a backend freed
-            // between the look and the wait is not missed.
-            let freed = self.freed.notified();
-            tokio::pin!(freed);
-            freed.as_mut().enable();
-            let now = Instant::now();
-            let candidates: Vec<Candidate> = self
-                .backends
-                .iter()
-                .zip(failed)
-                .map(|(backend, &failed)| Candidate {
-                    weight: backend.weight,
-                    active: backend.active(),
-                    usable: !failed && backend.usable(now),
-                })
-                .collect();
-            self.selector.order(&candidates, key, &mut order);
+            self.order(key, failed, &mut candidates, &mut order);
             if !order.is_empty() {
                 return Some(order);
             }
+            // None has room now. Ask to be woken when a backend frees a
+            // place, then look once more: a place freed between the look
+            // above and this request is not missed. (Only now: a client
+            // that finds room at once never touches the queue.)
+            let freed = self.freed.notified();
+            tokio::pin!(freed);
+            freed.as_mut().enable();
+            self.order(key, failed, &mut candidates, &mut order);
+            if !order.is_empty() {
+                return Some(order);
+            }
+            let now = Instant::now();
             let full_but_up =
                 self.backends.iter().zip(failed).any(|(backend, &failed)| {
                     !failed && backend.up_but_full(now)
@@ -239,6 +242,27 @@ impl Balancer {
                 return None;
             }
         }
+    }
+
+    /// Fills `order` with the backends to try for the client `key`, in the
+    /// algorithm's order, leaving out those that `failed` it.
+    fn order(
+        &self,
+        key: u64,
+        failed: &[bool],
+        candidates: &mut Vec<Candidate>,
+        order: &mut Vec<usize>,
+    ) {
+        let now = Instant::now();
+        candidates.clear();
+        candidates.extend(self.backends.iter().zip(failed).map(
+            |(backend, &failed)| Candidate {
+                weight: backend.weight,
+                active: backend.active(),
+                usable: !failed && backend.usable(now),
+            },
+        ));
+        self.selector.order(candidates, key, order);
     }
 
     /// Logs that no backend is up, at most once a second however many
