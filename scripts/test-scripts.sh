@@ -137,6 +137,38 @@ nothing_left() {
   return "$left"
 }
 
+# Runs a command in the background in its own process group, as a
+# terminal runs a job (a script's background job ignores SIGINT
+# otherwise), waits (at most 300 s) for PATTERN in OUT, then sends SIGINT
+# as Ctrl-C would, and checks that it exits with 130. On failure it says
+# so under NAME and returns 1.
+interrupt_when_seen() {
+  local name=$1 out=$2 pattern=$3 pid tries=0 rc=0
+  shift 3
+  : >"$out"
+  set -m
+  timeout --kill-after=10 300 "$@" >"$out" 2>&1 </dev/null &
+  pid=$!
+  set +m
+  until grep -q -e "$pattern" "$out"; do
+    if ! kill -0 "$pid" 2>/dev/null || (( ++tries > 3000 )); then
+      kill -TERM "$pid" 2>/dev/null || true
+      wait "$pid" 2>/dev/null || true
+      fail "$name" "it never printed '$pattern'" "$out"
+      return 1
+    fi
+    sleep 0.1
+  done
+  # timeout passes the signal on to the command.
+  kill -INT "$pid"
+  wait "$pid" || rc=$?
+  if (( rc != 130 )); then
+    fail "$name" "exit status $rc, not 130" "$out"
+    return 1
+  fi
+}
+
+
 # pass_if_nothing_left NAME OUTPUT: a demo test's last check. Passes NAME
 # if nothing the run in OUTPUT started still runs or listens.
 pass_if_nothing_left() {
@@ -397,31 +429,10 @@ test_demo_busy_port() {
 
 test_demo_interrupt() {
   local name="demo.sh --keep-running: Ctrl-C stops everything"
-  local out="$work/demo-int.out" pid tries=0
-  # Job control gives the demo its own process group, where SIGINT is not
-  # ignored (a background job of a script ignores it otherwise).
-  : >"$out"
-  set -m
-  timeout --kill-after=10 300 "$scripts/demo.sh" 04 --port 0 \
-    --backend-ports 0,0,0 --requests 1 --keep-running >"$out" 2>&1 \
-    </dev/null &
-  pid=$!
-  set +m
-  until grep -q '^Press Ctrl-C to stop' "$out"; do
-    if ! kill -0 "$pid" 2>/dev/null || (( ++tries > 3000 )); then
-      kill -TERM "$pid" 2>/dev/null || true
-      wait "$pid" 2>/dev/null || true
-      fail "$name" "it never said it was running" "$out"; return
-    fi
-    sleep 0.1
-  done
-  # As Ctrl-C would. timeout passes the signal on to the demo.
-  kill -INT "$pid"
-  rc=0
-  wait "$pid" || rc=$?
-  if (( rc != 130 )); then
-    fail "$name" "exit status $rc, not 130" "$out"; return
-  fi
+  local out="$work/demo-int.out"
+  interrupt_when_seen "$name" "$out" '^Press Ctrl-C to stop' \
+    "$scripts/demo.sh" 04 --port 0 --backend-ports 0,0,0 --requests 1 \
+    --keep-running || return 0
   pass_if_nothing_left "$name" "$out"
 }
 
@@ -552,29 +563,12 @@ test_bench_smoke() {
 
 test_bench_interrupt() {
   local name="bench.sh: Ctrl-C stops everything it started"
-  local out="$work/bench-int.out" base pid tries=0
+  local out="$work/bench-int.out" base
   base=$(bench_port_base)
-  : >"$out"
-  set -m
-  timeout --kill-after=10 300 "$scripts/bench.sh" --smoke \
-    --port-base "$base" --out "$work/smoke-int.md" >"$out" 2>&1 </dev/null &
-  pid=$!
-  set +m
   # The backends are up once the first workload starts.
-  until grep -q ' keepalive, backends: ' "$out"; do
-    if ! kill -0 "$pid" 2>/dev/null || (( ++tries > 3000 )); then
-      kill -TERM "$pid" 2>/dev/null || true
-      wait "$pid" 2>/dev/null || true
-      fail "$name" "it never started a workload" "$out"; return
-    fi
-    sleep 0.1
-  done
-  kill -INT "$pid"
-  rc=0
-  wait "$pid" || rc=$?
-  if (( rc != 130 )); then
-    fail "$name" "exit status $rc, not 130" "$out"; return
-  fi
+  interrupt_when_seen "$name" "$out" ' keepalive, backends: ' \
+    "$scripts/bench.sh" --smoke --port-base "$base" \
+    --out "$work/smoke-int.md" || return 0
   local port left=""
   for port in $(( base + 11 )) $(( base + 12 )) $(( base + 13 )) \
     $(( base + 201 )); do

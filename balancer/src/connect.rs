@@ -7,20 +7,17 @@
 use std::fmt;
 use std::io;
 use std::net::IpAddr;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use lab_common::HostPort;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
-use tokio_rustls::client::TlsStream;
 use tokio_rustls::rustls::ClientConfig;
 use tokio_rustls::rustls::pki_types::ServerName;
 
 use crate::backend::Address;
+use crate::stream::Stream;
 
 /// How `lb` checks the certificates of its `tls://` backends.
 #[derive(Clone)]
@@ -83,27 +80,6 @@ impl fmt::Display for ConnectError {
 
 impl std::error::Error for ConnectError {}
 
-/// A connection to a backend, plain or TLS.
-///
-/// An enum rather than a boxed trait object: the relay needs the TCP
-/// socket underneath either kind (to reset it, or to end it without TLS's
-/// `close_notify` when the other side ended without one).
-#[derive(Debug)]
-pub enum BackendStream {
-    Plain(TcpStream),
-    Tls(Box<TlsStream<TcpStream>>),
-}
-
-impl BackendStream {
-    /// The TCP connection underneath.
-    pub fn tcp(&self) -> &TcpStream {
-        match self {
-            BackendStream::Plain(tcp) => tcp,
-            BackendStream::Tls(tls) => tls.get_ref().0,
-        }
-    }
-}
-
 /// Connects to `address` within `timeouts`, speaking TLS if it is a
 /// `tls://` backend (`tls` must then be given: the config refuses
 /// `tls://` backends without a CA or `insecure`).
@@ -111,7 +87,7 @@ pub async fn connect(
     address: &Address,
     tls: Option<&BackendTls>,
     timeouts: ConnectTimeouts,
-) -> Result<BackendStream, ConnectError> {
+) -> Result<Stream, ConnectError> {
     let tcp =
         dial(&address.host_port, timeouts.connect)
             .await
@@ -120,7 +96,7 @@ pub async fn connect(
                 error,
             })?;
     if !address.tls {
-        return Ok(BackendStream::Plain(tcp));
+        return Ok(Stream::Plain(tcp));
     }
     let tls = tls.expect("the config refuses tls:// backends without a CA");
     let handshake = async {
@@ -128,7 +104,7 @@ pub async fn connect(
         tls.connector.connect(name, tcp).await
     };
     match tokio::time::timeout(timeouts.tls_handshake, handshake).await {
-        Ok(Ok(stream)) => Ok(BackendStream::Tls(Box::new(stream))),
+        Ok(Ok(stream)) => Ok(Stream::Tls(Box::new(stream.into()))),
         Ok(Err(error)) => Err(ConnectError {
             phase: "TLS handshake",
             error,
@@ -172,50 +148,4 @@ pub fn timed_out(limit: Duration) -> io::Error {
         io::ErrorKind::TimedOut,
         format!("timed out after {}", crate::config::show_duration(limit)),
     )
-}
-
-impl AsyncRead for BackendStream {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            BackendStream::Plain(tcp) => Pin::new(tcp).poll_read(cx, buf),
-            BackendStream::Tls(tls) => Pin::new(tls).poll_read(cx, buf),
-        }
-    }
-}
-
-impl AsyncWrite for BackendStream {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            BackendStream::Plain(tcp) => Pin::new(tcp).poll_write(cx, buf),
-            BackendStream::Tls(tls) => Pin::new(tls).poll_write(cx, buf),
-        }
-    }
-
-    fn poll_flush(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            BackendStream::Plain(tcp) => Pin::new(tcp).poll_flush(cx),
-            BackendStream::Tls(tls) => Pin::new(tls).poll_flush(cx),
-        }
-    }
-
-    fn poll_shutdown(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            BackendStream::Plain(tcp) => Pin::new(tcp).poll_shutdown(cx),
-            BackendStream::Tls(tls) => Pin::new(tls).poll_shutdown(cx),
-        }
-    }
 }

@@ -9,6 +9,7 @@
 //! - `health`: the up/down state of each backend, active checks and
 //!   passive marks;
 //! - `connect`: reaching a backend, TCP then TLS, within timeouts;
+//! - `stream`: a connection at either end, plain or TLS;
 //! - `proxy`: one client, from choosing its backend to its last byte;
 //! - `relay`: copying bytes both ways, with the idle and half-closed
 //!   timeouts;
@@ -25,6 +26,7 @@ pub mod health;
 pub mod proxy;
 pub mod relay;
 pub mod select;
+pub mod stream;
 
 use std::future::Future;
 use std::io;

@@ -12,33 +12,23 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::task::{Context, Poll};
 
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 use tokio_rustls::LazyConfigAcceptor;
 use tokio_rustls::rustls::server::Acceptor;
-use tokio_rustls::server::TlsStream;
 use tracing::{info, warn};
 
 use crate::backend::{ActiveGuard, Backend};
-use crate::connect::{self, BackendStream};
+use crate::connect;
 use crate::health::HealthRules;
-use crate::relay::{self, Peer};
+use crate::relay;
 use crate::select::{self, Candidate};
+use crate::stream::Stream;
 use crate::{Balancer, Shutdown};
-
-/// A client's connection, plain or TLS.
-#[derive(Debug)]
-pub enum ClientStream {
-    Plain(TcpStream),
-    Tls(Box<TlsStream<TcpStream>>),
-}
 
 // ANCHOR: serve_client
 /// Serves one accepted client. `_permit` is its place under
@@ -84,8 +74,8 @@ pub async fn serve_client(
     let id = &guard.backend().id;
     // How a TLS backend's certificate was checked, for its log line.
     let certificate = match &backend {
-        BackendStream::Tls(_) => balancer.backend_tls.as_ref(),
-        BackendStream::Plain(_) => None,
+        Stream::Tls(_) => balancer.backend_tls.as_ref(),
+        Stream::Plain(_) => None,
     }
     .map(|tls| tls.checked);
     let timeouts = balancer.relay_timeouts();
@@ -111,9 +101,9 @@ pub async fn serve_client(
 /// the start: up to `queue_timeout` in all.
 async fn choose_and_connect(
     balancer: &Balancer,
-    client: &ClientStream,
+    client: &Stream,
     client_addr: SocketAddr,
-) -> Option<(BackendStream, ActiveGuard)> {
+) -> Option<(Stream, ActiveGuard)> {
     let key = select::client_key(client_addr.ip());
     let deadline = Instant::now() + balancer.config.limits.queue_timeout;
     let mut failed = vec![false; balancer.backends.len()];
@@ -190,7 +180,7 @@ impl Balancer {
     async fn wait_for_candidates(
         &self,
         key: u64,
-        client: &ClientStream,
+        client: &Stream,
         client_addr: SocketAddr,
         deadline: Instant,
         failed: &[bool],
@@ -317,12 +307,9 @@ impl Balancer {
 
     /// The client's TLS handshake, if the front speaks TLS: bounded in
     /// time, and in number (`max_handshakes` at once).
-    async fn front_handshake(
-        &self,
-        client: TcpStream,
-    ) -> io::Result<ClientStream> {
+    async fn front_handshake(&self, client: TcpStream) -> io::Result<Stream> {
         let Some(acceptor) = &self.front_tls else {
-            return Ok(ClientStream::Plain(client));
+            return Ok(Stream::Plain(client));
         };
         let limit = self.config.timeouts.tls_handshake;
         let handshake = async {
@@ -340,7 +327,7 @@ impl Balancer {
             start.into_stream(acceptor.config().clone()).await
         };
         match tokio::time::timeout(limit, handshake).await {
-            Ok(Ok(stream)) => Ok(ClientStream::Tls(Box::new(stream))),
+            Ok(Ok(stream)) => Ok(Stream::Tls(Box::new(stream.into()))),
             Ok(Err(err)) => Err(err),
             Err(_) => Err(connect::timed_out(limit)),
         }
@@ -357,97 +344,6 @@ impl Balancer {
         connect::ConnectTimeouts {
             connect: self.config.timeouts.connect,
             tls_handshake: self.config.timeouts.tls_handshake,
-        }
-    }
-}
-
-impl ClientStream {
-    fn tcp(&self) -> &TcpStream {
-        match self {
-            ClientStream::Plain(tcp) => tcp,
-            ClientStream::Tls(tls) => tls.get_ref().0,
-        }
-    }
-}
-
-impl Peer for ClientStream {
-    fn tcp(&self) -> &TcpStream {
-        ClientStream::tcp(self)
-    }
-
-    fn poll_shutdown_tcp(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            ClientStream::Plain(tcp) => Pin::new(tcp).poll_shutdown(cx),
-            ClientStream::Tls(tls) => {
-                Pin::new(tls.get_mut().0).poll_shutdown(cx)
-            }
-        }
-    }
-}
-
-impl Peer for BackendStream {
-    fn tcp(&self) -> &TcpStream {
-        BackendStream::tcp(self)
-    }
-
-    fn poll_shutdown_tcp(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            BackendStream::Plain(tcp) => Pin::new(tcp).poll_shutdown(cx),
-            BackendStream::Tls(tls) => {
-                Pin::new(tls.get_mut().0).poll_shutdown(cx)
-            }
-        }
-    }
-}
-
-impl AsyncRead for ClientStream {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            ClientStream::Plain(tcp) => Pin::new(tcp).poll_read(cx, buf),
-            ClientStream::Tls(tls) => Pin::new(tls).poll_read(cx, buf),
-        }
-    }
-}
-
-impl AsyncWrite for ClientStream {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            ClientStream::Plain(tcp) => Pin::new(tcp).poll_write(cx, buf),
-            ClientStream::Tls(tls) => Pin::new(tls).poll_write(cx, buf),
-        }
-    }
-
-    fn poll_flush(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            ClientStream::Plain(tcp) => Pin::new(tcp).poll_flush(cx),
-            ClientStream::Tls(tls) => Pin::new(tls).poll_flush(cx),
-        }
-    }
-
-    fn poll_shutdown(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            ClientStream::Plain(tcp) => Pin::new(tcp).poll_shutdown(cx),
-            ClientStream::Tls(tls) => Pin::new(tls).poll_shutdown(cx),
         }
     }
 }

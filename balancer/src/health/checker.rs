@@ -27,7 +27,8 @@ use tokio_util::task::TaskTracker;
 use super::HealthRules;
 use crate::backend::Backend;
 use crate::config::{CheckKind, HealthConfig, show_duration};
-use crate::connect::{self, BackendStream, BackendTls, ConnectTimeouts};
+use crate::connect::{self, BackendTls, ConnectTimeouts};
+use crate::stream::Stream;
 
 /// What every check task needs to know, shared by all of them.
 #[derive(Debug)]
@@ -211,7 +212,7 @@ impl Checker {
 /// is not speaking HTTP, or says garbage) fails the check as surely as a
 /// 503 does, and an `HTTP/1.1 200` hidden in the body cannot pass it.
 async fn http_check(
-    stream: BackendStream,
+    stream: Stream,
     host: &str,
     path: &str,
 ) -> Result<(), String> {

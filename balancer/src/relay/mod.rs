@@ -31,25 +31,12 @@ use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpStream;
+use tokio::io::AsyncWrite;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::stream::Stream;
 use buffer::Buffer;
-
-/// A side of a relay: a byte stream with a TCP connection underneath.
-pub trait Peer: AsyncRead + AsyncWrite + Unpin {
-    /// The TCP connection underneath (for a reset).
-    fn tcp(&self) -> &TcpStream;
-
-    /// Ends our sending side with a bare TCP FIN: no TLS `close_notify`,
-    /// for when the other side ended without one.
-    fn poll_shutdown_tcp(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<io::Result<()>>;
-}
 
 /// The two timeouts of a relay.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -110,9 +97,9 @@ pub struct Outcome {
 // ANCHOR: relay
 /// Relays between `client` and `backend` until both directions are done,
 /// a timeout runs out, or `cut` is cancelled.
-pub async fn relay<C: Peer, B: Peer>(
-    mut client: C,
-    mut backend: B,
+pub async fn relay(
+    mut client: Stream,
+    mut backend: Stream,
     timeouts: RelayTimeouts,
     cut: &CancellationToken,
 ) -> Outcome {
@@ -192,10 +179,10 @@ pub async fn relay<C: Peer, B: Peer>(
 // ANCHOR_END: relay
 
 /// Polls both directions; ready when the relay is over.
-fn poll_both<C: Peer, B: Peer>(
+fn poll_both(
     cx: &mut Context<'_>,
-    client: &mut C,
-    backend: &mut B,
+    client: &mut Stream,
+    backend: &mut Stream,
     up: &mut Direction,
     down: &mut Direction,
 ) -> Poll<End> {
@@ -295,11 +282,11 @@ impl Direction {
 
     // ANCHOR: direction
     /// Moves bytes from `from` to `to` until it would wait, or is done.
-    fn poll<R: Peer, W: Peer>(
+    fn poll(
         &mut self,
         cx: &mut Context<'_>,
-        from: &mut R,
-        to: &mut W,
+        from: &mut Stream,
+        to: &mut Stream,
     ) -> Poll<Result<(), Failure>> {
         loop {
             match self.state {
@@ -382,8 +369,6 @@ mod tests {
     use tokio::net::{TcpListener, TcpStream};
 
     use super::*;
-    use crate::connect::BackendStream;
-    use crate::proxy::ClientStream;
 
     /// Two ends of one loopback TCP connection.
     async fn connected() -> (TcpStream, TcpStream) {
@@ -402,8 +387,8 @@ mod tests {
         let (lb_backend_side, backend) = connected().await;
         let task = tokio::spawn(async move {
             relay(
-                ClientStream::Plain(lb_client_side),
-                BackendStream::Plain(lb_backend_side),
+                Stream::Plain(lb_client_side),
+                Stream::Plain(lb_backend_side),
                 timeouts,
                 &CancellationToken::new(),
             )

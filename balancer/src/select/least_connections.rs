@@ -57,18 +57,7 @@ impl Select for LeastConnections {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// Backends with these (active connections, weight).
-    fn loaded(loads: &[(u32, u32)]) -> Vec<Candidate> {
-        loads
-            .iter()
-            .map(|&(active, weight)| Candidate {
-                weight,
-                active,
-                usable: true,
-            })
-            .collect()
-    }
+    use crate::select::testing::loaded;
 
     #[test]
     fn picks_the_emptiest_per_unit_of_weight_then_ascending_load() {

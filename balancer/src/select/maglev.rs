@@ -294,6 +294,7 @@ mod tests {
     use rand::{Rng, SeedableRng};
 
     use super::*;
+    use crate::select::testing::up;
 
     fn members(weights: &[u32]) -> Vec<Member> {
         weights
@@ -304,17 +305,6 @@ mod tests {
                 weight,
             })
             .collect()
-    }
-
-    fn up(count: usize) -> Vec<Candidate> {
-        vec![
-            Candidate {
-                weight: 1,
-                active: 0,
-                usable: true,
-            };
-            count
-        ]
     }
 
     fn first(maglev: &Maglev, backends: &[Candidate], key: u64) -> usize {

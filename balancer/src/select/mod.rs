@@ -349,3 +349,32 @@ mod tests {
         );
     }
 }
+
+/// Candidates for the algorithms' unit tests.
+#[cfg(test)]
+mod testing {
+    use super::Candidate;
+
+    /// Usable backends with these (active connections, weight).
+    pub fn loaded(loads: &[(u32, u32)]) -> Vec<Candidate> {
+        loads
+            .iter()
+            .map(|&(active, weight)| Candidate {
+                weight,
+                active,
+                usable: true,
+            })
+            .collect()
+    }
+
+    /// Idle usable backends with these weights.
+    pub fn weighted(weights: &[u32]) -> Vec<Candidate> {
+        let loads: Vec<(u32, u32)> = weights.iter().map(|&w| (0, w)).collect();
+        loaded(&loads)
+    }
+
+    /// `count` idle usable backends of weight 1.
+    pub fn up(count: usize) -> Vec<Candidate> {
+        weighted(&vec![1; count])
+    }
+}

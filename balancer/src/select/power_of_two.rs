@@ -111,18 +111,7 @@ mod tests {
     use rand::SeedableRng;
 
     use super::*;
-
-    /// Backends with these (active connections, weight).
-    fn loaded(loads: &[(u32, u32)]) -> Vec<Candidate> {
-        loads
-            .iter()
-            .map(|&(active, weight)| Candidate {
-                weight,
-                active,
-                usable: true,
-            })
-            .collect()
-    }
+    use crate::select::testing::loaded;
 
     /// How often each backend comes first over `draws` seeded draws,
     /// checking every order on the way.

@@ -73,17 +73,7 @@ mod tests {
     use rand::SeedableRng;
 
     use super::*;
-
-    fn weighted(weights: &[u32]) -> Vec<Candidate> {
-        weights
-            .iter()
-            .map(|&weight| Candidate {
-                weight,
-                active: 0,
-                usable: true,
-            })
-            .collect()
-    }
+    use crate::select::testing::weighted;
 
     /// How often each backend comes first, and how often `a` comes
     /// second when `b` came first, over `draws` seeded draws.

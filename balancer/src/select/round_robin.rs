@@ -47,17 +47,7 @@ impl Select for RoundRobin {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn up(count: usize) -> Vec<Candidate> {
-        vec![
-            Candidate {
-                weight: 1,
-                active: 0,
-                usable: true,
-            };
-            count
-        ]
-    }
+    use crate::select::testing::up;
 
     #[test]
     fn takes_each_backend_in_turn_with_the_rest_as_failover() {

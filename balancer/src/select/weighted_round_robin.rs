@@ -100,17 +100,7 @@ impl Select for SmoothWeighted {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn weighted(weights: &[u32]) -> Vec<Candidate> {
-        weights
-            .iter()
-            .map(|&weight| Candidate {
-                weight,
-                active: 0,
-                usable: true,
-            })
-            .collect()
-    }
+    use crate::select::testing::weighted;
 
     /// The first choice and the whole order of `turns` clients.
     fn play(
