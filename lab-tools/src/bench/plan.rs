@@ -52,7 +52,8 @@ pub struct Options {
     /// Where the report goes.
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
-    /// Rounds per workload (full: 5; 3 with the dummy servers behind).
+    /// Rounds per workload (full: 5; 3 with the dummy servers behind,
+    /// unless this is given).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub runs: Option<u32>,
     /// Seconds per load run (full: 5).
@@ -294,7 +295,13 @@ impl Plan {
         Ok(Plan {
             mode,
             runs,
-            dummy_runs: if mode == Mode::Full { runs.min(3) } else { 0 },
+            // Three rounds with the dummy servers unless --runs asks for
+            // more: they are the second set of backends, not the first.
+            dummy_runs: match (mode, options.runs) {
+                (Mode::Full, Some(asked)) => asked,
+                (Mode::Full, None) => runs.min(3),
+                _ => 0,
+            },
             duration: options.duration.unwrap_or(duration),
             memory_runs,
             idle: options.idle.unwrap_or(idle),
@@ -363,6 +370,8 @@ mod tests {
         let root = Path::new("/lab");
         let full = Plan::new(&options(&[]), root).unwrap();
         assert_eq!((full.mode, full.runs, full.dummy_runs), (Mode::Full, 5, 3));
+        let asked = Plan::new(&options(&["--runs", "9"]), root).unwrap();
+        assert_eq!((asked.runs, asked.dummy_runs), (9, 9));
         assert_eq!(full.out, root.join("BENCHMARKS.md"));
         assert_eq!(
             full.contenders,
