@@ -398,11 +398,13 @@ impl Report {
             return None;
         }
         let mut out = String::from(
-            "\n## lb beside 08-final\n\n`lb` relays as step 08 does, and adds \
-             health checks and least-connections\nbookkeeping. Its bar: CPU \
-             per request at most 1.05 × 08-final's, and at\nmost 3,500 bytes \
-             per idle connection. \"—\": not measured (a run too short\nfor \
-             the clock tick, or a workload not run).\n\n\
+            "\n## lb beside 08-final\n\n`lb` relays what step 08 relays, with \
+             its own relay (a small buffer while\na connection waits, a big \
+             one while bytes stream) where 08 uses\n`copy_bidirectional`, and \
+             adds health checks and least-connections\nbookkeeping. Its bar: \
+             CPU per request at most 1.05 × 08-final's, and at\nmost 3,500 \
+             bytes per idle connection. \"—\": not measured (a run too \
+             short\nfor the clock tick, or a workload not run).\n\n\
              | figure | 08-final | lb | lb ÷ 08-final | bar |\n|---|--:|--:|--:|--:|\n",
         );
         for row in rows {
