@@ -144,7 +144,7 @@ impl Default for Config {
             },
             limits: Limits {
                 max_connections: 8192,
-                backlog: 1024,
+                backlog: 4096,
                 queue_timeout: Duration::from_secs(5),
                 max_handshakes: 256,
             },

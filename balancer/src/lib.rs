@@ -176,7 +176,26 @@ pub async fn bind(listen: &HostPort, backlog: u32) -> io::Result<TcpListener> {
     // Restarting `lb` must not wait for the old connections' TIME_WAIT.
     socket.set_reuseaddr(true)?;
     socket.bind(addr)?;
-    socket.listen(backlog)
+    let listener = socket.listen(backlog)?;
+    if let Some(cap) = kernel_backlog_cap()
+        && cap < backlog
+    {
+        warn!(
+            "backlog {backlog} is cut to {cap} by the kernel \
+             (net.core.somaxconn)"
+        );
+    }
+    Ok(listener)
+}
+
+/// The longest listen queue the kernel grants, which it applies without
+/// a word: `None` where it cannot be read (not Linux, say).
+fn kernel_backlog_cap() -> Option<u32> {
+    std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
 }
 
 // ANCHOR: run

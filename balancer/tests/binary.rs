@@ -116,3 +116,30 @@ async fn a_missing_certificate_stops_lb_before_it_says_it_listens() {
     assert!(!stdout.contains("listening on"), "{stdout}");
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+#[tokio::test]
+async fn a_backlog_the_kernel_cuts_is_said_at_start() {
+    let Ok(cap) = std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+    else {
+        return; // not Linux: nothing tells lb the cap either
+    };
+    let cap: u32 = cap.trim().parse().unwrap();
+    let backends = RunningBackend::start_many(1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("lb.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "listen = \"127.0.0.1:0\"\n[limits]\nbacklog = {}\n\n\
+             [[backends]]\naddress = \"{}\"\n",
+            cap + 1,
+            backends[0].addr
+        ),
+    )
+    .unwrap();
+    let path = path.display().to_string();
+    let mut lb = RunningBinary::start(LB, &["--config", &path]).await;
+    let want = format!("backlog {} is cut to {cap} by the kernel", cap + 1);
+    lb.wait_for_stderr(&want).await;
+    who_answers(lb.addr).await;
+}
