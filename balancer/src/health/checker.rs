@@ -677,44 +677,38 @@ mod tests {
         assert!(head.contains(&format!("\r\nhost: {addr}\r\n")), "{head}");
     }
 
-    #[tokio::test]
-    async fn an_http_check_fails_on_a_503() {
+    /// The log line of the first change of a backend whose server
+    /// answers an HTTP check with `answer`.
+    async fn first_change_for_answer(answer: &'static str) -> String {
         let mut log = Log::capture();
-        let (addr, _) = raw_server(Some(
-            "HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\n\r\n",
-        ))
-        .await;
+        let (addr, _) = raw_server(Some(answer)).await;
         let server = backend(&addr.to_string());
         let _checks = Running::spawn(
             std::slice::from_ref(&server),
             &config(CheckKind::Http),
             None,
         );
-
         let events = log.wait_for_change(&server, "DOWN").await;
+        events.last().expect("the change").message().to_owned()
+    }
+
+    #[tokio::test]
+    async fn an_http_check_fails_on_a_503() {
+        let down = first_change_for_answer(
+            "HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\n\r\n",
+        )
+        .await;
         assert_eq!(
-            events.last().expect("the change").message(),
-            format!(
-                "DOWN after its first check failed: \
-                 HTTP GET /health answered 503 Service Unavailable"
-            )
+            down,
+            "DOWN after its first check failed: \
+             HTTP GET /health answered 503 Service Unavailable"
         );
     }
 
     #[tokio::test]
     async fn an_http_check_fails_on_an_answer_that_is_not_http() {
         // A TCP check would pass: the server accepts, and answers.
-        let mut log = Log::capture();
-        let (addr, _) = raw_server(Some("ok 200\r\n\r\n")).await;
-        let server = backend(&addr.to_string());
-        let _checks = Running::spawn(
-            std::slice::from_ref(&server),
-            &config(CheckKind::Http),
-            None,
-        );
-
-        let events = log.wait_for_change(&server, "DOWN").await;
-        let down = events.last().expect("the change").message();
+        let down = first_change_for_answer("ok 200\r\n\r\n").await;
         assert!(down.contains("first check failed: HTTP: "), "{down}");
     }
 
