@@ -58,14 +58,24 @@ cargo build --quiet -p lab-walk
 inner='
 set -euo pipefail
 ip link set lo up
+root=$1
+walker=$2
+shift 2
 readme=$(cat certs/README.md)
 mount -t tmpfs lab-walk-certs certs
 printf "%s\n" "$readme" >certs/README.md
 mkdir -p .lab-run
 mount -t tmpfs lab-walk-run .lab-run
+# A fresh /tmp hides a clone that lives under /tmp: through a descriptor
+# opened before, the clone is mounted back at its own path.
+exec 3<"$root"
 mount -t tmpfs lab-walk-tmp /tmp
-walker=$1
-shift
+if [[ ! -e "$root/Cargo.toml" ]]; then
+  mkdir -p "$root"
+  mount --no-canonicalize --bind /proc/self/fd/3 "$root"
+  cd "$root"
+fi
+exec 3<&-
 files=()
 while [[ "${1:-}" == *.md ]]; do files+=("$1"); shift; done
 status=0
@@ -79,12 +89,12 @@ namespaces=(--net --mount --pid --fork --mount-proc --kill-child)
 if unshare "${namespaces[@]}" true 2>/dev/null; then
   echo "walking ${files[*]} in private namespaces (network, processes, mounts)"
   exec unshare "${namespaces[@]}" \
-    bash -c "$inner" walk "$walker" "${files[@]}" "$@"
+    bash -c "$inner" walk "$root" "$walker" "${files[@]}" "$@"
 fi
 if unshare --user --map-root-user "${namespaces[@]}" true 2>/dev/null; then
   echo "walking ${files[*]} in private namespaces (as root of a user namespace)"
   exec unshare --user --map-root-user "${namespaces[@]}" \
-    bash -c "$inner" walk "$walker" "${files[@]}" "$@"
+    bash -c "$inner" walk "$root" "$walker" "${files[@]}" "$@"
 fi
 
 echo "warning: cannot make private namespaces here (unshare needs root or" \
