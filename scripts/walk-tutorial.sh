@@ -61,21 +61,22 @@ ip link set lo up
 root=$1
 walker=$2
 shift 2
-readme=$(cat certs/README.md)
-mount -t tmpfs lab-walk-certs certs
-printf "%s\n" "$readme" >certs/README.md
-mkdir -p .lab-run
-mount -t tmpfs lab-walk-run .lab-run
 # A fresh /tmp hides a clone that lives under /tmp: through a descriptor
-# opened before, the clone is mounted back at its own path.
+# opened before, the clone is mounted back at its own path (first, so
+# that the mounts over certs/ and .lab-run/ below are made on it).
 exec 3<"$root"
 mount -t tmpfs lab-walk-tmp /tmp
 if [[ ! -e "$root/Cargo.toml" ]]; then
   mkdir -p "$root"
   mount --no-canonicalize --bind /proc/self/fd/3 "$root"
-  cd "$root"
 fi
 exec 3<&-
+cd "$root"
+readme=$(cat certs/README.md)
+mount -t tmpfs lab-walk-certs certs
+printf "%s\n" "$readme" >certs/README.md
+mkdir -p .lab-run
+mount -t tmpfs lab-walk-run .lab-run
 files=()
 while [[ "${1:-}" == *.md ]]; do files+=("$1"); shift; done
 status=0
