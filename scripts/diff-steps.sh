@@ -18,17 +18,13 @@
 # its Cargo.toml (06 and 09 build on 04), read through `cargo metadata`.
 # Works from any folder; reads files only.
 set -euo pipefail
+# For lab_paths, lab_steps and print_header; sourcing only defines them.
+# shellcheck source-path=SCRIPTDIR source=lib/lab.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/lab.sh"
 
-root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+lab_paths
 # The files that hold a step's lesson, its CLI and its dependencies.
 files=(src/lib.rs src/main.rs Cargo.toml)
-
-# One line per step named (every step if none): folder, parent, ... (see
-# lab-tools/src/bin/lab-steps.rs). Exits 2 with its message for a name
-# that is no step.
-lab_steps() {
-  (cd "$root" && cargo run --quiet -p lab-tools --bin lab-steps -- "$@")
-}
 
 # File $2 of step $1 as the diff shows it. Cargo.toml without its
 # [package.metadata.lab] tables: they tell the tools how to run the step
@@ -95,11 +91,7 @@ color=auto
 args=()
 while (( $# > 0 )); do
   case "$1" in
-    -h|--help)
-      awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' \
-        "${BASH_SOURCE[0]}"
-      exit 0
-      ;;
+    -h|--help) print_header "${BASH_SOURCE[0]}"; exit 0 ;;
     --color=*) color=${1#--color=} ;;
     --color) color=${2:?--color needs auto, always or never}; shift ;;
     -*) echo "error: unknown option $1 (see --help)" >&2; exit 2 ;;

@@ -28,9 +28,7 @@ set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib/lab.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib/lab.sh"
 
-root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-target_dir=${CARGO_TARGET_DIR:-$root/target}
-[[ "$target_dir" == /* ]] || target_dir="$root/$target_dir"
+lab_paths
 bin_dir="$target_dir/release"
 
 args=()

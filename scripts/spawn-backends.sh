@@ -33,13 +33,10 @@ set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib/lab.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib/lab.sh"
 
-root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+lab_paths
 run_dir=${LAB_RUN_DIR:-$root/.lab-run}
 pid_file="$run_dir/backends.pid"
 log_file="$run_dir/backends.log"
-target_dir=${CARGO_TARGET_DIR:-$root/target}
-# cargo reads a relative CARGO_TARGET_DIR from the root, where it builds.
-[[ "$target_dir" == /* ]] || target_dir="$root/$target_dir"
 binary="$target_dir/debug/dummy-servers"
 
 # The pid in the pid file, if that process is still our dummy-servers (a

@@ -34,10 +34,8 @@ set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib/lab.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib/lab.sh"
 
-root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+lab_paths
 scripts="$root/scripts"
-target_dir=${CARGO_TARGET_DIR:-$root/target}
-[[ "$target_dir" == /* ]] || target_dir="$root/$target_dir"
 
 case "${1:-}" in
   -h|--help)
@@ -513,8 +511,8 @@ test_compare() {
   ran_ok "$name" "$out" || return 0
   local number problem problems=() steps
   # Every step Cargo knows (lab-tools' lab-steps), by number.
-  steps=$(cd "$root" && cargo run --quiet -p lab-tools --bin lab-steps |
-    cut -c1-2)
+  # shellcheck disable=SC2119 # no names: every step
+  steps=$(lab_steps | cut -c1-2)
   for number in $steps; do
     if ! problem=$(check_row "$tsv" "$number" "$n"); then
       problems+=("$problem")

@@ -27,10 +27,8 @@ if [[ "${1:-}" == -h || "${1:-}" == --help ]]; then
   exit 0
 fi
 
-root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+lab_paths
 cd "$root"
-target_dir=${CARGO_TARGET_DIR:-$root/target}
-[[ "$target_dir" == /* ]] || target_dir="$root/$target_dir"
 walker="$target_dir/debug/lab-walk"
 
 # The files named first, else both (or only the tutorial, for --only and

@@ -1,5 +1,5 @@
 # shellcheck shell=bash
-# What scripts/demo.sh and scripts/compare.sh share: the lab's paths, the
+# What the scripts share: the lab's paths, the
 # steps as Cargo records them (what each teaches, its layer, TLS at the
 # front and per backend, its command line), building, certificates, port
 # checks, and processes started in the background and stopped by pid.
@@ -13,6 +13,14 @@
 # ---------------------------------------------------------------------------
 # Setting up.
 
+# Sets root (the clone) and target_dir (Cargo's, absolute: cargo reads a
+# relative CARGO_TARGET_DIR from the root, where it builds).
+lab_paths() {
+  root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+  target_dir=${CARGO_TARGET_DIR:-$root/target}
+  [[ "$target_dir" == /* ]] || target_dir="$root/$target_dir"
+}
+
 # Sets the paths (root, target_dir, bin_dir, certs_dir), makes `work`, a
 # new folder lb-lab-$1.XXXXXX in $TMPDIR, and sets the traps: on exit,
 # also on failure, on Ctrl-C (status 130) and on TERM (143), everything
@@ -21,9 +29,7 @@
 # that fails also says which pids it stopped: "stopped what the $1 started
 # (pids ...)".
 lab_init() {
-  root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-  target_dir=${CARGO_TARGET_DIR:-$root/target}
-  [[ "$target_dir" == /* ]] || target_dir="$root/$target_dir"
+  lab_paths
   bin_dir="$target_dir/debug"
   certs_dir="$root/certs"
 
