@@ -42,10 +42,14 @@ impl FromStr for Address {
         } else {
             (false, text)
         };
-        Ok(Address {
-            host_port: rest.parse()?,
-            tls,
-        })
+        let host_port: HostPort = rest.parse()?;
+        if tls {
+            // Checked now, so that a name no certificate can carry is a
+            // config error, not a backend that fails every connection.
+            crate::connect::server_name(host_port.host())
+                .map_err(|err| format!("`{text}`: {err}"))?;
+        }
+        Ok(Address { host_port, tls })
     }
 }
 
@@ -176,3 +180,30 @@ impl Drop for ActiveGuard {
     }
 }
 // ANCHOR_END: active_guard
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_address_is_plain_unless_it_says_tls() {
+        let plain: Address = "127.0.0.1:4444".parse().unwrap();
+        let tcp: Address = "tcp://127.0.0.1:4444".parse().unwrap();
+        let tls: Address = "tls://localhost:4445".parse().unwrap();
+        assert_eq!(plain, tcp);
+        assert!(!plain.tls);
+        assert!(tls.tls);
+        assert_eq!(tls.to_string(), "tls://localhost:4445");
+    }
+
+    #[test]
+    fn a_bad_address_says_what_is_wrong() {
+        let scheme = "http://127.0.0.1:1".parse::<Address>().unwrap_err();
+        assert!(scheme.contains("unknown scheme `http://`"), "{scheme}");
+        let name = "tls://a..b:1".parse::<Address>().unwrap_err();
+        assert!(
+            name.contains("neither an IP address nor a DNS name"),
+            "{name}"
+        );
+    }
+}

@@ -136,11 +136,6 @@ impl Balancer {
             config,
         })
     }
-
-    /// The backends, in the config's order.
-    pub fn backends(&self) -> &[Arc<Backend>] {
-        &self.backends
-    }
 }
 
 /// What a connection's task is given to end early: `cut` is cancelled
@@ -283,7 +278,7 @@ async fn drain_connections(
     if open > 0 {
         info!(
             "shutting down: no longer accepting; {} open, {} to finish",
-            connections_word(open),
+            count(open, "connection"),
             config::show_duration(drain)
         );
     }
@@ -303,17 +298,19 @@ async fn drain_connections(
     };
     info!(
         "shut down: {} finished, {} cut",
-        connections_word(drained.finished),
+        count(drained.finished, "connection"),
         drained.cut
     );
     drained
 }
 
-/// "1 connection", "2 connections".
-fn connections_word(count: usize) -> String {
-    match count {
-        1 => "1 connection".to_owned(),
-        n => format!("{n} connections"),
+/// `1 connection`, `3 connections`: a count and what it counts, in the
+/// log's words.
+pub(crate) fn count(n: usize, what: &str) -> String {
+    if n == 1 {
+        format!("1 {what}")
+    } else {
+        format!("{n} {what}s")
     }
 }
 // ANCHOR_END: drain

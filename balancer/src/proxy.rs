@@ -86,7 +86,7 @@ pub async fn serve_client(
         up = outcome.up,
         down = outcome.down,
         ms = started.elapsed().as_millis() as u64,
-        end = %outcome.end.describe(),
+        end = %outcome.end,
         certificate,
         "closed"
     );

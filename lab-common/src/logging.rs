@@ -117,14 +117,19 @@ impl Visit for Fields {
         field: &Field,
         value: &(dyn std::error::Error + 'static),
     ) {
-        let mut text = value.to_string();
-        let mut cause = value.source();
-        while let Some(error) = cause {
-            let _ = write!(text, ": {error}");
-            cause = error.source();
-        }
-        self.set(field.name(), text);
+        self.set(field.name(), error_chain(value));
     }
+}
+
+/// An error and each of its causes, `outer: inner: innermost`.
+pub fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut cause = err.source();
+    while let Some(error) = cause {
+        let _ = write!(text, ": {error}");
+        cause = error.source();
+    }
+    text
 }
 
 /// Keeps each span's fields with the span (as text), for [`Readable`].

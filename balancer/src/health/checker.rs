@@ -11,7 +11,6 @@
 //! so a backend that accepts and then says nothing fails like one that
 //! refuses.
 
-use std::error::Error;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,6 +19,7 @@ use http_body_util::Empty;
 use hyper::Request;
 use hyper::header::{CONNECTION, HOST, USER_AGENT};
 use hyper_util::rt::TokioIo;
+use lab_common::logging::error_chain;
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -175,12 +175,12 @@ impl Checker {
             "connect"
         };
         let attempt = async {
-            // The whole `timeout` for each phase: the one around them all
-            // is what bounds the check; these only name a phase that
-            // alone used it up.
+            // One `timeout` bounds the whole check, below; the phases get
+            // no timers of their own, so that one clock alone says when
+            // the check ran out, and `phase` where it was.
             let timeouts = ConnectTimeouts {
-                connect: self.timeout,
-                tls_handshake: self.timeout,
+                connect: Duration::MAX,
+                tls_handshake: Duration::MAX,
             };
             let stream =
                 connect::connect(&backend.address, self.tls.as_ref(), timeouts)
@@ -219,7 +219,8 @@ async fn http_check(
     let (mut sender, connection) =
         hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
-            .map_err(|err| format!("HTTP: {}", describe(&err)))?;
+            // hyper's own message is often only "connection error".
+            .map_err(|err| format!("HTTP: {}", error_chain(&err)))?;
     let request = Request::get(path)
         // HTTP/1.1 requires it, and a backend serving several sites
         // answers by it.
@@ -242,7 +243,8 @@ async fn http_check(
             Err(err) => Err(err),
         },
     };
-    let response = answer.map_err(|err| format!("HTTP: {}", describe(&err)))?;
+    let response =
+        answer.map_err(|err| format!("HTTP: {}", error_chain(&err)))?;
     // The status line is the verdict; the body is not read, and goes
     // with the connection when it is dropped here.
     let status = response.status();
@@ -253,19 +255,6 @@ async fn http_check(
     }
 }
 // ANCHOR_END: http_check
-
-/// An error and its causes, `outer: inner: innermost`: hyper's own
-/// message is often only "connection error".
-fn describe(err: &dyn Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
 
 #[cfg(test)]
 mod tests {

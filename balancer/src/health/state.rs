@@ -21,6 +21,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::config::{HealthConfig, show_duration};
+use crate::count;
 
 /// The thresholds of `[health]` in the config.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -206,8 +207,10 @@ impl HealthState {
                 }
                 self.status = Status::Up;
                 self.streak = 0;
-                let mut why =
-                    format!("after {}", count(rules.rise, "passed check"));
+                let mut why = format!(
+                    "after {}",
+                    count(rules.rise as usize, "passed check")
+                );
                 // The checks saw it down, then saw it recover: that ends a
                 // cooldown too, and restarts the count of failures. (A
                 // backend the checks never saw down stays out for its
@@ -258,7 +261,7 @@ impl HealthState {
                     kind: ChangeKind::Down,
                     why: format!(
                         "after {}: {why}",
-                        count(rules.fall, "failed check")
+                        count(rules.fall as usize, "failed check")
                     ),
                 })
             }
@@ -300,7 +303,7 @@ impl HealthState {
             why: format!(
                 "{again}for {} after {}: {why}",
                 show_duration(rules.cooldown),
-                count(rules.failures, "failed connection")
+                count(rules.failures as usize, "failed connection")
             ),
         })
     }
@@ -346,15 +349,6 @@ impl HealthState {
 impl Default for HealthState {
     fn default() -> Self {
         HealthState::new()
-    }
-}
-
-/// `1 failed check`, `3 failed checks`.
-fn count(n: u32, what: &str) -> String {
-    if n == 1 {
-        format!("1 {what}")
-    } else {
-        format!("{n} {what}s")
     }
 }
 

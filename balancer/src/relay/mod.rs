@@ -25,6 +25,7 @@
 
 mod buffer;
 
+use std::fmt;
 use std::future::{Future, poll_fn};
 use std::io;
 use std::pin::Pin;
@@ -68,18 +69,18 @@ pub enum End {
 }
 // ANCHOR_END: end
 
-impl End {
-    /// A few words for the log.
-    pub fn describe(&self) -> String {
+/// A few words for the log.
+impl fmt::Display for End {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            End::Finished => "finished".to_owned(),
-            End::Idle => "idle timeout".to_owned(),
-            End::HalfClosed => "half-closed timeout".to_owned(),
-            End::Cut => "cut at the end of the drain".to_owned(),
-            End::ClientReset => "client reset".to_owned(),
-            End::BackendReset => "backend reset".to_owned(),
-            End::ClientError(err) => format!("client error: {err}"),
-            End::BackendError(err) => format!("backend error: {err}"),
+            End::Finished => f.write_str("finished"),
+            End::Idle => f.write_str("idle timeout"),
+            End::HalfClosed => f.write_str("half-closed timeout"),
+            End::Cut => f.write_str("cut at the end of the drain"),
+            End::ClientReset => f.write_str("client reset"),
+            End::BackendReset => f.write_str("backend reset"),
+            End::ClientError(err) => write!(f, "client error: {err}"),
+            End::BackendError(err) => write!(f, "backend error: {err}"),
         }
     }
 }

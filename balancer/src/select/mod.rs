@@ -19,10 +19,11 @@
 //!
 //! Every algorithm skips the backends that are not usable, and spreads
 //! their share over the others rather than over one neighbour. `order`
-//! runs for every new client, so it allocates nothing (the caller reuses
-//! `order`), costs about a sort of the N backends (Maglev: a walk of
-//! about N ln N slots), and holds a lock, where there is one, only for a
-//! draw or, in weighted round robin, one pass and a sort of N indices.
+//! runs for every new client, so it allocates nothing itself (it fills
+//! the caller's vector), costs about a sort of the N backends (Maglev: a
+//! walk of about N ln N slots), and holds a lock, where there is one,
+//! only for a draw or, in weighted round robin, one pass and a sort of N
+//! indices.
 
 mod least_connections;
 mod maglev;
@@ -37,7 +38,6 @@ use std::net::IpAddr;
 use std::str::FromStr;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
-use rand::SeedableRng;
 use rand::rngs::SmallRng;
 use xxhash_rust::xxh3::xxh3_64;
 
@@ -166,16 +166,6 @@ pub fn build(algorithm: Algorithm, members: &[Member]) -> Box<dyn Select> {
     build_with(algorithm, members, rand::make_rng())
 }
 
-/// Like [`build`], with the random ones' generator seeded from `seed`, so
-/// that a test sees the same draws on every run. The others ignore it.
-pub fn build_seeded(
-    algorithm: Algorithm,
-    members: &[Member],
-    seed: u64,
-) -> Box<dyn Select> {
-    build_with(algorithm, members, SmallRng::seed_from_u64(seed))
-}
-
 fn build_with(
     algorithm: Algorithm,
     members: &[Member],
@@ -247,9 +237,19 @@ fn push_usable(backends: &[Candidate], order: &mut Vec<usize>) {
 
 #[cfg(test)]
 mod tests {
-    use rand::{Rng, RngExt};
+    use rand::{Rng, RngExt, SeedableRng};
 
     use super::*;
+
+    /// Like [`build`], with the random ones' generator seeded from
+    /// `seed`, so that a test sees the same draws on every run.
+    fn build_seeded(
+        algorithm: Algorithm,
+        members: &[Member],
+        seed: u64,
+    ) -> Box<dyn Select> {
+        build_with(algorithm, members, SmallRng::seed_from_u64(seed))
+    }
 
     fn members(count: usize) -> Vec<Member> {
         (0..count)
