@@ -193,30 +193,6 @@ impl Procs {
         )
     }
 
-    /// Waits until process `name` has printed a line "listening on ADDR"
-    /// and returns ADDR.
-    pub fn wait_listening_line(
-        &mut self,
-        name: &str,
-    ) -> Result<String, String> {
-        let mut address = None;
-        let path = self.out_path(name);
-        self.wait_for(
-            name,
-            "saying \"listening on\"",
-            Duration::from_secs(30),
-            |_| {
-                address = fs::read_to_string(&path).ok().and_then(|text| {
-                    text.lines()
-                        .find_map(|line| line.strip_prefix("listening on "))
-                        .map(str::to_owned)
-                });
-                address.is_some()
-            },
-        )?;
-        Ok(address.expect("wait_for returned once it was found"))
-    }
-
     /// Runs `command` as process `name` to its end, for at most `limit`
     /// (then it is stopped), and returns what it printed on stdout; its
     /// stderr is in `NAME.log`.
@@ -283,8 +259,13 @@ mod tests {
                     .arg("echo 'listening on 127.0.0.1:9'; exec sleep 60"),
             )
             .expect("sh starts");
-        let address = procs.wait_listening_line("talker").expect("it says so");
-        assert_eq!(address, "127.0.0.1:9");
+        let out = procs.out_path("talker");
+        procs
+            .wait_for("talker", "its line", Duration::from_secs(30), |_| {
+                fs::read_to_string(&out)
+                    .is_ok_and(|text| text == "listening on 127.0.0.1:9\n")
+            })
+            .expect("it says so");
         assert!(sys::running(pid));
         procs.stop("talker");
         assert!(!sys::running(pid));

@@ -1,9 +1,10 @@
 //! The lab's steps as Cargo records them: every workspace member under
 //! `steps/`, in folder order, with the step it changes (its `parent`) and
 //! how the scripts run it, both from `[package.metadata.lab]` in its
-//! `Cargo.toml`. This is the one list of steps; the scripts, the tutorial's
-//! checks and the benchmark all read it from here (through `cargo
-//! metadata`), so a new step folder needs no edit anywhere else.
+//! `Cargo.toml`. The scripts (through `lab-steps`) and the benchmark read
+//! the steps from here; lab-check reads the same tables through `cargo
+//! metadata` on its own, to report every problem it finds rather than
+//! stop at the first. A new step folder needs no edit anywhere else.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

@@ -158,9 +158,7 @@ fn build(
     release: bool,
 ) -> BTreeMap<String, PathBuf> {
     let profile = if release { "release" } else { "debug" };
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(|dir| root.join(dir))
-        .unwrap_or_else(|| root.join("target"));
+    let target = plan::target_dir(root);
     log(&format!("building ({profile}): {}", bins.join(" ")));
     let cargo_build = |bins: &[String]| {
         let mut command = cargo();
@@ -467,11 +465,7 @@ impl Bench {
             ..Table::default()
         };
         for round in 1..=rounds {
-            // A different order each round, so that no one always runs
-            // first after a pause or last in a warm machine.
-            let mut order = taking_part.clone();
-            let shift = (round as usize - 1) % order.len().max(1);
-            order.rotate_left(shift);
+            let order = rotated(&taking_part, round);
             self.wait_quiet();
             let mut before =
                 self.measure(workload, direct_port, backend_pid, connections)?;
@@ -544,9 +538,7 @@ impl Bench {
         ));
         let taking_part = self.taking_part(Workload::Memory);
         for round in 1..=self.plan.memory_runs {
-            let mut order = taking_part.clone();
-            let shift = (round as usize - 1) % order.len().max(1);
-            order.rotate_left(shift);
+            let order = rotated(&taking_part, round);
             for contender in &order {
                 self.start_contender(contender, set)?;
                 let name = Bench::instance(contender, set);
@@ -692,17 +684,20 @@ fn choose_contenders(
     Ok(contenders)
 }
 
+/// `list` started at a different place in each `round` (from 1), so that
+/// no one always runs first after a pause or last in a warm machine.
+fn rotated<T: Clone>(list: &[T], round: u32) -> Vec<T> {
+    let mut order = list.to_vec();
+    let shift = (round as usize - 1) % order.len().max(1);
+    order.rotate_left(shift);
+    order
+}
+
 /// Every port the run could use, checked before anything starts.
-fn check_ports_free(base: u16) -> Result<(), String> {
-    let backends = (1..=21).map(|i| base + i);
-    let contenders =
-        [Set::Nginx, Set::Dummy, Set::Iperf]
-            .into_iter()
-            .flat_map(|set| {
-                (1..=10).map(move |slot| base + 100 * set.number() + slot)
-            });
-    let busy: Vec<String> = backends
-        .chain(contenders)
+fn check_ports_free(ports: Ports) -> Result<(), String> {
+    let busy: Vec<String> = ports
+        .all()
+        .into_iter()
         .filter(|port| sys::is_listening(*port))
         .map(|port| port.to_string())
         .collect();
@@ -757,16 +752,17 @@ pub fn run(args: Vec<String>) -> Result<(), String> {
     let mut wanted_bins = vec!["dummy-servers".to_owned()];
     for key in &plan.contenders {
         match key.as_str() {
-            "04" | "08" | "09" => match step_bin(key) {
-                Some(bin) => wanted_bins.push(bin),
-                None => log(&format!("no step {key} in steps/: skipped")),
-            },
             "lb" => wanted_bins.push("lb".into()),
-            _ => {}
+            // Debian's, not built here.
+            "haproxy" | "nginx" => {}
+            step => match step_bin(step) {
+                Some(bin) => wanted_bins.push(bin),
+                None => log(&format!("no step {step} in steps/: skipped")),
+            },
         }
     }
 
-    check_ports_free(options.port_base)?;
+    check_ports_free(ports)?;
 
     if smoke {
         if !installed("curl") {

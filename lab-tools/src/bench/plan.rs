@@ -123,12 +123,23 @@ impl Workload {
     }
 }
 
-const WORKLOADS: [(&str, Workload); 4] = [
-    ("memory", Workload::Memory),
-    ("keepalive", Workload::KeepAlive),
-    ("close", Workload::Close),
-    ("bulk", Workload::Bulk),
-];
+impl Workload {
+    /// Every workload, in the order of the report.
+    const ALL: [Workload; 4] = [
+        Workload::Memory,
+        Workload::KeepAlive,
+        Workload::Close,
+        Workload::Bulk,
+    ];
+}
+
+/// Cargo's target folder for the workspace at `root`: `CARGO_TARGET_DIR`
+/// (relative to `root` if relative, as cargo reads it), else `target/`.
+pub fn target_dir(root: &Path) -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(|dir| root.join(dir))
+        .unwrap_or_else(|| root.join("target"))
+}
 
 /// A set of backends, and the port block it uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -227,9 +238,7 @@ pub struct Plan {
 
 impl Plan {
     pub fn new(options: &Options, root: &Path) -> Result<Plan, String> {
-        let target = std::env::var_os("CARGO_TARGET_DIR")
-            .map(|dir| root.join(dir))
-            .unwrap_or_else(|| root.join("target"));
+        let target = target_dir(root);
         let mode = if options.smoke {
             Mode::Smoke
         } else if options.quick {
@@ -266,18 +275,18 @@ impl Plan {
             }
         }
         let workloads = match &options.workloads {
-            None => WORKLOADS.iter().map(|(_, w)| *w).collect(),
+            None => Workload::ALL.to_vec(),
             Some(list) => list
                 .iter()
                 .map(|name| {
-                    WORKLOADS
-                        .iter()
-                        .find(|(known, _)| known == name)
-                        .map(|(_, w)| *w)
+                    Workload::ALL
+                        .into_iter()
+                        .find(|w| w.name() == name)
                         .ok_or_else(|| {
+                            let known = Workload::ALL.map(Workload::name);
                             format!(
-                                "--workloads: unknown \"{name}\" (memory, \
-                                 keepalive, close, bulk)"
+                                "--workloads: unknown \"{name}\" ({})",
+                                known.join(", ")
                             )
                         })
                 })
@@ -346,6 +355,23 @@ impl Ports {
         self.base + 100 * set.number() + contender.slot
     }
 
+    /// Every port a run may use, for a check that they are free before
+    /// it starts: each set's backends, and each set's ten contender
+    /// slots (six known, four `--also`).
+    pub fn all(self) -> Vec<u16> {
+        let sets = [Set::Nginx, Set::Dummy, Set::Iperf];
+        let mut ports: Vec<u16> =
+            sets.iter().flat_map(|&set| self.backends(set)).collect();
+        for set in sets {
+            ports.extend(
+                (1..=10).map(|slot| self.base + 100 * set.number() + slot),
+            );
+        }
+        ports.sort_unstable();
+        ports.dedup();
+        ports
+    }
+
     pub fn backend_addresses(self, set: Set) -> Vec<String> {
         self.backends(set)
             .iter()
@@ -396,9 +422,9 @@ mod tests {
             "--contenders: unknown \"envoy\" (04, 08, 09, lb, haproxy, nginx)"
         );
         let err = Plan::new(&options(&["--workloads", "bulk,soak"]), root);
-        assert!(
-            err.unwrap_err()
-                .starts_with("--workloads: unknown \"soak\"")
+        assert_eq!(
+            err.unwrap_err(),
+            "--workloads: unknown \"soak\" (memory, keepalive, close, bulk)"
         );
         let err = Plan::new(&options(&["--port-base", "40000"]), root);
         assert!(err.unwrap_err().starts_with("--port-base must leave"));
@@ -424,5 +450,9 @@ mod tests {
             ports.backend_addresses(Set::Iperf),
             vec!["127.0.0.1:20021"; 3]
         );
+        // Seven backend ports (iperf3's slots share one), ten slots a set.
+        let all = ports.all();
+        assert_eq!(all.len(), 7 + 3 * 10);
+        assert!(all.contains(&20106) && all.contains(&20310));
     }
 }
