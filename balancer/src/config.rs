@@ -3,12 +3,21 @@
 //! names the file, the line and the key.
 //!
 //! Pure: reading the file is the caller's business, and so is loading the
-//! certificates it names. Parsing happens in two passes: serde reads the
+//! certificates it names. Parsing happens in two passes. serde reads the
 //! text into `Raw*` structs (unknown keys and wrong types are refused
-//! there, with toml's position), then [`Config::from_raw`] checks what
-//! serde cannot (a weight of 0, an unknown algorithm, two backends with
-//! one id) and still knows where each value was written, because the raw
-//! values are [`Spanned`].
+//! there, with toml's position), the values wrapped in [`Spanned`], which
+//! keeps each one's place in the text. Then `Config::from_raw` checks
+//! each value on its own (a weight of 0, an unknown algorithm) and places
+//! an error at the value's span.
+//!
+//! Some rules hold between keys: at least one backend, no two backends
+//! with one id, no weight under round-robin, a `tls://` backend needs `ca`
+//! or `insecure`. They live in one function, `rules_between_keys`, which
+//! names the value to blame (a `Culprit`) rather than a line. `from_raw`
+//! runs it once every value is read, and finds the line in the spans of
+//! the raw backends it kept. `main` runs it again, through
+//! [`Config::check`], after the flags override the file; a value from a
+//! flag has no line, so that error names the setting instead.
 
 use std::collections::HashSet;
 use std::fmt;
@@ -205,9 +214,10 @@ impl fmt::Display for CheckKind {
 /// A configuration that cannot be used, and where it went wrong.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ConfigError {
-    /// The file, or the flag (`--backends`) the value came from.
+    /// Where the values came from: the file (`lb.toml`), or, once the
+    /// flags are applied, `lb.toml with the command line's flags`.
     pub source: String,
-    /// 1-based line in the file, when the error has one.
+    /// 1-based line in the file, when the value has one (a flag has not).
     pub line: Option<usize>,
     /// The key, as a path: `health.rise`, `backends[2].weight`.
     pub key: Option<String>,
@@ -243,43 +253,6 @@ impl Config {
             toml::from_str(text).map_err(|err| file.toml_error(&err))?;
         let folder = path.parent().unwrap_or(Path::new(""));
         Config::from_raw(raw, &file, folder)
-    }
-
-    /// Checks a config that the command line changed (`--backends`, say):
-    /// the rules that hold between keys, which the flags may now break.
-    pub fn check(&self, source: &str) -> Result<(), ConfigError> {
-        let error = |key: &str, message: String| ConfigError {
-            source: source.to_owned(),
-            line: None,
-            key: Some(key.to_owned()),
-            message,
-        };
-        if self.backends.is_empty() {
-            return Err(error(
-                "backends",
-                "no backends: list one at least".into(),
-            ));
-        }
-        let mut ids = HashSet::new();
-        for backend in &self.backends {
-            if !ids.insert(backend.id.as_str()) {
-                let msg = format!("two backends have the id `{}`", backend.id);
-                return Err(error("backends", msg));
-            }
-            if !self.algorithm.uses_weights() && backend.weight != 1 {
-                return Err(error("algorithm", weight_on_round_robin(backend)));
-            }
-            if backend.address.tls
-                && self.tls.ca.is_none()
-                && !self.tls.insecure
-            {
-                return Err(error(
-                    "backends",
-                    tls_without_ca(&backend.address),
-                ));
-            }
-        }
-        Ok(())
     }
 
     fn from_raw(
@@ -325,84 +298,140 @@ impl Config {
         if let Some(health) = raw.health {
             health.apply(file, &mut config.health)?;
         }
-
-        let Some(backends) = raw.backends else {
-            return Err(file.error_without_line(
-                "backends",
-                "no [[backends]]: list one at least",
-            ));
+        // The raw backends are kept, spans and all: a rule between keys
+        // broken below is placed at the value that broke it.
+        let raw_backends: &[RawBackend] = match &raw.backends {
+            Some(list) => list.get_ref(),
+            None => &[],
         };
-        let backends_span = backends.span();
-        let mut ids = HashSet::new();
-        for (i, backend) in backends.into_inner().into_iter().enumerate() {
-            let key = |name: &str| format!("backends[{}].{name}", i + 1);
-            let backend = backend.check(file, &key)?;
-            if !ids.insert(backend.id.clone()) {
-                // The id as written, or the address it defaulted to.
-                let name = match file.span_of_key_in_backend(i, "id") {
-                    Some(_) => "id",
-                    None => "address",
-                };
-                let span = file.span_of_key_in_backend(i, name);
-                return Err(file.error_opt(
-                    span,
-                    &key(name),
-                    format!(
-                        "two backends have the id `{}`; give each an id \
-                         of its own",
-                        backend.id
-                    ),
-                ));
-            }
-            config.backends.push(backend);
+        for (i, backend) in raw_backends.iter().enumerate() {
+            config.backends.push(backend.check(file, i)?);
         }
-        if config.backends.is_empty() {
-            return Err(file.error(
-                backends_span,
-                "backends",
-                "no backends: list one at least",
-            ));
-        }
-        // Rules between keys, now that every key is read.
-        for (i, backend) in config.backends.iter().enumerate() {
-            let key = |name: &str| format!("backends[{}].{name}", i + 1);
-            if !config.algorithm.uses_weights() && backend.weight != 1 {
-                let span = file.span_of_key_in_backend(i, "weight");
-                return Err(file.error_opt(
-                    span,
-                    &key("weight"),
-                    weight_on_round_robin(backend),
-                ));
-            }
-            if backend.address.tls
-                && config.tls.ca.is_none()
-                && !config.tls.insecure
-            {
-                let span = file.span_of_key_in_backend(i, "address");
-                return Err(file.error_opt(
-                    span,
-                    &key("address"),
-                    tls_without_ca(&backend.address),
-                ));
-            }
-        }
+        config.rules_between_keys().map_err(|broken| {
+            let (span, key) = match broken.culprit {
+                Culprit::Backends => {
+                    // No line if the file has no `backends` at all.
+                    let span = raw.backends.as_ref().map(Spanned::span);
+                    (span, "backends".to_owned())
+                }
+                Culprit::Backend(i, key) => {
+                    let (name, span) = raw_backends[i].place_of(key);
+                    (Some(span), backend_key(i, name))
+                }
+            };
+            file.error_at(span, &key, broken.message)
+        })?;
         Ok(config)
     }
 }
 
-fn weight_on_round_robin(backend: &BackendConfig) -> String {
-    format!(
-        "backend `{}` has weight {}, but round-robin ignores weights; use \
-         weighted-round-robin, or remove the weight",
-        backend.id, backend.weight
-    )
+// ---- Rules between keys ----
+
+/// A rule between keys that a config breaks: the value to blame, and why.
+struct Broken {
+    culprit: Culprit,
+    message: String,
 }
 
-fn tls_without_ca(address: &Address) -> String {
-    format!(
-        "`{address}` is a TLS backend, but nothing says how to check its \
-         certificate: set `ca` in [tls] (or --ca), or `insecure = true`"
-    )
+/// The value a broken rule is blamed on. The file turns it into a line
+/// and a key (`backends[2].weight`); the flags have no lines, and name
+/// the setting (`backends`).
+enum Culprit {
+    /// The list of backends, which is empty.
+    Backends,
+    /// One key of the backend at this index (from 0).
+    Backend(usize, BackendKey),
+}
+
+#[derive(Clone, Copy)]
+enum BackendKey {
+    Address,
+    Id,
+    Weight,
+}
+
+impl Config {
+    /// The rules no single value can break alone, checked once every value
+    /// is known: when the file has been read, and again after the flags.
+    /// The first rule broken, in the order of the backends, is reported.
+    fn rules_between_keys(&self) -> Result<(), Broken> {
+        if self.backends.is_empty() {
+            return Err(Broken {
+                culprit: Culprit::Backends,
+                message: "no [[backends]]: list one at least".to_owned(),
+            });
+        }
+        let mut ids = HashSet::new();
+        for (i, backend) in self.backends.iter().enumerate() {
+            let broken = |key, message| {
+                Err(Broken {
+                    culprit: Culprit::Backend(i, key),
+                    message,
+                })
+            };
+            // An id defaults to the address: a backend listed twice has
+            // the same id twice.
+            if !ids.insert(backend.id.as_str()) {
+                return broken(
+                    BackendKey::Id,
+                    format!(
+                        "two backends have the id `{}` (an id is the \
+                         address unless set)",
+                        backend.id
+                    ),
+                );
+            }
+            if backend.weight != 1 && !self.algorithm.uses_weights() {
+                return broken(
+                    BackendKey::Weight,
+                    format!(
+                        "backend `{}` has weight {}, but round-robin ignores \
+                         weights; use weighted-round-robin, or remove the \
+                         weight",
+                        backend.id, backend.weight
+                    ),
+                );
+            }
+            if backend.address.tls
+                && self.tls.ca.is_none()
+                && !self.tls.insecure
+            {
+                return broken(
+                    BackendKey::Address,
+                    format!(
+                        "`{}` is a TLS backend, but nothing says how to check \
+                         its certificate: set `ca` in [tls] (or --ca), or \
+                         `insecure = true`",
+                        backend.address
+                    ),
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks a config that the command line changed (`--backends`, say)
+    /// against the rules between keys, which the flags may now break.
+    /// `source` names where the values came from (`lb.toml with the
+    /// command line's flags`): a value from a flag has no line, so the
+    /// error names the setting instead of a key in the file.
+    pub fn check(&self, source: &str) -> Result<(), ConfigError> {
+        self.rules_between_keys().map_err(|broken| {
+            // No flag sets a weight: a weight refused now was accepted by
+            // the file's algorithm, and `--algorithm` changed it. Every
+            // other rule is about the list `--backends` may have replaced.
+            let key = match broken.culprit {
+                Culprit::Backend(_, BackendKey::Weight) => "algorithm",
+                _ => "backends",
+            };
+            ConfigError {
+                source: source.to_owned(),
+                line: None,
+                key: Some(key.to_owned()),
+                message: broken.message,
+            }
+        })
+    }
 }
 
 pub use lab_common::duration::{
@@ -661,11 +690,14 @@ impl RawHealth {
 }
 
 impl RawBackend {
+    /// The `index`th backend (from 0), checked key by key. It borrows the
+    /// raw backend, whose spans the rules between keys still need.
     fn check(
-        self,
+        &self,
         file: &Source<'_>,
-        key: &dyn Fn(&str) -> String,
+        index: usize,
     ) -> Result<BackendConfig, ConfigError> {
+        let key = |name: &str| backend_key(index, name);
         let address =
             file.parse_with(&self.address, &key("address"), |text| {
                 text.parse::<Address>()
@@ -690,6 +722,26 @@ impl RawBackend {
         }
         Ok(backend)
     }
+
+    /// Where `key` was written, and the name to report it under. A key
+    /// left out took its value from the address (an id) or is at its
+    /// default, so the address is blamed.
+    fn place_of(&self, key: BackendKey) -> (&'static str, Range<usize>) {
+        let written = match key {
+            BackendKey::Address => None,
+            BackendKey::Id => self.id.as_ref().map(|id| ("id", id.span())),
+            BackendKey::Weight => {
+                self.weight.as_ref().map(|weight| ("weight", weight.span()))
+            }
+        };
+        written.unwrap_or(("address", self.address.span()))
+    }
+}
+
+/// `backends[2].weight`, for the backend at `index` (from 0): the file
+/// counts its `[[backends]]` from 1.
+fn backend_key(index: usize, name: &str) -> String {
+    format!("backends[{}].{name}", index + 1)
 }
 
 // ---- Positions in the file ----
@@ -707,40 +759,26 @@ impl Source<'_> {
         self.text[..offset].matches('\n').count() + 1
     }
 
+    /// An error about the value written at `span`.
     fn error(
         &self,
         span: Range<usize>,
         key: &str,
         message: impl Into<String>,
     ) -> ConfigError {
-        ConfigError {
-            source: self.name.clone(),
-            line: Some(self.line_of(span.start)),
-            key: Some(key.to_owned()),
-            message: message.into(),
-        }
+        self.error_at(Some(span), key, message)
     }
 
-    fn error_opt(
+    /// An error at `span`, or with no line for a key the file leaves out.
+    fn error_at(
         &self,
         span: Option<Range<usize>>,
         key: &str,
         message: impl Into<String>,
     ) -> ConfigError {
-        match span {
-            Some(span) => self.error(span, key, message),
-            None => self.error_without_line(key, message),
-        }
-    }
-
-    fn error_without_line(
-        &self,
-        key: &str,
-        message: impl Into<String>,
-    ) -> ConfigError {
         ConfigError {
             source: self.name.clone(),
-            line: None,
+            line: span.map(|span| self.line_of(span.start)),
             key: Some(key.to_owned()),
             message: message.into(),
         }
@@ -787,35 +825,6 @@ impl Source<'_> {
         min: u32,
     ) -> Result<u32, ConfigError> {
         self.check(value, key, |n| whole(*n, min))
-    }
-
-    /// The span of `key = ...` inside the `index`th `[[backends]]` table,
-    /// found in the text: for rules checked after every key is read.
-    fn span_of_key_in_backend(
-        &self,
-        index: usize,
-        key: &str,
-    ) -> Option<Range<usize>> {
-        let mut offset = 0;
-        let mut seen = None;
-        for line in self.text.split_inclusive('\n') {
-            let trimmed = line.trim();
-            if trimmed.starts_with("[[backends]]") {
-                seen = Some(seen.map_or(0, |n| n + 1));
-            } else if trimmed.starts_with('[') {
-                if seen == Some(index) {
-                    return None;
-                }
-            } else if seen == Some(index)
-                && trimmed
-                    .split_once('=')
-                    .is_some_and(|(name, _)| name.trim() == key)
-            {
-                return Some(offset..offset + line.len());
-            }
-            offset += line.len();
-        }
-        None
     }
 
     /// toml's own error (a syntax error, an unknown key, a wrong type) as
@@ -970,6 +979,61 @@ mod tests {
         let err = error("listen = \"127.0.0.1:3000\"\n");
         assert!(
             err.starts_with("lb.toml: backends: no [[backends]]"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_rule_between_keys_names_the_line_however_the_key_is_written() {
+        // Inline tables and quoted keys: the spans serde kept know them.
+        let inline = "backends = [\n  { address = \"127.0.0.1:1\" },\n  \
+                      { address = \"127.0.0.1:2\", \"weight\" = 3 },\n]\n";
+        let err = error(inline);
+        assert!(err.starts_with("lb.toml:3: backends[2].weight: "), "{err}");
+
+        // An id left out is the address, so the address is blamed.
+        let twice = "[[backends]]\naddress = \"127.0.0.1:1\"\n\
+                     [[backends]]\naddress = \"127.0.0.1:1\"\n";
+        let err = error(twice);
+        assert!(
+            err.starts_with("lb.toml:4: backends[2].address: two"),
+            "{err}"
+        );
+
+        let err = error("backends = []\n");
+        assert!(
+            err.starts_with("lb.toml:1: backends: no [[backends]]"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_flags_are_checked_by_the_same_rules_without_a_line() {
+        let mut config = Config::default();
+        config.backends[1] =
+            BackendConfig::at(parse_default("tls://127.0.0.1:4445"));
+        let err = config.check("the defaults with the command line's flags");
+        assert_eq!(
+            err.unwrap_err().to_string(),
+            "the defaults with the command line's flags: backends: \
+             `tls://127.0.0.1:4445` is a TLS backend, but nothing says how to \
+             check its certificate: set `ca` in [tls] (or --ca), or \
+             `insecure = true`"
+        );
+        config.tls.insecure = true;
+        assert_eq!(config.check("flags"), Ok(()));
+
+        let mut config = parse(&format!(
+            "algorithm = \"weighted-round-robin\"\n{ONE_BACKEND}weight = 2\n"
+        ))
+        .unwrap();
+        config.algorithm = Algorithm::RoundRobin;
+        let err = config.check("lb.toml with the command line's flags");
+        let err = err.unwrap_err().to_string();
+        assert!(
+            err.starts_with(
+                "lb.toml with the command line's flags: algorithm: "
+            ),
             "{err}"
         );
     }

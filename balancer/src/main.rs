@@ -128,7 +128,6 @@ fn configure(args: &Args) -> Result<Config, String> {
         Some(path) => (load(path)?, path.display().to_string()),
         None => (Config::default(), "the defaults".to_owned()),
     };
-    let mut changed = false;
     if let Some(listen) = &args.listen {
         config.listen = listen.clone();
     }
@@ -139,11 +138,9 @@ fn configure(args: &Args) -> Result<Config, String> {
             .cloned()
             .map(BackendConfig::at)
             .collect();
-        changed = true;
     }
     if let Some(algorithm) = args.algorithm {
         config.algorithm = algorithm;
-        changed = true;
     }
     if let (Some(cert), Some(key)) = (&args.cert, &args.key) {
         config.tls.front = Some(FrontTls {
@@ -154,17 +151,16 @@ fn configure(args: &Args) -> Result<Config, String> {
     if let Some(ca) = &args.ca {
         config.tls.ca = Some(ca.clone());
         config.tls.insecure = false;
-        changed = true;
     }
     if args.insecure {
         config.tls.insecure = true;
         config.tls.ca = None;
-        changed = true;
     }
-    if changed {
-        let source = format!("{source} with the command line's flags");
-        config.check(&source).map_err(|err| err.to_string())?;
-    }
+    // The rules between keys again, which the file obeyed but the flags
+    // may break (`--backends tls://...` with no `--ca`). Where no flag
+    // was given they hold as before.
+    let source = format!("{source} with the command line's flags");
+    config.check(&source).map_err(|err| err.to_string())?;
     Ok(config)
 }
 
