@@ -139,7 +139,6 @@ impl Drop for OpenGuard {
 /// A backend running in this process.
 pub struct FaultBackend {
     pub addr: SocketAddr,
-    pub tls: bool,
     stats: Arc<Stats>,
     release: watch::Sender<bool>,
     task: JoinHandle<()>,
@@ -167,7 +166,6 @@ impl FaultBackend {
         let (release, released) = watch::channel(false);
         let backend = FaultBackend {
             addr,
-            tls: tls.is_some(),
             stats: stats.clone(),
             release,
             task: tokio::spawn(accept_loop(

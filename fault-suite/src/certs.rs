@@ -1,7 +1,7 @@
 //! The certificates of one run of the suite: a fresh CA and a server
-//! certificate for `localhost` and `127.0.0.1`, in a temporary folder
-//! (never the learner's `certs/`), with the TLS configurations made from
-//! them.
+//! certificate for `localhost`, `127.0.0.1` and `::1` (the lab's names),
+//! in a temporary folder (never the learner's `certs/`), with the TLS
+//! configurations made from them.
 
 use std::path::PathBuf;
 use std::sync::Arc;

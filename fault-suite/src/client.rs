@@ -163,6 +163,20 @@ pub async fn get(
     download
 }
 
+/// Connects to `addr` through `front` ([`connect`]), then sends `GET n`
+/// and reads the answer as [`get`] does. `Err` only if it could not
+/// connect.
+pub async fn connect_and_get(
+    addr: SocketAddr,
+    front: &Front,
+    n: u64,
+    limit: Duration,
+    progress: Option<&AtomicU64>,
+) -> io::Result<Download> {
+    let mut connected = connect(addr, front).await?;
+    Ok(get(&mut connected.conn, n, limit, progress).await)
+}
+
 /// Sends `PUT n` and the n bytes, and reads the answer (`got n`), all
 /// within `limit`.
 pub async fn put(
@@ -264,20 +278,6 @@ pub async fn half_tls_handshake(
 pub async fn give_up_mid_request(addr: SocketAddr) -> io::Result<()> {
     let mut tcp = TcpStream::connect(addr).await?;
     tcp.write_all(b"GE").await?;
-    Ok(())
-}
-
-/// A client that resets mid-upload: announces `PUT total`, sends `sent`
-/// bytes of it, and resets the connection.
-pub async fn reset_mid_upload(
-    addr: SocketAddr,
-    total: u64,
-    sent: u64,
-) -> io::Result<()> {
-    let mut conn = Conn::Plain(TcpStream::connect(addr).await?);
-    conn.write_all(format!("PUT {total}\n").as_bytes()).await?;
-    write_pattern(&mut conn, 0, sent).await?;
-    conn.reset();
     Ok(())
 }
 

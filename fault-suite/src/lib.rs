@@ -13,7 +13,8 @@
 //! - `backend`, `client`: the suite's own backends and clients, well
 //!   behaved and faulty, speaking a protocol of one-line requests;
 //! - `subject`: the balancer under test, `lb` or step 08, as a process;
-//! - `measure`: `/proc`: descriptors, memory, CPU, listen overflows;
+//! - `measure`: `/proc`: descriptors, memory, CPU, listen overflows (the
+//!   readings of one process are `lab_tools::sys`'s);
 //! - `cases`: the cases, at two sizes: small for `cargo test` (lb's tests
 //!   in `balancer/tests/faults.rs` run every one), full for
 //!   `scripts/faults.sh`, which runs the `faults` binary;
@@ -30,15 +31,3 @@ pub mod report;
 pub mod subject;
 
 pub use cases::{Case, Ctx, Size};
-
-/// Raises this process's open-file limit to its hard limit: a case holds
-/// two sockets per client here (the client's and its backend's), more
-/// than the usual soft limit of 1,024 allows.
-pub fn raise_open_file_limit() {
-    use rustix::process::{Resource, getrlimit, setrlimit};
-    let mut limit = getrlimit(Resource::Nofile);
-    if limit.current != limit.maximum {
-        limit.current = limit.maximum;
-        let _ = setrlimit(Resource::Nofile, limit);
-    }
-}

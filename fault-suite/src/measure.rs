@@ -1,6 +1,7 @@
 //! What the suite measures, read from `/proc`: a process's open
-//! descriptors, its resident memory and CPU time, and the kernel's count
-//! of listen-queue overflows.
+//! descriptors, its resident memory and CPU time (read by `lab-tools`'
+//! [`sys`], which the benchmark uses too), and the kernel's count of
+//! listen-queue overflows.
 //!
 //! Everything here reads a file and returns; nothing waits except
 //! [`poll_until`], which is bounded, and [`Peak`], which samples on its
@@ -13,59 +14,20 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use lab_tools::sys;
 use tokio::time::Instant;
-
-/// Open descriptors of process `pid`: the entries of `/proc/PID/fd`.
-pub fn descriptors(pid: u32) -> io::Result<usize> {
-    Ok(fs::read_dir(format!("/proc/{pid}/fd"))?.count())
-}
-
-/// Resident memory of process `pid` in KiB (`VmRSS` of
-/// `/proc/PID/status`).
-pub fn rss_kib(pid: u32) -> io::Result<u64> {
-    let status = fs::read_to_string(format!("/proc/{pid}/status"))?;
-    status_field(&status, "VmRSS:").ok_or_else(|| no_field("VmRSS"))
-}
-
-/// CPU time process `pid` has used, user and system, in clock ticks
-/// ([`TICKS_PER_SECOND`]).
-pub fn cpu_ticks(pid: u32) -> io::Result<u64> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    stat_cpu_ticks(&stat).ok_or_else(|| no_field("utime/stime"))
-}
-
-/// The unit of [`cpu_ticks`]: Linux reports CPU times in `/proc` in
-/// 1/100 s on every architecture (`USER_HZ`).
-pub const TICKS_PER_SECOND: u64 = 100;
 
 /// The kernel's count of connections dropped because a listen queue was
 /// full (`TcpExt: ListenOverflows` in `/proc/net/netstat`), for the
 /// whole network namespace.
 pub fn listen_overflows() -> io::Result<u64> {
     let netstat = fs::read_to_string("/proc/net/netstat")?;
-    netstat_value(&netstat, "TcpExt", "ListenOverflows")
-        .ok_or_else(|| no_field("TcpExt ListenOverflows"))
-}
-
-fn no_field(name: &str) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, format!("no {name} in /proc"))
-}
-
-/// The number after `name` in a `/proc/PID/status` text.
-fn status_field(status: &str, name: &str) -> Option<u64> {
-    let line = status.lines().find(|line| line.starts_with(name))?;
-    line[name.len()..].split_whitespace().next()?.parse().ok()
-}
-
-/// utime + stime from a `/proc/PID/stat` line. The command name, in
-/// parentheses, may hold spaces, so fields are counted from its closing
-/// parenthesis: state is the first field after it, utime the 12th.
-fn stat_cpu_ticks(stat: &str) -> Option<u64> {
-    let after_name = &stat[stat.rfind(')')? + 1..];
-    let mut fields = after_name.split_whitespace().skip(11);
-    let utime: u64 = fields.next()?.parse().ok()?;
-    let stime: u64 = fields.next()?.parse().ok()?;
-    Some(utime + stime)
+    netstat_value(&netstat, "TcpExt", "ListenOverflows").ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            "no TcpExt ListenOverflows in /proc",
+        )
+    })
 }
 
 /// A counter of `/proc/net/netstat`, which holds pairs of lines: one of
@@ -101,9 +63,9 @@ pub async fn poll_until(
     }
 }
 
-/// The highest value of a measure of a process ([`descriptors`],
-/// [`rss_kib`]), sampled every `every` on a thread of its own (so that a
-/// busy runtime cannot make it miss a peak) until stopped.
+/// The highest value of a measure of a process (its descriptors, its
+/// memory), sampled every `every` on a thread of its own (so that a busy
+/// runtime cannot make it miss a peak) until stopped.
 pub struct Peak {
     peak: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
@@ -113,12 +75,14 @@ pub struct Peak {
 impl Peak {
     /// The most descriptors `pid` holds at once.
     pub fn descriptors(pid: u32, every: Duration) -> Peak {
-        Peak::start(pid, every, |pid| descriptors(pid).map(|n| n as u64))
+        Peak::start(pid, every, |pid| {
+            sys::process_fd_count(pid).map(|n| n as u64)
+        })
     }
 
     /// The most memory `pid` holds at once, in KiB.
     pub fn rss(pid: u32, every: Duration) -> Peak {
-        Peak::start(pid, every, rss_kib)
+        Peak::start(pid, every, sys::process_rss_kib)
     }
 
     fn start(
@@ -146,15 +110,10 @@ impl Peak {
         }
     }
 
-    /// The highest value so far.
-    pub fn get(&self) -> u64 {
-        self.peak.load(Ordering::Relaxed)
-    }
-
     /// Stops sampling; returns the highest value seen.
     pub fn stop(mut self) -> u64 {
         self.halt();
-        self.get()
+        self.peak.load(Ordering::Relaxed)
     }
 
     fn halt(&mut self) {
@@ -182,15 +141,16 @@ impl CpuWatch {
     pub fn start(pid: u32) -> io::Result<CpuWatch> {
         Ok(CpuWatch {
             pid,
-            ticks: cpu_ticks(pid)?,
+            ticks: sys::process_stat(pid)?.cpu_ticks,
             since: Instant::now(),
         })
     }
 
     /// The share of one core used since [`CpuWatch::start`], in percent.
     pub fn percent(&self) -> io::Result<f64> {
-        let used = cpu_ticks(self.pid)?.saturating_sub(self.ticks);
-        let seconds = used as f64 / TICKS_PER_SECOND as f64;
+        let now = sys::process_stat(self.pid)?.cpu_ticks;
+        let used = now.saturating_sub(self.ticks);
+        let seconds = used as f64 / sys::clock_ticks_per_second() as f64;
         Ok(100.0 * seconds / self.since.elapsed().as_secs_f64())
     }
 }
@@ -198,21 +158,6 @@ impl CpuWatch {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn status_fields_are_read_by_name() {
-        let status = "Name:\tlb\nVmPeak:\t  99 kB\nVmRSS:\t    5120 kB\n";
-        assert_eq!(status_field(status, "VmRSS:"), Some(5120));
-        assert_eq!(status_field(status, "VmSwap:"), None);
-    }
-
-    #[test]
-    fn cpu_ticks_are_counted_after_a_name_with_spaces() {
-        // pid (comm) state ppid pgrp session tty tpgid flags minflt
-        // cminflt majflt cmajflt utime stime ...
-        let stat = "42 (a b) c) S 1 42 42 0 -1 4194304 10 0 0 0 7 5 0 0";
-        assert_eq!(stat_cpu_ticks(stat), Some(12));
-    }
 
     #[test]
     fn netstat_counters_are_found_in_their_section() {
@@ -231,9 +176,14 @@ mod tests {
     #[test]
     fn this_process_can_be_measured() {
         let pid = std::process::id();
-        assert!(descriptors(pid).expect("readable") >= 3);
-        assert!(rss_kib(pid).expect("readable") > 0);
-        cpu_ticks(pid).expect("readable");
+        let every = Duration::from_millis(1);
+        let (fds, rss) = (Peak::descriptors(pid, every), Peak::rss(pid, every));
+        // Long enough for both threads to have sampled.
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(fds.stop() >= 3);
+        assert!(rss.stop() > 0);
+        let cpu = CpuWatch::start(pid).expect("readable");
+        cpu.percent().expect("readable");
         listen_overflows().expect("readable");
     }
 }

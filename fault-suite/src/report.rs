@@ -22,7 +22,6 @@ enum Line {
 /// The findings of one case against one balancer.
 #[derive(Debug)]
 pub struct Report {
-    pub case: &'static str,
     pub subject: Kind,
     /// What the balancer was run with, in a few words.
     pub setup: String,
@@ -30,9 +29,8 @@ pub struct Report {
 }
 
 impl Report {
-    pub fn new(case: &'static str, subject: Kind) -> Report {
+    pub fn new(subject: Kind) -> Report {
         Report {
-            case,
             subject,
             setup: String::new(),
             lines: Vec::new(),
@@ -222,10 +220,10 @@ mod tests {
 
     #[test]
     fn a_failed_check_fails_lb_only() {
-        let mut lb = Report::new("x", Kind::Lb);
+        let mut lb = Report::new(Kind::Lb);
         lb.check(false, "freed");
         assert_eq!(lb.failures(), ["freed"]);
-        let mut step = Report::new("x", Kind::Step08);
+        let mut step = Report::new(Kind::Step08);
         step.check(false, "freed");
         assert!(step.failures().is_empty());
         step.broken("no binary");

@@ -9,12 +9,12 @@ use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 
+use lab_tools::sys;
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::watch;
 
 use crate::certs::Certs;
-use crate::measure;
 
 /// Which balancer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -75,8 +75,35 @@ pub struct Setup {
     pub max_handshakes: Option<u32>,
     /// Runs the balancer under `ulimit -n` this many.
     pub open_files: Option<u32>,
-    /// Extra environment variables.
-    pub env: Vec<(String, String)>,
+}
+
+/// The sections of `lb`'s config that [`Setup::lb_keys`] fills, in the
+/// order the config file gives them.
+const LB_SECTIONS: [&str; 2] = ["timeouts", "limits"];
+
+/// The value of a key of `lb`'s config.
+#[derive(Clone, Copy, Debug)]
+enum Value {
+    Duration(Duration),
+    Count(u32),
+}
+
+impl Value {
+    /// As a report shows it: "1.00 s", "1000".
+    fn shown(self) -> String {
+        match self {
+            Value::Duration(value) => crate::report::show(value),
+            Value::Count(value) => value.to_string(),
+        }
+    }
+
+    /// As `lb`'s config file says it: "\"1000ms\"", "1000".
+    fn toml(self) -> String {
+        match self {
+            Value::Duration(value) => format!("\"{}ms\"", value.as_millis()),
+            Value::Count(value) => value.to_string(),
+        }
+    }
 }
 
 impl Setup {
@@ -104,28 +131,8 @@ impl Setup {
             parts.push("no timeouts or limits".to_owned());
             return parts.join(", ");
         }
-        let durations = [
-            ("connect", self.connect),
-            ("tls_handshake", self.tls_handshake),
-            ("idle", self.idle),
-            ("half_closed", self.half_closed),
-            ("drain", self.drain),
-            ("queue_timeout", self.queue_timeout),
-        ];
-        for (key, value) in durations {
-            if let Some(value) = value {
-                parts.push(format!("{key} {}", crate::report::show(value)));
-            }
-        }
-        let counts = [
-            ("max_connections", self.max_connections),
-            ("backlog", self.backlog),
-            ("max_handshakes", self.max_handshakes),
-        ];
-        for (key, value) in counts {
-            if let Some(value) = value {
-                parts.push(format!("{key} {value}"));
-            }
+        for (_, key, value) in self.lb_keys() {
+            parts.push(format!("{key} {}", value.shown()));
         }
         for backend in &self.backends {
             if let Some(max) = backend.max_connections {
@@ -147,33 +154,13 @@ impl Setup {
         if self.backends.iter().any(|b| b.tls) {
             line(&mut toml, "ca", &quoted_path(&certs.ca_path()));
         }
-        toml.push_str("\n[timeouts]\n");
-        let timeouts = [
-            ("connect", self.connect),
-            ("tls_handshake", self.tls_handshake),
-            ("idle", self.idle),
-            ("half_closed", self.half_closed),
-            ("drain", self.drain),
-        ];
-        for (key, value) in timeouts {
-            if let Some(value) = value {
-                line(&mut toml, key, &format!("\"{}ms\"", value.as_millis()));
+        for section in LB_SECTIONS {
+            let _ = write!(toml, "\n[{section}]\n");
+            for (_, key, value) in
+                self.lb_keys().filter(|(under, ..)| *under == section)
+            {
+                line(&mut toml, key, &value.toml());
             }
-        }
-        toml.push_str("\n[limits]\n");
-        let counts = [
-            ("max_connections", self.max_connections),
-            ("backlog", self.backlog),
-            ("max_handshakes", self.max_handshakes),
-        ];
-        for (key, value) in counts {
-            if let Some(value) = value {
-                line(&mut toml, key, &value.to_string());
-            }
-        }
-        if let Some(queue) = self.queue_timeout {
-            let value = format!("\"{}ms\"", queue.as_millis());
-            line(&mut toml, "queue_timeout", &value);
         }
         toml.push_str("\n[health]\nkind = \"off\"\n");
         for backend in &self.backends {
@@ -186,6 +173,29 @@ impl Setup {
             }
         }
         toml
+    }
+
+    /// The timeouts and limits of `lb`'s config this setup sets: the
+    /// section of the file each goes in, its key and its value, in the
+    /// order [`Setup::describe`] shows them.
+    fn lb_keys(
+        &self,
+    ) -> impl Iterator<Item = (&'static str, &'static str, Value)> {
+        let time = |value: Option<Duration>| value.map(Value::Duration);
+        let count = |value: Option<u32>| value.map(Value::Count);
+        [
+            ("timeouts", "connect", time(self.connect)),
+            ("timeouts", "tls_handshake", time(self.tls_handshake)),
+            ("timeouts", "idle", time(self.idle)),
+            ("timeouts", "half_closed", time(self.half_closed)),
+            ("timeouts", "drain", time(self.drain)),
+            ("limits", "queue_timeout", time(self.queue_timeout)),
+            ("limits", "max_connections", count(self.max_connections)),
+            ("limits", "backlog", count(self.backlog)),
+            ("limits", "max_handshakes", count(self.max_handshakes)),
+        ]
+        .into_iter()
+        .filter_map(|(section, key, value)| Some((section, key, value?)))
     }
 
     /// Step 08's flags for this setup.
@@ -280,7 +290,6 @@ impl Subject {
             .args(&args)
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")
-            .envs(setup.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -343,13 +352,13 @@ fn collect<R: AsyncRead + Unpin + Send + 'static>(
 impl Running {
     /// Its open descriptors now.
     pub fn descriptors(&self) -> Result<usize, String> {
-        measure::descriptors(self.pid)
+        sys::process_fd_count(self.pid)
             .map_err(|err| format!("descriptors of {}: {err}", self.kind))
     }
 
     /// Its resident memory now, in KiB.
     pub fn rss_kib(&self) -> Result<u64, String> {
-        measure::rss_kib(self.pid)
+        sys::process_rss_kib(self.pid)
             .map_err(|err| format!("memory of {}: {err}", self.kind))
     }
 
@@ -364,12 +373,18 @@ impl Running {
             .map_err(|err| format!("cannot signal {}: {err}", self.kind))
     }
 
-    /// Waits up to `limit` for it to exit.
+    /// Waits up to `limit` for it to exit, then (up to a second) for the
+    /// rest of its log: its last lines may still be in the pipe.
     pub async fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
-        tokio::time::timeout(limit, self.child.wait())
+        let status = tokio::time::timeout(limit, self.child.wait())
             .await
             .ok()?
-            .ok()
+            .ok()?;
+        // The log is complete once its copier has read the pipe to its
+        // end and dropped the sender.
+        let whole_log = self.log.wait_for(|_| false);
+        let _ = tokio::time::timeout(Duration::from_secs(1), whole_log).await;
+        Some(status)
     }
 
     /// Its log (stderr) so far.
@@ -422,5 +437,28 @@ mod tests {
         assert!(toml.contains("ca = '"), "{toml}");
         assert!(!toml.contains("cert = "), "{toml}");
         assert!(!toml.contains("drain"), "{toml}");
+    }
+
+    #[test]
+    fn each_key_goes_in_its_section_and_the_report_names_it() {
+        let certs = Certs::new().expect("certificates");
+        let backend: SocketAddr = "127.0.0.1:4000".parse().expect("addr");
+        let setup = Setup {
+            idle: Some(Duration::from_millis(1500)),
+            queue_timeout: Some(Duration::from_millis(500)),
+            max_connections: Some(10),
+            ..Setup::over(&[backend], false)
+        };
+        let toml = setup.lb_toml(&certs);
+        let timeouts = "\n[timeouts]\nidle = \"1500ms\"\n\n[limits]\n";
+        assert!(toml.contains(timeouts), "{toml}");
+        let limits =
+            "[limits]\nqueue_timeout = \"500ms\"\nmax_connections = 10\n";
+        assert!(toml.contains(limits), "{toml}");
+        assert_eq!(
+            setup.describe(Kind::Lb),
+            "idle 1.50 s, queue_timeout 500 ms, max_connections 10"
+        );
+        assert_eq!(setup.describe(Kind::Step08), "no timeouts or limits");
     }
 }

@@ -1,10 +1,14 @@
 //! What the benchmark reads from Linux's `/proc`: how busy the machine is,
 //! the CPU time, memory and open files of a process and its children, and
 //! which ports something listens on. Each reading is a small parser over
-//! the file's text (unit-tested) and a function that reads the file.
+//! the file's text (unit-tested) and a function that reads the file. The
+//! fault suite (`fault-suite`) measures its balancer through the
+//! single-process readings ([`process_stat`], [`process_rss_kib`],
+//! [`process_fd_count`]), which say why when they fail.
 
 use std::collections::HashSet;
 use std::fs;
+use std::io;
 use std::time::Duration;
 
 /// Share of all cores busy between two readings of `/proc/stat`'s first
@@ -71,8 +75,20 @@ pub fn parse_stat(text: &str) -> Option<ProcStat> {
     })
 }
 
+/// `/proc/PID/stat` of `pid` alone, or why it could not be read.
+pub fn process_stat(pid: u32) -> io::Result<ProcStat> {
+    let text = fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    parse_stat(&text)
+        .ok_or_else(|| invalid(format!("/proc/{pid}/stat is cut short")))
+}
+
 pub fn stat(pid: u32) -> Option<ProcStat> {
-    parse_stat(&fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+    process_stat(pid).ok()
+}
+
+/// A `/proc` file that was read but did not hold what it should.
+fn invalid(why: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, why)
 }
 
 /// True while `pid` runs (a zombie, finished but not yet reaped, does not).
@@ -114,24 +130,33 @@ pub fn parse_rss_kib(status: &str) -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
+/// Resident memory of `pid` alone, in KiB (`VmRSS`), or why it could not
+/// be read.
+pub fn process_rss_kib(pid: u32) -> io::Result<u64> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status"))?;
+    parse_rss_kib(&status)
+        .ok_or_else(|| invalid(format!("no VmRSS in /proc/{pid}/status")))
+}
+
 /// Resident memory of `pid` and its children, in KiB.
 pub fn rss_kib(pid: u32) -> u64 {
     process_tree(pid)
         .into_iter()
-        .filter_map(|pid| {
-            parse_rss_kib(
-                &fs::read_to_string(format!("/proc/{pid}/status")).ok()?,
-            )
-        })
+        .filter_map(|pid| process_rss_kib(pid).ok())
         .sum()
+}
+
+/// Open file descriptors of `pid` alone (the entries of `/proc/PID/fd`),
+/// or why they could not be counted.
+pub fn process_fd_count(pid: u32) -> io::Result<usize> {
+    Ok(fs::read_dir(format!("/proc/{pid}/fd"))?.count())
 }
 
 /// Open file descriptors of `pid` and its children.
 pub fn fd_count(pid: u32) -> usize {
     process_tree(pid)
         .into_iter()
-        .filter_map(|pid| fs::read_dir(format!("/proc/{pid}/fd")).ok())
-        .map(Iterator::count)
+        .filter_map(|pid| process_fd_count(pid).ok())
         .sum()
 }
 
@@ -248,6 +273,9 @@ mod tests {
             })
         );
         assert_eq!(parse_stat("12 (cut short) S 1"), None);
+        // A `)` inside the name does not end it: the last one does.
+        let text = "42 (a b) c) S 1 42 42 0 -1 4194304 10 0 0 0 7 5 0 0";
+        assert_eq!(parse_stat(text).map(|stat| stat.cpu_ticks), Some(12));
     }
 
     #[test]
@@ -271,6 +299,11 @@ mod tests {
         assert!(running(me));
         assert!(rss_kib(me) > 0);
         assert!(fd_count(me) >= 3);
+        assert!(process_rss_kib(me).expect("readable") > 0);
+        assert!(process_fd_count(me).expect("readable") >= 3);
+        process_stat(me).expect("readable");
+        assert!(process_stat(u32::MAX).is_err());
+        assert!(clock_ticks_per_second() > 0);
         // This process's own ticks: `cpu_ticks` also counts its children,
         // and the other tests of this binary start and end some, so that
         // sum can go down between two readings.

@@ -5,17 +5,15 @@ use std::io;
 
 use tokio::time::Instant;
 
-use super::{Ctx, Ran, check_freed, clients, ms, on_time, secs, start};
+use super::{
+    Ctx, Ran, backend_error, check_freed, clients, ms, on_time, secs, start,
+};
 use crate::backend::{Behaviour, FaultBackend};
 use crate::client::{self, Front};
 use crate::conn::End;
 use crate::measure::Peak;
 use crate::report::{self, Report, mib, show};
 use crate::subject::Setup;
-
-fn backend_error(err: io::Error) -> String {
-    format!("cannot start a backend: {err}")
-}
 
 // ANCHOR: never_answers
 /// 100 clients give up on a backend that never answers;
@@ -84,11 +82,9 @@ pub(super) async fn answers_then_stalls(ctx: &Ctx, report: &mut Report) -> Ran {
     let before = lb.descriptors()?;
     let peak = Peak::descriptors(lb.pid, ms(5));
     let addr = lb.addr;
-    let downloads = clients(count, |_| async move {
-        let mut connected = client::connect(addr, &Front::Plain).await?;
+    let downloads = clients(count, |_| {
         let asked = 1024 * 1024;
-        let got = client::get(&mut connected.conn, asked, patience, None).await;
-        Ok::<_, io::Error>(got)
+        client::connect_and_get(addr, &Front::Plain, asked, patience, None)
     })
     .await?;
     let downloads: Vec<_> = downloads.into_iter().flatten().collect();
@@ -136,10 +132,8 @@ pub(super) async fn resets_mid_stream(ctx: &Ctx, report: &mut Report) -> Ran {
     let lb = start(ctx, &Setup::over(&[backend.addr], false), report).await?;
     let before = lb.descriptors()?;
     let addr = lb.addr;
-    let downloads = clients(count, |_| async move {
-        let mut connected = client::connect(addr, &Front::Plain).await?;
-        let got = client::get(&mut connected.conn, total, secs(10), None).await;
-        Ok::<_, io::Error>(got)
+    let downloads = clients(count, |_| {
+        client::connect_and_get(addr, &Front::Plain, total, secs(10), None)
     })
     .await?;
     let downloads: Vec<_> = downloads.into_iter().flatten().collect();
@@ -172,8 +166,9 @@ pub(super) async fn closes_at_once(ctx: &Ctx, report: &mut Report) -> Ran {
     let addr = lb.addr;
     let downloads = clients(count, |_| async move {
         let start = Instant::now();
-        let mut connected = client::connect(addr, &Front::Plain).await?;
-        let got = client::get(&mut connected.conn, 100, secs(5), None).await;
+        let got =
+            client::connect_and_get(addr, &Front::Plain, 100, secs(5), None)
+                .await?;
         Ok::<_, io::Error>((got, got.ended - start))
     })
     .await?;
@@ -277,10 +272,10 @@ pub(super) async fn closes_without_notify(
         };
         let lb = start(ctx, &setup, report).await?;
         setup_line = report.setup.clone();
-        let mut connected = client::connect(lb.addr, &front)
-            .await
-            .map_err(|err| format!("cannot connect: {err}"))?;
-        let got = client::get(&mut connected.conn, after, secs(5), None).await;
+        let got =
+            client::connect_and_get(lb.addr, &front, after, secs(5), None)
+                .await
+                .map_err(|err| format!("cannot connect: {err}"))?;
         report.figure(format!(
             "{}: got {} KiB ({}), then {}",
             match behaviour {

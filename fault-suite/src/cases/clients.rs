@@ -6,37 +6,26 @@ use std::io;
 use std::time::Duration;
 
 use tokio::net::TcpStream;
+use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use super::{
-    Ctx, Ran, check_freed, clients, descriptors_reach, ms, on_time, secs, start,
+    Ctx, Ran, check_freed, clients, collect, descriptors_reach, ms,
+    none_failed, on_time, secs, serving_backend, spawn_clients, start,
 };
-use crate::backend::{Behaviour, FaultBackend};
 use crate::client::{self, Front};
 use crate::conn::{Conn, End};
 use crate::measure::{self, Peak};
 use crate::report::{self, Report, mib, show};
 use crate::subject::{Running, Setup};
 
-async fn serving_backend(tls: bool, ctx: &Ctx) -> Result<FaultBackend, String> {
-    let acceptor = tls.then(|| ctx.certs.acceptor.clone());
-    FaultBackend::start(Behaviour::Serve, acceptor)
-        .await
-        .map_err(|err| format!("cannot start a backend: {err}"))
-}
-
 /// A normal client's request while the faulty ones are held: served, and
 /// how fast.
 async fn normal_client(lb: &Running, front: &Front, report: &mut Report) {
     let started = Instant::now();
-    let served = match client::connect(lb.addr, front).await {
-        Ok(mut connected) => {
-            let got =
-                client::get(&mut connected.conn, 1000, secs(5), None).await;
-            got.complete(1000)
-        }
-        Err(_) => false,
-    };
+    let served = client::connect_and_get(lb.addr, front, 1000, secs(5), None)
+        .await
+        .is_ok_and(|got| got.complete(1000));
     let took = started.elapsed();
     report.check(
         served && took < secs(1),
@@ -48,33 +37,22 @@ async fn normal_client(lb: &Running, front: &Front, report: &mut Report) {
     );
 }
 
+/// Held clients: how each one's connection ended, and after how long.
+type Held = JoinSet<io::Result<(End, Duration)>>;
+
 /// Clients that connect and send nothing, then wait for the balancer to
 /// close them: how their connections ended, and after how long.
-async fn hold_silent(
-    lb: &Running,
-    count: usize,
-    patience: Duration,
-) -> Vec<tokio::task::JoinHandle<io::Result<(End, Duration)>>> {
-    (0..count)
-        .map(|_| {
-            let addr = lb.addr;
-            tokio::spawn(async move {
-                let mut tcp = TcpStream::connect(addr).await?;
-                Ok(client::wait_for_end(&mut tcp, patience).await)
-            })
-        })
-        .collect()
+fn hold_silent(lb: &Running, count: usize, patience: Duration) -> Held {
+    let addr = lb.addr;
+    spawn_clients(count, |_| async move {
+        let mut tcp = TcpStream::connect(addr).await?;
+        Ok(client::wait_for_end(&mut tcp, patience).await)
+    })
 }
 
-async fn ends_of(
-    held: Vec<tokio::task::JoinHandle<io::Result<(End, Duration)>>>,
-) -> Result<Vec<(End, Duration)>, String> {
-    let mut ends = Vec::with_capacity(held.len());
-    for task in held {
-        let joined = task.await.map_err(|err| format!("a client: {err}"))?;
-        ends.push(joined.map_err(|err| format!("a client: {err}"))?);
-    }
-    Ok(ends)
+/// How each of the `held` clients ended, once all have.
+async fn ends_of(held: Held) -> Result<Vec<(End, Duration)>, String> {
+    none_failed(collect(held).await?)
 }
 
 /// Reports how held clients ended and checks they were closed by
@@ -128,7 +106,7 @@ pub(super) async fn silent(ctx: &Ctx, report: &mut Report) -> Ran {
     let lb = start(ctx, &setup, report).await?;
     let before = lb.descriptors()?;
     let peak = Peak::descriptors(lb.pid, ms(5));
-    let held = hold_silent(&lb, count, patience).await;
+    let held = hold_silent(&lb, count, patience);
     // Each silent client costs the balancer its socket and the
     // backend's, which it connects to at once.
     descriptors_reach(&lb, before + 2 * count, secs(5)).await;
@@ -157,17 +135,15 @@ pub(super) async fn half_tls_handshake(ctx: &Ctx, report: &mut Report) -> Ran {
     let lb = start(ctx, &setup, report).await?;
     let before = lb.descriptors()?;
     let peak = Peak::descriptors(lb.pid, ms(5));
-    let half: Vec<_> = (0..count)
-        .map(|_| {
-            let addr = lb.addr;
-            let tls = ctx.certs.client.clone();
-            tokio::spawn(async move {
-                let mut tcp = client::half_tls_handshake(addr, tls).await?;
-                Ok(client::wait_for_end(&mut tcp, patience).await)
-            })
-        })
-        .collect();
-    let silent = hold_silent(&lb, count, patience).await;
+    let addr = lb.addr;
+    let half = spawn_clients(count, |_| {
+        let tls = ctx.certs.client.clone();
+        async move {
+            let mut tcp = client::half_tls_handshake(addr, tls).await?;
+            Ok(client::wait_for_end(&mut tcp, patience).await)
+        }
+    });
+    let silent = hold_silent(&lb, count, patience);
     descriptors_reach(&lb, before + 2 * count, secs(5)).await;
     normal_client(&lb, &Front::Tls(ctx.certs.connector()), report).await;
     let half = ends_of(half).await?;
@@ -270,8 +246,8 @@ pub(super) async fn resets_mid_upload(ctx: &Ctx, report: &mut Report) -> Ran {
 // ANCHOR: slowloris
 /// Slowloris: clients that trickle a byte every half idle timeout are
 /// kept while they trickle, cost little each, and are closed once they
-/// stop. And an honest client paced the same way,
-/// whose upload lasts three and a half idle timeouts, is served.
+/// stop. And an honest client that sends a piece every quarter idle
+/// timeout, whose upload lasts three and a half idle timeouts, is served.
 pub(super) async fn slowloris(ctx: &Ctx, report: &mut Report) -> Ran {
     let count = ctx.size.pick(50, 500);
     let idle = ctx.size.pick(secs(1), secs(2));
@@ -290,29 +266,19 @@ pub(super) async fn slowloris(ctx: &Ctx, report: &mut Report) -> Ran {
     // first at once): three and a half idle timeouts.
     let (piece, pace, pieces) = (64 * 1024, idle / 4, 15);
     let upload = piece * pieces;
-    let honest = {
-        let addr = lb.addr;
-        tokio::spawn(async move {
-            let started = Instant::now();
-            let mut conn = Conn::Plain(TcpStream::connect(addr).await?);
-            let limit = pace * pieces as u32 + secs(10);
-            let answer =
-                client::put_paced(&mut conn, upload, piece, pace, limit).await;
-            Ok::<_, io::Error>((answer?, started.elapsed()))
-        })
-    };
-    let held: Vec<_> = (0..count)
-        .map(|_| {
-            let addr = lb.addr;
-            tokio::spawn(async move {
-                let tcp = TcpStream::connect(addr).await?;
-                let conn = Conn::Plain(tcp);
-                Ok::<_, io::Error>(
-                    client::slowloris(conn, every, trickle, silent).await,
-                )
-            })
-        })
-        .collect();
+    let addr = lb.addr;
+    let honest = tokio::spawn(async move {
+        let started = Instant::now();
+        let mut conn = Conn::Plain(TcpStream::connect(addr).await?);
+        let limit = pace * pieces as u32 + secs(10);
+        let answer =
+            client::put_paced(&mut conn, upload, piece, pace, limit).await;
+        Ok::<_, io::Error>((answer?, started.elapsed()))
+    });
+    let held = spawn_clients(count, |_| async move {
+        let conn = Conn::Plain(TcpStream::connect(addr).await?);
+        Ok(client::slowloris(conn, every, trickle, silent).await)
+    });
     descriptors_reach(&lb, before + 2 * count, secs(10)).await;
     let held_fds = lb.descriptors()?;
     let rss_held = lb.rss_kib()?;

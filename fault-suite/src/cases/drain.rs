@@ -10,10 +10,13 @@ use std::time::Duration;
 
 use rustix::process::Signal;
 use tokio::net::TcpStream;
-use tokio::task::JoinHandle;
+use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use super::{Ctx, Ran, ms, secs, start};
+use super::{
+    Ctx, Ran, backend_error, collect, ms, none_failed, secs, spawn_clients,
+    start,
+};
 use crate::backend::{Behaviour, FaultBackend};
 use crate::client::{self, Download, Front};
 use crate::measure;
@@ -29,7 +32,7 @@ const TAIL: u64 = 64 * 1024;
 struct InFlight {
     backend: FaultBackend,
     lb: Running,
-    transfers: Vec<JoinHandle<io::Result<Download>>>,
+    transfers: JoinSet<io::Result<Download>>,
     size: u64,
 }
 
@@ -43,23 +46,22 @@ async fn start_in_flight(
     let behaviour = Behaviour::HoldsBackTail { tail: TAIL };
     let backend = FaultBackend::start(behaviour, None)
         .await
-        .map_err(|err| format!("cannot start a backend: {err}"))?;
+        .map_err(backend_error)?;
     let setup = Setup {
         drain: Some(drain),
         ..Setup::over(&[backend.addr], false)
     };
     let lb = start(ctx, &setup, report).await?;
     let progress = Arc::new(AtomicU64::new(0));
-    let transfers = (0..count)
-        .map(|_| {
-            let (addr, progress) = (lb.addr, progress.clone());
-            tokio::spawn(async move {
-                let mut c = client::connect(addr, &Front::Plain).await?;
-                let limit = secs(120);
-                Ok(client::get(&mut c.conn, size, limit, Some(&progress)).await)
-            })
-        })
-        .collect();
+    let addr = lb.addr;
+    let transfers = spawn_clients(count, |_| {
+        let progress = progress.clone();
+        async move {
+            let (front, limit) = (Front::Plain, secs(120));
+            client::connect_and_get(addr, &front, size, limit, Some(&progress))
+                .await
+        }
+    });
     let held = count as u64 * (size - TAIL);
     let arrived = measure::poll_until(secs(60), ms(10), || {
         progress.load(Ordering::Relaxed) >= held
@@ -102,15 +104,11 @@ async fn refused_after(lb: &Running, since: Instant) -> Option<Duration> {
     None
 }
 
+/// What each transfer got, once all have ended.
 async fn downloads(
-    transfers: Vec<JoinHandle<io::Result<Download>>>,
+    transfers: JoinSet<io::Result<Download>>,
 ) -> Result<Vec<Download>, String> {
-    let mut done = Vec::with_capacity(transfers.len());
-    for task in transfers {
-        let joined = task.await.map_err(|err| format!("a client: {err}"))?;
-        done.push(joined.map_err(|err| format!("a client: {err}"))?);
-    }
-    Ok(done)
+    none_failed(collect(transfers).await?)
 }
 
 fn describe_exit(status: Option<ExitStatus>) -> String {

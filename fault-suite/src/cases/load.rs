@@ -7,25 +7,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use super::{
-    Ctx, Ran, check_freed, clients, descriptors_back, descriptors_reach, ms,
-    on_time, secs, start,
+    Ctx, Ran, check_freed, clients, collect, descriptors_back,
+    descriptors_reach, ms, on_time, secs, serving_backend, spawn_clients,
+    start,
 };
-use crate::backend::{Behaviour, FaultBackend};
 use crate::client::{self, Front};
 use crate::conn::{Conn, End};
 use crate::measure::{self, CpuWatch, Peak};
 use crate::report::{self, Report, mib, show};
 use crate::subject::{BackendAt, Running, Setup};
-
-async fn serving_backend(tls: bool, ctx: &Ctx) -> Result<FaultBackend, String> {
-    let acceptor = tls.then(|| ctx.certs.acceptor.clone());
-    FaultBackend::start(Behaviour::Serve, acceptor)
-        .await
-        .map_err(|err| format!("cannot start a backend: {err}"))
-}
 
 /// A client that connects, is answered (`PING`), stays `hold`, and
 /// leaves: how long it waited for its answer, or how its connection
@@ -142,22 +136,14 @@ pub(super) async fn backend_queue(ctx: &Ctx, report: &mut Report) -> Ran {
             .map_err(|end| format!("a first client: {}", end.describe()))?;
         first.push(conn);
     }
-    // The next `limit` wait the whole queue timeout.
+    // The next `limit` wait the whole queue timeout. Each connects in
+    // turn, then waits for its answer while the next connects.
     let patience = queue + secs(3);
-    let mut turned_away = Vec::new();
+    let mut turned_away = JoinSet::new();
     for _ in 0..limit {
-        let conn = connect(&lb).await?;
-        turned_away.push(tokio::spawn(async move {
-            let mut conn = conn;
-            let start = Instant::now();
-            let answer = client::ping(&mut conn, patience).await;
-            (answer, start.elapsed())
-        }));
+        turned_away.spawn(timed_ping(connect(&lb).await?, patience));
     }
-    let mut late = Vec::new();
-    for task in turned_away {
-        late.push(task.await.map_err(|err| format!("a client: {err}"))?);
-    }
+    let late = collect(turned_away).await?;
     let mut waits: Vec<_> = late.iter().map(|(_, took)| *took).collect();
     report.figure(format!(
         "{limit} clients while the backend held {limit}: {}; after {}",
@@ -180,25 +166,16 @@ pub(super) async fn backend_queue(ctx: &Ctx, report: &mut Report) -> Ran {
     // others must go on waiting, and all be served well within their
     // queue timeout.
     let queued = 2 * limit;
-    let mut waiting = Vec::new();
+    let mut waiting = JoinSet::new();
     for _ in 0..queued {
-        let conn = connect(&lb).await?;
-        waiting.push(tokio::spawn(async move {
-            let mut conn = conn;
-            let start = Instant::now();
-            let answer = client::ping(&mut conn, patience).await;
-            (answer, start.elapsed())
-        }));
+        waiting.spawn(timed_ping(connect(&lb).await?, patience));
     }
     let gap = queue / (8 * limit as u32);
     for conn in first {
         tokio::time::sleep(gap).await;
         drop(conn);
     }
-    let mut served = Vec::new();
-    for task in waiting {
-        served.push(task.await.map_err(|err| format!("a client: {err}"))?);
-    }
+    let served = collect(waiting).await?;
     let mut waits: Vec<_> = served.iter().map(|(_, took)| *took).collect();
     let answered = served.iter().filter(|(a, _)| a.is_ok()).count();
     report.figure(format!(
@@ -225,6 +202,17 @@ pub(super) async fn backend_queue(ctx: &Ctx, report: &mut Report) -> Ran {
         format!("the log says why, once per client reset ({lines} lines)"),
     );
     Ok(())
+}
+
+/// A [`client::ping`] on `conn`, and how long its answer (or its end)
+/// took to come.
+async fn timed_ping(
+    mut conn: Conn,
+    patience: Duration,
+) -> (Result<(), End>, Duration) {
+    let start = Instant::now();
+    let answer = client::ping(&mut conn, patience).await;
+    (answer, start.elapsed())
 }
 
 /// Opens `count` connections through the balancer, at most 200 handshakes
@@ -414,18 +402,15 @@ pub(super) async fn out_of_descriptors(ctx: &Ctx, report: &mut Report) -> Ran {
     let before = lb.descriptors()?;
     let peak = Peak::descriptors(lb.pid, ms(5));
     let (addr, patience) = (lb.addr, hold * 4 + secs(20));
-    let visiting = tokio::spawn(clients(count, move |_| {
-        visit(addr, Front::Plain, patience, hold)
-    }));
+    let visiting =
+        spawn_clients(count, |_| visit(addr, Front::Plain, patience, hold));
     // While the first clients stay, the balancer is full and the rest
     // wait: it should do nothing at all, not retry in a loop.
     descriptors_reach(&lb, files as usize * 3 / 4, secs(10)).await;
     let cpu = CpuWatch::start(lb.pid).map_err(|e| e.to_string())?;
     tokio::time::sleep(hold / 2).await;
     let busy = cpu.percent().map_err(|e| e.to_string())?;
-    let visits = visiting
-        .await
-        .map_err(|err| format!("the clients: {err}"))??;
+    let visits = collect(visiting).await?;
     let peak = peak.stop() as usize;
     let dropped: Vec<End> = visits.iter().filter_map(|v| v.err()).collect();
     let mut waits: Vec<Duration> =

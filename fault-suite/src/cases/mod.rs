@@ -13,10 +13,12 @@ mod drain;
 mod load;
 
 use std::future::Future;
+use std::io;
 use std::time::Duration;
 
 use tokio::task::JoinSet;
 
+use crate::backend::{Behaviour, FaultBackend};
 use crate::certs::Certs;
 use crate::measure;
 use crate::report::{Report, show};
@@ -177,8 +179,9 @@ impl Case {
                 "clients send one byte every half idle timeout, then \
                  stop. At layer 4 they look like honest slow clients: lb \
                  must keep them while bytes move, at a small cost each, \
-                 and close them once silent; an upload paced the same \
-                 way, lasting three idle timeouts, must complete."
+                 and close them once silent; an upload sent a piece every \
+                 quarter idle timeout, lasting three and a half idle \
+                 timeouts, must complete."
             }
             Case::ConnectionLimit => {
                 "1,500 clients against max_connections = 1,000. None may \
@@ -226,8 +229,10 @@ impl Case {
 
 /// Runs `case` against `ctx.subject`.
 pub async fn run(case: Case, ctx: &Ctx) -> Report {
-    crate::raise_open_file_limit();
-    let mut report = Report::new(case.name(), ctx.subject.kind);
+    // A case holds two sockets per client here (the client's and its
+    // backend's), more than the usual soft limit of 1,024 allows.
+    lab_tools::sys::raise_open_files();
+    let mut report = Report::new(ctx.subject.kind);
     let r = &mut report;
     let ran = match case {
         Case::NeverAnswers => backends::never_answers(ctx, r).await,
@@ -268,6 +273,19 @@ fn secs(n: u64) -> Duration {
     Duration::from_secs(n)
 }
 
+/// Why a case could not go on without a backend.
+fn backend_error(err: io::Error) -> String {
+    format!("cannot start a backend: {err}")
+}
+
+/// A backend that answers every request, over TLS if `tls`.
+async fn serving_backend(tls: bool, ctx: &Ctx) -> Result<FaultBackend, String> {
+    let acceptor = tls.then(|| ctx.certs.acceptor.clone());
+    FaultBackend::start(Behaviour::Serve, acceptor)
+        .await
+        .map_err(backend_error)
+}
+
 /// Starts the balancer for `setup` and says in the report how it runs.
 async fn start(
     ctx: &Ctx,
@@ -298,15 +316,41 @@ where
     Fut: Future<Output = T> + Send + 'static,
     T: Send + 'static,
 {
+    collect(spawn_clients(count, client)).await
+}
+
+/// Starts `count` clients at once, `client(i)` each, for a case that acts
+/// while they run; [`collect`] waits for them. Dropping the set ends
+/// them.
+fn spawn_clients<T, F, Fut>(count: usize, client: F) -> JoinSet<T>
+where
+    F: Fn(usize) -> Fut,
+    Fut: Future<Output = T> + Send + 'static,
+    T: Send + 'static,
+{
     let mut tasks = JoinSet::new();
     for i in 0..count {
         tasks.spawn(client(i));
     }
-    let mut results = Vec::with_capacity(count);
+    tasks
+}
+
+/// Waits for every client of `tasks`: what each returned, in the order
+/// they finished.
+async fn collect<T: 'static>(mut tasks: JoinSet<T>) -> Result<Vec<T>, String> {
+    let mut results = Vec::with_capacity(tasks.len());
     while let Some(joined) = tasks.join_next().await {
         results.push(joined.map_err(|err| format!("a client failed: {err}"))?);
     }
     Ok(results)
+}
+
+/// What clients returned, if none failed; the first failure if one did.
+fn none_failed<T>(results: Vec<io::Result<T>>) -> Result<Vec<T>, String> {
+    results
+        .into_iter()
+        .collect::<io::Result<_>>()
+        .map_err(|err| format!("a client: {err}"))
 }
 
 /// Polls `running`'s descriptors every 20 ms until they are back to
