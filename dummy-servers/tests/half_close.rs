@@ -1,11 +1,9 @@
 //! A client that sends its whole request and then shuts down its write
 //! side (a half-close) gets its whole answer, over raw sockets.
 
-use std::net::SocketAddr;
-
 use dummy_servers::testing::RunningBackend;
 use lab_common::pattern;
-use lab_common::testing::http::raw_exchange;
+use lab_common::testing::http::{post_echo_then_half_close, raw_exchange};
 use lab_common::testing::{TestCerts, deadline};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -101,47 +99,4 @@ async fn a_half_closed_request_over_tls_is_answered() {
     let text = String::from_utf8_lossy(&answer);
     assert!(text.starts_with("HTTP/1.1 200 OK"), "{text}");
     assert!(text.contains("over TLS, call #1"), "{text}");
-}
-
-/// POSTs `len` pattern bytes to `/echo` and half-closes, reading the
-/// answer all the while (the echo streams back as the body arrives, so
-/// writing everything first would fill both directions and hang). The
-/// answer's head, and its body.
-async fn post_echo_then_half_close(
-    addr: SocketAddr,
-    len: usize,
-) -> (String, Vec<u8>) {
-    deadline("64 MiB echo", async {
-        let stream = TcpStream::connect(addr).await.unwrap();
-        let (mut from_backend, mut to_backend) = stream.into_split();
-        let writer = tokio::spawn(async move {
-            let head = format!(
-                "POST /echo HTTP/1.1\r\nhost: {addr}\r\n\
-                 content-length: {len}\r\n\r\n"
-            );
-            to_backend.write_all(head.as_bytes()).await?;
-            const CHUNK: usize = 64 * 1024;
-            for offset in (0..len).step_by(CHUNK) {
-                let size = CHUNK.min(len - offset);
-                let chunk = pattern::bytes(offset as u64, size);
-                to_backend.write_all(&chunk).await?;
-            }
-            to_backend.shutdown().await
-        });
-        let mut answer = Vec::with_capacity(len + 1024);
-        let _ = from_backend.read_to_end(&mut answer).await;
-        writer
-            .await
-            .expect("the writer did not panic")
-            .expect("the whole request was sent");
-        let end = answer
-            .windows(4)
-            .position(|w| w == b"\r\n\r\n")
-            .unwrap_or_else(|| {
-                panic!("no answer head in {} bytes", answer.len())
-            });
-        let head = String::from_utf8_lossy(&answer[..end + 4]).into_owned();
-        (head, answer.split_off(end + 4))
-    })
-    .await
 }

@@ -236,7 +236,8 @@ impl RunningBinary {
         wait_for(&mut self.stderr, needle, "stderr", &other).await
     }
 
-    /// The process id, for tests that signal it.
+    /// The process id, for tests that look at the process from outside
+    /// (its memory in `/proc`, say); [`RunningBinary::signal`] signals it.
     pub fn id(&self) -> Option<u32> {
         self.child.id()
     }
@@ -554,6 +555,55 @@ pub mod http {
             // A reset after the answer still leaves what was read.
             let _ = stream.read_to_end(&mut answer).await;
             answer
+        })
+        .await
+    }
+
+    /// POSTs `len` pattern bytes to `/echo` at `addr` on a new connection
+    /// and half-closes, reading the answer all the while: the echo streams
+    /// back as the body arrives, so writing everything first would fill
+    /// both directions and hang. Returns the answer's head (status line
+    /// and headers, as text) and its body, read until the other side
+    /// closed.
+    pub async fn post_echo_then_half_close(
+        addr: SocketAddr,
+        len: usize,
+    ) -> (String, Vec<u8>) {
+        deadline("echo after a half-close", async {
+            let stream = TcpStream::connect(addr)
+                .await
+                .unwrap_or_else(|err| panic!("connect {addr}: {err}"));
+            let (mut from_server, mut to_server) = stream.into_split();
+            let writer = tokio::spawn(async move {
+                let head = format!(
+                    "POST /echo HTTP/1.1\r\nhost: {addr}\r\n\
+                     content-length: {len}\r\n\r\n"
+                );
+                to_server.write_all(head.as_bytes()).await?;
+                const CHUNK: usize = 64 * 1024;
+                for offset in (0..len).step_by(CHUNK) {
+                    let size = CHUNK.min(len - offset);
+                    let chunk = pattern::bytes(offset as u64, size);
+                    to_server.write_all(&chunk).await?;
+                }
+                // The request is whole: nothing more will be sent.
+                to_server.shutdown().await
+            });
+            let mut answer = Vec::with_capacity(len + 1024);
+            // A reset after the answer still leaves what was read.
+            let _ = from_server.read_to_end(&mut answer).await;
+            writer
+                .await
+                .expect("the writer did not panic")
+                .expect("the whole request was sent");
+            let end = answer
+                .windows(4)
+                .position(|w| w == b"\r\n\r\n")
+                .unwrap_or_else(|| {
+                    panic!("no answer head in {} bytes", answer.len())
+                });
+            let head = String::from_utf8_lossy(&answer[..end + 4]).into_owned();
+            (head, answer.split_off(end + 4))
         })
         .await
     }

@@ -18,9 +18,11 @@
 //!   keeps up to 32 per backend open for 60 s, and any client's request
 //!   may reuse any of them;
 //! - the proxy answers for itself: a `502 Bad Gateway` naming a backend
-//!   that is down, a 504 for one that does not answer within 60 s, and,
-//!   for requests it does not pass on, 400 (no single valid `Host`), 405
-//!   (`CONNECT`), 431 (a head over 16 KiB) and 408 (a head too slow);
+//!   that is down, a 504 for one that does not answer within 60 s of
+//!   having the whole request, and, for requests it does not pass on, 400
+//!   (no single valid `Host`), 405 (`CONNECT`), 431 (a head over 16 KiB)
+//!   and 408 (a head too slow: hyper closes such a connection without a
+//!   word, so the proxy writes this one on the socket itself);
 //! - it keeps HTTP's rules for a proxy: the absolute form's authority
 //!   wins over `Host`, `Expect: 100-continue` is answered once, and a
 //!   client that half-closes after its request still gets the answer;
@@ -46,19 +48,21 @@ use std::convert::Infallible;
 use std::error::Error as StdError;
 use std::future::{Future, poll_fn};
 use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
-use hyper::body::{Body, Incoming};
+use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::header::{
     ALLOW, CONNECTION, CONTENT_TYPE, EXPECT, FORWARDED, HOST, HeaderMap,
     HeaderName, HeaderValue, VIA,
 };
-use hyper::http::uri::Authority;
+use hyper::http::uri::{Authority, PathAndQuery, Scheme};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode, Uri, Version};
@@ -68,6 +72,8 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use lab_common::{Error, HostPort};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::oneshot;
+use tokio::time::error::Elapsed;
 use tracing::{Instrument, info, info_span, warn};
 
 // ANCHOR: round_robin
@@ -76,17 +82,19 @@ use tracing::{Instrument, info, info_span, warn};
 /// Step 04's `RoundRobin` was owned by the accept loop, which picked once
 /// per connection. Here every connection's task picks, for every request,
 /// at the same time as the others: the turn counter is an atomic integer
-/// that any task may advance without a lock.
+/// that any task may advance without a lock. A backend is held as the
+/// `Authority` that the requests sent to it name (`127.0.0.1:4444`),
+/// checked once at start by [`backend_authority`].
 #[derive(Debug)]
 pub struct RoundRobin {
-    backends: Vec<HostPort>,
+    backends: Vec<Authority>,
     next: AtomicUsize,
 }
 
 impl RoundRobin {
     /// Fails on an empty list: with nothing to rotate through, every
     /// request would fail.
-    pub fn new(backends: Vec<HostPort>) -> Result<RoundRobin, Error> {
+    pub fn new(backends: Vec<Authority>) -> Result<RoundRobin, Error> {
         if backends.is_empty() {
             return Err("round robin needs at least one backend".into());
         }
@@ -97,7 +105,7 @@ impl RoundRobin {
     }
 
     /// The backend for the next request.
-    pub fn pick_backend(&self) -> &HostPort {
+    pub fn pick_backend(&self) -> &Authority {
         // `fetch_add` hands each caller a different turn even when two
         // tasks ask at once. `Relaxed` is enough: the counter guards no
         // other memory. After 2^64 requests it wraps, and the rotation
@@ -250,13 +258,14 @@ pub fn target_host<B>(
     let mut hosts = request.headers().get_all(HOST).iter();
     let host = match (hosts.next(), hosts.next()) {
         (Some(_), Some(_)) => return Err("more than one Host header"),
-        (Some(host), None) if is_authority(host.as_bytes()) => Some(host),
+        (Some(host), None) if is_host_header(host.as_bytes()) => Some(host),
         (Some(_), None) => return Err("the Host header is not HOST[:PORT]"),
         (None, _) if request.version() < Version::HTTP_11 => None,
         (None, _) => return Err("an HTTP/1.1 request needs a Host header"),
     };
+    // hyper has parsed the target's authority already: check it as it is.
     match request.uri().authority() {
-        Some(target) if is_authority(target.as_str().as_bytes()) => {
+        Some(target) if is_host_port(target) => {
             let target = HeaderValue::from_str(target.as_str())
                 .expect("an authority is a valid header value");
             Ok(Some(target))
@@ -266,18 +275,21 @@ pub fn target_host<B>(
     }
 }
 
-/// Whether `text` is `host[:port]`: no space, slash or other character a
-/// URI's authority cannot hold (`Authority` checks those), no `user@`
-/// (RFC 9110 §4.2.4 forbids user info in an http URI), and a port, if
-/// any, that is a number (`Authority` reports `a.example:http` as having
-/// no port at all).
-fn is_authority(text: &[u8]) -> bool {
-    if text.contains(&b'@') {
+/// Whether a `Host` header's text is `host[:port]`: it must read as a
+/// URI's authority (no space, slash or other character one cannot hold),
+/// and pass [`is_host_port`].
+fn is_host_header(text: &[u8]) -> bool {
+    Authority::try_from(text).is_ok_and(|host| is_host_port(&host))
+}
+
+/// Whether `authority` is `host[:port]`: no `user@` (RFC 9110 §4.2.4
+/// forbids user info in an http URI), and a port, if any, that is a
+/// number (`Authority` reports `a.example:http` as having no port at
+/// all).
+fn is_host_port(authority: &Authority) -> bool {
+    if authority.as_str().contains('@') {
         return false;
     }
-    let Ok(authority) = Authority::try_from(text) else {
-        return false;
-    };
     let after_host = &authority.as_str()[authority.host().len()..];
     match after_host.strip_prefix(':') {
         Some(port) => port.is_empty() || port.parse::<u16>().is_ok(),
@@ -299,10 +311,10 @@ fn is_authority(text: &[u8]) -> bool {
 /// that read only that.
 pub fn backend_request<B>(
     request: Request<B>,
-    backend: &HostPort,
+    backend: &Authority,
     host: Option<HeaderValue>,
     client_ip: IpAddr,
-) -> Result<Request<B>, Error> {
+) -> Request<B> {
     let (mut parts, body) = request.into_parts();
     if let Some(host) = host {
         parts.headers.insert(HOST, host);
@@ -310,13 +322,17 @@ pub fn backend_request<B>(
     // A client normally sends only the path (`GET /a?b HTTP/1.1`). The
     // pooled client wants an absolute URI, `http://backend/a?b`: it dials
     // and pools by that scheme and authority, and sends only the path.
-    let path_and_query =
-        parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+    let path_and_query = parts
+        .uri
+        .path_and_query()
+        .cloned()
+        .unwrap_or_else(|| PathAndQuery::from_static("/"));
     parts.uri = Uri::builder()
-        .scheme("http")
-        .authority(backend.to_string())
+        .scheme(Scheme::HTTP)
+        .authority(backend.clone())
         .path_and_query(path_and_query)
-        .build()?;
+        .build()
+        .expect("a scheme, an authority and a path make a URI");
     // Each hop has its own HTTP version: an HTTP/1.0 client still gets a
     // kept-alive HTTP/1.1 connection to the backend.
     let received = parts.version;
@@ -327,12 +343,13 @@ pub fn backend_request<B>(
     // read, so the backend must not be asked again.
     parts.headers.remove(EXPECT);
     add_forwarded_headers(&mut parts.headers, client_ip, received);
-    Ok(Request::from_parts(parts, body))
+    Request::from_parts(parts, body)
 }
 // ANCHOR_END: backend_request
 
 /// A response body of either kind the proxy sends: the backend's,
-/// streamed through as it arrives, or a short one of its own (a 502).
+/// streamed through as it arrives, or a short one of its own (a 400,
+/// 405, 502 or 504).
 /// Boxing erases the difference, so one handler can return both.
 type ProxyBody = BoxBody<Bytes, hyper::Error>;
 
@@ -342,8 +359,9 @@ struct Proxy {
     /// hyper-util's pooled client: it keeps connections to the backends
     /// open after a response and hands them to the next request for the
     /// same backend, from any client. The request body it sends is the
-    /// client's (`Incoming`), passed through without being collected.
-    backend_pool: Client<HttpConnector, Incoming>,
+    /// client's, passed through without being collected, in an [`Upload`]
+    /// that says when it has all gone.
+    backend_pool: Client<HttpConnector, Upload>,
     /// See [`Config`].
     header_timeout: Duration,
     response_timeout: Duration,
@@ -359,9 +377,11 @@ pub struct Config {
     /// and not finished in time gets a 408; a kept-alive connection on
     /// which no new request has begun is closed without a word.
     pub header_timeout: Duration,
-    /// How long a backend may take to start its answer (connect, take
-    /// the request, send the status line and headers) before the client
-    /// gets a 504. The body then streams for as long as it takes.
+    /// How long a backend may take to start its answer (the status line
+    /// and headers), counted from when it has the whole request, before
+    /// the client gets a 504. The time a client takes to send its body is
+    /// not the backend's; the response's body then streams for as long as
+    /// it takes. Connecting to a backend has the same limit.
     pub response_timeout: Duration,
     /// How many idle connections the pool keeps per backend: after a
     /// burst, the connections beyond these close as their answers end.
@@ -396,10 +416,20 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), Error> {
-    let round_robin = RoundRobin::new(config.backends)?;
+    // Each backend is checked once, here, not at every request.
+    let backends: Vec<Authority> = config
+        .backends
+        .iter()
+        .map(backend_authority)
+        .collect::<Result<_, _>>()?;
+    let round_robin = RoundRobin::new(backends)?;
     let mut connector = HttpConnector::new();
     // As in step 04's dial: small messages leave at once.
     connector.set_nodelay(true);
+    // The response timeout starts only once a request's body has gone,
+    // which cannot happen before the connection is up: the dial has its
+    // own bound, or a backend that never accepts would hold an upload.
+    connector.set_connect_timeout(Some(config.response_timeout));
     let backend_pool = Client::builder(TokioExecutor::new())
         // Without a bound, a burst of clients leaves as many idle
         // connections to each backend, and each holds a socket at both
@@ -443,6 +473,20 @@ pub async fn run(
     }
 }
 // ANCHOR_END: run
+
+/// `backend` as the URIs sent to it name it. A `HostPort` takes any text
+/// as its host, and a URI's authority does not (`a/b:80` is a path, and
+/// `u@h:80` carries a user), so a backend is checked once, at start,
+/// rather than failing every request sent to it.
+pub fn backend_authority(backend: &HostPort) -> Result<Authority, String> {
+    match Authority::try_from(backend.to_string()) {
+        Ok(authority) if is_host_port(&authority) => Ok(authority),
+        _ => Err(format!(
+            "backend `{backend}`: `{}` is not a host name or address",
+            backend.host()
+        )),
+    }
+}
 
 /// The largest request head (request line and headers) the proxy reads:
 /// 16 KiB, HAProxy's default for a whole head. Past it the client gets
@@ -565,19 +609,11 @@ async fn forward(
         }
     };
     let backend = proxy.round_robin.pick_backend();
-    let outgoing = match backend_request(request, backend, host, client_ip) {
-        Ok(outgoing) => outgoing,
-        Err(err) => {
-            let phase = "request";
-            warn!(
-                %method, %path, %backend, %phase, error = %err,
-                "backend failed"
-            );
-            return bad_gateway(backend, sends_body);
-        }
-    };
+    let (request, all_sent) = Upload::of(request);
+    let outgoing = backend_request(request, backend, host, client_ip);
     let waiting = proxy.backend_pool.request(outgoing);
-    match tokio::time::timeout(proxy.response_timeout, waiting).await {
+    let limit = proxy.response_timeout;
+    match answer_within(limit, all_sent, waiting).await {
         Ok(Ok(response)) => {
             let status = response.status().as_u16();
             info!(%method, %path, %backend, status, "forwarded");
@@ -624,6 +660,93 @@ async fn forward(
     }
 }
 // ANCHOR_END: forward
+
+// ANCHOR: upload
+/// A client's request body on its way to the backend, which says when it
+/// has all gone on.
+///
+/// The response timeout is the backend's time, and a backend that reads
+/// the whole body before it answers (a form, a JSON document) cannot
+/// start until the client has sent it: a client that uploads slowly must
+/// not get a 504 that blames the backend. So the clock starts when this
+/// body has handed hyper its last frame (see [`answer_within`]).
+struct Upload {
+    body: Incoming,
+    /// Fired, and so taken, at the end of the body.
+    sent: Option<oneshot::Sender<()>>,
+}
+
+impl Upload {
+    /// `request` with its body wrapped, and what fires when that body has
+    /// gone: at once if there is none.
+    fn of(
+        request: Request<Incoming>,
+    ) -> (Request<Upload>, oneshot::Receiver<()>) {
+        let (sent, all_sent) = oneshot::channel();
+        let (parts, body) = request.into_parts();
+        let mut upload = Upload {
+            body,
+            sent: Some(sent),
+        };
+        if upload.body.is_end_stream() {
+            upload.all_sent();
+        }
+        (Request::from_parts(parts, upload), all_sent)
+    }
+
+    fn all_sent(&mut self) {
+        if let Some(sent) = self.sent.take() {
+            let _ = sent.send(());
+        }
+    }
+}
+
+impl Body for Upload {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let frame = ready!(Pin::new(&mut self.body).poll_frame(cx));
+        // hyper asks for no more frames once `is_end_stream` says the last
+        // one came, so the end is not always a `None`.
+        if frame.is_none() || self.body.is_end_stream() {
+            self.all_sent();
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+/// Waits for the backend's `answer`, giving it `limit` from the moment
+/// the whole request has gone to it (`all_sent`). Until then the client
+/// sets the pace; a backend that stops reading a body halfway holds it
+/// until the client gives up (bounding a body's progress is `lb`'s job:
+/// «lb — Timeouts, limits and draining»).
+async fn answer_within<F: Future>(
+    limit: Duration,
+    all_sent: oneshot::Receiver<()>,
+    answer: F,
+) -> Result<F::Output, Elapsed> {
+    tokio::pin!(answer);
+    tokio::select! {
+        answered = &mut answer => return Ok(answered),
+        // `Err` if hyper dropped the body before its end: the request
+        // failed, and that answer is on its way too.
+        _ = all_sent => {}
+    }
+    tokio::time::timeout(limit, answer).await
+}
+// ANCHOR_END: upload
 
 // ANCHOR: own_answer
 /// An answer the proxy writes itself: the status and one line of text
@@ -681,7 +804,7 @@ fn refuse_connect() -> Response<ProxyBody> {
 
 /// The 502 for a backend that failed before answering.
 fn bad_gateway(
-    backend: &HostPort,
+    backend: &Authority,
     close_connection: bool,
 ) -> Response<ProxyBody> {
     let reason = format!("backend {backend} failed");
@@ -693,11 +816,15 @@ fn bad_gateway(
 mod tests {
     use super::*;
 
-    fn backends(ports: &[u16]) -> Vec<HostPort> {
+    fn backends(ports: &[u16]) -> Vec<Authority> {
         ports
             .iter()
             .map(|port| format!("127.0.0.1:{port}").parse().unwrap())
             .collect()
+    }
+
+    fn port_of(backend: &Authority) -> u16 {
+        backend.port_u16().expect("a backend has a port")
     }
 
     fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
@@ -725,8 +852,9 @@ mod tests {
     fn picks_backends_in_turn_and_wraps_around() {
         let round_robin =
             RoundRobin::new(backends(&[4444, 4445, 4446])).unwrap();
-        let ports: Vec<u16> =
-            (0..7).map(|_| round_robin.pick_backend().port()).collect();
+        let ports: Vec<u16> = (0..7)
+            .map(|_| port_of(round_robin.pick_backend()))
+            .collect();
         assert_eq!(ports, [4444, 4445, 4446, 4444, 4445, 4446, 4444]);
     }
 
@@ -740,7 +868,7 @@ mod tests {
                 .map(|_| {
                     scope.spawn(|| {
                         (0..300)
-                            .map(|_| round_robin.pick_backend().port())
+                            .map(|_| port_of(round_robin.pick_backend()))
                             .collect::<Vec<_>>()
                     })
                 })
@@ -875,8 +1003,7 @@ mod tests {
             .unwrap();
         let backend = "127.0.0.1:4445".parse().unwrap();
         let host = target_host(&request).unwrap();
-        let outgoing =
-            backend_request(request, &backend, host, LOCALHOST).unwrap();
+        let outgoing = backend_request(request, &backend, host, LOCALHOST);
         assert_eq!(outgoing.method(), "PUT");
         assert_eq!(
             outgoing.uri().to_string(),
@@ -902,8 +1029,7 @@ mod tests {
             .unwrap();
         let backend = "[::1]:4444".parse().unwrap();
         let host = target_host(&request).unwrap();
-        let outgoing =
-            backend_request(request, &backend, host, LOCALHOST).unwrap();
+        let outgoing = backend_request(request, &backend, host, LOCALHOST);
         assert_eq!(outgoing.uri().to_string(), "http://[::1]:4444/a?b=c");
         assert_eq!(values(outgoing.headers(), "host"), ["elsewhere.example"]);
     }
@@ -938,6 +1064,20 @@ mod tests {
         let absolute = host_of(v11, "http://a.example:81/p", &["b.example"]);
         assert_eq!(absolute, Ok(Some("a.example:81".into())));
         assert!(host_of(v11, "http://u@a.example/", &["a.example"]).is_err());
+    }
+
+    #[test]
+    fn a_backend_is_an_authority_a_uri_can_hold() {
+        let authority = |text: &str| {
+            let backend: HostPort = text.parse().unwrap();
+            backend_authority(&backend).map(|found| found.to_string())
+        };
+        assert_eq!(authority("localhost:4444"), Ok("localhost:4444".into()));
+        assert_eq!(authority("[::1]:4444"), Ok("[::1]:4444".into()));
+        for bad in ["a/b:80", "u@h:80", "a?b:80", "a%:80"] {
+            let refused = authority(bad).expect_err(bad);
+            assert!(refused.contains(bad), "{refused}");
+        }
     }
 
     #[test]

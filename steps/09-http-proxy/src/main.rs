@@ -18,11 +18,13 @@ struct Args {
 
     /// Backends, comma-separated, used in turn per request. Give one
     /// (e.g. 127.0.0.1:4444) for a single-host reverse proxy.
-    #[arg(long, value_delimiter = ',', default_value = DEFAULT_BACKENDS)]
+    #[arg(long, value_delimiter = ',', default_value = DEFAULT_BACKENDS,
+          value_parser = backend)]
     backends: Vec<HostPort>,
 
     /// How long a backend may take to start answering (status line and
-    /// headers) before the client gets 504 Gateway Timeout.
+    /// headers) once it has the whole request, before the client gets 504
+    /// Gateway Timeout.
     #[arg(long, value_name = "DURATION", default_value = "60s",
           value_parser = duration)]
     response_timeout: Duration,
@@ -42,6 +44,14 @@ struct Args {
     #[arg(long, value_name = "DURATION", default_value = "60s",
           value_parser = duration)]
     pool_idle_timeout: Duration,
+}
+
+/// A backend that requests can name: `HostPort` takes `a/b:80`, a URI
+/// does not (`run` checks again, for callers other than this one).
+fn backend(text: &str) -> Result<HostPort, String> {
+    let backend = text.parse()?;
+    step_09_http_proxy::backend_authority(&backend)?;
+    Ok(backend)
 }
 
 /// A duration above zero, written `300ms`, `60s` or `5m`.

@@ -17,22 +17,15 @@ use lab_common::testing::http::{
 use lab_common::testing::{
     RunningBinary, RunningStep, deadline, host_ports, listener, run_to_end,
 };
-use step_09_http_proxy::Config;
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 
+mod common;
+use common::proxy;
+
 const BINARY: &str = env!("CARGO_BIN_EXE_09-http-proxy");
 const MIB: u64 = 1024 * 1024;
-
-/// Step 09 in this process, in front of `backends`.
-async fn proxy_in_front_of(backends: &[SocketAddr]) -> RunningStep {
-    let backends = host_ports(backends);
-    RunningStep::start(move |listener, shutdown| {
-        step_09_http_proxy::run(listener, Config::new(backends), shutdown)
-    })
-    .await
-}
 
 /// Step 04, the layer-4 round robin, in the same place: for contrast.
 async fn step_04_in_front_of(backends: &[SocketAddr]) -> RunningStep {
@@ -121,7 +114,7 @@ impl OneConnection {
 async fn the_backend_learns_the_client_and_what_it_asked_for() {
     deadline("test", async {
         let backends = RunningBackend::start_many(3).await;
-        let proxy = proxy_in_front_of(&addrs(&backends)).await;
+        let proxy = proxy(&addrs(&backends)).await;
         let url = format!("http://{}/", proxy.addr);
         let echo = echo_with(&fresh_client(), &url).await;
         let header = |name: &str| {
@@ -170,7 +163,7 @@ async fn requests_on_one_connection_rotate_here_but_not_at_step_04() {
         let names: Vec<String> =
             backends.iter().map(RunningBackend::name).collect();
 
-        let proxy = proxy_in_front_of(&addrs(&backends)).await;
+        let proxy = proxy(&addrs(&backends)).await;
         let mut connection = OneConnection::open(proxy.addr).await;
         let mut answered = Vec::new();
         for _ in 0..6 {
@@ -196,7 +189,7 @@ async fn requests_on_one_connection_rotate_here_but_not_at_step_04() {
 async fn hop_by_hop_headers_stop_at_the_proxy_and_the_rest_goes_on() {
     deadline("test", async {
         let backend = RunningBackend::start().await;
-        let proxy = proxy_in_front_of(&[backend.addr]).await;
+        let proxy = proxy(&[backend.addr]).await;
         let mut connection = OneConnection::open(proxy.addr).await;
         let mut request = connection.get(
             "/some/path?x=1&y=two",
@@ -243,7 +236,7 @@ async fn hop_by_hop_headers_stop_at_the_proxy_and_the_rest_goes_on() {
 async fn sixty_four_mib_each_way_arrive_intact() {
     deadline("test", async {
         let backends = RunningBackend::start_many(3).await;
-        let proxy = proxy_in_front_of(&addrs(&backends)).await;
+        let proxy = proxy(&addrs(&backends)).await;
         let base = format!("http://{}", proxy.addr);
         check_upload(&fresh_client(), &base, 64 * MIB).await;
         check_download(&fresh_client(), &base, 64 * MIB).await;
@@ -257,8 +250,7 @@ async fn a_dead_backend_gets_a_502_and_the_connection_goes_on() {
         let mut backends = RunningBackend::start_many(3).await;
         let dead = backends.remove(1);
         let proxy =
-            proxy_in_front_of(&[backends[0].addr, dead.addr, backends[1].addr])
-                .await;
+            proxy(&[backends[0].addr, dead.addr, backends[1].addr]).await;
         let dead_addr = dead.stop().await;
 
         let mut connection = OneConnection::open(proxy.addr).await;
@@ -284,7 +276,7 @@ async fn a_body_sent_to_a_dead_backend_gets_a_502_that_closes() {
     deadline("test", async {
         let dead = RunningBackend::start().await;
         let live = RunningBackend::start().await;
-        let proxy = proxy_in_front_of(&[dead.addr, live.addr]).await;
+        let proxy = proxy(&[dead.addr, live.addr]).await;
         let dead_addr = dead.stop().await;
 
         // The whole request in one write; `raw_exchange` then reads until
@@ -320,7 +312,7 @@ async fn a_backend_that_hangs_up_mid_request_gets_a_502() {
             }
         });
         let backend = RunningBackend::start().await;
-        let proxy = proxy_in_front_of(&[hang_up_addr, backend.addr]).await;
+        let proxy = proxy(&[hang_up_addr, backend.addr]).await;
 
         let mut connection = OneConnection::open(proxy.addr).await;
         let request = connection.get("/", &[]);
@@ -433,4 +425,13 @@ async fn a_bad_flag_value_is_a_clear_error() {
         run_to_end(BINARY, &["--backends", "127.0.0.1:4444,nope"]).await;
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("`nope` is not HOST:PORT"), "{stderr}");
+
+    // A host no URI can hold is refused at start, not with a 502 for
+    // every request sent to it.
+    let (code, stdout, stderr) =
+        run_to_end(BINARY, &["--backends", "a/b:80"]).await;
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("`a/b` is not a host name"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(!stdout.contains("listening on"), "{stdout}");
 }

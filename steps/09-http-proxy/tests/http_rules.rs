@@ -1,5 +1,9 @@
-//! The rules of HTTP that a proxy in the middle must keep (issue 12),
-//! each checked over a real socket: raw bytes where a client library
+//! The rules of HTTP that a proxy in the middle must keep: one valid
+//! `Host` (or the absolute form's authority), an answer to a half-closed
+//! request, a bounded request head, no tunnels for `CONNECT`, one answer
+//! to `Expect: 100-continue`, `Forwarded` appended to, and the limits on
+//! how long a backend, a client and an idle pooled connection may take.
+//! Each is checked over a real socket: raw bytes where a client library
 //! would not send what a careless or hostile client sends, real backends
 //! behind the proxy.
 
@@ -9,23 +13,27 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use dummy_servers::Echo;
 use dummy_servers::testing::RunningBackend;
-use http_body_util::Full;
-use hyper::Response;
+use dummy_servers::{Echo, MAX_DELAY_MS};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
+use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
-use lab_common::pattern;
-use lab_common::testing::http::{fresh_client, raw_exchange};
-use lab_common::testing::{
-    RunningBinary, RunningStep, deadline, host_ports, listener, run_to_end,
+use lab_common::testing::http::{
+    fresh_client, post_echo_then_half_close, raw_exchange,
 };
-use step_09_http_proxy::Config;
+use lab_common::testing::{RunningBinary, deadline, listener, run_to_end};
+use lab_common::{duration, pattern};
+use step_09_http_proxy::{Config, MAX_HEAD_BYTES};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{Barrier, watch};
 use tokio::task::{JoinHandle, JoinSet};
+
+mod common;
+use common::{proxy, proxy_with};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_09-http-proxy");
 const MIB: usize = 1024 * 1024;
@@ -35,25 +43,6 @@ const MIB: usize = 1024 * 1024;
 /// proxy silent. Far below the deadline, so a failure says what is
 /// missing instead of "no result within 60s".
 const PATIENCE: Duration = Duration::from_secs(5);
-
-/// Step 09 in this process, in front of `backends`, with `config`'s
-/// limits changed by `adjust`.
-async fn proxy_with(
-    backends: &[SocketAddr],
-    adjust: impl FnOnce(&mut Config),
-) -> RunningStep {
-    let mut config = Config::new(host_ports(backends));
-    adjust(&mut config);
-    RunningStep::start(move |listener, shutdown| {
-        step_09_http_proxy::run(listener, config, shutdown)
-    })
-    .await
-}
-
-/// Step 09 with its default limits.
-async fn proxy(backends: &[SocketAddr]) -> RunningStep {
-    proxy_with(backends, |_| {}).await
-}
 
 /// One response as it came off the socket.
 #[derive(Debug)]
@@ -262,56 +251,14 @@ async fn a_half_closed_request_is_answered_100_times_out_of_100() {
 
 #[tokio::test]
 async fn sixty_four_mib_echoed_through_a_half_close_come_back_whole() {
-    deadline("test", async {
-        let backend = RunningBackend::start().await;
-        let proxy = proxy(&[backend.addr]).await;
-        let len = 64 * MIB;
-        let stream = TcpStream::connect(proxy.addr).await.expect("connect");
-        let (mut from_proxy, mut to_proxy) = stream.into_split();
-        let head = format!(
-            "POST /echo HTTP/1.1\r\nhost: {}\r\ncontent-length: {len}\r\n\r\n",
-            proxy.addr
-        );
-        // The echo streams back while the body is still going up, so the
-        // client writes and reads at once.
-        let writer = tokio::spawn(async move {
-            to_proxy.write_all(head.as_bytes()).await?;
-            for offset in (0..len).step_by(MIB) {
-                let chunk = pattern::bytes(offset as u64, MIB);
-                to_proxy.write_all(&chunk).await?;
-            }
-            // The request is whole: say there is nothing more to send.
-            to_proxy.shutdown().await
-        });
-
-        let mut received = Vec::new();
-        let mut chunk = vec![0u8; 256 * 1024];
-        let head_end = loop {
-            if let Some(at) = find(&received, b"\r\n\r\n") {
-                break at + 4;
-            }
-            let read = from_proxy.read(&mut chunk).await.expect("read");
-            assert!(read > 0, "closed before the answer's head");
-            received.extend_from_slice(&chunk[..read]);
-        };
-        let head = String::from_utf8_lossy(&received[..head_end]).into_owned();
-        assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
-        let mut body_len = (received.len() - head_end) as u64;
-        let first = &received[head_end..];
-        assert_eq!(pattern::first_mismatch(0, first), None);
-        loop {
-            let read = match from_proxy.read(&mut chunk).await {
-                Ok(0) | Err(_) => break,
-                Ok(read) => read,
-            };
-            let at = pattern::first_mismatch(body_len, &chunk[..read]);
-            assert_eq!(at, None, "the echo differs from what was sent");
-            body_len += read as u64;
-        }
-        assert_eq!(body_len, len as u64, "bytes echoed of {len}");
-        writer.await.unwrap().expect("the whole body was sent");
-    })
-    .await
+    let len = 64 * MIB;
+    let backend = RunningBackend::start().await;
+    let proxy = proxy(&[backend.addr]).await;
+    let (head, body) = post_echo_then_half_close(proxy.addr, len).await;
+    assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+    assert_eq!(body.len(), len, "bytes echoed");
+    let at = pattern::first_mismatch(0, &body);
+    assert_eq!(at, None, "the echo differs from what was sent");
 }
 
 // 3. The size of a request head.
@@ -330,15 +277,15 @@ async fn a_head_past_16_kib_gets_a_431_even_before_it_ends() {
             let filler = "x".repeat(total - start.len() - 4);
             format!("{start}{filler}\r\n\r\n")
         };
-        let within = exchange(proxy.addr, &head_of(16 * 1024 - 1)).await;
+        let within = exchange(proxy.addr, &head_of(MAX_HEAD_BYTES - 1)).await;
         assert_eq!(within.expect("an answer").status, 200);
 
-        let past = exchange(proxy.addr, &head_of(17 * 1024)).await;
+        let past = exchange(proxy.addr, &head_of(MAX_HEAD_BYTES + 1024)).await;
         assert_eq!(past.expect("an answer").status, 431);
 
         // A head that never ends is cut at the limit, not held until the
         // header timeout: memory per slow client stays at 16 KiB.
-        let unfinished = head_of(100 * 1024);
+        let unfinished = head_of(MAX_HEAD_BYTES * 6);
         let unfinished = unfinished.trim_end();
         let mut client = RawClient::connect(proxy.addr).await;
         client.send(unfinished.as_bytes()).await;
@@ -437,7 +384,7 @@ async fn a_backend_that_does_not_answer_in_time_gets_a_504() {
         })
         .await;
         let request = format!(
-            "GET /delay/600000 HTTP/1.1\r\nhost: {}\r\n\r\n",
+            "GET /delay/{MAX_DELAY_MS} HTTP/1.1\r\nhost: {}\r\n\r\n",
             proxy.addr
         );
         let mut client = RawClient::connect(proxy.addr).await;
@@ -451,6 +398,81 @@ async fn a_backend_that_does_not_answer_in_time_gets_a_504() {
         assert!(text.contains(&backend.addr.to_string()), "{text}");
         // A request without a body: the connection goes on.
         assert_eq!(next_call(proxy.addr).await, 1);
+    })
+    .await
+}
+
+/// A backend that reads a request's whole body before it answers, as one
+/// that parses a form or a JSON document does: `got N bytes`, or, for
+/// `/never`, no answer at all once the body is in.
+async fn whole_body_backend() -> (SocketAddr, JoinHandle<()>) {
+    let listener = listener().await;
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let service = service_fn(|request: Request<Incoming>| async move {
+                let never = request.uri().path() == "/never";
+                let body = request.into_body().collect().await?.to_bytes();
+                if never {
+                    std::future::pending::<()>().await;
+                }
+                let text = format!("got {} bytes\n", body.len());
+                Ok::<_, hyper::Error>(Response::new(Full::new(Bytes::from(
+                    text,
+                ))))
+            });
+            tokio::spawn(
+                http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service),
+            );
+        }
+    });
+    (addr, task)
+}
+
+/// POSTs a 10-byte body to `path` through `proxy` the slow way: 5 bytes,
+/// a pause, then the other 5. The answer, and how long after the last
+/// byte it came.
+async fn slow_upload(
+    proxy: SocketAddr,
+    path: &str,
+    pause: Duration,
+) -> (Answer, Duration) {
+    let mut client = RawClient::connect(proxy).await;
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nhost: {proxy}\r\ncontent-length: 10\r\n\r\n"
+    );
+    client.send(head.as_bytes()).await;
+    client.send(b"hello").await;
+    tokio::time::sleep(pause).await;
+    // Not `send`: a proxy that has already answered (a 504, wrongly) may
+    // have closed, and its answer is what the test should show.
+    let _ = client.stream.write_all(b"world").await;
+    let sent = Instant::now();
+    let answer = client.answer().await.expect("an answer");
+    (answer, sent.elapsed())
+}
+
+#[tokio::test]
+async fn a_slow_upload_does_not_count_against_the_backend() {
+    deadline("test", async {
+        let (backend, _task) = whole_body_backend().await;
+        let timeout = Duration::from_millis(300);
+        let proxy = proxy_with(&[backend], |config| {
+            config.response_timeout = timeout;
+        })
+        .await;
+        // The client pauses for longer than the backend may take, and the
+        // backend cannot answer before the body is in: not its fault.
+        let (answer, _) = slow_upload(proxy.addr, "/", timeout * 2).await;
+        assert_eq!(answer.status, 200, "{}", answer.text());
+        assert_eq!(answer.body, b"got 10 bytes\n");
+
+        // Once the whole body has gone on, the backend's time runs.
+        let (answer, after) =
+            slow_upload(proxy.addr, "/never", timeout * 2).await;
+        assert_eq!(answer.status, 504, "{}", answer.text());
+        assert!(after >= timeout, "a 504 {after:?} after the body");
     })
     .await
 }
@@ -485,35 +507,34 @@ async fn a_late_request_head_gets_a_408_and_an_idle_connection_just_closes() {
 async fn the_limits_are_flags_with_stated_defaults() {
     let (code, help, stderr) = run_to_end(BINARY, &["--help"]).await;
     assert_eq!(code, 0, "{stderr}");
-    let defaults = Config::new(Vec::new());
-    for (flag, default) in [
-        (
-            "--response-timeout",
-            format!("{}s", defaults.response_timeout.as_secs()),
-        ),
-        (
-            "--header-timeout",
-            format!("{}s", defaults.header_timeout.as_secs()),
-        ),
-        (
-            "--pool-max-idle",
-            defaults.pool_max_idle_per_backend.to_string(),
-        ),
-        (
-            "--pool-idle-timeout",
-            format!("{}s", defaults.pool_idle_timeout.as_secs()),
-        ),
-    ] {
+    // What --help says after `[default: ` in the lines of `flag`.
+    let stated_default = |flag: &str| {
         let (_, after_flag) = help
             .split_once(flag)
             .unwrap_or_else(|| panic!("{flag} is not in --help:\n{help}"));
-        let stated = format!("[default: {default}]");
         let next_flag = after_flag.find("--").unwrap_or(after_flag.len());
-        assert!(
-            after_flag[..next_flag].contains(&stated),
-            "{flag} does not state {stated}:\n{help}"
+        let (_, default) = after_flag[..next_flag]
+            .split_once("[default: ")
+            .unwrap_or_else(|| panic!("{flag} states no default:\n{help}"));
+        default.split(']').next().unwrap_or_default().to_owned()
+    };
+    let defaults = Config::new(Vec::new());
+    for (flag, default) in [
+        ("--response-timeout", defaults.response_timeout),
+        ("--header-timeout", defaults.header_timeout),
+        ("--pool-idle-timeout", defaults.pool_idle_timeout),
+    ] {
+        // Compared as durations: `60s` and `1m` say the same.
+        let stated = stated_default(flag);
+        assert_eq!(
+            duration::parse(&stated),
+            Ok(default),
+            "{flag} states {stated}, not {}",
+            duration::show(default)
         );
     }
+    let stated = stated_default("--pool-max-idle");
+    assert_eq!(stated, defaults.pool_max_idle_per_backend.to_string());
 
     // The real binary at a few hundred milliseconds.
     deadline("test", async {
@@ -531,16 +552,15 @@ async fn the_limits_are_flags_with_stated_defaults() {
         )
         .await;
         let request = format!(
-            "GET /delay/600000 HTTP/1.1\r\nhost: {}\r\n\r\n",
+            "GET /delay/{MAX_DELAY_MS} HTTP/1.1\r\nhost: {}\r\n\r\n",
             proxy.addr
         );
         let answer = exchange(proxy.addr, &request).await.expect("answer");
         assert_eq!(answer.status, 504, "{}", answer.text());
-        proxy
-            .wait_for_stderr(
-                "backend too slow (method: GET) (path: /delay/600000)",
-            )
-            .await;
+        let logged = format!(
+            "backend too slow (method: GET) (path: /delay/{MAX_DELAY_MS})"
+        );
+        proxy.wait_for_stderr(&logged).await;
     })
     .await;
 
@@ -632,15 +652,19 @@ async fn the_pool_keeps_no_more_idle_connections_than_its_bound() {
 async fn an_idle_pooled_connection_closes_after_the_idle_timeout() {
     deadline("test", async {
         let (backend, mut open, _task) = counting_backend(5).await;
+        let timeout = Duration::from_millis(300);
         let proxy = proxy_with(&[backend], |config| {
-            config.pool_idle_timeout = Duration::from_millis(300);
+            config.pool_idle_timeout = timeout;
         })
         .await;
         requests_at_once(proxy.addr, 5).await;
         let start = Instant::now();
         let closed = open_becomes(&mut open, |&count| count == 0).await;
         assert_eq!(closed, Ok(()), "backend connections still open");
-        eprintln!("all idle connections closed {:?} after", start.elapsed());
+        // Not before: a proxy that kept no connection open (no pool)
+        // would have closed them all as their answers ended.
+        let idle = start.elapsed();
+        assert!(idle >= timeout * 2 / 3, "closed {idle:?} after the answers");
     })
     .await
 }
