@@ -18,8 +18,9 @@
 //!   keeps up to 32 per backend open for 60 s, and any client's request
 //!   may reuse any of them;
 //! - the proxy answers for itself: a `502 Bad Gateway` naming a backend
-//!   that is down, a 504 for one that does not answer within 60 s of
-//!   having the whole request, and, for requests it does not pass on, 400
+//!   that is down, a 504 for one that takes over 60 s of its own to
+//!   answer (waiting for a client's body is not the backend's time), and,
+//!   for requests it does not pass on, 400
 //!   (no single valid `Host`), 405 (`CONNECT`), 431 (a head over 16 KiB)
 //!   and 408 (a head too slow: hyper closes such a connection without a
 //!   word, so the proxy writes this one on the socket itself);
@@ -51,7 +52,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -72,8 +73,8 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use lab_common::{Error, HostPort};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::oneshot;
-use tokio::time::error::Elapsed;
+use tokio::sync::watch;
+use tokio::time::Instant;
 use tracing::{Instrument, info, info_span, warn};
 
 // ANCHOR: round_robin
@@ -378,10 +379,11 @@ pub struct Config {
     /// which no new request has begun is closed without a word.
     pub header_timeout: Duration,
     /// How long a backend may take to start its answer (the status line
-    /// and headers), counted from when it has the whole request, before
-    /// the client gets a 504. The time a client takes to send its body is
-    /// not the backend's; the response's body then streams for as long as
-    /// it takes. Connecting to a backend has the same limit.
+    /// and headers) before the client gets a 504. The clock runs from the
+    /// request's start, dialling included, and stops while the proxy
+    /// waits for the client's body: that time is the client's, not the
+    /// backend's. The response's body then streams for as long as it
+    /// takes.
     pub response_timeout: Duration,
     /// How many idle connections the pool keeps per backend: after a
     /// burst, the connections beyond these close as their answers end.
@@ -426,10 +428,6 @@ pub async fn run(
     let mut connector = HttpConnector::new();
     // As in step 04's dial: small messages leave at once.
     connector.set_nodelay(true);
-    // The response timeout starts only once a request's body has gone,
-    // which cannot happen before the connection is up: the dial has its
-    // own bound, or a backend that never accepts would hold an upload.
-    connector.set_connect_timeout(Some(config.response_timeout));
     let backend_pool = Client::builder(TokioExecutor::new())
         // Without a bound, a burst of clients leaves as many idle
         // connections to each backend, and each holds a socket at both
@@ -609,12 +607,12 @@ async fn forward(
         }
     };
     let backend = proxy.round_robin.pick_backend();
-    let (request, all_sent) = Upload::of(request);
+    let (request, client_turn) = Upload::of(request);
     let outgoing = backend_request(request, backend, host, client_ip);
     let waiting = proxy.backend_pool.request(outgoing);
     let limit = proxy.response_timeout;
-    match answer_within(limit, all_sent, waiting).await {
-        Ok(Ok(response)) => {
+    match answer_within(limit, client_turn, waiting).await {
+        Some(Ok(response)) => {
             let status = response.status().as_u16();
             info!(%method, %path, %backend, status, "forwarded");
             // The body is not read here: hyper pulls it from the
@@ -630,7 +628,7 @@ async fn forward(
         // The request is not retried on another backend: it may have
         // been half-processed. A production proxy retries what is
         // safe to repeat (a GET that never reached the backend).
-        Ok(Err(err)) => {
+        Some(Err(err)) => {
             // hyper's errors say what failed ("client error (Connect)")
             // and keep why in their `source()` ("Connection refused"):
             // given as an error, the field shows the whole chain.
@@ -648,7 +646,7 @@ async fn forward(
         }
         // Dropping the request closes its backend connection: a late
         // answer cannot reach the next request sent on it.
-        Err(_late) => {
+        None => {
             let (phase, waited) = ("response", proxy.response_timeout);
             warn!(
                 %method, %path, %backend, %phase, ?waited,
@@ -662,42 +660,35 @@ async fn forward(
 // ANCHOR_END: forward
 
 // ANCHOR: upload
-/// A client's request body on its way to the backend, which says when it
-/// has all gone on.
+/// A client's request body on its way to the backend, which says whether
+/// the proxy is waiting for the client's next bytes.
 ///
-/// The response timeout is the backend's time, and a backend that reads
-/// the whole body before it answers (a form, a JSON document) cannot
-/// start until the client has sent it: a client that uploads slowly must
-/// not get a 504 that blames the backend. So the clock starts when this
-/// body has handed hyper its last frame (see [`answer_within`]).
+/// The response timeout is the backend's time. A backend that reads the
+/// whole body before it answers (a form, a JSON document) cannot start
+/// until the client has sent it, so a client that uploads slowly must
+/// not get a 504 that blames the backend; but a backend that stops
+/// reading a body halfway must still get one. So the clock stops while
+/// the body waits for the client, and runs otherwise (see
+/// [`answer_within`]).
 struct Upload {
     body: Incoming,
-    /// Fired, and so taken, at the end of the body.
-    sent: Option<oneshot::Sender<()>>,
+    /// `true` while the body's next bytes are awaited from the client.
+    waiting_for_client: watch::Sender<bool>,
 }
 
 impl Upload {
-    /// `request` with its body wrapped, and what fires when that body has
-    /// gone: at once if there is none.
+    /// `request` with its body wrapped, and what says when the proxy is
+    /// waiting for the client.
     fn of(
         request: Request<Incoming>,
-    ) -> (Request<Upload>, oneshot::Receiver<()>) {
-        let (sent, all_sent) = oneshot::channel();
+    ) -> (Request<Upload>, watch::Receiver<bool>) {
+        let (waiting_for_client, client_turn) = watch::channel(false);
         let (parts, body) = request.into_parts();
-        let mut upload = Upload {
+        let upload = Upload {
             body,
-            sent: Some(sent),
+            waiting_for_client,
         };
-        if upload.body.is_end_stream() {
-            upload.all_sent();
-        }
-        (Request::from_parts(parts, upload), all_sent)
-    }
-
-    fn all_sent(&mut self) {
-        if let Some(sent) = self.sent.take() {
-            let _ = sent.send(());
-        }
+        (Request::from_parts(parts, upload), client_turn)
     }
 }
 
@@ -709,13 +700,12 @@ impl Body for Upload {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        let frame = ready!(Pin::new(&mut self.body).poll_frame(cx));
-        // hyper asks for no more frames once `is_end_stream` says the last
-        // one came, so the end is not always a `None`.
-        if frame.is_none() || self.body.is_end_stream() {
-            self.all_sent();
-        }
-        Poll::Ready(frame)
+        let frame = Pin::new(&mut self.body).poll_frame(cx);
+        // Only a change is sent, so a steady upload wakes no one.
+        let waiting = frame.is_pending();
+        self.waiting_for_client
+            .send_if_modified(|was| std::mem::replace(was, waiting) != waiting);
+        frame
     }
 
     fn is_end_stream(&self) -> bool {
@@ -727,24 +717,35 @@ impl Body for Upload {
     }
 }
 
-/// Waits for the backend's `answer`, giving it `limit` from the moment
-/// the whole request has gone to it (`all_sent`). Until then the client
-/// sets the pace; a backend that stops reading a body halfway holds it
-/// until the client gives up (bounding a body's progress is `lb`'s job:
-/// «lb — Timeouts, limits and draining»).
+/// Waits for the backend's `answer`, giving it `limit` of its own time:
+/// the clock stops while the proxy waits for the client's body
+/// (`client_turn`) and runs the rest of the time, dialling included.
+/// `None` if the backend's time ran out.
 async fn answer_within<F: Future>(
     limit: Duration,
-    all_sent: oneshot::Receiver<()>,
+    mut client_turn: watch::Receiver<bool>,
     answer: F,
-) -> Result<F::Output, Elapsed> {
+) -> Option<F::Output> {
     tokio::pin!(answer);
-    tokio::select! {
-        answered = &mut answer => return Ok(answered),
-        // `Err` if hyper dropped the body before its end: the request
-        // failed, and that answer is on its way too.
-        _ = all_sent => {}
+    let mut left = limit;
+    loop {
+        let clock_stopped = *client_turn.borrow_and_update();
+        let started = Instant::now();
+        tokio::select! {
+            answered = &mut answer => return Some(answered),
+            () = tokio::time::sleep(left), if !clock_stopped => return None,
+            changed = client_turn.changed() => {
+                if !clock_stopped {
+                    left = left.saturating_sub(started.elapsed());
+                }
+                if changed.is_err() {
+                    // hyper has dropped the body: nothing more comes
+                    // from the client, and the rest is the backend's.
+                    return tokio::time::timeout(left, answer).await.ok();
+                }
+            }
+        }
     }
-    tokio::time::timeout(limit, answer).await
 }
 // ANCHOR_END: upload
 

@@ -23,8 +23,8 @@ struct Args {
     backends: Vec<HostPort>,
 
     /// How long a backend may take to start answering (status line and
-    /// headers) once it has the whole request, before the client gets 504
-    /// Gateway Timeout.
+    /// headers), not counting time spent waiting for the client's body,
+    /// before the client gets 504 Gateway Timeout.
     #[arg(long, value_name = "DURATION", default_value = "60s",
           value_parser = duration)]
     response_timeout: Duration,

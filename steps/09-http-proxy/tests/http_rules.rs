@@ -411,6 +411,10 @@ async fn whole_body_backend() -> (SocketAddr, JoinHandle<()>) {
     let task = tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
             let service = service_fn(|request: Request<Incoming>| async move {
+                if request.uri().path() == "/stall" {
+                    // Reads the head, never the body.
+                    std::future::pending::<()>().await;
+                }
                 let never = request.uri().path() == "/never";
                 let body = request.into_body().collect().await?.to_bytes();
                 if never {
@@ -473,6 +477,31 @@ async fn a_slow_upload_does_not_count_against_the_backend() {
             slow_upload(proxy.addr, "/never", timeout * 2).await;
         assert_eq!(answer.status, 504, "{}", answer.text());
         assert!(after >= timeout, "a 504 {after:?} after the body");
+
+        // A backend that stops reading the body halfway: its time runs
+        // while the proxy waits on it, and it gets a 504 too.
+        let (mut from_proxy, mut to_proxy) =
+            TcpStream::connect(proxy.addr).await.unwrap().into_split();
+        let head = format!(
+            "POST /stall HTTP/1.1\r\nhost: {}\r\ncontent-length: {}\r\n\r\n",
+            proxy.addr,
+            64 << 20
+        );
+        to_proxy.write_all(head.as_bytes()).await.unwrap();
+        // Far more than the sockets between here and the backend hold;
+        // once the 504 is in, writing may fail, which is fine.
+        let uploading = tokio::spawn(async move {
+            let chunk = vec![b'x'; 1 << 20];
+            for _ in 0..64 {
+                if to_proxy.write_all(&chunk).await.is_err() {
+                    break;
+                }
+            }
+        });
+        let mut answer = vec![0; 12];
+        from_proxy.read_exact(&mut answer).await.unwrap();
+        assert_eq!(answer, b"HTTP/1.1 504");
+        uploading.abort();
     })
     .await
 }
