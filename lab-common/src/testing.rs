@@ -42,20 +42,21 @@ pub async fn listener() -> TcpListener {
         .expect("binding 127.0.0.1:0 always works")
 }
 
-/// A step's `run` future, started in-process on `127.0.0.1:0`. Dropping it
-/// fires the shutdown signal and aborts the task.
-pub struct RunningStep {
+/// A step's `run` future (or `lb`'s, which returns what it drained:
+/// `T`), started in-process on `127.0.0.1:0`. Dropping it aborts the
+/// task.
+pub struct RunningStep<T = ()> {
     pub addr: SocketAddr,
     stop: Option<oneshot::Sender<()>>,
-    task: JoinHandle<Result<(), Error>>,
+    task: JoinHandle<Result<T, Error>>,
 }
 
-impl RunningStep {
+impl<T: Send + 'static> RunningStep<T> {
     /// Starts `run(listener, shutdown)` on a fresh port.
-    pub async fn start<F, Fut>(run: F) -> RunningStep
+    pub async fn start<F, Fut>(run: F) -> RunningStep<T>
     where
         F: FnOnce(TcpListener, Shutdown) -> Fut,
-        Fut: Future<Output = Result<(), Error>> + Send + 'static,
+        Fut: Future<Output = Result<T, Error>> + Send + 'static,
     {
         let listener = listener().await;
         let addr = listener.local_addr().expect("bound listener has an addr");
@@ -71,11 +72,16 @@ impl RunningStep {
         }
     }
 
-    /// Fires the shutdown signal and waits for `run` to return.
-    pub async fn stop(mut self) -> Result<(), Error> {
+    /// Fires the shutdown signal (as SIGTERM does) without waiting.
+    pub fn begin_shutdown(&mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
+    }
+
+    /// Fires the shutdown signal and waits for `run` to return.
+    pub async fn stop(mut self) -> Result<T, Error> {
+        self.begin_shutdown();
         let task = &mut self.task;
         deadline("step to stop", task)
             .await
@@ -88,7 +94,7 @@ impl RunningStep {
     }
 }
 
-impl Drop for RunningStep {
+impl<T> Drop for RunningStep<T> {
     fn drop(&mut self) {
         self.task.abort();
     }

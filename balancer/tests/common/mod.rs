@@ -9,57 +9,30 @@ use std::time::Duration;
 use balancer::Drained;
 use balancer::backend::Address;
 use balancer::config::{BackendConfig, Config};
-use lab_common::Error;
-use lab_common::testing::deadline;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
+use lab_common::testing::RunningStep;
 
 /// `lb` running in this process on 127.0.0.1 and a port the OS chose.
 pub struct RunningLb {
     pub addr: SocketAddr,
-    stop: Option<oneshot::Sender<()>>,
-    task: JoinHandle<Result<Drained, Error>>,
+    running: RunningStep<Drained>,
 }
 
 impl RunningLb {
     /// Starts `lb` with `config` (whose `listen` is ignored).
     pub async fn start(config: Config) -> RunningLb {
-        let listen = "127.0.0.1:0".parse().expect("a valid address");
-        let listener = balancer::bind(&listen, config.limits.backlog)
-            .await
-            .expect("binding 127.0.0.1:0 works");
-        let addr = listener.local_addr().expect("bound");
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(balancer::run(listener, config, async {
-            let _ = stopped.await;
-        }));
+        let running = RunningStep::start(|listener, shutdown| {
+            balancer::run(listener, config, shutdown)
+        })
+        .await;
         RunningLb {
-            addr,
-            stop: Some(stop),
-            task,
-        }
-    }
-
-    /// Starts the shutdown (as SIGTERM does) without waiting for it.
-    pub fn begin_shutdown(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
+            addr: running.addr,
+            running,
         }
     }
 
     /// Shuts down and waits for the drain to end.
-    pub async fn stop(mut self) -> Drained {
-        self.begin_shutdown();
-        deadline("lb to stop", &mut self.task)
-            .await
-            .expect("lb's task did not panic")
-            .expect("lb ran without error")
-    }
-}
-
-impl Drop for RunningLb {
-    fn drop(&mut self) {
-        self.task.abort();
+    pub async fn stop(self) -> Drained {
+        self.running.stop().await.expect("lb ran without error")
     }
 }
 
