@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 
+use lab_common::output::watch_lines;
 use lab_tools::sys;
-use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::watch;
 
@@ -298,8 +298,8 @@ impl Subject {
             format!("cannot start {}: {err}", self.program.display())
         })?;
         let pid = child.id().ok_or("the process ended at once")?;
-        let stdout = collect(child.stdout.take().expect("stdout is piped"));
-        let log = collect(child.stderr.take().expect("stderr is piped"));
+        let stdout = watch_lines(child.stdout.take().expect("stdout is piped"));
+        let log = watch_lines(child.stderr.take().expect("stderr is piped"));
         let addr = listening_addr(stdout, &log).await?;
         Ok(Running {
             kind: self.kind,
@@ -325,28 +325,8 @@ async fn listening_addr(
         let log = log.borrow();
         return Err(format!("no `listening on` line; its log:\n{}", *log));
     };
-    text.lines()
-        .find_map(|line| line.strip_prefix("listening on "))
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|addr| addr.parse().ok())
+    lab_common::cli::listening_addr(&text)
         .ok_or_else(|| format!("no address in {:?}", *text))
-}
-
-/// Copies a pipe, line by line, into a string that can be watched.
-fn collect<R: AsyncRead + Unpin + Send + 'static>(
-    pipe: R,
-) -> watch::Receiver<String> {
-    let (tx, rx) = watch::channel(String::new());
-    tokio::spawn(async move {
-        let mut lines = BufReader::new(pipe).lines();
-        while let Ok(Some(line)) = lines.next_line().await {
-            tx.send_modify(|all| {
-                all.push_str(&line);
-                all.push('\n');
-            });
-        }
-    });
-    rx
 }
 
 impl Running {

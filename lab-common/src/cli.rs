@@ -5,6 +5,7 @@
 use std::fmt::Display;
 use std::future::Future;
 use std::io::Write;
+use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use tokio::net::TcpListener;
@@ -54,6 +55,17 @@ pub fn announce(addr: &str) {
     let _ = out.flush();
 }
 
+/// The address in the first `listening on ADDR` line of `output` (what
+/// [`announce`] printed, perhaps followed by words about it): how tests
+/// and tools learn the port a program bound.
+pub fn listening_addr(output: &str) -> Option<SocketAddr> {
+    output
+        .lines()
+        .find_map(|line| line.strip_prefix("listening on "))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|addr| addr.parse().ok())
+}
+
 /// A future that completes when the server should stop accepting.
 pub type Shutdown = std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;
 
@@ -63,4 +75,18 @@ async fn ctrl_c() {
         std::future::pending::<()>().await;
     }
     tracing::info!("Ctrl-C: no longer accepting connections");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_listening_line_gives_the_address() {
+        let output = "building\nlistening on 127.0.0.1:3000 (TLS)\n";
+        let addr = listening_addr(output);
+        assert_eq!(addr, Some(SocketAddr::from(([127, 0, 0, 1], 3000))));
+        assert_eq!(listening_addr("listening on nowhere\n"), None);
+        assert_eq!(listening_addr("starting\n"), None);
+    }
 }

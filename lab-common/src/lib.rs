@@ -6,14 +6,16 @@
 //! lives here is what no step teaches: default addresses, the address type,
 //! the CLI runner that binds and waits for Ctrl-C, logging set-up, the TLS
 //! flags and reading PEM files into rustls configurations, making the lab's
-//! certificates, reading and writing durations (`500ms`, `2s`), and (with
-//! the `testing` feature) helpers for the integration tests.
+//! certificates, reading and writing durations (`500ms`, `2s`), watching a
+//! child's output, and (with the `testing` feature) helpers for the
+//! integration tests.
 
 pub mod addr;
 pub mod certs;
 pub mod cli;
 pub mod duration;
 pub mod logging;
+pub mod output;
 pub mod pattern;
 pub mod tls;
 

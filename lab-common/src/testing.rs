@@ -12,7 +12,6 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::net::TcpListener;
 use tokio::process::{Child, Command};
 use tokio::sync::{oneshot, watch};
@@ -21,6 +20,7 @@ use tokio_rustls::rustls::{ClientConfig, ServerConfig};
 
 use crate::certs::{CertSet, LAB_NAMES};
 use crate::cli::Shutdown;
+use crate::output::watch_lines;
 use crate::tls;
 use crate::{Error, HostPort};
 
@@ -210,24 +210,17 @@ impl RunningBinary {
             .kill_on_drop(true)
             .spawn()
             .unwrap_or_else(|err| panic!("cannot start {program}: {err}"));
-        let stdout = collect(child.stdout.take().expect("stdout is piped"));
-        let stderr = collect(child.stderr.take().expect("stderr is piped"));
+        let stdout = watch_lines(child.stdout.take().expect("stdout is piped"));
+        let stderr = watch_lines(child.stderr.take().expect("stderr is piped"));
         let mut running = RunningBinary {
             addr: SocketAddr::from(([0, 0, 0, 0], 0)),
             child,
             stdout,
             stderr,
         };
-        let line = running.wait_for_stdout("listening on ").await;
-        // `listening on ADDR`, perhaps followed by words about it.
-        let addr = line
-            .lines()
-            .find_map(|l| l.strip_prefix("listening on "))
-            .and_then(|rest| rest.split_whitespace().next())
-            .expect("the line was found");
-        running.addr = addr
-            .parse()
-            .unwrap_or_else(|_| panic!("bad address in `{addr}`"));
+        let output = running.wait_for_stdout("listening on ").await;
+        running.addr = crate::cli::listening_addr(&output)
+            .unwrap_or_else(|| panic!("no address in `{output}`"));
         running
     }
 
@@ -320,24 +313,6 @@ pub async fn check_missing_certificates(
     assert!(!stderr.contains("scripts/gen-certs.sh"), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert!(!stdout.contains("listening on"), "{stdout}");
-}
-
-/// Copies a pipe into a growing string that waiters can watch. Reading on
-/// keeps the child from blocking on a full pipe.
-fn collect<R: AsyncRead + Unpin + Send + 'static>(
-    pipe: R,
-) -> watch::Receiver<String> {
-    let (tx, rx) = watch::channel(String::new());
-    tokio::spawn(async move {
-        let mut lines = BufReader::new(pipe).lines();
-        while let Ok(Some(line)) = lines.next_line().await {
-            tx.send_modify(|all| {
-                all.push_str(&line);
-                all.push('\n');
-            });
-        }
-    });
-    rx
 }
 
 async fn wait_for(
