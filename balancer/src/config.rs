@@ -809,13 +809,13 @@ impl Source<'_> {
         key: &str,
         zero_ok: bool,
     ) -> Result<Duration, ConfigError> {
-        self.check(value, key, |text| {
-            let duration = parse_duration(text)?;
-            if duration.is_zero() && !zero_ok {
-                return Err(format!("`{text}`: must be longer than zero"));
-            }
-            Ok(duration)
-        })
+        if zero_ok {
+            self.check(value, key, |text| parse_duration(text))
+        } else {
+            self.check(value, key, |text| {
+                lab_common::duration::parse_nonzero(text)
+            })
+        }
     }
 
     fn count(

@@ -20,6 +20,17 @@ pub fn show(duration: Duration) -> String {
     }
 }
 
+/// [`parse`], refusing zero: for a timeout or an interval, where zero
+/// would mean "at once" or "always".
+pub fn parse_nonzero(text: &str) -> Result<Duration, String> {
+    match parse(text)? {
+        duration if duration.is_zero() => {
+            Err(format!("`{}`: must be longer than zero", text.trim()))
+        }
+        duration => Ok(duration),
+    }
+}
+
 /// Reads a duration: a whole number and a unit, `ms`, `s`, `m` or `h`
 /// (`500ms`, `2s`, `5m`). Fractions and negative numbers are refused
 /// with a message that says how to write one.
@@ -53,6 +64,16 @@ pub fn parse(text: &str) -> Result<Duration, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn zero_is_refused_where_it_would_mean_always() {
+        assert_eq!(parse_nonzero("2s"), Ok(Duration::from_secs(2)));
+        assert_eq!(
+            parse_nonzero(" 0ms "),
+            Err("`0ms`: must be longer than zero".to_owned())
+        );
+        assert!(parse_nonzero("2x").unwrap_err().contains("unknown unit"));
+    }
 
     #[test]
     fn durations_read_as_written_and_print_back() {

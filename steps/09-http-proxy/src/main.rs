@@ -56,12 +56,7 @@ fn backend(text: &str) -> Result<HostPort, String> {
 
 /// A duration above zero, written `300ms`, `60s` or `5m`.
 fn duration(text: &str) -> Result<Duration, String> {
-    match lab_common::duration::parse(text)? {
-        duration if duration.is_zero() => {
-            Err(format!("`{text}`: a timeout must be longer than zero"))
-        }
-        duration => Ok(duration),
-    }
+    lab_common::duration::parse_nonzero(text)
 }
 
 #[tokio::main]
