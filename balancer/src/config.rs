@@ -43,6 +43,9 @@ pub struct Config {
     /// How many other backends a client may be sent to when its first
     /// cannot be reached (`None`: all of them).
     pub retries: Option<u32>,
+    /// Seeds the random algorithms (`random`, `power-of-two`), so that a
+    /// run can be repeated pick for pick (`None`: seeded by the system).
+    pub seed: Option<u64>,
     pub tls: TlsConfig,
     pub timeouts: Timeouts,
     pub limits: Limits,
@@ -143,6 +146,7 @@ impl Default for Config {
             listen: parse_default(lab_common::addr::DEFAULT_LISTEN),
             algorithm: Algorithm::RoundRobin,
             retries: None,
+            seed: None,
             tls: TlsConfig::default(),
             timeouts: Timeouts {
                 connect: Duration::from_secs(3),
@@ -285,6 +289,12 @@ impl Config {
                         "`{word}`: write a number of backends, or \"all\""
                     )),
                 })?;
+        }
+        if let Some(seed) = &raw.seed {
+            config.seed = Some(file.check(seed, "seed", |&seed| {
+                u64::try_from(seed)
+                    .map_err(|_| format!("must be at least 0, found {seed}"))
+            })?);
         }
         if let Some(tls) = raw.tls {
             config.tls = tls.check(file, folder)?;
@@ -457,6 +467,7 @@ struct RawConfig {
     listen: Option<Spanned<String>>,
     algorithm: Option<Spanned<String>>,
     retries: Option<Spanned<RawRetries>>,
+    seed: Option<Spanned<i64>>,
     tls: Option<RawTls>,
     timeouts: Option<RawTimeouts>,
     limits: Option<RawLimits>,
@@ -1055,6 +1066,17 @@ mod tests {
         assert_eq!(parse(&with("\"all\"")).unwrap().retries, None);
         assert!(error(&with("-1")).starts_with("lb.toml:1: retries: "));
         assert!(error(&with("\"some\"")).contains("\"all\""));
+    }
+
+    #[test]
+    fn seed_is_a_number_of_at_least_0() {
+        let with = |value: &str| format!("seed = {value}\n{ONE_BACKEND}");
+        assert_eq!(parse(&with("7")).unwrap().seed, Some(7));
+        assert_eq!(parse(ONE_BACKEND).unwrap().seed, None);
+        assert_eq!(
+            error(&with("-1")),
+            "lb.toml:1: seed: must be at least 0, found -1"
+        );
     }
 
     /// `balancer/lb.toml`, the commented example.

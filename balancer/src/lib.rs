@@ -125,7 +125,7 @@ impl Balancer {
             })
             .collect();
         Ok(Balancer {
-            selector: select::build(config.algorithm, &members),
+            selector: select::build(config.algorithm, &members, config.seed),
             handshakes: Semaphore::new(config.limits.max_handshakes as usize),
             backends,
             front_tls,

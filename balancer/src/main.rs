@@ -53,6 +53,12 @@ struct Args {
     #[arg(long, value_name = "NAME")]
     algorithm: Option<Algorithm>,
 
+    /// Seed the random algorithms (random, power-of-two) with N: the same
+    /// seed, backends and clients give the same picks [default: a new
+    /// sequence each run].
+    #[arg(long, value_name = "N")]
+    seed: Option<u64>,
+
     /// Certificate chain (PEM) to present to clients: the front speaks
     /// TLS. Needs --key.
     #[arg(long, value_name = "FILE", requires = "key")]
@@ -141,6 +147,9 @@ fn configure(args: &Args) -> Result<Config, String> {
     }
     if let Some(algorithm) = args.algorithm {
         config.algorithm = algorithm;
+    }
+    if args.seed.is_some() {
+        config.seed = args.seed;
     }
     if let (Some(cert), Some(key)) = (&args.cert, &args.key) {
         config.tls.front = Some(FrontTls {

@@ -38,6 +38,7 @@ use std::net::IpAddr;
 use std::str::FromStr;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
+use rand::SeedableRng;
 use rand::rngs::SmallRng;
 use xxhash_rust::xxh3::xxh3_64;
 
@@ -160,10 +161,18 @@ pub struct Member {
 }
 
 /// Builds `algorithm` for `members` (at least one). The random ones
-/// (`random`, `power-of-two`) seed their generator from the operating
-/// system.
-pub fn build(algorithm: Algorithm, members: &[Member]) -> Box<dyn Select> {
-    build_with(algorithm, members, rand::make_rng())
+/// (`random`, `power-of-two`) seed their generator from `seed`, or from
+/// the operating system when there is none.
+pub fn build(
+    algorithm: Algorithm,
+    members: &[Member],
+    seed: Option<u64>,
+) -> Box<dyn Select> {
+    let rng = match seed {
+        Some(seed) => SmallRng::seed_from_u64(seed),
+        None => rand::make_rng(),
+    };
+    build_with(algorithm, members, rng)
 }
 
 fn build_with(
@@ -237,7 +246,7 @@ fn push_usable(backends: &[Candidate], order: &mut Vec<usize>) {
 
 #[cfg(test)]
 mod tests {
-    use rand::{Rng, RngExt, SeedableRng};
+    use rand::{Rng, RngExt};
 
     use super::*;
 
@@ -335,6 +344,34 @@ mod tests {
         let other: IpAddr = "192.0.2.8".parse().unwrap();
         assert_eq!(client_key(v4), client_key(mapped));
         assert_ne!(client_key(v4), client_key(other));
+    }
+
+    /// One seed, one sequence of picks: what `--seed` promises.
+    #[test]
+    fn a_seed_repeats_the_random_algorithms_picks() {
+        let backends = testing::up(5);
+        let picks = |algorithm: Algorithm, seed: Option<u64>| {
+            let select = build(algorithm, &members(5), seed);
+            let mut order = Vec::new();
+            (0..50)
+                .map(|_| {
+                    select.order(&backends, 0, &mut order);
+                    order[0]
+                })
+                .collect::<Vec<usize>>()
+        };
+        for algorithm in [Algorithm::Random, Algorithm::PowerOfTwo] {
+            assert_eq!(
+                picks(algorithm, Some(7)),
+                picks(algorithm, Some(7)),
+                "{algorithm}"
+            );
+            assert_ne!(
+                picks(algorithm, Some(7)),
+                picks(algorithm, Some(8)),
+                "{algorithm}"
+            );
+        }
     }
 
     #[test]
