@@ -7,7 +7,7 @@
 #   scripts/bench.sh --smoke   a self-test in seconds, needing only curl
 #   scripts/bench.sh --help    every option
 #
-# The program is lab-tools' lab-bench (lab-tools/src/bench/): this script
+# The program is lab-tools' lab-bench (tools/bench/src/bench/): this script
 # only runs it, from any folder.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."

@@ -2,7 +2,7 @@
 # Walks README.md and tutorial.md as a reader would: runs every command
 # in order (the ones "in another terminal" in the background, stopped
 # where the text says Ctrl-C) and compares what each prints with the text
-# (lab-walk; its conventions are in lab-walk/src/lib.rs).
+# (lab-walk; its conventions are in tools/walker/src/lib.rs).
 #
 #   scripts/walk-tutorial.sh                     README.md, then tutorial.md
 #   scripts/walk-tutorial.sh --only "Step 04"    one chapter of tutorial.md

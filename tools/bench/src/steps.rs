@@ -173,8 +173,9 @@ pub fn find<'a>(steps: &'a [Step], name: &str) -> Result<&'a Step, String> {
 /// The root of the workspace this crate belongs to.
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("lab-tools sits in the workspace's root folder")
+        .ancestors()
+        .nth(2)
+        .expect("lab-tools sits in tools/bench, two folders below the workspace root")
         .to_path_buf()
 }
 

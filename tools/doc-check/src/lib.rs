@@ -141,11 +141,13 @@ pub fn assert_none(what: &str, problems: &[Problem]) {
     );
 }
 
-/// The workspace root: the folder above this crate's manifest.
+/// The workspace root: two folders above this crate's manifest
+/// (`tools/doc-check`).
 pub fn workspace_root() -> PathBuf {
     let manifest_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     manifest_dir
-        .parent()
-        .expect("lab-check lives one folder below the workspace root")
+        .ancestors()
+        .nth(2)
+        .expect("lab-check lives in tools/doc-check, two folders below the workspace root")
         .to_path_buf()
 }
