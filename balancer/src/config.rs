@@ -236,10 +236,39 @@ impl fmt::Display for ConfigError {
             write!(f, ":{line}")?;
         }
         if let Some(key) = &self.key {
-            write!(f, ": {key}")?;
+            write!(f, ": {}", shorten_quotes(key))?;
         }
-        write!(f, ": {}", self.message)
+        write!(f, ": {}", shorten_quotes(&self.message))
     }
+}
+
+/// `text` with every quoted run (between backticks or double quotes) of
+/// more than 60 characters cut to its first 40 and its length: an error
+/// that echoes a 10 MB value whole helps nobody read it.
+fn shorten_quotes(text: &str) -> String {
+    const LONGEST: usize = 60;
+    const KEPT: usize = 40;
+    let mut out = String::with_capacity(text.len().min(1024));
+    let mut rest = text;
+    while let Some(open) = rest.find(['`', '"']) {
+        let quote = rest[open..].chars().next().unwrap_or('`');
+        out.push_str(&rest[..=open]);
+        rest = &rest[open + 1..];
+        let Some(close) = rest.find(quote) else {
+            break;
+        };
+        let quoted = &rest[..close];
+        if quoted.chars().count() > LONGEST {
+            out.extend(quoted.chars().take(KEPT));
+            out.push_str(&format!("… ({} bytes in all)", quoted.len()));
+        } else {
+            out.push_str(quoted);
+        }
+        out.push(quote);
+        rest = &rest[close + 1..];
+    }
+    out.push_str(rest);
+    out
 }
 
 impl std::error::Error for ConfigError {}
@@ -253,8 +282,7 @@ impl Config {
             name: path.display().to_string(),
             text,
         };
-        let raw: RawConfig =
-            toml::from_str(text).map_err(|err| file.toml_error(&err))?;
+        let raw = file.read_raw()?;
         let folder = path.parent().unwrap_or(Path::new(""));
         Config::from_raw(raw, &file, folder)
     }
@@ -391,6 +419,31 @@ impl Config {
                     ),
                 );
             }
+            let at = &backend.address.host_port;
+            if at.port() == 0 {
+                return broken(
+                    BackendKey::Address,
+                    format!(
+                        "`{}`: port 0 is no port a backend listens on",
+                        backend.address
+                    ),
+                );
+            }
+            // The literal case only: a name that resolves to `lb`, or a
+            // wildcard `listen`, is for the running `lb` to see.
+            if at.port() == self.listen.port()
+                && at.host().eq_ignore_ascii_case(self.listen.host())
+            {
+                return broken(
+                    BackendKey::Address,
+                    format!(
+                        "`{}` is lb's own listen address: every client \
+                         sent there would come back to lb, which would \
+                         connect to itself until it ran out of connections",
+                        backend.address
+                    ),
+                );
+            }
             if backend.weight != 1 && !self.algorithm.uses_weights() {
                 return broken(
                     BackendKey::Weight,
@@ -420,6 +473,24 @@ impl Config {
         Ok(())
     }
 
+    /// What may be meant but deserves a word: settings that work, but
+    /// not as a reader of the file may think.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        let health = &self.health;
+        if health.kind != CheckKind::Off && health.timeout > health.interval {
+            warnings.push(format!(
+                "health.timeout ({}) is longer than health.interval ({}): a \
+                 check still waiting when the next is due makes that one \
+                 skipped, so a backend is checked less often than the \
+                 interval says",
+                show_duration(health.timeout),
+                show_duration(health.interval)
+            ));
+        }
+        warnings
+    }
+
     /// Checks a config that the command line changed (`--backends`, say)
     /// against the rules between keys, which the flags may now break.
     /// `source` names where the values came from (`lb.toml with the
@@ -447,6 +518,27 @@ impl Config {
 pub use lab_common::duration::{
     parse as parse_duration, show as show_duration,
 };
+
+/// Whether `path` can be the target of the health check's `GET`: the
+/// same parse the checker's request goes through, so a path that passes
+/// here cannot fail every check later.
+fn check_request_target(path: &str) -> Result<(), String> {
+    let wrong =
+        || format!("`{path}`: a path starts with `/` and has no spaces");
+    if !path.starts_with('/') {
+        return Err(wrong());
+    }
+    match path.parse::<hyper::Uri>() {
+        Ok(uri) if uri.scheme().is_none() && uri.authority().is_none() => {
+            Ok(())
+        }
+        Ok(_) => Err(wrong()),
+        Err(err) => Err(format!(
+            "`{path}` is not a path an HTTP request can carry ({err}); \
+             percent-encode characters such as `<`, `>`, `\"` and spaces"
+        )),
+    }
+}
 
 /// `n` as a u32 of at least `min`, or why not.
 fn whole(n: i64, min: u32) -> Result<u32, String> {
@@ -666,14 +758,7 @@ impl RawHealth {
         }
         if let Some(path) = &self.path {
             health.path = file.check(path, "health.path", |text| {
-                if text.starts_with('/') && !text.contains(char::is_whitespace)
-                {
-                    Ok(text.clone())
-                } else {
-                    Err(format!(
-                        "`{text}`: a path starts with `/` and has no spaces"
-                    ))
-                }
+                check_request_target(text).map(|()| text.clone())
             })?;
         }
         if let Some(value) = self.interval {
@@ -840,53 +925,98 @@ impl Source<'_> {
 
     /// toml's own error (a syntax error, an unknown key, a wrong type) as
     /// one line with the file, the line and the key.
-    fn toml_error(&self, err: &toml::de::Error) -> ConfigError {
-        let message = err.message().trim().to_owned();
-        let Some(span) = err.span() else {
-            return ConfigError {
-                source: self.name.clone(),
-                line: None,
-                key: None,
-                message,
-            };
-        };
-        ConfigError {
-            source: self.name.clone(),
-            line: Some(self.line_of(span.start)),
-            key: self.key_at(span.start),
-            message,
-        }
+    /// The text as serde reads it. A refusal names the key serde was
+    /// reading, as serde itself tracked it (`serde_path_to_error`), and
+    /// the line of toml's span: an unknown table is named as itself, not
+    /// as the table above it.
+    fn read_raw(&self) -> Result<RawConfig, ConfigError> {
+        let syntax = |err: toml::de::Error| self.toml_error(&err, None);
+        let deserializer =
+            toml::Deserializer::parse(self.text).map_err(syntax)?;
+        serde_path_to_error::deserialize(deserializer).map_err(|err| {
+            let key = key_of(err.path());
+            self.toml_error(err.inner(), key)
+        })
     }
 
-    /// The dotted key written at `offset`: the table header above it and
-    /// the name on its line, `health.rise` or `backends[2].weight`.
-    fn key_at(&self, offset: usize) -> Option<String> {
-        let line_start = self.text[..offset].rfind('\n').map_or(0, |i| i + 1);
-        let line_end = self.text[offset..]
-            .find('\n')
-            .map_or(self.text.len(), |i| offset + i);
-        let line = self.text[line_start..line_end].trim();
-        let name = line.split_once('=').map(|(name, _)| name.trim());
-        let mut table = None;
-        let mut backend_count = 0;
-        for header in self.text[..line_start].lines() {
-            let header = header.trim();
-            if header == "[[backends]]" {
-                backend_count += 1;
-                table = Some(format!("backends[{backend_count}]"));
-            } else if let Some(name) = header
-                .strip_prefix('[')
-                .and_then(|rest| rest.strip_suffix(']'))
-            {
-                table = Some(name.trim().to_owned());
-            }
-        }
-        match (table, name) {
-            (Some(table), Some(name)) => Some(format!("{table}.{name}")),
-            (None, Some(name)) => Some(name.to_owned()),
-            (table, None) => table,
+    fn toml_error(
+        &self,
+        err: &toml::de::Error,
+        key: Option<String>,
+    ) -> ConfigError {
+        ConfigError {
+            source: self.name.clone(),
+            line: err.span().map(|span| self.line_of(span.start)),
+            key,
+            message: plain_words(err.message().trim()),
         }
     }
+}
+
+/// The key a serde error is about, in the config's own form:
+/// `backends[2].weight`, counted from 1 as a reader counts the
+/// `[[backends]]` tables. toml's [`Spanned`] shows up in the path as a
+/// private field name, which is left out. `None` where serde had not
+/// entered any key (a file that is not a table at all).
+fn key_of(path: &serde_path_to_error::Path) -> Option<String> {
+    use serde_path_to_error::Segment;
+    let mut key = String::new();
+    for segment in path.iter() {
+        match segment {
+            Segment::Seq { index } => {
+                key.push_str(&format!("[{}]", index + 1));
+            }
+            Segment::Map { key: name } | Segment::Enum { variant: name }
+                if !name.starts_with("$__serde_spanned") =>
+            {
+                if !key.is_empty() {
+                    key.push('.');
+                }
+                key.push_str(name);
+            }
+            _ => {}
+        }
+    }
+    (!key.is_empty()).then_some(key)
+}
+
+/// serde's message with the names of `lb`'s own types put in the words a
+/// user writes: `expected i64` or `expected struct RawBackend` says
+/// nothing to someone writing a file.
+fn plain_words(message: &str) -> String {
+    if message.contains("untagged enum RawRetries") {
+        return "expected a number of backends, or \"all\"".to_owned();
+    }
+    let mut plain = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(at) = rest.find(|c: char| c.is_ascii_alphabetic()) {
+        plain.push_str(&rest[..at]);
+        rest = &rest[at..];
+        let end = rest
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or(rest.len());
+        let (word, after) = rest.split_at(end);
+        match word {
+            "i64" | "u64" | "u32" => plain.push_str("a whole number"),
+            "struct" if after.starts_with(" RawBackend") => {
+                plain.push_str("a [[backends]] table");
+                rest = &after[" RawBackend".len()..];
+                continue;
+            }
+            "struct" if after.starts_with(" Raw") => {
+                plain.push_str("a table");
+                let name_end = after[1..]
+                    .find(|c: char| !c.is_ascii_alphanumeric())
+                    .map_or(after.len(), |i| i + 1);
+                rest = &after[name_end..];
+                continue;
+            }
+            _ => plain.push_str(word),
+        }
+        rest = after;
+    }
+    plain.push_str(rest);
+    plain
 }
 
 #[cfg(test)]
@@ -1066,6 +1196,126 @@ mod tests {
         assert_eq!(parse(&with("\"all\"")).unwrap().retries, None);
         assert!(error(&with("-1")).starts_with("lb.toml:1: retries: "));
         assert!(error(&with("\"some\"")).contains("\"all\""));
+    }
+
+    /// The key is serde's own path, so an unknown or misspelt table is
+    /// named as itself, not blamed on the table above it.
+    #[test]
+    fn a_misspelt_table_is_named_as_itself() {
+        let cases = [
+            (
+                format!("{ONE_BACKEND}[timeouts]\n[healt]\nrise = 2\n"),
+                "lb.toml:4: healt: unknown field `healt`",
+            ),
+            (
+                format!("{ONE_BACKEND}[health]\n[[backend]]\nid = \"a\"\n"),
+                "lb.toml:4: backend: unknown field `backend`",
+            ),
+            (
+                format!(
+                    "{ONE_BACKEND}[[backends]]\naddress = \"b:1\"\nfoo = 1\n"
+                ),
+                "lb.toml:5: backends[2].foo: unknown field `foo`",
+            ),
+        ];
+        for (text, want) in cases {
+            let err = error(&text);
+            assert!(err.starts_with(want), "{err}");
+        }
+    }
+
+    /// A line that is not TOML has no key to name: the line alone, not
+    /// the table above it.
+    #[test]
+    fn a_syntax_error_names_its_line_and_no_other_table() {
+        let text = format!("[timeouts]\n{ONE_BACKEND}[health\nrise = 2\n");
+        assert_eq!(error(&text), "lb.toml:4: unclosed table, expected `]`");
+    }
+
+    /// serde's names for `lb`'s own types never reach the user.
+    #[test]
+    fn a_wrong_type_says_what_to_write() {
+        let cases = [
+            (
+                format!("{ONE_BACKEND}weight = \"2\"\n"),
+                "lb.toml:3: backends[1].weight: invalid type: string \"2\", \
+                 expected a whole number",
+            ),
+            (
+                "backends = [\"127.0.0.1:4444\"]\n".to_owned(),
+                "lb.toml:1: backends[1]: invalid type: string \
+                 \"127.0.0.1:4444\", expected a [[backends]] table",
+            ),
+            (
+                format!("retries = 1.5\n{ONE_BACKEND}"),
+                "lb.toml:1: retries: expected a number of backends, or \"all\"",
+            ),
+            (
+                format!("tls = 3\n{ONE_BACKEND}"),
+                "lb.toml:1: tls: invalid type: integer `3`, expected a table",
+            ),
+        ];
+        for (text, want) in cases {
+            assert_eq!(error(&text), want);
+        }
+    }
+
+    #[test]
+    fn values_that_cannot_work_are_refused() {
+        let cases = [
+            (
+                "[[backends]]\naddress = \"127.0.0.1:0\"\n",
+                "lb.toml:2: backends[1].address: `127.0.0.1:0`: port 0 is \
+                 no port a backend listens on",
+            ),
+            (
+                "listen = \"127.0.0.1:3000\"\n[[backends]]\n\
+                 address = \"127.0.0.1:3000\"\n",
+                "lb.toml:3: backends[1].address: `127.0.0.1:3000` is lb's \
+                 own listen address: every client sent there would come \
+                 back to lb, which would connect to itself until it ran out \
+                 of connections",
+            ),
+            (
+                "[health]\npath = \"/x<y>\"\n[[backends]]\n\
+                 address = \"127.0.0.1:1\"\n",
+                "lb.toml:2: health.path: `/x<y>` is not a path an HTTP \
+                 request can carry (invalid uri character); percent-encode \
+                 characters such as `<`, `>`, `\"` and spaces",
+            ),
+        ];
+        for (text, want) in cases {
+            assert_eq!(error(text), want);
+        }
+        // Port 0 stays allowed where `lb` listens: tests bind it.
+        let text = format!("listen = \"127.0.0.1:0\"\n{ONE_BACKEND}");
+        assert!(parse(&text).is_ok());
+        assert!(parse("[health]\npath = \"/health?full=1\"\n[[backends]]\naddress = \"a:1\"\n").is_ok());
+    }
+
+    #[test]
+    fn a_long_value_is_not_echoed_whole() {
+        let long = "x".repeat(10_000_000);
+        let err = error(&format!("listen = \"{long}\"\n{ONE_BACKEND}"));
+        assert!(err.len() < 300, "{} bytes", err.len());
+        assert!(err.starts_with("lb.toml:1: listen: "), "{err}");
+        assert!(err.contains("… (10000000 bytes in all)"), "{err}");
+    }
+
+    #[test]
+    fn a_health_timeout_longer_than_its_interval_is_a_warning() {
+        let text = format!(
+            "[health]\ninterval = \"1s\"\ntimeout = \"2s\"\n{ONE_BACKEND}"
+        );
+        let warnings = parse(&text).unwrap().warnings();
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(
+            warnings[0].starts_with(
+                "health.timeout (2s) is longer than health.interval (1s)"
+            ),
+            "{warnings:?}"
+        );
+        assert!(Config::default().warnings().is_empty());
     }
 
     #[test]

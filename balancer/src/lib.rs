@@ -306,7 +306,7 @@ async fn drain_connections(
 
 /// `1 connection`, `3 connections`: a count and what it counts, in the
 /// log's words.
-pub(crate) fn count(n: usize, what: &str) -> String {
+pub fn count(n: usize, what: &str) -> String {
     if n == 1 {
         format!("1 {what}")
     } else {

@@ -11,6 +11,7 @@
 //! cargo run --release --bin lb -- --check-config balancer/lb.toml
 //! ```
 
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -22,20 +23,21 @@ use clap::Parser;
 use lab_common::HostPort;
 use lab_common::cli::{announce, fail};
 use tokio::signal::unix::{SignalKind, signal};
-use tracing::info;
+use tracing::{info, warn};
 
 /// lb: a TCP load balancer with health checks, failover, a choice of
 /// algorithms, timeouts, limits and graceful drain.
 #[derive(Parser, Debug)]
-#[command(version, about)]
+#[command(name = "lb", version, about, after_help = AFTER_HELP)]
 struct Args {
     /// Read the configuration from this TOML file (see balancer/lb.toml);
     /// the flags below override it.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
 
-    /// Check this configuration file (and the certificates it names),
-    /// print the result, and exit: 0 if it is usable, 1 if not.
+    /// Check what `lb --config FILE` with the same other flags would run
+    /// (the file, the flags over it, the certificates named), print the
+    /// result, and exit: 0 if it is usable, 1 if not.
     #[arg(long, value_name = "FILE", conflicts_with = "config")]
     check_config: Option<PathBuf>,
 
@@ -77,17 +79,34 @@ struct Args {
     insecure: bool,
 }
 
+/// What `--help` says after the flags: what else `lb` answers to.
+const AFTER_HELP: &str = "\
+Signals:
+  SIGTERM, SIGINT  stop accepting, let open connections finish for up to
+                   `drain` (lb.toml's [timeouts]), then exit 0; a second
+                   one stops at once
+  SIGHUP           logged and ignored: lb cannot reload yet
+
+Environment:
+  RUST_LOG         what to log, as tracing's EnvFilter reads it
+                   (default: info; RUST_LOG=debug for more)
+  LAB_LOG_FORMAT   json: one JSON object per log line
+  NO_COLOR         no colours in the log";
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
-    if let Some(path) = &args.check_config {
-        return check_config(path);
+    if args.check_config.is_some() {
+        return check_config(&args).await;
     }
     lab_common::logging::init();
     let config = match configure(&args) {
         Ok(config) => config,
         Err(err) => return fail(err),
     };
+    for warning in warnings(&config).await {
+        warn!("{warning}");
+    }
     // Before "listening on": a signal sent as soon as `lb` says it is up
     // must find the handlers in place.
     let signals = match Signals::install() {
@@ -100,8 +119,8 @@ async fn main() -> ExitCode {
     let listen = config.listen.clone();
     let backlog = config.limits.backlog;
     let summary = format!(
-        "balancing over {} backends with {}; health checks: {}",
-        config.backends.len(),
+        "balancing over {} with {}; health checks: {}",
+        balancer::count(config.backends.len(), "backend"),
         config.algorithm,
         config.health.kind
     );
@@ -128,9 +147,11 @@ async fn main() -> ExitCode {
     }
 }
 
-/// The file (or the defaults) with the flags applied over it, checked.
+/// The file (`--config` or `--check-config`; or the defaults) with the
+/// flags applied over it, checked.
 fn configure(args: &Args) -> Result<Config, String> {
-    let (mut config, source) = match &args.config {
+    let file = args.config.as_ref().or(args.check_config.as_ref());
+    let (mut config, source) = match file {
         Some(path) => (load(path)?, path.display().to_string()),
         None => (Config::default(), "the defaults".to_owned()),
     };
@@ -173,29 +194,73 @@ fn configure(args: &Args) -> Result<Config, String> {
     Ok(config)
 }
 
+/// The largest configuration file `lb` reads. A real one is a few KiB;
+/// the bound keeps a wrong path (`/dev/zero`, a log file) from filling
+/// memory before the parser can refuse it.
+const MAX_CONFIG_BYTES: u64 = 1 << 20;
+
 fn load(path: &Path) -> Result<Config, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|err| format!("cannot read {}: {err}", path.display()))?;
+    let cannot =
+        |err: std::io::Error| format!("cannot read {}: {err}", path.display());
+    let file = std::fs::File::open(path).map_err(cannot)?;
+    let mut text = String::new();
+    file.take(MAX_CONFIG_BYTES + 1)
+        .read_to_string(&mut text)
+        .map_err(cannot)?;
+    if text.len() as u64 > MAX_CONFIG_BYTES {
+        return Err(format!(
+            "{}: longer than {} KiB; is it a configuration file?",
+            path.display(),
+            MAX_CONFIG_BYTES / 1024
+        ));
+    }
     Config::parse(path, &text).map_err(|err| err.to_string())
 }
 
-/// `--check-config`: the file, then what it names (certificates), as
-/// `nginx -t` and `haproxy -c` do.
-fn check_config(path: &Path) -> ExitCode {
-    let config = match load(path) {
+/// What a careful user may mean but should hear about: the config's own
+/// warnings, and backend names that do not resolve now (`lb` resolves
+/// again at each connection, so a name that comes later still works).
+async fn warnings(config: &Config) -> Vec<String> {
+    let mut warnings = config.warnings();
+    for backend in &config.backends {
+        let at = &backend.address.host_port;
+        if at.host().parse::<std::net::IpAddr>().is_ok() {
+            continue;
+        }
+        if let Err(err) = tokio::net::lookup_host((at.host(), at.port())).await
+        {
+            warnings.push(format!(
+                "backends: `{}` does not resolve now ({err}); lb tries \
+                 again at each connection",
+                backend.address
+            ));
+        }
+    }
+    warnings
+}
+
+/// `--check-config`: what `--config` with the same flags would run, then
+/// what it names (certificates), as `nginx -t` and `haproxy -c` do.
+async fn check_config(args: &Args) -> ExitCode {
+    let path = args.check_config.as_deref().unwrap_or(Path::new(""));
+    let config = match configure(args) {
         Ok(config) => config,
         Err(err) => return fail(err),
     };
     let summary = format!(
-        "{}: ok: listen {}, {} backends, {}, health checks {}",
+        "{}: ok: listen {}, {}, {}, health checks {}",
         path.display(),
         config.listen,
-        config.backends.len(),
+        balancer::count(config.backends.len(), "backend"),
         config.algorithm,
         config.health.kind
     );
+    let warnings = warnings(&config).await;
     if let Err(err) = Balancer::new(config) {
         return fail(format!("{}: {err}", path.display()));
+    }
+    for warning in warnings {
+        eprintln!("warning: {warning}");
     }
     println!("{summary}");
     ExitCode::SUCCESS

@@ -143,3 +143,102 @@ async fn a_backlog_the_kernel_cuts_is_said_at_start() {
     lb.wait_for_stderr(&want).await;
     who_answers(lb.addr).await;
 }
+
+/// `--check-config` checks what `--config` with the same flags would run:
+/// a flag that breaks the file's rules is refused by both.
+#[tokio::test]
+async fn check_config_checks_the_flags_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("weighted.toml");
+    std::fs::write(
+        &path,
+        "algorithm = \"weighted-round-robin\"\n\
+         [[backends]]\naddress = \"127.0.0.1:1\"\nweight = 2\n",
+    )
+    .unwrap();
+    let path = path.display().to_string();
+    let (code, stdout, stderr) =
+        run_to_end(LB, &["--check-config", &path, "--algorithm", "maglev"])
+            .await;
+    assert_eq!(code, 0, "{stderr}");
+    let want = format!("{path}: ok: listen 127.0.0.1:3000, 1 backend, maglev");
+    assert!(stdout.starts_with(&want), "{stdout}");
+    for flag in ["--check-config", "--config"] {
+        let (code, stdout, stderr) =
+            run_to_end(LB, &[flag, &path, "--algorithm", "round-robin"]).await;
+        assert_eq!(code, 1, "{flag}: {stdout}");
+        assert!(stderr.contains("round-robin ignores weights"), "{stderr}");
+    }
+}
+
+/// A path that is not a config file is refused without reading it all:
+/// `/dev/zero` never ends.
+#[tokio::test]
+async fn an_endless_file_is_refused_not_read() {
+    let (code, _, stderr) =
+        run_to_end(LB, &["--check-config", "/dev/zero"]).await;
+    assert_eq!(code, 1, "{stderr}");
+    assert_eq!(
+        stderr.trim(),
+        "error: /dev/zero: longer than 1024 KiB; is it a configuration file?"
+    );
+}
+
+#[tokio::test]
+async fn version_and_help_name_lb_its_signals_and_its_environment() {
+    let (code, stdout, _) = run_to_end(LB, &["-V"]).await;
+    assert_eq!(code, 0);
+    assert_eq!(stdout, format!("lb {}\n", env!("CARGO_PKG_VERSION")));
+    let (code, stdout, _) = run_to_end(LB, &["--help"]).await;
+    assert_eq!(code, 0);
+    for needle in ["SIGTERM", "SIGHUP", "RUST_LOG", "LAB_LOG_FORMAT"] {
+        assert!(stdout.contains(needle), "{needle}: {stdout}");
+    }
+}
+
+/// A `RUST_LOG` that does not parse is said, not ignored in silence.
+#[tokio::test]
+async fn a_bad_rust_log_is_said() {
+    let output = lab_common::testing::deadline(
+        "lb to exit",
+        tokio::process::Command::new(LB)
+            // Refused after the log is set up, so lb exits at once.
+            .args(["--backends", "tls://127.0.0.1:1"])
+            .env("RUST_LOG", "lb=loudest")
+            .env("NO_COLOR", "1")
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("RUST_LOG=\"lb=loudest\" is not a filter"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("logging at info"), "{stderr}");
+}
+
+/// A host name that does not resolve is a warning, not an error: it may
+/// resolve by the time a client comes.
+#[tokio::test]
+async fn a_backend_name_that_does_not_resolve_is_a_warning() {
+    let (code, stdout, stderr) = run_to_end(
+        LB,
+        &[
+            "--check-config",
+            &example_config(),
+            "--backends",
+            "no-such-host.invalid:80",
+        ],
+    )
+    .await;
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains(": ok: "), "{stdout}");
+    assert!(
+        stderr.starts_with(
+            "warning: backends: `no-such-host.invalid:80` does not resolve now"
+        ),
+        "{stderr}"
+    );
+}

@@ -47,8 +47,18 @@ use tracing_subscriber::util::SubscriberInitExt;
 pub fn init() {
     let colour = std::io::stderr().is_terminal()
         && std::env::var_os("NO_COLOR").is_none();
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info"));
+    // A RUST_LOG that does not parse is said, not silently replaced: the
+    // user asked for something and would otherwise wonder where it went.
+    let mut bad_filter = None;
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(wanted) => EnvFilter::try_new(&wanted).unwrap_or_else(|err| {
+            bad_filter = Some(format!(
+                "RUST_LOG={wanted:?} is not a filter ({err}); logging at info"
+            ));
+            EnvFilter::new("info")
+        }),
+        Err(_) => EnvFilter::new("info"),
+    };
     let registry = tracing_subscriber::registry().with(filter);
     // A second init (two runners in one test binary) is harmless.
     let _ = match std::env::var("LAB_LOG_FORMAT").as_deref() {
@@ -63,6 +73,9 @@ pub fn init() {
             .try_init(),
         _ => registry.with(readable(std::io::stderr, colour)).try_init(),
     };
+    if let Some(warning) = bad_filter {
+        tracing::warn!("{warning}");
+    }
 }
 
 /// The readable format as a layer writing to `writer`, for a subscriber
