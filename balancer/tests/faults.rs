@@ -70,4 +70,6 @@ cases! {
     short_of_descriptors_lb_accepts_only_what_it_serves => OutOfDescriptors,
     sigterm_lets_transfers_finish => Drain,
     sigterm_cuts_what_outlasts_the_drain => DrainCut,
+    reloads_under_load_lose_no_connection => Reloads,
+    upgrades_under_load_lose_no_connection => Upgrades,
 }

@@ -120,6 +120,19 @@ pub async fn get(
     limit: Duration,
     progress: Option<&AtomicU64>,
 ) -> Download {
+    get_paced(conn, n, None, limit, progress).await
+}
+
+/// [`get`], reading no faster than `rate` bytes a second if given: a
+/// slow reader, whose transfer stays in flight for `n / rate` seconds
+/// (the backend and the balancer wait on full buffers meanwhile).
+pub async fn get_paced(
+    conn: &mut Conn,
+    n: u64,
+    rate: Option<u64>,
+    limit: Duration,
+    progress: Option<&AtomicU64>,
+) -> Download {
     let sent = Instant::now();
     let mut download = Download {
         bytes: 0,
@@ -151,6 +164,13 @@ pub async fn get(
                 download.last_byte = Instant::now();
                 if let Some(progress) = progress {
                     progress.fetch_add(read as u64, Ordering::Relaxed);
+                }
+                if let Some(rate) = rate.filter(|&r| r > 0) {
+                    // Not before the time these bytes are due at `rate`.
+                    let due = Duration::from_secs_f64(
+                        download.bytes as f64 / rate as f64,
+                    );
+                    tokio::time::sleep_until((sent + due).min(deadline)).await;
                 }
             }
             Ok(Err(err)) => {

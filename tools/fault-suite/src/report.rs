@@ -17,6 +17,9 @@ enum Line {
     },
     /// The case could not run as meant (a process would not start).
     Broken(String),
+    /// The case does not apply to this subject (step 08 cannot reload):
+    /// why, and no failure.
+    NotApplicable(String),
 }
 
 /// The findings of one case against one balancer.
@@ -54,6 +57,11 @@ impl Report {
     /// The case could not run as meant: a failure whatever the subject.
     pub fn broken(&mut self, why: impl Into<String>) {
         self.lines.push(Line::Broken(why.into()));
+    }
+
+    /// The case does not apply to this subject: why, in a few words.
+    pub fn not_applicable(&mut self, why: impl Into<String>) {
+        self.lines.push(Line::NotApplicable(why.into()));
     }
 
     /// What fails the case: for `lb`, every failed check; for anyone, a
@@ -94,6 +102,7 @@ impl fmt::Display for Report {
                 }
                 Line::Check { ok: false, what } => ("no", what.as_str()),
                 Line::Broken(why) => ("FAIL", why.as_str()),
+                Line::NotApplicable(why) => ("n/a", why.as_str()),
             };
             let text = match line {
                 Line::Broken(_) => format!("could not run: {text}"),
@@ -226,6 +235,9 @@ mod tests {
         let mut step = Report::new(Kind::Step08);
         step.check(false, "freed");
         assert!(step.failures().is_empty());
+        step.not_applicable("step 08 cannot reload");
+        assert!(step.failures().is_empty());
+        assert!(step.to_string().contains("  n/a  step 08 cannot reload\n"));
         step.broken("no binary");
         assert_eq!(step.failures().len(), 1);
     }

@@ -257,9 +257,10 @@ pub struct Running {
     pub addr: SocketAddr,
     pub pid: u32,
     child: Child,
+    stdout: watch::Receiver<String>,
     log: watch::Receiver<String>,
-    /// Holds the config file.
-    _dir: tempfile::TempDir,
+    /// Holds the config file, when [`Subject::start`] wrote it.
+    _dir: Option<tempfile::TempDir>,
 }
 
 impl Subject {
@@ -281,13 +282,37 @@ impl Subject {
             }
             Kind::Step08 => setup.step08_args(certs),
         };
+        self.spawn(&args, setup.open_files, Some(dir)).await
+    }
+
+    /// Starts `lb` with the config file `config`, which the caller
+    /// writes and keeps (a reload reads it again), and `more` flags
+    /// after it (`--upgrade`); waits (up to 30 s) for its `listening on`
+    /// line.
+    pub async fn start_lb(
+        &self,
+        config: &Path,
+        more: &[&str],
+    ) -> Result<Running, String> {
+        let mut args =
+            vec!["--config".to_owned(), config.display().to_string()];
+        args.extend(more.iter().map(|arg| (*arg).to_owned()));
+        self.spawn(&args, None, None).await
+    }
+
+    async fn spawn(
+        &self,
+        args: &[String],
+        open_files: Option<u32>,
+        dir: Option<tempfile::TempDir>,
+    ) -> Result<Running, String> {
         let mut command = Command::new("bash");
-        let files = setup.open_files.map_or("-".to_owned(), |n| n.to_string());
+        let files = open_files.map_or("-".to_owned(), |n| n.to_string());
         command
             .args(["-c", LAUNCH, "launch", &files])
             .arg(&self.program);
         command
-            .args(&args)
+            .args(args)
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
@@ -300,12 +325,13 @@ impl Subject {
         let pid = child.id().ok_or("the process ended at once")?;
         let stdout = watch_lines(child.stdout.take().expect("stdout is piped"));
         let log = watch_lines(child.stderr.take().expect("stderr is piped"));
-        let addr = listening_addr(stdout, &log).await?;
+        let addr = listening_addr(stdout.clone(), &log).await?;
         Ok(Running {
             kind: self.kind,
             addr,
             pid,
             child,
+            stdout,
             log,
             _dir: dir,
         })
@@ -327,6 +353,15 @@ async fn listening_addr(
     };
     lab_common::cli::listening_addr(&text)
         .ok_or_else(|| format!("no address in {:?}", *text))
+}
+
+/// The address of an `admin on ADDR` line in `output`.
+fn admin_addr(output: &str) -> Option<SocketAddr> {
+    output
+        .lines()
+        .find_map(|line| Some(line.split_once("admin on ")?.1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|addr| addr.parse().ok())
 }
 
 impl Running {
@@ -367,9 +402,44 @@ impl Running {
         Some(status)
     }
 
+    /// What it printed on stdout so far.
+    pub fn stdout(&self) -> String {
+        self.stdout.borrow().clone()
+    }
+
+    /// The address of `lb`'s admin listener, from its `admin on ADDR`
+    /// line, waiting up to `limit` for it.
+    pub async fn admin_addr(&mut self, limit: Duration) -> Option<SocketAddr> {
+        let has_line = |text: &String| admin_addr(text).is_some();
+        let waited =
+            tokio::time::timeout(limit, self.stdout.wait_for(has_line)).await;
+        match waited {
+            Ok(Ok(text)) => admin_addr(&text),
+            _ => None,
+        }
+    }
+
+    /// The length of its log so far, in bytes: where what it writes next
+    /// will start.
+    pub fn log_len(&self) -> usize {
+        self.log.borrow().len()
+    }
+
     /// Its log (stderr) so far.
     pub fn log(&self) -> String {
         self.log.borrow().clone()
+    }
+
+    /// Waits up to `limit` for its log to satisfy `done`; whether it did.
+    pub async fn wait_log_until(
+        &mut self,
+        limit: Duration,
+        mut done: impl FnMut(&str) -> bool,
+    ) -> bool {
+        let waited =
+            tokio::time::timeout(limit, self.log.wait_for(|text| done(text)))
+                .await;
+        matches!(waited, Ok(Ok(_)))
     }
 
     /// Waits up to `limit` for its log to contain `needle`.
@@ -417,6 +487,13 @@ mod tests {
         assert!(toml.contains("ca = '"), "{toml}");
         assert!(!toml.contains("cert = "), "{toml}");
         assert!(!toml.contains("drain"), "{toml}");
+    }
+
+    #[test]
+    fn the_admin_address_is_read_from_its_line() {
+        let out = "listening on 127.0.0.1:4000\nadmin on 127.0.0.1:4001\n";
+        assert_eq!(admin_addr(out), Some(([127, 0, 0, 1], 4001).into()));
+        assert_eq!(admin_addr("listening on 127.0.0.1:4000\n"), None);
     }
 
     #[test]

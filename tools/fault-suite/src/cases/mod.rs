@@ -11,6 +11,7 @@ mod backends;
 mod clients;
 mod drain;
 mod load;
+mod reloads;
 
 use std::future::Future;
 use std::io;
@@ -22,7 +23,7 @@ use crate::backend::{Behaviour, FaultBackend};
 use crate::certs::Certs;
 use crate::measure;
 use crate::report::{Report, show};
-use crate::subject::{Running, Setup, Subject};
+use crate::subject::{Kind, Running, Setup, Subject};
 
 /// How big a run is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -79,11 +80,14 @@ pub enum Case {
     // Stopping.
     Drain,
     DrainCut,
+    // Changing it while it runs.
+    Reloads,
+    Upgrades,
 }
 // ANCHOR_END: cases
 
 impl Case {
-    pub const ALL: [Case; 18] = [
+    pub const ALL: [Case; 20] = [
         Case::NeverAnswers,
         Case::AnswersThenStalls,
         Case::ResetsMidStream,
@@ -102,6 +106,8 @@ impl Case {
         Case::OutOfDescriptors,
         Case::Drain,
         Case::DrainCut,
+        Case::Reloads,
+        Case::Upgrades,
     ];
 
     /// The name `faults NAME` and `scripts/faults.sh NAME` take.
@@ -125,6 +131,8 @@ impl Case {
             Case::OutOfDescriptors => "out-of-descriptors",
             Case::Drain => "drain",
             Case::DrainCut => "drain-cut",
+            Case::Reloads => "reloads",
+            Case::Upgrades => "upgrades",
         }
     }
 
@@ -219,6 +227,20 @@ impl Case {
                  are cut when it runs out, the log counts them, lb exits \
                  0; a second SIGTERM ends lb at once with 143."
             }
+            Case::Reloads => {
+                "100 reloads, SIGHUP and POST /api/reload in turn, between \
+                 two files that differ in weights, algorithm and backends, \
+                 under new connections and 100 long transfers; the 50th \
+                 is a broken file. None may be refused, reset or cut; \
+                 each good file applies, the broken one is refused with \
+                 its line and key and changes nothing."
+            }
+            Case::Upgrades => {
+                "20 upgrades in a row (lb --upgrade against the running \
+                 one) under the same load. None may be refused, reset or \
+                 cut; each new process listens on the same address and \
+                 each old one drains and exits 0."
+            }
         }
     }
 
@@ -233,6 +255,10 @@ pub async fn run(case: Case, ctx: &Ctx) -> Report {
     // backend's), more than the usual soft limit of 1,024 allows.
     lab_tools::sys::raise_open_files();
     let mut report = Report::new(ctx.subject.kind);
+    if let Some(why) = not_for(case, ctx.subject.kind) {
+        report.not_applicable(why);
+        return report;
+    }
     let r = &mut report;
     let ran = match case {
         Case::NeverAnswers => backends::never_answers(ctx, r).await,
@@ -255,11 +281,23 @@ pub async fn run(case: Case, ctx: &Ctx) -> Report {
         Case::OutOfDescriptors => load::out_of_descriptors(ctx, r).await,
         Case::Drain => drain::drain(ctx, r).await,
         Case::DrainCut => drain::drain_cut(ctx, r).await,
+        Case::Reloads => reloads::reloads(ctx, r).await,
+        Case::Upgrades => reloads::upgrades(ctx, r).await,
     };
     if let Err(why) = ran {
         report.broken(why);
     }
     report
+}
+
+/// Why `case` does not apply to `subject`, if it does not: step 08
+/// reads its flags once and cannot reload or hand over its listener.
+fn not_for(case: Case, subject: Kind) -> Option<&'static str> {
+    match (case, subject) {
+        (Case::Reloads, Kind::Step08) => Some("step 08 has no reload"),
+        (Case::Upgrades, Kind::Step08) => Some("step 08 has no upgrade"),
+        _ => None,
+    }
 }
 
 /// A case's way out when it cannot go on: why, in a line.
