@@ -1,0 +1,190 @@
+//! The scenarios, and one algorithm's run through one: fresh backends
+//! in their fault modes, a fresh `lb`, the workload, the failure at its
+//! moment, then everything stopped, also when something fails.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use dummy_servers::Fault;
+use tokio::time::Instant;
+
+use crate::backends::Backends;
+use crate::clients::{self, Record};
+use crate::lb::{Health, Lb, Setup};
+use crate::plan::Workload;
+use crate::progress::Progress;
+use crate::{Algorithm, Error};
+
+/// How much later than the others the slow backend answers. The others
+/// add no delay of their own: through `lb` they answer in a millisecond
+/// or two, what a new connection through a proxy and back costs here, so
+/// the slow one takes ten to twenty times as long. (A fast backend at
+/// `slow/1` would take 3 to 4 ms on a busy machine, as a timer of 1 ms
+/// fires after 1 to 2 ms, and the slow one only about six times as long.)
+pub const SLOW: Duration = Duration::from_millis(20);
+
+/// How often `lb` checks each backend in the failure scenario: often, so
+/// that a run of a few seconds shows the checks at work.
+pub const CHECK_INTERVAL: Duration = Duration::from_millis(200);
+
+/// The backend that is odd one out in each scenario: the third.
+pub const ODD_ONE: usize = 2;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scenario {
+    /// Three backends, the third [`SLOW`]er than the others.
+    Slow,
+    /// Three equal backends; half-way, the third starts closing every
+    /// connection without an answer. `lb` checks `GET /health` every
+    /// [`CHECK_INTERVAL`], which the failing backend fails too.
+    Failure,
+}
+
+impl Scenario {
+    pub const ALL: [Scenario; 2] = [Scenario::Slow, Scenario::Failure];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Scenario::Slow => "slow",
+            Scenario::Failure => "failure",
+        }
+    }
+
+    /// What happens in it, in a sentence.
+    pub fn about(self) -> String {
+        match self {
+            Scenario::Slow => format!(
+                "three backends; b1 and b2 answer at once, b3 {} ms later \
+                 (fault mode slow/{}). No health checks.",
+                SLOW.as_millis(),
+                SLOW.as_millis()
+            ),
+            Scenario::Failure => format!(
+                "three backends answering at once; half-way through, b3 \
+                 starts closing every connection without an answer (fault \
+                 mode close), /health included. lb checks GET /health every \
+                 {} ms: two failures take a backend out.",
+                CHECK_INTERVAL.as_millis()
+            ),
+        }
+    }
+
+    /// The backends as the report names them.
+    pub fn backend_names(self) -> Vec<String> {
+        let third = match self {
+            Scenario::Slow => format!("b3 +{} ms", SLOW.as_millis()),
+            Scenario::Failure => "b3 fails half-way".to_owned(),
+        };
+        vec!["b1".to_owned(), "b2".to_owned(), third]
+    }
+
+    /// Each backend's fault mode from the start.
+    fn faults(self) -> [Fault; 3] {
+        match self {
+            Scenario::Slow => [Fault::None, Fault::None, Fault::Slow(SLOW)],
+            Scenario::Failure => [Fault::None; 3],
+        }
+    }
+
+    fn health(self) -> Health {
+        match self {
+            Scenario::Slow => Health::Off,
+            Scenario::Failure => Health::Http {
+                interval: CHECK_INTERVAL,
+            },
+        }
+    }
+
+    /// When the odd backend fails, if it does: half-way.
+    pub fn failure_at(self, duration: Duration) -> Option<Duration> {
+        match self {
+            Scenario::Slow => None,
+            Scenario::Failure => Some(duration / 2),
+        }
+    }
+}
+
+/// One algorithm's run through one scenario.
+#[derive(Clone, Debug)]
+pub struct Run {
+    pub scenario: Scenario,
+    pub algorithm: Algorithm,
+    /// The backends, as [`Scenario::backend_names`].
+    pub names: Vec<String>,
+    pub duration: Duration,
+    pub failed_at: Option<Duration>,
+    /// Every request, by start time.
+    pub records: Vec<Record>,
+}
+
+/// Runs `workload` through `lb` (`program`) with `algorithm`, in
+/// `scenario`. `step` heads the progress line.
+pub async fn run(
+    program: &Path,
+    scenario: Scenario,
+    algorithm: Algorithm,
+    workload: &Workload,
+    progress: Progress,
+    step: &str,
+) -> Result<Run, Error> {
+    progress.step(&format!("{step}: starting"));
+    let backends = Backends::start(3).await?;
+    for (index, fault) in scenario.faults().into_iter().enumerate() {
+        backends.set_fault(index, fault).await?;
+    }
+    let setup = Setup {
+        algorithm,
+        seed: workload.seed,
+        backends: backends.addrs.clone(),
+        health: scenario.health(),
+    };
+    // Dropped on the error paths below: lb is killed, the backends
+    // stopped.
+    let lb = Lb::start(program, &setup).await?;
+
+    let origin = Instant::now();
+    let done = Arc::new(AtomicUsize::new(0));
+    let failed_at = scenario.failure_at(workload.duration);
+    let failure = async {
+        if let Some(at) = failed_at {
+            tokio::time::sleep_until(origin + at).await;
+            backends.set_fault(ODD_ONE, Fault::Close).await?;
+        }
+        Ok::<(), Error>(())
+    };
+    let clients =
+        clients::run(lb.addr, workload, &backends.addrs, origin, done.clone());
+    // Ends when the clients do, which the workload's duration bounds.
+    let (records, failure) = {
+        let work = async { tokio::join!(clients, failure) };
+        let mut work = std::pin::pin!(work);
+        let mut ticks = tokio::time::interval(Duration::from_millis(100));
+        loop {
+            tokio::select! {
+                out = &mut work => break out,
+                _ = ticks.tick() => progress.tick(&format!(
+                    "{step}: {:.1} of {:.1} s, {} requests",
+                    origin.elapsed().as_secs_f64().min(
+                        workload.duration.as_secs_f64()
+                    ),
+                    workload.duration.as_secs_f64(),
+                    done.load(Ordering::Relaxed)
+                )),
+            }
+        }
+    };
+    let stopped = lb.stop().await;
+    backends.stop().await;
+    failure?;
+    stopped?;
+    Ok(Run {
+        scenario,
+        algorithm,
+        names: scenario.backend_names(),
+        duration: workload.duration,
+        failed_at,
+        records,
+    })
+}
