@@ -218,6 +218,50 @@ impl Procs {
         Ok(fs::read_to_string(self.out_path(name)).unwrap_or_default())
     }
 
+    /// If process `name` has exited: forgets it and returns its exit
+    /// code (`None` if a signal ended it); else `None`, and it stays.
+    pub fn reap(&mut self, name: &str) -> Option<Option<i32>> {
+        let child = self.children.get_mut(name)?;
+        let status = child.try_wait().ok()??;
+        let pid = child.id();
+        self.children.remove(name);
+        running_pids().retain(|&p| p != pid);
+        Some(status.code())
+    }
+
+    /// Waits, at most `limit`, for process `name` to exit by itself, and
+    /// reaps it: its exit code as [`Procs::reap`] gives it, or `None` if
+    /// it still runs (it is left running).
+    pub fn wait_exit(
+        &mut self,
+        name: &str,
+        limit: Duration,
+    ) -> Option<Option<i32>> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(code) = self.reap(name) {
+                return Some(code);
+            }
+            if !self.children.contains_key(name) || Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Stops every process whose name starts with `prefix`.
+    pub fn stop_matching(&mut self, prefix: &str) {
+        let names: Vec<String> = self
+            .children
+            .keys()
+            .filter(|name| name.starts_with(prefix))
+            .cloned()
+            .collect();
+        for name in names {
+            self.stop(&name);
+        }
+    }
+
     /// Stops process `name` (TERM, then KILL after 5 s) and reaps it.
     pub fn stop(&mut self, name: &str) {
         if let Some(mut child) = self.children.remove(name) {
@@ -287,6 +331,24 @@ mod tests {
         let err = procs.wait_port("quitter", 1).unwrap_err();
         assert!(err.starts_with("quitter exited before listening on 1"));
         assert!(err.contains("address in use"), "{err}");
+    }
+
+    #[test]
+    fn an_exit_is_reaped_with_its_code() {
+        let dir = tempfile::tempdir().expect("a temporary folder");
+        let mut procs = Procs::new(dir.path());
+        procs
+            .start("three", Command::new("sh").arg("-c").arg("exit 3"))
+            .expect("sh starts");
+        let code = procs.wait_exit("three", Duration::from_secs(30));
+        assert_eq!(code, Some(Some(3)));
+        assert_eq!(procs.pid("three"), None);
+        procs
+            .start("sleeper", Command::new("sleep").arg("60"))
+            .expect("sleep starts");
+        assert_eq!(procs.wait_exit("sleeper", Duration::ZERO), None);
+        procs.stop_matching("sl");
+        assert_eq!(procs.pid("sleeper"), None);
     }
 
     #[test]

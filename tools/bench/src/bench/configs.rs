@@ -5,6 +5,8 @@
 use std::fmt::Write;
 use std::path::Path;
 
+use super::reloads::Version;
+
 /// What every configuration depends on.
 pub struct Machine<'a> {
     pub cores: usize,
@@ -144,6 +146,97 @@ interval = \"1s\"
     text
 }
 
+/// HAProxy for the reloads workload, on `port`: version A (round robin,
+/// backends 1 and 2 weighted 1 and 3) or B (least connections, backends
+/// 2 and 3 weighted 2 and 1) of [`super::reloads::Version`]; with
+/// `socket`, a stats socket that hands the listeners to the next process
+/// (`expose-fd listeners`, for `-x`).
+pub fn haproxy_reload(
+    m: &Machine<'_>,
+    port: u16,
+    backends: &[String],
+    version: Version,
+    socket: Option<&Path>,
+) -> String {
+    let balance = match version {
+        Version::A => "roundrobin",
+        Version::B => "leastconn",
+    };
+    let stats = socket.map_or(String::new(), |path| {
+        format!(
+            "  stats socket {} mode 600 level admin expose-fd listeners\n",
+            path.display()
+        )
+    });
+    let mut servers = String::new();
+    for (i, weight) in version.backends() {
+        write!(
+            servers,
+            "\n  server s{} {} weight {weight}",
+            i + 1,
+            backends[i]
+        )
+        .expect("a String");
+    }
+    format!(
+        "global
+  nbthread {cores}
+  maxconn {maxconn}
+{stats}defaults
+  mode tcp
+  timeout connect 5s
+  timeout client 600s
+  timeout server 600s
+frontend balancer
+  bind 127.0.0.1:{port}
+  default_backend servers
+backend servers
+  balance {balance}{servers}
+",
+        cores = m.cores,
+        maxconn = m.nofile.saturating_sub(200) / 2,
+    )
+}
+
+/// `lb`'s file for the reloads workload: version A (weighted round
+/// robin over backends 1 and 2) or B (least connections over 2 and 3),
+/// health checks off (the load alone decides who gets a client), and
+/// with `socket` the `[upgrade]` socket a new `lb --upgrade` connects to.
+pub fn lb_reload(
+    port: u16,
+    backends: &[String],
+    version: Version,
+    socket: Option<&Path>,
+) -> String {
+    let algorithm = match version {
+        Version::A => "weighted-round-robin",
+        Version::B => "least-connections",
+    };
+    let mut text = format!(
+        "# Written by scripts/bench.sh.
+listen = \"127.0.0.1:{port}\"
+algorithm = \"{algorithm}\"
+
+[health]
+kind = \"off\"
+"
+    );
+    if let Some(socket) = socket {
+        write!(text, "\n[upgrade]\nsocket = '{}'\n", socket.display())
+            .expect("a String");
+    }
+    for (i, weight) in version.backends() {
+        write!(
+            text,
+            "\n[[backends]]\nid = \"s{}\"\naddress = \"{}\"\nweight = {weight}\n",
+            i + 1,
+            backends[i]
+        )
+        .expect("a String");
+    }
+    text
+}
+
 /// wrk's script: one line at the end, "WRK requests duration_us p50_us
 /// p99_us errors" (errors of every kind).
 pub const WRK_REPORT: &str = r#"-- One line for bench.sh: requests, duration (us), p50 and p99 latency
@@ -196,6 +289,41 @@ mod tests {
         ));
     }
 
+    #[test]
+    fn the_reload_files_differ_in_algorithm_weights_and_backends() {
+        let socket = Path::new("/tmp/w/haproxy-x.sock");
+        let a =
+            haproxy_reload(&machine(), 20204, &backends(), Version::A, None);
+        let b = haproxy_reload(
+            &machine(),
+            20204,
+            &backends(),
+            Version::B,
+            Some(socket),
+        );
+        assert!(a.ends_with(
+            "  balance roundrobin\n  server s1 127.0.0.1:20001 weight 1\n  \
+             server s2 127.0.0.1:20002 weight 3\n"
+        ));
+        assert!(b.ends_with(
+            "  balance leastconn\n  server s2 127.0.0.1:20002 weight 2\n  \
+             server s3 127.0.0.1:20003 weight 1\n"
+        ));
+        assert!(!a.contains("stats socket"));
+        assert!(b.contains(
+            "  stats socket /tmp/w/haproxy-x.sock mode 600 level admin \
+             expose-fd listeners\n"
+        ));
+        let lb_a = lb_reload(20206, &backends(), Version::A, None);
+        let lb_b = lb_reload(20206, &backends(), Version::B, Some(socket));
+        assert!(lb_a.contains("algorithm = \"weighted-round-robin\""));
+        assert!(lb_a.contains(
+            "id = \"s2\"\naddress = \"127.0.0.1:20002\"\nweight = 3"
+        ));
+        assert!(!lb_a.contains("20003") && !lb_b.contains("20001"));
+        assert!(lb_b.contains("[upgrade]\nsocket = '/tmp/w/haproxy-x.sock'"));
+    }
+
     /// The file is one `lb` itself accepts, with the settings the report
     /// claims: least connections, checks on or off, one id per slot.
     #[test]
@@ -216,6 +344,18 @@ mod tests {
             assert_eq!(config.health.kind, expected);
             assert_eq!(config.backends.len(), 3);
             assert_eq!(config.backends[2].address.to_string(), list[2]);
+        }
+        // The reload workload's two files (without `[upgrade]`, which
+        // the upgrade work adds).
+        for (version, algorithm) in [
+            (Version::A, "weighted-round-robin"),
+            (Version::B, "least-connections"),
+        ] {
+            let text = lb_reload(20206, &backends(), version, None);
+            let config = Config::parse(Path::new("lb-sighup.toml"), &text)
+                .unwrap_or_else(|err| panic!("{err}\n{text}"));
+            assert_eq!(config.algorithm.to_string(), algorithm);
+            assert_eq!(config.backends.len(), 2);
         }
     }
 }

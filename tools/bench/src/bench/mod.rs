@@ -13,6 +13,7 @@
 pub mod configs;
 pub mod load;
 pub mod plan;
+pub mod reloads;
 pub mod report;
 pub mod stats;
 
@@ -72,6 +73,9 @@ struct Bench {
     memory: Vec<(String, MemoryRun)>,
     /// The files written for the programs, by name, for the report.
     configs: BTreeMap<String, String>,
+    /// The reloads workload: each contender's run, and the load's shape.
+    reloads: Vec<reloads::ReloadRun>,
+    reload_shape: Option<reloads::Shape>,
 }
 
 fn clock() -> String {
@@ -429,7 +433,9 @@ impl Bench {
                 loader.http(&mut self.procs, Http::Close, port, cpu_pid)
             }
             Workload::Bulk => loader.bulk(&mut self.procs, port, cpu_pid),
-            Workload::Memory => unreachable!("memory has no load run"),
+            Workload::Memory | Workload::Reloads => {
+                unreachable!("{} has no load run", workload.name())
+            }
         }
     }
 
@@ -805,6 +811,8 @@ pub fn run(args: Vec<String>) -> Result<(), String> {
         tables: BTreeMap::new(),
         memory: Vec::new(),
         configs: BTreeMap::new(),
+        reloads: Vec::new(),
+        reload_shape: None,
     };
     let result =
         measure_everything(&mut bench, &dummy_servers, options.connections);
@@ -835,6 +843,8 @@ pub fn run(args: Vec<String>) -> Result<(), String> {
         contenders: bench.contenders.clone(),
         tables: bench.tables.clone(),
         memory: bench.memory.clone(),
+        reloads: bench.reloads.clone(),
+        reload_shape: bench.reload_shape,
         configs: bench.configs.clone(),
         work: work.display().to_string(),
     };
@@ -903,6 +913,9 @@ fn measure_everything(
             }
         }
         bench.procs.stop("backend-dummy");
+    }
+    if plan.wants(Workload::Reloads) {
+        bench.run_reloads(dummy_servers)?;
     }
     if plan.wants(Workload::Bulk) {
         bench.start_backends(Set::Iperf, dummy_servers)?;

@@ -24,7 +24,11 @@ a backend itself: the limit), 04-round-robin, 08-final, 09-http-proxy (HTTP
 workloads only: it is a layer-7 proxy), lb (least connections, TCP health
 checks; checks off for iperf3, whose server takes one client at a time),
 HAProxy (mode tcp, balance roundrobin) and nginx (stream, round robin).
-Every figure is the median of the rounds; every contender's run sits
+The reloads workload (lb and HAProxy, not in --smoke) counts the
+connections refused, reset or cut while each is reloaded between two
+configurations under load: lb by SIGHUP, HAProxy by a new process with
+-sf and by its seamless reload (-x, expose-fd listeners); and while lb is
+upgraded (lb --upgrade). Every figure is the median of the rounds; every contender's run sits
 between two direct runs and its ratio is to their mean, so that the
 machine's drift hits all alike. Before each contender's run the machine is
 sampled (/proc/stat) and, while something else keeps it busy, waited for.
@@ -68,7 +72,7 @@ pub struct Options {
     /// A subset of: 04,08,09,lb,haproxy,nginx.
     #[arg(long, value_name = "LIST", value_delimiter = ',')]
     pub contenders: Option<Vec<String>>,
-    /// A subset of: memory,keepalive,close,bulk.
+    /// A subset of: memory,keepalive,close,bulk,reloads.
     #[arg(long, value_name = "LIST", value_delimiter = ',')]
     pub workloads: Option<Vec<String>>,
     /// Ports used: P+1 .. P+399 on 127.0.0.1.
@@ -110,6 +114,9 @@ pub enum Workload {
     KeepAlive,
     Close,
     Bulk,
+    /// Connections lost while a balancer is reloaded (and `lb`
+    /// upgraded) under load: `lb` and HAProxy only, not in a smoke run.
+    Reloads,
 }
 
 impl Workload {
@@ -119,17 +126,19 @@ impl Workload {
             Workload::KeepAlive => "keepalive",
             Workload::Close => "close",
             Workload::Bulk => "bulk",
+            Workload::Reloads => "reloads",
         }
     }
 }
 
 impl Workload {
     /// Every workload, in the order of the report.
-    const ALL: [Workload; 4] = [
+    const ALL: [Workload; 5] = [
         Workload::Memory,
         Workload::KeepAlive,
         Workload::Close,
         Workload::Bulk,
+        Workload::Reloads,
     ];
 }
 
@@ -424,7 +433,8 @@ mod tests {
         let err = Plan::new(&options(&["--workloads", "bulk,soak"]), root);
         assert_eq!(
             err.unwrap_err(),
-            "--workloads: unknown \"soak\" (memory, keepalive, close, bulk)"
+            "--workloads: unknown \"soak\" (memory, keepalive, close, bulk, \
+             reloads)"
         );
         let err = Plan::new(&options(&["--port-base", "40000"]), root);
         assert!(err.unwrap_err().starts_with("--port-base must leave"));

@@ -8,6 +8,7 @@ use std::fmt::Write;
 use std::time::Duration;
 
 use super::plan::{Contender, Launch, Mode, Set, Workload};
+use super::reloads::{ReloadRun, Shape};
 use super::stats::{self, MemoryRun, Run};
 use super::{Quiet, Table};
 
@@ -33,6 +34,9 @@ pub struct Report {
     pub contenders: Vec<Contender>,
     pub tables: BTreeMap<(Workload, Set), Table>,
     pub memory: Vec<(String, MemoryRun)>,
+    /// The reloads workload's runs, and its load.
+    pub reloads: Vec<ReloadRun>,
+    pub reload_shape: Option<Shape>,
     /// The files written for the programs, by name.
     pub configs: BTreeMap<String, String>,
     /// The work folder's path, shown as $TMP in the configurations.
@@ -351,7 +355,7 @@ impl Report {
                 Workload::KeepAlive => ("CPU µs per request, kept-alive", 1e6),
                 Workload::Close => ("CPU µs per request, new connection", 1e6),
                 Workload::Bulk => ("CPU ms per GB, bulk", 1e3),
-                Workload::Memory => continue,
+                Workload::Memory | Workload::Reloads => continue,
             };
             let bound = if *workload == Workload::Bulk {
                 ""
@@ -435,7 +439,7 @@ impl Report {
                 },
                 self.bulk_table(table),
             ),
-            Workload::Memory => return None,
+            Workload::Memory | Workload::Reloads => return None,
         };
         let only = if workload == Workload::Bulk {
             " Layer-4 balancers only."
@@ -560,6 +564,70 @@ impl Report {
         out
     }
 
+    /// The reloads workload: connections lost while each balancer was
+    /// reloaded (or upgraded) under load.
+    fn reloads_section(&self) -> Option<String> {
+        let shape = self.reload_shape?;
+        if self.reloads.is_empty() {
+            return None;
+        }
+        let mut out = format!(
+            "\n## Reloads under load\n\nThe load: {load}. Backends: {set}. \
+             Each balancer is changed {reloads} times ({upgrades} for \
+             upgrades) between two configurations that differ in weights, \
+             in the algorithm (round robin, or weighted round robin, then \
+             least connections) and in one backend added and one removed; \
+             the next change comes once {settle} new connections have been \
+             served since the last was seen done (HAProxy: the new process \
+             holds a listening socket and the old one none; `lb`: its \
+             `reloaded:` line, or the new process's `listening on`). A \
+             connection failed if it was refused, reset, or cut short or \
+             not byte for byte. Measured here, one run each.\n\n\
+             | balancer | how | done | in | new connections | transfers | \
+             refused | reset | cut | failed |\n\
+             |---|---|--:|--:|--:|--:|--:|--:|--:|--:|\n",
+            load = shape.describe(),
+            set = set_name(Set::Dummy),
+            reloads = shape.reloads,
+            upgrades = shape.upgrades,
+            settle = shape.settle,
+        );
+        for run in &self.reloads {
+            let both = |f: fn(&super::reloads::Tally) -> u64| {
+                f(&run.connects) + f(&run.transfers)
+            };
+            writeln!(
+                out,
+                "| {} | {} | {} of {} | {:.1} s | {} | {} | {} | {} | {} | \
+                 **{}** |",
+                run.label,
+                run.how,
+                run.done,
+                run.asked,
+                run.seconds,
+                thousands(run.connects.ok as f64),
+                thousands(run.transfers.ok as f64),
+                both(|t| t.refused),
+                both(|t| t.reset),
+                both(|t| t.cut),
+                run.failed()
+            )
+            .expect("a String");
+        }
+        let notes: Vec<String> = self
+            .reloads
+            .iter()
+            .filter(|run| !run.note.is_empty())
+            .map(|run| format!("- {}, {}: {}", run.label, run.how, run.note))
+            .collect();
+        if !notes.is_empty() {
+            out.push('\n');
+            out.push_str(&notes.join("\n"));
+            out.push('\n');
+        }
+        Some(out)
+    }
+
     /// The report, as Markdown.
     pub fn markdown(&self) -> String {
         let mut out = String::new();
@@ -662,6 +730,7 @@ costs less here than it will once memory is reused.
             )
             .expect("a String");
         }
+        out.extend(self.reloads_section());
         out.extend(self.lb_section());
         if self.mode != Mode::Smoke {
             let shown: Vec<(&String, &String)> = [
@@ -804,6 +873,8 @@ mod tests {
                 table,
             )]),
             memory: Vec::new(),
+            reloads: Vec::new(),
+            reload_shape: None,
             configs: BTreeMap::new(),
             work: "/tmp/w".into(),
         }
