@@ -200,10 +200,22 @@ impl Maglev {
     /// small tables.
     fn with_size(members: &[Member], size: usize) -> Maglev {
         assert!(is_prime(size), "a Maglev table's size must be prime");
+        // Filled in the order of the ids, not of the list: the backends
+        // take turns, and ties go to the first, so two `lb`s given the
+        // same backends in another order (two files, or a list from a
+        // store) would otherwise build different tables. The slots then
+        // name each backend by its place in `members`, as `order` reads.
+        let mut by_id: Vec<usize> = (0..members.len()).collect();
+        by_id.sort_by(|&a, &b| members[a].id.cmp(&members[b].id));
+        let sorted: Vec<Member> =
+            by_id.iter().map(|&index| members[index].clone()).collect();
         let table = if members.is_empty() {
             Vec::new()
         } else {
-            fill(members, size)
+            fill(&sorted, size)
+                .into_iter()
+                .map(|sorted_index| by_id[sorted_index as usize] as u32)
+                .collect()
         };
         let mut slots = vec![0; members.len()];
         for &backend in &table {
@@ -387,6 +399,25 @@ mod tests {
             let mut sorted = order_one.clone();
             sorted.sort_unstable();
             assert_eq!(sorted, [0, 1, 2, 3, 4]);
+        }
+    }
+
+    /// The table depends on the set of ids, not on their order: two
+    /// `lb`s given one list in two orders send each client to the same
+    /// backend (by id).
+    #[test]
+    fn the_order_of_the_list_does_not_change_the_table() {
+        let list = members(&[1, 2, 1, 1, 3]);
+        let mut reversed = list.clone();
+        reversed.reverse();
+        let (one, other) = (Maglev::new(&list), Maglev::new(&reversed));
+        let backends = up(list.len());
+        let mut keys = SmallRng::seed_from_u64(6);
+        for _ in 0..10_000 {
+            let key = keys.next_u64();
+            let a = &list[first(&one, &backends, key)].id;
+            let b = &reversed[first(&other, &backends, key)].id;
+            assert_eq!(a, b, "key {key}");
         }
     }
 
