@@ -1,19 +1,16 @@
-//! A backend: what the config says of it (id, address, TLS, weight,
-//! limit) and what `lb` learns of it while running (open connections,
-//! health). The live counters are kept by guards whose `Drop` gives the
-//! count back, so no path through `proxy` can leak one.
+//! A backend of a pool: what the config says of it (id, address, TLS,
+//! weight, limit), and a handle on what `lb` learns of it while running
+//! (`live.rs`). Open connections are counted by guards whose `Drop` gives
+//! the count back, so no path through `proxy` can leak one.
 
 use std::fmt;
 use std::str::FromStr;
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex};
-
-use lab_common::HostPort;
-use tokio::sync::Notify;
-use tokio::time::Instant;
+use std::sync::Arc;
 
 use crate::config::BackendConfig;
-use crate::health::{Change, HealthState};
+use crate::live::Live;
+use crate::queue::Queue;
+use lab_common::HostPort;
 
 // ANCHOR: address
 /// Where a backend is and whether `lb` speaks TLS to it, written as in
@@ -64,90 +61,78 @@ impl fmt::Display for Address {
 }
 // ANCHOR_END: address
 
-/// One backend of the running balancer.
+/// One backend of one pool: what the config says of it, and its live
+/// record ([`Live`]), which outlives the pool when the backend stays
+/// across a reload.
 #[derive(Debug)]
 pub struct Backend {
     /// A stable name: the config's `id`, or the address as written.
-    /// Logs name backends by it, and Maglev hashes it.
+    /// Logs name backends by it, Maglev hashes it, and a reload matches
+    /// the old pool's backends to the new by it.
     pub id: String,
     pub address: Address,
-    /// Its share of clients, for the algorithms that read weights.
+    /// Its share of clients, for the algorithms that read weights: the
+    /// config's, or one set through the admin API.
     pub weight: u32,
     /// At most this many client connections at once (`None`: no limit).
     pub max_connections: Option<u32>,
-    /// Client connections open to it now; see [`ActiveGuard`].
-    active: AtomicU32,
-    health: Mutex<HealthState>,
-    /// Woken when a connection to a backend with a limit ends: clients
-    /// queued because every backend was full may find room.
-    freed: Arc<Notify>,
+    pub live: Arc<Live>,
+    /// Woken when a connection ends: a client waiting for room may go.
+    queue: Arc<Queue>,
 }
 
 impl Backend {
-    /// A backend as `config` describes it; `freed` is shared by all the
-    /// backends of one balancer.
-    pub fn new(config: &BackendConfig, freed: Arc<Notify>) -> Backend {
+    /// A backend as `config` describes it, with its live record.
+    pub fn new(
+        config: &BackendConfig,
+        live: Arc<Live>,
+        queue: Arc<Queue>,
+    ) -> Backend {
         Backend {
             id: config.id.clone(),
             address: config.address.clone(),
-            weight: config.weight,
+            weight: live.control().weight.unwrap_or(config.weight),
             max_connections: config.max_connections,
-            active: AtomicU32::new(0),
-            health: Mutex::new(HealthState::new()),
-            freed,
+            live,
+            queue,
         }
     }
 
     /// Client connections open to this backend now.
     pub fn active(&self) -> u32 {
-        self.active.load(Ordering::Acquire)
+        self.live.active()
     }
 
-    /// Whether a new client may be sent here now: healthy, not cooling
-    /// down, not full.
-    pub fn usable(&self, now: Instant) -> bool {
-        !self.is_full() && self.health().usable(now)
+    /// Whether a new client may be sent here at `now`: healthy, taking
+    /// clients (not drained, disabled or retiring) and not full.
+    pub fn usable(&self, now: tokio::time::Instant) -> bool {
+        let full = self.max_connections.is_some_and(|max| self.active() >= max);
+        !full && self.live.accepting() && self.live.healthy(now)
     }
 
-    /// At its `max_connections`.
-    pub fn is_full(&self) -> bool {
-        self.max_connections.is_some_and(|max| self.active() >= max)
-    }
-
-    /// Healthy, but at its `max_connections`: a client may wait for it.
-    pub fn up_but_full(&self, now: Instant) -> bool {
-        self.is_full() && self.health().usable(now)
-    }
-
-    /// Runs `update` on this backend's health state and returns the change
-    /// of state it made, if any, for the caller to log.
-    pub fn update_health(
-        &self,
-        update: impl FnOnce(&mut HealthState) -> Option<Change>,
-    ) -> Option<Change> {
-        update(&mut self.health())
-    }
-
-    fn health(&self) -> std::sync::MutexGuard<'_, HealthState> {
-        // A panic while the lock was held left a state that is still
-        // consistent (every update is a few assignments), so carry on.
-        self.health
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner())
+    /// Its `max_connections` at `now`: during a slow start, the same share
+    /// of it as of its weight (at least 1).
+    pub fn max_at(&self, ramp: Option<f64>) -> Option<u32> {
+        let max = self.max_connections?;
+        Some(match ramp {
+            Some(share) => ((f64::from(max) * share).ceil() as u32).max(1),
+            None => max,
+        })
     }
 
     // ANCHOR: try_track
     /// Counts one more connection to this backend until the guard is
-    /// dropped; `None` if that would pass its `max_connections`. The check
-    /// and the count are one atomic step, so two clients cannot both take
-    /// the last place.
-    pub fn try_track(self: &Arc<Self>) -> Option<ActiveGuard> {
-        let max = self.max_connections.unwrap_or(u32::MAX);
-        self.active
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |active| {
-                (active < max).then_some(active + 1)
-            })
-            .ok()?;
+    /// dropped; `None` if that would pass its `max_connections` (`max`,
+    /// which a slow start lowers for a while). The check and the count
+    /// are one atomic step, so two clients cannot both take the last
+    /// place.
+    pub fn try_track(
+        self: &Arc<Self>,
+        max: Option<u32>,
+    ) -> Option<ActiveGuard> {
+        if !self.live.try_add(max.unwrap_or(u32::MAX)) {
+            return None;
+        }
         Some(ActiveGuard {
             backend: self.clone(),
         })
@@ -173,10 +158,9 @@ impl ActiveGuard {
 impl Drop for ActiveGuard {
     fn drop(&mut self) {
         let backend = &self.backend;
-        backend.active.fetch_sub(1, Ordering::AcqRel);
-        if backend.max_connections.is_some() {
-            backend.freed.notify_waiters();
-        }
+        backend.live.remove();
+        // A place is free: the first client in line, if any, may take it.
+        backend.queue.place_freed();
     }
 }
 // ANCHOR_END: active_guard

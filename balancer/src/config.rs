@@ -46,11 +46,32 @@ pub struct Config {
     /// Seeds the random algorithms (`random`, `power-of-two`), so that a
     /// run can be repeated pick for pick (`None`: seeded by the system).
     pub seed: Option<u64>,
+    /// Reload when the config file changes (as on SIGHUP).
+    pub watch: bool,
     pub tls: TlsConfig,
     pub timeouts: Timeouts,
     pub limits: Limits,
     pub health: HealthConfig,
+    pub admin: AdminConfig,
+    pub upgrade: UpgradeConfig,
     pub backends: Vec<BackendConfig>,
+}
+
+/// `[admin]`: the listener for the status page and the control API.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AdminConfig {
+    /// Where it listens; `None`: no admin listener.
+    pub listen: Option<HostPort>,
+    /// A file holding the token every request must carry as
+    /// `Authorization: Bearer TOKEN`. Required off loopback.
+    pub token_file: Option<PathBuf>,
+}
+
+/// `[upgrade]`: where a new `lb` asks the running one for its listener.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct UpgradeConfig {
+    /// A Unix socket path; `None`: no upgrades.
+    pub socket: Option<PathBuf>,
 }
 
 /// `[tls]`: the certificate `lb` presents to clients, and how it checks
@@ -115,6 +136,9 @@ pub struct HealthConfig {
     pub failures: u32,
     /// ...for this long.
     pub cooldown: Duration,
+    /// How long a backend that comes back up takes to reach its whole
+    /// weight and limit (zero: at once).
+    pub slow_start: Duration,
 }
 
 /// How the active checks test a backend.
@@ -147,6 +171,7 @@ impl Default for Config {
             algorithm: Algorithm::RoundRobin,
             retries: None,
             seed: None,
+            watch: false,
             tls: TlsConfig::default(),
             timeouts: Timeouts {
                 connect: Duration::from_secs(3),
@@ -170,7 +195,10 @@ impl Default for Config {
                 fall: 3,
                 failures: 3,
                 cooldown: Duration::from_secs(10),
+                slow_start: Duration::ZERO,
             },
+            admin: AdminConfig::default(),
+            upgrade: UpgradeConfig::default(),
             backends: lab_common::addr::DEFAULT_BACKENDS
                 .split(',')
                 .map(|address| BackendConfig::at(parse_default(address)))
@@ -323,6 +351,42 @@ impl Config {
                 u64::try_from(seed)
                     .map_err(|_| format!("must be at least 0, found {seed}"))
             })?);
+        }
+        if let Some(watch) = raw.watch {
+            config.watch = watch;
+        }
+        if let Some(admin) = &raw.admin {
+            if let Some(listen) = &admin.listen {
+                config.admin.listen =
+                    Some(file.parse_with(listen, "admin.listen", |text| {
+                        text.parse::<HostPort>()
+                    })?);
+            }
+            if let Some(token) = &admin.token_file {
+                config.admin.token_file =
+                    Some(file_path(file, folder, token, "admin.token_file")?);
+            }
+            if let (Some(listen), None) =
+                (&config.admin.listen, &config.admin.token_file)
+                && !is_loopback(listen)
+            {
+                let span = admin.listen.as_ref().map(Spanned::span);
+                return Err(file.error_at(
+                    span,
+                    "admin.listen",
+                    format!(
+                        "`{listen}` is not a loopback address: anyone who \
+                         reaches it could drain your backends; set \
+                         `token_file` too, or listen on 127.0.0.1"
+                    ),
+                ));
+            }
+        }
+        if let Some(upgrade) = &raw.upgrade
+            && let Some(socket) = &upgrade.socket
+        {
+            config.upgrade.socket =
+                Some(file_path(file, folder, socket, "upgrade.socket")?);
         }
         if let Some(tls) = raw.tls {
             config.tls = tls.check(file, folder)?;
@@ -491,6 +555,84 @@ impl Config {
         warnings
     }
 
+    /// The rules on single values that the file's parse enforces, for a
+    /// config built in code (a test's, a reload's): a weight of 0 would
+    /// make power-of-two divide by zero, a zero interval spin. With
+    /// [`Config::check`], this is the whole check, so `Balancer::new`
+    /// runs only configs that obey every rule the file does.
+    pub fn check_values(&self, source: &str) -> Result<(), ConfigError> {
+        let error = |key: String, message: String| ConfigError {
+            source: source.to_owned(),
+            line: None,
+            key: Some(key),
+            message,
+        };
+        let at_least_1 = [
+            ("limits.max_connections", self.limits.max_connections),
+            ("limits.backlog", self.limits.backlog),
+            ("limits.max_handshakes", self.limits.max_handshakes),
+            ("health.rise", self.health.rise),
+            ("health.fall", self.health.fall),
+            ("health.failures", self.health.failures),
+        ];
+        for (key, value) in at_least_1 {
+            if value == 0 {
+                return Err(error(
+                    key.to_owned(),
+                    "must be at least 1, found 0".to_owned(),
+                ));
+            }
+        }
+        let longer_than_zero = [
+            ("timeouts.connect", self.timeouts.connect),
+            ("timeouts.tls_handshake", self.timeouts.tls_handshake),
+            ("timeouts.idle", self.timeouts.idle),
+            ("timeouts.half_closed", self.timeouts.half_closed),
+            ("limits.queue_timeout", self.limits.queue_timeout),
+            ("health.interval", self.health.interval),
+            ("health.timeout", self.health.timeout),
+            ("health.cooldown", self.health.cooldown),
+        ];
+        for (key, value) in longer_than_zero {
+            if value.is_zero() {
+                return Err(error(
+                    key.to_owned(),
+                    "must be longer than zero".to_owned(),
+                ));
+            }
+        }
+        check_request_target(&self.health.path)
+            .map_err(|message| error("health.path".to_owned(), message))?;
+        for (i, backend) in self.backends.iter().enumerate() {
+            if backend.weight == 0 {
+                return Err(error(
+                    backend_key(i, "weight"),
+                    "must be at least 1, found 0".to_owned(),
+                ));
+            }
+            if backend.max_connections == Some(0) {
+                return Err(error(
+                    backend_key(i, "max_connections"),
+                    "must be at least 1, found 0".to_owned(),
+                ));
+            }
+        }
+        if let Some(listen) = &self.admin.listen
+            && self.admin.token_file.is_none()
+            && !is_loopback(listen)
+        {
+            return Err(error(
+                "admin.listen".to_owned(),
+                format!(
+                    "`{listen}` is not a loopback address: anyone who \
+                     reaches it could drain your backends; set \
+                     `token_file` too, or listen on 127.0.0.1"
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     /// Checks a config that the command line changed (`--backends`, say)
     /// against the rules between keys, which the flags may now break.
     /// `source` names where the values came from (`lb.toml with the
@@ -540,6 +682,30 @@ fn check_request_target(path: &str) -> Result<(), String> {
     }
 }
 
+/// A path from the file, relative to the file's folder.
+fn file_path(
+    file: &Source<'_>,
+    folder: &Path,
+    value: &Spanned<String>,
+    key: &str,
+) -> Result<PathBuf, ConfigError> {
+    file.check(value, key, |text| {
+        if text.trim().is_empty() {
+            return Err("an empty path".to_owned());
+        }
+        Ok(folder.join(text))
+    })
+}
+
+/// Whether `at` is only reachable from this machine: a loopback IP
+/// address, or `localhost`.
+pub fn is_loopback(at: &HostPort) -> bool {
+    match at.host().parse::<std::net::IpAddr>() {
+        Ok(ip) => ip.is_loopback(),
+        Err(_) => at.host().eq_ignore_ascii_case("localhost"),
+    }
+}
+
 /// `n` as a u32 of at least `min`, or why not.
 fn whole(n: i64, min: u32) -> Result<u32, String> {
     match u32::try_from(n) {
@@ -560,10 +726,13 @@ struct RawConfig {
     algorithm: Option<Spanned<String>>,
     retries: Option<Spanned<RawRetries>>,
     seed: Option<Spanned<i64>>,
+    watch: Option<bool>,
     tls: Option<RawTls>,
     timeouts: Option<RawTimeouts>,
     limits: Option<RawLimits>,
     health: Option<RawHealth>,
+    admin: Option<RawAdmin>,
+    upgrade: Option<RawUpgrade>,
     backends: Option<Spanned<Vec<RawBackend>>>,
 }
 
@@ -613,6 +782,20 @@ struct RawHealth {
     fall: Option<Spanned<i64>>,
     failures: Option<Spanned<i64>>,
     cooldown: Option<Spanned<String>>,
+    slow_start: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAdmin {
+    listen: Option<Spanned<String>>,
+    token_file: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawUpgrade {
+    socket: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -776,6 +959,10 @@ impl RawHealth {
         }
         if let Some(value) = self.failures {
             health.failures = file.count(&value, "health.failures", 1)?;
+        }
+        if let Some(value) = self.slow_start {
+            health.slow_start =
+                file.duration(&value, "health.slow_start", true)?;
         }
         if let Some(value) = self.cooldown {
             health.cooldown =
@@ -1392,6 +1579,8 @@ mod tests {
             ("[timeouts]", field_names::<RawTimeouts>()),
             ("[limits]", field_names::<RawLimits>()),
             ("[health]", field_names::<RawHealth>()),
+            ("[admin]", field_names::<RawAdmin>()),
+            ("[upgrade]", field_names::<RawUpgrade>()),
             ("[[backends]]", field_names::<RawBackend>()),
         ];
         // The keys written (or commented out, `# key = ...`) under each

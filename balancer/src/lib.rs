@@ -19,25 +19,33 @@
 //! Everything a test needs to run `lb` in-process is public: bind a
 //! listener on port 0 ([`bind`]), build a [`Config`], call [`run`].
 
+pub mod admin;
 pub mod backend;
 pub mod config;
 pub mod connect;
 pub mod health;
+pub mod live;
+pub mod pool;
 pub mod proxy;
+pub mod queue;
 pub mod relay;
+pub mod reload;
 pub mod select;
 pub mod stream;
+pub mod upgrade;
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
+use arc_swap::{ArcSwap, ArcSwapOption};
 use lab_common::{Error, HostPort};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
@@ -46,27 +54,78 @@ use tracing::{info, warn};
 
 pub use config::Config;
 
-use backend::Backend;
-use connect::BackendTls;
-use select::{Member, Select};
+use health::Checkers;
+use live::Live;
+use pool::Pool;
+use queue::Queue;
 
 // ANCHOR: balancer
-/// What every connection shares: the backends and their live state, the
-/// algorithm, the TLS configurations and the limits.
+/// What every connection shares: the current pool (backends, algorithm,
+/// rules), the live records of the backends by id, the front's TLS, the
+/// limits, and the line of clients waiting for room.
 pub struct Balancer {
-    config: Config,
-    backends: Vec<Arc<Backend>>,
-    selector: Box<dyn Select>,
-    front_tls: Option<TlsAcceptor>,
-    backend_tls: Option<BackendTls>,
+    /// Swapped whole at a reload; a client loads it once (`pool.rs`).
+    pool: ArcSwap<Pool>,
+    lives: Arc<Mutex<Lives>>,
+    front_tls: ArcSwapOption<TlsAcceptor>,
+    /// What the front's certificate files held when last read.
+    front_digest: Mutex<Option<u64>>,
     /// Client TLS handshakes in progress (`max_handshakes`).
-    handshakes: Semaphore,
-    /// Woken when a connection to a backend with a limit ends.
-    freed: Arc<Notify>,
+    handshakes: Resizable,
+    /// A place per open client connection (`max_connections`), taken
+    /// before accepting.
+    permits: Resizable,
+    queue: Arc<Queue>,
+    checkers: Mutex<Checkers>,
+    /// Cancelled when the drain after SIGTERM has run out: ends every
+    /// connection still open (each backend's token is a child of it).
+    cut: CancellationToken,
+    /// One reload at a time.
+    reloading: tokio::sync::Mutex<()>,
     started: Instant,
     no_backend_log: RateLimit,
 }
 // ANCHOR_END: balancer
+
+/// The backends' live records: those of the current pool by id, and the
+/// retiring ones until their last connection ends.
+#[derive(Default)]
+struct Lives {
+    current: HashMap<String, Arc<Live>>,
+    retiring: Vec<Arc<Live>>,
+}
+
+/// A semaphore whose number of places a reload can change.
+struct Resizable {
+    places: Arc<Semaphore>,
+    size: AtomicUsize,
+}
+
+impl Resizable {
+    fn new(size: usize) -> Resizable {
+        Resizable {
+            places: Arc::new(Semaphore::new(size)),
+            size: AtomicUsize::new(size),
+        }
+    }
+
+    /// Grows at once; shrinks as places come back (a place in use is
+    /// never taken from its connection).
+    fn resize(&self, size: usize) {
+        let before = self.size.swap(size, Ordering::AcqRel);
+        if size > before {
+            self.places.add_permits(size - before);
+        } else if size < before {
+            let places = self.places.clone();
+            let fewer = (before - size) as u32;
+            tokio::spawn(async move {
+                if let Ok(taken) = places.acquire_many_owned(fewer).await {
+                    taken.forget();
+                }
+            });
+        }
+    }
+}
 
 /// The state of a log line written at most once a second.
 struct RateLimit {
@@ -88,54 +147,198 @@ impl Default for RateLimit {
 impl Balancer {
     /// Builds the balancer `config` describes, loading the certificates
     /// it names. `config` must have been checked ([`Config::parse`] or
-    /// [`Config::check`]).
+    /// [`Config::check`]); it is checked again here, so that a config
+    /// built in code obeys the rules the file does.
     pub fn new(config: Config) -> Result<Balancer, Error> {
-        let front_tls = match &config.tls.front {
-            Some(front) => Some(TlsAcceptor::from(
-                lab_common::tls::server_config(&front.cert, &front.key)?,
-            )),
-            None => None,
-        };
-        let backend_tls = if config.tls.insecure {
+        config
+            .check("the config")
+            .and_then(|()| config.check_values("the config"))?;
+        if config.tls.insecure {
             warn!(
                 "insecure = true: the certificates of tls:// backends are \
                  NOT VERIFIED; anyone on the way to a backend can pose as it"
             );
-            Some(BackendTls::insecure())
-        } else {
-            match &config.tls.ca {
-                Some(ca) => Some(BackendTls::verify(
-                    lab_common::tls::client_config(ca)?,
-                )),
-                None => None,
-            }
-        };
-        let freed = Arc::new(Notify::new());
-        let backends = config
-            .backends
-            .iter()
-            .map(|backend| Arc::new(Backend::new(backend, freed.clone())))
-            .collect();
-        let members: Vec<Member> = config
-            .backends
-            .iter()
-            .map(|backend| Member {
-                id: backend.id.clone(),
-                weight: backend.weight,
-            })
-            .collect();
+        }
+        let front_tls = front_tls(&config)?;
+        let queue = Queue::new();
+        let cut = CancellationToken::new();
+        let mut lives = Lives::default();
+        let config = Arc::new(config);
+        let pool =
+            Pool::build(config.clone(), &mut lives.current, &queue, &cut)?;
         Ok(Balancer {
-            selector: select::build(config.algorithm, &members, config.seed),
-            handshakes: Semaphore::new(config.limits.max_handshakes as usize),
-            backends,
-            front_tls,
-            backend_tls,
-            freed,
+            handshakes: Resizable::new(config.limits.max_handshakes as usize),
+            permits: Resizable::new(connection_limit(&config)),
+            pool: ArcSwap::from_pointee(pool),
+            lives: Arc::new(Mutex::new(lives)),
+            front_tls: ArcSwapOption::from(front_tls.map(Arc::new)),
+            front_digest: Mutex::new(front_digest(&config)),
+            queue,
+            checkers: Mutex::new(Checkers::new()),
+            cut,
+            reloading: tokio::sync::Mutex::new(()),
             started: Instant::now(),
             no_backend_log: RateLimit::default(),
-            config,
         })
     }
+
+    /// The current pool. A client keeps what this returns to its end.
+    pub fn pool(&self) -> Arc<Pool> {
+        self.pool.load_full()
+    }
+
+    /// The line of clients waiting for room.
+    pub fn queue(&self) -> &Arc<Queue> {
+        &self.queue
+    }
+
+    /// Every backend's live record: the current pool's, then the
+    /// retiring ones.
+    pub fn lives(&self) -> Vec<Arc<Live>> {
+        let pool = self.pool();
+        let lives = lock(&self.lives);
+        pool.backends
+            .iter()
+            .map(|backend| backend.live.clone())
+            .chain(lives.retiring.iter().cloned())
+            .collect()
+    }
+
+    /// Builds a pool from `config` with the backends' records, swaps it
+    /// in, retires the backends it no longer has, and sets the checkers
+    /// and limits to follow it.
+    pub(crate) fn swap_in(&self, config: Arc<Config>) -> Result<(), Error> {
+        let old = self.pool();
+        let mut lives = lock(&self.lives);
+        let mut current = lives.current.clone();
+        let pool =
+            Pool::build(config.clone(), &mut current, &self.queue, &self.cut)?;
+        // Records of backends the new pool does not have: retiring.
+        let mut kept = HashMap::new();
+        for backend in &pool.backends {
+            kept.insert(backend.id.clone(), backend.live.clone());
+        }
+        for backend in &old.backends {
+            if !kept.contains_key(&backend.id) && backend.live.retire() {
+                lives.retiring.push(backend.live.clone());
+                self.retire(backend.live.clone(), config.timeouts.drain);
+            }
+        }
+        lives.current = kept;
+        drop(lives);
+        self.pool.store(Arc::new(pool));
+        self.permits.resize(connection_limit(&config));
+        self.handshakes
+            .resize(config.limits.max_handshakes as usize);
+        self.sync_checkers();
+        // A reload may bring room (a backend, a higher limit).
+        self.queue.wake_all();
+        Ok(())
+    }
+
+    /// A removed backend's end: its connections get `drain` to finish,
+    /// then are cut; its record goes with the last of them.
+    fn retire(&self, live: Arc<Live>, drain: Duration) {
+        let lives = self.lives.clone();
+        tokio::spawn(async move {
+            let open = live.active();
+            if open > 0 {
+                info!(
+                    backend = %live.id,
+                    "retiring: no new clients; {} open, {} to finish",
+                    count(open as usize, "connection"),
+                    config::show_duration(drain)
+                );
+            }
+            if tokio::time::timeout(drain, live.idle()).await.is_err() {
+                let left = live.active();
+                warn!(
+                    backend = %live.id,
+                    "retired: {} still open after {}; cut",
+                    count(left as usize, "connection"),
+                    config::show_duration(drain)
+                );
+                live.cut().cancel();
+                live.idle().await;
+            }
+            lock(&lives)
+                .retiring
+                .retain(|retiring| !Arc::ptr_eq(retiring, &live));
+        });
+    }
+
+    /// Starts and stops the checkers to follow the current pool and the
+    /// operator's say (a disabled backend is not checked).
+    pub fn sync_checkers(&self) {
+        let pool = self.pool();
+        lock(&self.checkers).follow(&pool, &self.queue);
+    }
+
+    /// Rebuilds the pool from its own config: the algorithm starts again
+    /// with the weights as they are now (one set through the API).
+    pub fn rebuild(&self) -> Result<(), Error> {
+        self.swap_in(self.pool().config.clone())
+    }
+
+    /// Presents `acceptor` to the next clients' handshakes (a connection
+    /// already set up keeps its session); whether its files were new.
+    fn set_front_tls(
+        &self,
+        acceptor: Option<TlsAcceptor>,
+        digest: Option<u64>,
+    ) -> bool {
+        self.front_tls.store(acceptor.map(Arc::new));
+        let before = std::mem::replace(&mut *lock(&self.front_digest), digest);
+        before.is_some() && digest.is_some() && before != digest
+    }
+
+    /// What a new process is handed at an upgrade, by backend id.
+    pub fn snapshot(&self) -> Vec<live::Snapshot> {
+        self.pool()
+            .backends
+            .iter()
+            .map(|backend| backend.live.snapshot())
+            .collect()
+    }
+
+    /// Takes over what an old process knew of the backends this one has
+    /// too; then the algorithm is built again with the weights it set.
+    pub fn restore(&self, snapshots: &[live::Snapshot]) -> Result<(), Error> {
+        let pool = self.pool();
+        for snapshot in snapshots {
+            if let Some(backend) = pool.backend(&snapshot.id) {
+                backend.live.restore(snapshot);
+            }
+        }
+        self.rebuild()
+    }
+}
+
+/// A digest of the front's certificate and key files, to tell a reload
+/// that read new ones from one that read the same again.
+fn front_digest(config: &Config) -> Option<u64> {
+    let front = config.tls.front.as_ref()?;
+    let mut bytes = std::fs::read(&front.cert).ok()?;
+    bytes.extend(std::fs::read(&front.key).ok()?);
+    Some(xxhash_rust::xxh3::xxh3_64(&bytes))
+}
+
+/// The acceptor for the front's TLS, if `[tls]` names a certificate: read
+/// again at every reload, so a rotated certificate is what the next
+/// handshake presents.
+fn front_tls(config: &Config) -> Result<Option<TlsAcceptor>, Error> {
+    match &config.tls.front {
+        Some(front) => Ok(Some(TlsAcceptor::from(
+            lab_common::tls::server_config(&front.cert, &front.key)?,
+        ))),
+        None => Ok(None),
+    }
+}
+
+/// Locks `mutex` even if a thread panicked while holding it: every update
+/// behind these locks leaves the state consistent.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// What a connection's task is given to end early: `cut` is cancelled
@@ -203,36 +406,24 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()>,
 ) -> Result<Drained, Error> {
-    serve(listener, Balancer::new(config)?, shutdown).await
+    serve(listener, Arc::new(Balancer::new(config)?), shutdown).await
 }
 
 /// [`run`] for a balancer already built: `main` builds it (loading the
 /// certificates) before it binds and says it listens, so that a bad
-/// certificate stops `lb` before anyone is told it is up.
+/// certificate stops `lb` before anyone is told it is up, and keeps it
+/// to reload it and to serve the admin API.
 pub async fn serve(
     listener: TcpListener,
-    balancer: Balancer,
+    balancer: Arc<Balancer>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<Drained, Error> {
-    let max_connections = connection_limit(&balancer.config);
-    let drain = balancer.config.timeouts.drain;
-    let balancer = Arc::new(balancer);
-    let checks = TaskTracker::new();
-    let stop_checks = CancellationToken::new();
-    health::spawn(
-        &balancer.backends,
-        &balancer.config.health,
-        balancer.backend_tls.clone(),
-        stop_checks.clone(),
-        &checks,
-    );
-
+    balancer.sync_checkers();
     // A permit per open client connection, taken *before* accepting: at
     // the limit `lb` stops calling accept, and new clients wait in the
     // kernel's listen queue instead of being accepted and dropped.
-    let permits = Arc::new(Semaphore::new(max_connections));
+    let permits = balancer.permits.places.clone();
     let connections = TaskTracker::new();
-    let cut = CancellationToken::new();
     let mut accept_trouble = AcceptTrouble::default();
     tokio::pin!(shutdown);
     loop {
@@ -246,10 +437,11 @@ pub async fn serve(
             accepted = accept(&listener, &mut accept_trouble) => accepted,
             () = &mut shutdown => break,
         };
-        let balancer = balancer.clone();
-        let shutdown = Shutdown { cut: cut.clone() };
+        let shutdown = Shutdown {
+            cut: balancer.cut.clone(),
+        };
         connections.spawn(proxy::serve_client(
-            balancer,
+            balancer.clone(),
             client,
             client_addr,
             shutdown,
@@ -257,10 +449,11 @@ pub async fn serve(
         ));
     }
     drop(listener);
-    stop_checks.cancel();
-    let drained = drain_connections(&connections, &cut, drain).await;
-    checks.close();
-    checks.wait().await;
+    lock(&balancer.checkers).stop();
+    let drain = balancer.pool().config.timeouts.drain;
+    let drained = drain_connections(&connections, &balancer.cut, drain).await;
+    let checkers = lock(&balancer.checkers).tracker();
+    checkers.wait().await;
     Ok(drained)
 }
 // ANCHOR_END: run
@@ -319,7 +512,7 @@ pub fn count(n: usize, what: &str) -> String {
 /// many: each client takes two descriptors (its own and its backend's),
 /// and a few are kept for the listener, the health checks and the logs.
 /// Without this, `lb` would accept clients it then cannot connect.
-fn connection_limit(config: &Config) -> usize {
+pub(crate) fn connection_limit(config: &Config) -> usize {
     let wanted = config.limits.max_connections as usize;
     let files = rustix::process::getrlimit(rustix::process::Resource::Nofile)
         .current

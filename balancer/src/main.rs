@@ -15,19 +15,24 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use balancer::Balancer;
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::Arc;
+
 use balancer::backend::Address;
 use balancer::config::{BackendConfig, Config, FrontTls};
+use balancer::reload::Reloader;
 use balancer::select::Algorithm;
+use balancer::{Balancer, admin, upgrade};
 use clap::Parser;
 use lab_common::HostPort;
 use lab_common::cli::{announce, fail};
 use tokio::signal::unix::{SignalKind, signal};
+use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 /// lb: a TCP load balancer with health checks, failover, a choice of
 /// algorithms, timeouts, limits and graceful drain.
-#[derive(Parser, Debug)]
+#[derive(Parser, Debug, Clone)]
 #[command(name = "lb", version, about, after_help = AFTER_HELP)]
 struct Args {
     /// Read the configuration from this TOML file (see balancer/lb.toml);
@@ -77,6 +82,17 @@ struct Args {
     /// Do not verify the certificates of tls:// backends at all.
     #[arg(long)]
     insecure: bool,
+
+    /// Serve the admin API (reload, backends' state, drain) on this
+    /// address [default: none; the config's [admin] listen].
+    #[arg(long, value_name = "HOST:PORT")]
+    admin: Option<HostPort>,
+
+    /// Take over from the lb running with this config: its listening
+    /// sockets (no connection lost) and its backends' state, through the
+    /// config's [upgrade] socket; the old one then drains and exits.
+    #[arg(long)]
+    upgrade: bool,
 }
 
 /// What `--help` says after the flags: what else `lb` answers to.
@@ -85,7 +101,8 @@ Signals:
   SIGTERM, SIGINT  stop accepting, let open connections finish for up to
                    `drain` (lb.toml's [timeouts]), then exit 0; a second
                    one stops at once
-  SIGHUP           logged and ignored: lb cannot reload yet
+  SIGHUP           read the config again and apply it (a bad one is
+                   refused and logged; the running config stays)
 
 Environment:
   RUST_LOG         what to log, as tracing's EnvFilter reads it
@@ -100,51 +117,190 @@ async fn main() -> ExitCode {
         return check_config(&args).await;
     }
     lab_common::logging::init();
-    let config = match configure(&args) {
-        Ok(config) => config,
-        Err(err) => return fail(err),
-    };
+    match start(args).await {
+        Ok(code) => code,
+        Err(err) => fail(err),
+    }
+}
+
+/// Everything after the flags: configure, build, take the listeners
+/// (bound, or handed over by a running `lb`), serve until told to stop.
+async fn start(args: Args) -> Result<ExitCode, String> {
+    let config = configure(&args)?;
     for warning in warnings(&config).await {
         warn!("{warning}");
     }
-    // Before "listening on": a signal sent as soon as `lb` says it is up
-    // must find the handlers in place.
-    let signals = match Signals::install() {
-        Ok(signals) => signals,
-        Err(err) => return fail(format!("cannot handle signals: {err}")),
-    };
     balancer::raise_open_file_limit();
-    // The certificates are read now, before "listening on": a bad one
-    // stops `lb` before anyone is told it is up.
-    let listen = config.listen.clone();
-    let backlog = config.limits.backlog;
     let summary = format!(
         "balancing over {} with {}; health checks: {}",
         balancer::count(config.backends.len(), "backend"),
         config.algorithm,
         config.health.kind
     );
-    let lb = match Balancer::new(config) {
-        Ok(lb) => lb,
-        Err(err) => return fail(err),
-    };
-    let listener = match balancer::bind(&listen, backlog).await {
-        Ok(listener) => listener,
-        Err(err) => {
-            return fail(format!("cannot listen on {listen}: {err}"));
-        }
-    };
-    match listener.local_addr() {
-        Ok(addr) => announce(&addr.to_string()),
-        Err(err) => {
-            return fail(format!("cannot read the bound address: {err}"));
-        }
+    // The certificates are read now, before "listening on": a bad one
+    // stops `lb` before anyone is told it is up.
+    let lb =
+        Arc::new(Balancer::new(config.clone()).map_err(|e| e.to_string())?);
+    let args = Arc::new(args);
+    let source_args = args.clone();
+    let reloader =
+        Reloader::new(lb.clone(), Arc::new(move || configure(&source_args)));
+    // Before "listening on": a signal sent as soon as `lb` says it is up
+    // must find the handlers in place.
+    let signals = Signals::install(reloader.clone())
+        .map_err(|err| format!("cannot handle signals: {err}"))?;
+    if config.watch {
+        let Some(path) = &args.config else {
+            return Err("watch = true needs a file (--config FILE)".to_owned());
+        };
+        reloader.watch(path)?;
     }
+    let (listener, admin_listener, taken) = if args.upgrade {
+        let Some(socket) = config.upgrade.socket.clone() else {
+            return Err("--upgrade needs `socket` in the config's \
+                        [upgrade] table: where the running lb listens"
+                .to_owned());
+        };
+        let taken =
+            tokio::task::spawn_blocking(move || upgrade::take_over(&socket))
+                .await
+                .map_err(|err| err.to_string())??;
+        lb.restore(&taken.backends).map_err(|e| e.to_string())?;
+        info!(
+            "upgrade: took over {} and the state of {} from the running lb",
+            if taken.admin.is_some() {
+                "the listener and the admin listener"
+            } else {
+                "the listener"
+            },
+            balancer::count(taken.backends.len(), "backend")
+        );
+        let listener = tokio::net::TcpListener::from_std(
+            taken.main.try_clone().map_err(|e| e.to_string())?,
+        )
+        .map_err(|err| format!("the passed listener: {err}"))?;
+        let admin = match &taken.admin {
+            Some(admin) => Some(
+                tokio::net::TcpListener::from_std(
+                    admin.try_clone().map_err(|e| e.to_string())?,
+                )
+                .map_err(|err| format!("the passed admin listener: {err}"))?,
+            ),
+            None => None,
+        };
+        (listener, admin, Some(taken))
+    } else {
+        let listen = &config.listen;
+        let listener = balancer::bind(listen, config.limits.backlog)
+            .await
+            .map_err(|err| format!("cannot listen on {listen}: {err}"))?;
+        let admin = match &config.admin.listen {
+            Some(at) => Some(balancer::bind(at, ADMIN_BACKLOG).await.map_err(
+                |err| format!("cannot listen on {at} (admin): {err}"),
+            )?),
+            None => None,
+        };
+        (listener, admin, None)
+    };
+    let addr = listener
+        .local_addr()
+        .map_err(|err| format!("cannot read the bound address: {err}"))?;
+    // The upgrade's offer: the same sockets, for a later new process.
+    // Only with an [upgrade] socket: a copy held open would keep the
+    // socket listening after SIGTERM, when connects must be refused.
+    let upgrades = config.upgrade.socket.is_some();
+    let mut sockets = Vec::new();
+    if upgrades {
+        sockets.push(("main".to_owned(), dup(&listener)?));
+    }
+    let admin_stop = CancellationToken::new();
+    if let Some(admin_listener) = admin_listener {
+        if upgrades {
+            sockets.push(("admin".to_owned(), dup(&admin_listener)?));
+        }
+        let token = match &config.admin.token_file {
+            Some(path) => Some(admin::read_token(path)?),
+            None => None,
+        };
+        let admin_addr = admin_listener
+            .local_addr()
+            .map_err(|err| format!("cannot read the admin address: {err}"))?;
+        let admin = admin::Admin {
+            balancer: lb.clone(),
+            reloader: reloader.clone(),
+            token,
+        };
+        tokio::spawn(admin::serve(admin_listener, admin, admin_stop.clone()));
+        println!("admin on {admin_addr}");
+    }
+    let (upgraded, upgraded_rx) = tokio::sync::oneshot::channel();
+    let stopping = CancellationToken::new();
+    let serving = tokio::spawn(balancer::serve(
+        listener,
+        lb.clone(),
+        stop_on(signals, upgraded_rx, admin_stop.clone(), stopping.clone()),
+    ));
+    if let Some(taken) = taken {
+        // Accepting now (the task above): the old process may let go.
+        tokio::task::spawn_blocking(move || taken.ready())
+            .await
+            .map_err(|err| err.to_string())??;
+    }
+    if let Some(path) = config.upgrade.socket.clone() {
+        let snapshot_of = lb.clone();
+        let offer = upgrade::Offer {
+            sockets,
+            snapshot: Box::new(move || snapshot_of.snapshot()),
+        };
+        tokio::spawn(async move {
+            tokio::select! {
+                served = upgrade::serve_upgrades(&path, offer, upgraded) => {
+                    if let Err(err) = served {
+                        warn!("{err}");
+                    }
+                }
+                // Stopping: the offer's copies of the sockets close with
+                // this future, and the path goes.
+                () = stopping.cancelled() => {
+                    let _ = std::fs::remove_file(&path);
+                }
+            }
+        });
+    }
+    announce(&addr.to_string());
     info!("{summary}");
-    match balancer::serve(listener, lb, signals.first()).await {
-        Ok(_) => ExitCode::SUCCESS,
-        Err(err) => fail(err),
+    match serving.await {
+        Ok(Ok(_)) => Ok(ExitCode::SUCCESS),
+        Ok(Err(err)) => Err(err.to_string()),
+        Err(err) => Err(err.to_string()),
     }
+}
+
+/// The admin listener's queue: a few operators, not a crowd.
+const ADMIN_BACKLOG: u32 = 64;
+
+/// Another descriptor for the same listening socket, to hand over.
+fn dup(listener: &tokio::net::TcpListener) -> Result<OwnedFd, String> {
+    listener
+        .as_fd()
+        .try_clone_to_owned()
+        .map_err(|err| format!("cannot copy the listener: {err}"))
+}
+
+/// Completes at the first SIGTERM or SIGINT, or when a new process has
+/// taken the listeners over; then stops the admin listener too (the new
+/// process serves it), and says it is `stopping`.
+async fn stop_on(
+    signals: Signals,
+    upgraded: tokio::sync::oneshot::Receiver<()>,
+    admin_stop: CancellationToken,
+    stopping: CancellationToken,
+) {
+    tokio::select! {
+        () = signals.first() => {}
+        Ok(()) = upgraded => admin_stop.cancel(),
+    }
+    stopping.cancel();
 }
 
 /// The file (`--config` or `--check-config`; or the defaults) with the
@@ -171,6 +327,9 @@ fn configure(args: &Args) -> Result<Config, String> {
     }
     if args.seed.is_some() {
         config.seed = args.seed;
+    }
+    if let Some(admin) = &args.admin {
+        config.admin.listen = Some(admin.clone());
     }
     if let (Some(cert), Some(key)) = (&args.cert, &args.key) {
         config.tls.front = Some(FrontTls {
@@ -269,14 +428,13 @@ async fn check_config(args: &Args) -> ExitCode {
 // ANCHOR: signals
 /// SIGTERM and SIGINT (Ctrl-C) start the drain; a second one ends at once
 /// with status 128 + its number, as a shell reports a killed process.
-/// SIGHUP, which would kill the process by default, is logged and ignored
-/// until `lb` can reload its configuration.
+/// SIGHUP, which would kill the process by default, reloads the config.
 struct Signals {
     first: tokio::sync::oneshot::Receiver<()>,
 }
 
 impl Signals {
-    fn install() -> std::io::Result<Signals> {
+    fn install(reloader: Arc<Reloader>) -> std::io::Result<Signals> {
         let mut term = signal(SignalKind::terminate())?;
         let mut int = signal(SignalKind::interrupt())?;
         let mut hup = signal(SignalKind::hangup())?;
@@ -288,7 +446,8 @@ impl Signals {
                     _ = term.recv() => ("SIGTERM", 15),
                     _ = int.recv() => ("SIGINT", 2),
                     _ = hup.recv() => {
-                        info!("SIGHUP: reloading is not supported yet; ignored");
+                        // Logged by the reload, whatever its outcome.
+                        let _ = reloader.reload("SIGHUP").await;
                         continue;
                     }
                 };

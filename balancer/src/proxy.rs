@@ -24,7 +24,8 @@ use tracing::{info, warn};
 
 use crate::backend::{ActiveGuard, Backend};
 use crate::connect;
-use crate::health::HealthRules;
+use crate::pool::Pool;
+use crate::queue::Ticket;
 use crate::relay;
 use crate::select::{self, Candidate};
 use crate::stream::Stream;
@@ -42,13 +43,20 @@ pub async fn serve_client(
 ) {
     let started = Instant::now();
     let _ = client.set_nodelay(true);
+    // The pool as it is now, for this client's whole life: a reload
+    // meanwhile changes nothing under it.
+    let connection = Connection {
+        pool: balancer.pool(),
+        balancer,
+        client_addr,
+    };
     // The handshake and the connect are boxed: their futures are big (a
     // TLS session being set up) and short-lived, and a task is as big as
     // its biggest state for its whole life. Boxed, an idle connection's
     // task holds only what the relay needs. Until the relay starts, the
     // end of the drain simply drops the client.
     let setup = Box::pin(async {
-        let client = match balancer.front_handshake(client).await {
+        let client = match connection.front_handshake(client).await {
             Ok(client) => client,
             Err(err) => {
                 info!(
@@ -62,8 +70,7 @@ pub async fn serve_client(
         };
         // `None`: told why in the log already; the client is closed (or
         // reset, after a queue timeout) as `client` drops.
-        let (backend, guard) =
-            choose_and_connect(&balancer, &client, client_addr).await?;
+        let (backend, guard) = connection.choose_and_connect(&client).await?;
         Some((client, backend, guard))
     });
     let Some(Some((client, backend, guard))) =
@@ -71,18 +78,21 @@ pub async fn serve_client(
     else {
         return;
     };
-    let id = &guard.backend().id;
+    let chosen = guard.backend();
     // How a TLS backend's certificate was checked, for its log line.
     let certificate = match &backend {
-        Stream::Tls(_) => balancer.backend_tls.as_ref(),
+        Stream::Tls(_) => connection.pool.backend_tls.as_ref(),
         Stream::Plain(_) => None,
     }
     .map(|tls| tls.checked);
-    let timeouts = balancer.relay_timeouts();
-    let outcome = relay::relay(client, backend, timeouts, &shutdown.cut).await;
+    let timeouts = connection.relay_timeouts();
+    // The backend's own token: cut at the end of `lb`'s drain, or of the
+    // backend's when a reload removed it.
+    let cut = chosen.live.cut().clone();
+    let outcome = relay::relay(client, backend, timeouts, &cut).await;
     info!(
         client = %client_addr,
-        backend = %id,
+        backend = %chosen.id,
         up = outcome.up,
         down = outcome.down,
         ms = started.elapsed().as_millis() as u64,
@@ -93,135 +103,173 @@ pub async fn serve_client(
 }
 // ANCHOR_END: serve_client
 
-// ANCHOR: choose_and_connect
-/// Walks the backends in the algorithm's order for this client until one
-/// is reached; `None` (after logging why) if none could be. A backend
-/// that fails is not tried again for this client, and when every backend
-/// left is full, the client waits for room as if all had been full from
-/// the start: up to `queue_timeout` in all.
-async fn choose_and_connect(
-    balancer: &Balancer,
-    client: &Stream,
+/// One client's way through `lb`, from its handshake to its backend: the
+/// balancer, the pool it loaded when it arrived, and who it is.
+pub struct Connection {
+    balancer: Arc<Balancer>,
+    pool: Arc<Pool>,
     client_addr: SocketAddr,
-) -> Option<(Stream, ActiveGuard)> {
-    let key = select::client_key(client_addr.ip());
-    let deadline = Instant::now() + balancer.config.limits.queue_timeout;
-    let mut failed = vec![false; balancer.backends.len()];
-    let mut tries_left = balancer.tries();
-    while tries_left > 0 {
-        let order = balancer
-            .wait_for_candidates(key, client, client_addr, deadline, &failed)
-            .await?;
-        for &index in &order {
-            if tries_left == 0 {
-                break;
-            }
-            let backend = &balancer.backends[index];
-            // Counted from now, so least-connections sees it while the
-            // connect is in flight; `None` if it filled up meanwhile
-            // (another client took the last place): wait again.
-            let Some(guard) = backend.try_track() else {
-                continue;
-            };
-            tries_left -= 1;
-            let tls = balancer.backend_tls.as_ref();
-            match connect::connect(
-                &backend.address,
-                tls,
-                balancer.connect_timeouts(),
-            )
-            .await
-            {
-                Ok(stream) => {
-                    balancer.connection_succeeded(backend);
-                    return Some((stream, guard));
+}
+
+impl Connection {
+    // ANCHOR: choose_and_connect
+    /// Walks the backends in the algorithm's order for this client until
+    /// one is reached; `None` (after logging why) if none could be. A
+    /// backend that fails is not tried again for this client, and when
+    /// every backend left is full, the client waits in line for room as
+    /// if all had been full from the start: up to `queue_timeout` in all.
+    async fn choose_and_connect(
+        &self,
+        client: &Stream,
+    ) -> Option<(Stream, ActiveGuard)> {
+        let pool = &self.pool;
+        let key = select::client_key(self.client_addr.ip());
+        let deadline = Instant::now() + pool.config.limits.queue_timeout;
+        let mut failed = vec![false; pool.backends.len()];
+        let mut tries_left = pool.tries();
+        // Its place in line, once it has had to wait.
+        let mut ticket = None;
+        while tries_left > 0 {
+            let order = self
+                .wait_for_candidates(
+                    key,
+                    client,
+                    deadline,
+                    &failed,
+                    &mut ticket,
+                )
+                .await?;
+            for &index in &order {
+                if tries_left == 0 {
+                    break;
                 }
-                Err(err) => {
-                    failed[index] = true;
-                    let others = failed.iter().filter(|&&f| !f).count();
-                    let then = if tries_left > 0 && others > 0 {
-                        "; trying the next backend"
-                    } else {
-                        ""
-                    };
-                    warn!(
-                        client = %client_addr,
-                        backend = %backend.id,
-                        phase = err.phase,
-                        error = %err.error,
-                        "failed{then}"
-                    );
-                    balancer.connection_failed(backend, &err.to_string());
+                let backend = &pool.backends[index];
+                // Counted from now, so least-connections sees it while
+                // the connect is in flight; `None` if it filled up
+                // meanwhile (another client took the last place).
+                let Some(guard) = self.track(backend) else {
+                    continue;
+                };
+                // A place is taken: its turn in line, if it waited, is
+                // used.
+                if let Some(ticket) = ticket.take() {
+                    ticket.served();
+                }
+                tries_left -= 1;
+                let tls = pool.backend_tls.as_ref();
+                match connect::connect(
+                    &backend.address,
+                    tls,
+                    self.connect_timeouts(),
+                )
+                .await
+                {
+                    Ok(stream) => {
+                        self.connection_succeeded(backend);
+                        return Some((stream, guard));
+                    }
+                    Err(err) => {
+                        failed[index] = true;
+                        let others = failed.iter().filter(|&&f| !f).count();
+                        let then = if tries_left > 0 && others > 0 {
+                            "; trying the next backend"
+                        } else {
+                            ""
+                        };
+                        warn!(
+                            client = %self.client_addr,
+                            backend = %backend.id,
+                            phase = err.phase,
+                            error = %err.error,
+                            "failed{then}"
+                        );
+                        self.connection_failed(backend, &err.to_string());
+                    }
                 }
             }
         }
+        log_unreachable(self.client_addr, &failed);
+        None
     }
-    log_unreachable(client_addr, &failed);
-    None
-}
-// ANCHOR_END: choose_and_connect
+    // ANCHOR_END: choose_and_connect
 
-/// Logs that every backend tried for a client failed.
-fn log_unreachable(client_addr: SocketAddr, failed: &[bool]) {
-    warn!(
-        client = %client_addr,
-        phase = "connect",
-        tried = failed.iter().filter(|&&f| f).count(),
-        "no backend could be reached; client closed"
-    );
-}
+    /// Counts a connection to `backend`, within its `max_connections` as
+    /// a slow start may lower it.
+    fn track(&self, backend: &Arc<Backend>) -> Option<ActiveGuard> {
+        let slow_start = self.pool.config.health.slow_start;
+        let ramp = backend.live.ramp(Instant::now(), slow_start);
+        backend.try_track(backend.max_at(ramp))
+    }
 
-impl Balancer {
+    // ANCHOR: wait_for_candidates
     /// The candidates for a client in the algorithm's order, leaving out
-    /// those that already `failed` it. When every backend left that is up
-    /// is full, waits (until `deadline`) for one to make room. `None`,
-    /// after logging why, when there is nothing to wait for (every
+    /// those that already `failed` it. When every backend left that is
+    /// up is full, or clients are already waiting, it waits in line
+    /// (`queue.rs`) until `deadline`, with `ticket` as its place in line.
+    /// `None`, after logging why, when there is nothing to wait for (every
     /// backend down or failed) or the wait ran out.
     async fn wait_for_candidates(
         &self,
         key: u64,
         client: &Stream,
-        client_addr: SocketAddr,
         deadline: Instant,
         failed: &[bool],
+        ticket: &mut Option<Ticket>,
     ) -> Option<Vec<usize>> {
-        let mut order = Vec::with_capacity(self.backends.len());
-        let mut candidates = Vec::with_capacity(self.backends.len());
+        let pool = &self.pool;
+        let queue = self.balancer.queue();
+        let mut order = Vec::with_capacity(pool.backends.len());
+        let mut candidates: Vec<Candidate> =
+            Vec::with_capacity(pool.backends.len());
         loop {
-            self.order(key, failed, &mut candidates, &mut order);
-            if !order.is_empty() {
-                return Some(order);
-            }
-            // None has room now. Ask to be woken when a backend frees a
-            // place, then look once more: a place freed between the look
-            // above and this request is not missed. (Only now: a client
-            // that finds room at once never touches the queue.)
-            let freed = self.freed.notified();
-            tokio::pin!(freed);
-            freed.as_mut().enable();
-            self.order(key, failed, &mut candidates, &mut order);
-            if !order.is_empty() {
-                return Some(order);
-            }
-            let now = Instant::now();
-            let full_but_up =
-                self.backends.iter().zip(failed).any(|(backend, &failed)| {
-                    !failed && backend.up_but_full(now)
-                });
-            if !full_but_up {
-                if failed.contains(&true) {
-                    log_unreachable(client_addr, failed);
-                } else {
-                    self.log_no_backend(client_addr);
+            // A newcomer that finds others waiting does not look for room:
+            // a place free at this instant is being handed to the first
+            // in line. One whose turn came looks.
+            if ticket.is_some() || queue.waiting() == 0 {
+                pool.order(key, failed, &mut candidates, &mut order);
+                if !order.is_empty() {
+                    return Some(order);
                 }
-                return None;
             }
-            if tokio::time::timeout_at(deadline, freed).await.is_err() {
+            if !pool.any_up_but_full(failed) {
+                if pool
+                    .backends
+                    .iter()
+                    .zip(failed)
+                    .any(|(backend, &f)| !f && backend.usable(Instant::now()))
+                {
+                    // Room, but others were in line first: wait behind them.
+                } else {
+                    if failed.contains(&true) {
+                        log_unreachable(self.client_addr, failed);
+                    } else {
+                        self.log_no_backend();
+                    }
+                    return None;
+                }
+            }
+            let waiting = match ticket.as_mut() {
+                Some(ticket) => {
+                    ticket.wait_again();
+                    ticket
+                }
+                None => ticket.insert(queue.join()),
+            };
+            // Looked once more now that it is in line: a place freed
+            // between the look above and joining is not missed.
+            pool.order(key, failed, &mut candidates, &mut order);
+            if !order.is_empty() {
+                queue.place_freed();
+            }
+            if tokio::time::timeout_at(deadline, waiting.turn())
+                .await
+                .is_err()
+            {
                 warn!(
-                    client = %client_addr,
+                    client = %self.client_addr,
                     phase = "queue",
                     waited = %crate::config::show_duration(
-                        self.config.limits.queue_timeout
+                        pool.config.limits.queue_timeout
                     ),
                     "every backend full for the whole queue timeout; \
                      client reset"
@@ -233,54 +281,15 @@ impl Balancer {
             }
         }
     }
-
-    /// Fills `order` with the backends to try for the client `key`, in the
-    /// algorithm's order, leaving out those that `failed` it.
-    fn order(
-        &self,
-        key: u64,
-        failed: &[bool],
-        candidates: &mut Vec<Candidate>,
-        order: &mut Vec<usize>,
-    ) {
-        let now = Instant::now();
-        candidates.clear();
-        candidates.extend(self.backends.iter().zip(failed).map(
-            |(backend, &failed)| Candidate {
-                weight: backend.weight,
-                active: backend.active(),
-                usable: !failed && backend.usable(now),
-            },
-        ));
-        self.selector.order(candidates, key, order);
-    }
-
-    /// Logs that no backend is up, at most once a second however many
-    /// clients arrive, with the count of those it did not log: a storm of
-    /// clients must not become a storm of log lines.
-    fn log_no_backend(&self, client_addr: SocketAddr) {
-        let second = self.started.elapsed().as_secs();
-        let log = &self.no_backend_log;
-        if log.last_second.swap(second, Ordering::Relaxed) == second {
-            log.unlogged.fetch_add(1, Ordering::Relaxed);
-            return;
-        }
-        let others = log.unlogged.swap(0, Ordering::Relaxed);
-        warn!(
-            client = %client_addr,
-            phase = "choose",
-            unlogged = others,
-            "no backend is up; client closed (at most one such line a \
-             second: `unlogged` counts the others)"
-        );
-    }
+    // ANCHOR_END: wait_for_candidates
 
     /// Reports a reached backend to its health state (passive marking),
     /// and logs the change of state it makes, if any.
     fn connection_succeeded(&self, backend: &Backend) {
         let now = Instant::now();
-        if let Some(change) =
-            backend.update_health(|state| state.connection_succeeded(now))
+        if let Some(change) = backend
+            .live
+            .update_health(|state| state.connection_succeeded(now))
         {
             change.log(&backend.id);
         }
@@ -289,29 +298,24 @@ impl Balancer {
     /// Reports a failed connection to its health state, and logs the
     /// change of state it makes, if any.
     fn connection_failed(&self, backend: &Backend, why: &str) {
-        let rules = HealthRules::from(&self.config.health);
+        let rules = &self.pool.rules;
         let now = Instant::now();
         if let Some(change) = backend
-            .update_health(|state| state.connection_failed(&rules, now, why))
+            .live
+            .update_health(|state| state.connection_failed(rules, now, why))
         {
             change.log(&backend.id);
-        }
-    }
-
-    fn tries(&self) -> usize {
-        match self.config.retries {
-            Some(retries) => retries as usize + 1,
-            None => usize::MAX,
         }
     }
 
     /// The client's TLS handshake, if the front speaks TLS: bounded in
     /// time, and in number (`max_handshakes` at once).
     async fn front_handshake(&self, client: TcpStream) -> io::Result<Stream> {
-        let Some(acceptor) = &self.front_tls else {
+        let Some(acceptor) = self.balancer.front_tls.load_full() else {
             return Ok(Stream::Plain(client));
         };
-        let limit = self.config.timeouts.tls_handshake;
+        let limit = self.pool.config.timeouts.tls_handshake;
+        let handshakes = self.balancer.handshakes.places.clone();
         let handshake = async {
             // Waiting for the client's first message costs no CPU, so it
             // takes no place under `max_handshakes`: a crowd of clients
@@ -319,8 +323,7 @@ impl Balancer {
             // its handshake. The places bound the work that follows.
             let hello = LazyConfigAcceptor::new(Acceptor::default(), client);
             let start = hello.await?;
-            let _turn = self
-                .handshakes
+            let _turn = handshakes
                 .acquire()
                 .await
                 .expect("the handshake semaphore is never closed");
@@ -334,16 +337,51 @@ impl Balancer {
     }
 
     fn relay_timeouts(&self) -> relay::RelayTimeouts {
+        let timeouts = &self.pool.config.timeouts;
         relay::RelayTimeouts {
-            idle: self.config.timeouts.idle,
-            half_closed: self.config.timeouts.half_closed,
+            idle: timeouts.idle,
+            half_closed: timeouts.half_closed,
         }
     }
 
-    pub(crate) fn connect_timeouts(&self) -> connect::ConnectTimeouts {
+    fn connect_timeouts(&self) -> connect::ConnectTimeouts {
+        let timeouts = &self.pool.config.timeouts;
         connect::ConnectTimeouts {
-            connect: self.config.timeouts.connect,
-            tls_handshake: self.config.timeouts.tls_handshake,
+            connect: timeouts.connect,
+            tls_handshake: timeouts.tls_handshake,
         }
+    }
+}
+
+/// Logs that every backend tried for a client failed.
+fn log_unreachable(client_addr: SocketAddr, failed: &[bool]) {
+    warn!(
+        client = %client_addr,
+        phase = "connect",
+        tried = failed.iter().filter(|&&f| f).count(),
+        "no backend could be reached; client closed"
+    );
+}
+
+impl Connection {
+    /// Logs that no backend is up, at most once a second however many
+    /// clients arrive, with the count of those it did not log: a storm of
+    /// clients must not become a storm of log lines.
+    fn log_no_backend(&self) {
+        let client_addr = self.client_addr;
+        let second = self.balancer.started.elapsed().as_secs();
+        let log = &self.balancer.no_backend_log;
+        if log.last_second.swap(second, Ordering::Relaxed) == second {
+            log.unlogged.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        let others = log.unlogged.swap(0, Ordering::Relaxed);
+        warn!(
+            client = %client_addr,
+            phase = "choose",
+            unlogged = others,
+            "no backend is up; client closed (at most one such line a \
+             second: `unlogged` counts the others)"
+        );
     }
 }

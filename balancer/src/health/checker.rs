@@ -24,15 +24,22 @@ use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::HealthRules;
+use std::collections::HashMap;
+
+use super::{ChangeKind, HealthRules};
 use crate::backend::Backend;
 use crate::config::{CheckKind, HealthConfig, show_duration};
 use crate::connect::{self, BackendTls, ConnectTimeouts};
+use crate::live::Admin;
+use crate::pool::Pool;
+use crate::queue::Queue;
 use crate::stream::Stream;
 
 /// What every check task needs to know, shared by all of them.
 #[derive(Debug)]
 struct Checker {
+    /// Woken when a backend comes back: the clients waiting for room.
+    queue: Arc<Queue>,
     kind: CheckKind,
     /// What an HTTP check asks for.
     path: String,
@@ -57,20 +64,14 @@ pub fn spawn(
     backends: &[Arc<Backend>],
     config: &HealthConfig,
     tls: Option<BackendTls>,
+    queue: &Arc<Queue>,
     shutdown: CancellationToken,
     tracker: &TaskTracker,
 ) {
     if config.kind == CheckKind::Off {
         return;
     }
-    let checker = Arc::new(Checker {
-        kind: config.kind,
-        path: config.path.clone(),
-        interval: config.interval,
-        timeout: config.timeout,
-        rules: HealthRules::from(config),
-        tls,
-    });
+    let checker = Arc::new(Checker::new(config, tls, queue));
     let start = Instant::now();
     for (i, backend) in backends.iter().enumerate() {
         let first_tick = first_tick(start, i, backends.len(), config.interval);
@@ -80,6 +81,137 @@ pub fn spawn(
             first_tick,
             shutdown.clone(),
         ));
+    }
+}
+
+// ANCHOR: checkers
+/// The running checkers, one per backend, following the pool: a reload
+/// or the operator starts and stops them one backend at a time.
+#[derive(Debug)]
+pub struct Checkers {
+    tracker: TaskTracker,
+    /// Parent of every checker's own token: `lb`'s shutdown stops all.
+    stop: CancellationToken,
+    running: HashMap<String, Running>,
+}
+
+/// One backend's checker: its token, and what it checks with. A backend
+/// whose address, `[health]` or backend TLS changes gets a new checker;
+/// one whose settings stay keeps its checker, and its health (kept in
+/// its live record) whatever happens.
+#[derive(Debug)]
+struct Running {
+    stop: CancellationToken,
+    settings: Settings,
+}
+
+#[derive(Debug, PartialEq)]
+struct Settings {
+    address: String,
+    health: HealthConfig,
+    ca: Option<std::path::PathBuf>,
+    insecure: bool,
+}
+
+impl Checkers {
+    pub fn new() -> Checkers {
+        Checkers {
+            tracker: TaskTracker::new(),
+            stop: CancellationToken::new(),
+            running: HashMap::new(),
+        }
+    }
+
+    /// Starts a checker for each backend of `pool` that wants one (not
+    /// disabled, checks not off) and has none with the same settings,
+    /// and stops the others.
+    pub fn follow(&mut self, pool: &Pool, queue: &Arc<Queue>) {
+        if self.stop.is_cancelled() {
+            return;
+        }
+        let config = &pool.config;
+        let mut wanted = HashMap::new();
+        for backend in &pool.backends {
+            let disabled = backend.live.control().admin == Admin::Disabled;
+            if config.health.kind == CheckKind::Off || disabled {
+                continue;
+            }
+            let settings = Settings {
+                address: backend.address.to_string(),
+                health: config.health.clone(),
+                ca: config.tls.ca.clone(),
+                insecure: config.tls.insecure,
+            };
+            wanted.insert(backend.id.clone(), (backend.clone(), settings));
+        }
+        self.running.retain(|id, running| {
+            let keep = wanted
+                .get(id)
+                .is_some_and(|(_, settings)| *settings == running.settings);
+            if !keep {
+                running.stop.cancel();
+            }
+            keep
+        });
+        let checker = Arc::new(Checker::new(
+            &config.health,
+            pool.backend_tls.clone(),
+            queue,
+        ));
+        let start = Instant::now();
+        let count = wanted.len();
+        for (i, (id, (backend, settings))) in wanted.into_iter().enumerate() {
+            if self.running.contains_key(&id) {
+                continue;
+            }
+            let stop = self.stop.child_token();
+            let first_tick =
+                first_tick(start, i, count, config.health.interval);
+            self.tracker.spawn(check_loop(
+                backend,
+                checker.clone(),
+                first_tick,
+                stop.clone(),
+            ));
+            self.running.insert(id, Running { stop, settings });
+        }
+    }
+
+    /// Stops every checker (`lb` is shutting down).
+    pub fn stop(&mut self) {
+        self.stop.cancel();
+        self.running.clear();
+    }
+
+    /// What to wait on for the checkers to end, after [`Checkers::stop`].
+    pub fn tracker(&self) -> TaskTracker {
+        self.tracker.close();
+        self.tracker.clone()
+    }
+}
+
+impl Default for Checkers {
+    fn default() -> Checkers {
+        Checkers::new()
+    }
+}
+// ANCHOR_END: checkers
+
+impl Checker {
+    fn new(
+        config: &HealthConfig,
+        tls: Option<BackendTls>,
+        queue: &Arc<Queue>,
+    ) -> Checker {
+        Checker {
+            queue: queue.clone(),
+            kind: config.kind,
+            path: config.path.clone(),
+            interval: config.interval,
+            timeout: config.timeout,
+            rules: HealthRules::from(config),
+            tls,
+        }
     }
 }
 
@@ -126,7 +258,7 @@ async fn check_loop(
             () = shutdown.cancelled() => return,
             outcome = checker.check(&backend) => outcome,
         };
-        record(&backend, &checker.rules, outcome);
+        record(&backend, &checker.rules, outcome, &checker.queue);
         tokio::select! {
             () = shutdown.cancelled() => return,
             _ = ticks.tick() => {}
@@ -136,7 +268,12 @@ async fn check_loop(
 
 /// Gives one check's outcome to the backend's state and logs what
 /// changed.
-fn record(backend: &Backend, rules: &HealthRules, outcome: Result<(), String>) {
+fn record(
+    backend: &Backend,
+    rules: &HealthRules,
+    outcome: Result<(), String>,
+    queue: &Queue,
+) {
     let id = &backend.id;
     match &outcome {
         Ok(()) => {
@@ -150,17 +287,18 @@ fn record(backend: &Backend, rules: &HealthRules, outcome: Result<(), String>) {
     }
     // The end of a cooldown has no event of its own; each check looks
     // (see `HealthState::cooldown_over`).
-    let back =
-        backend.update_health(|state| state.cooldown_over(Instant::now()));
-    if let Some(change) = back {
-        change.log(id);
-    }
-    let change = backend.update_health(|state| match &outcome {
+    let live = &backend.live;
+    let back = live.update_health(|state| state.cooldown_over(Instant::now()));
+    let change = live.update_health(|state| match &outcome {
         Ok(()) => state.check_passed(rules),
         Err(why) => state.check_failed(rules, why),
     });
-    if let Some(change) = change {
+    for change in back.into_iter().chain(change) {
         change.log(id);
+        // Back in: clients waiting for room may find it here.
+        if matches!(change.kind, ChangeKind::Up | ChangeKind::Back) {
+            queue.wake_all();
+        }
     }
 }
 // ANCHOR_END: check_loop
@@ -276,6 +414,7 @@ mod tests {
 
     use super::*;
     use crate::config::BackendConfig;
+    use crate::live::Live;
 
     const INTERVAL: Duration = Duration::from_millis(50);
 
@@ -289,15 +428,18 @@ mod tests {
             fall: 3,
             failures: 3,
             cooldown: Duration::from_secs(10),
+            slow_start: Duration::ZERO,
         }
     }
 
     fn backend(address: &str) -> Arc<Backend> {
         let address = address.parse().expect("a test address parses");
-        Arc::new(Backend::new(
-            &BackendConfig::at(address),
-            Default::default(),
-        ))
+        new_backend(&BackendConfig::at(address))
+    }
+
+    fn new_backend(config: &BackendConfig) -> Arc<Backend> {
+        let live = Live::new(&config.id, &CancellationToken::new());
+        Arc::new(Backend::new(config, Arc::new(live), Queue::new()))
     }
 
     /// Checks run on the test's own runtime (one thread, so the
@@ -322,6 +464,7 @@ mod tests {
                 backends,
                 config,
                 tls,
+                &Queue::new(),
                 running.shutdown.clone(),
                 &running.tracker,
             );
@@ -758,7 +901,7 @@ mod tests {
                 id: format!("{kind} with another CA"),
                 ..BackendConfig::at(address.parse().expect("parses"))
             };
-            let wrong = Arc::new(Backend::new(&wrong, Default::default()));
+            let wrong = new_backend(&wrong);
             let tls = BackendTls::verify(other_ca.client_config());
             let _checks = Running::spawn(
                 std::slice::from_ref(&wrong),
@@ -793,7 +936,7 @@ mod tests {
         // its checks pass: out, whatever they say.
         let went_out = Instant::now();
         for _ in 0..rules.failures {
-            let change = flaky.update_health(|state| {
+            let change = flaky.live.update_health(|state| {
                 state.connection_failed(&rules, went_out, "connect: refused")
             });
             if let Some(change) = change {

@@ -15,5 +15,5 @@
 mod checker;
 mod state;
 
-pub use checker::spawn;
+pub use checker::{Checkers, spawn};
 pub use state::{Change, ChangeKind, HealthRules, HealthState, Status};

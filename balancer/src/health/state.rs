@@ -173,6 +173,15 @@ impl HealthState {
         }
     }
 
+    /// Down without a check of its own: what a new process takes over
+    /// from the old at an upgrade. It needs `rise` passed checks to come
+    /// up, as any backend the checks saw down.
+    pub fn force_down(&mut self) {
+        self.status = Status::Down;
+        self.ever_passed = true;
+        self.streak = 0;
+    }
+
     /// The active checks' verdict.
     pub fn status(&self) -> Status {
         self.status

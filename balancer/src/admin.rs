@@ -1,0 +1,378 @@
+//! The admin listener (`[admin] listen`): runtime control of a running
+//! `lb`, JSON in and out.
+//!
+//! - `POST /api/reload`: read and check the config again, and swap it in
+//!   (200 `{"changed": [...]}`, or 400 `{"error": "FILE:LINE: key: ..."}`).
+//! - `GET /api/backends`: every backend with its state (`up`, `down`,
+//!   `cooling_down`, `slow_start`, `draining`, `disabled`, `retiring`).
+//! - `POST /api/backends/{id}/drain`, `/disable`, `/enable`, and
+//!   `PUT /api/backends/{id}/weight` with a bare number as the body.
+//!
+//! Off loopback it needs a token (`token_file`): every request carries
+//! `Authorization: Bearer TOKEN`, or gets a 401. Requests that change
+//! state must name the admin address itself in `Host` and, if they carry
+//! an `Origin`, come from it: a page on another site cannot drain a
+//! backend through a user's browser (CSRF), nor through a name that it
+//! points at 127.0.0.1 (DNS rebinding).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use axum::Router;
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::Balancer;
+use crate::live::{Admin as AdminState, Live, State as BackendState};
+use crate::reload::Reloader;
+use crate::select::Algorithm;
+
+/// What the admin handlers share.
+pub struct Admin {
+    pub balancer: Arc<Balancer>,
+    pub reloader: Arc<Reloader>,
+    /// The token every request must carry, if `token_file` is set.
+    pub token: Option<String>,
+}
+
+/// What a handler sees: the admin state and the `Host` values that name
+/// this listener.
+struct Shared {
+    admin: Admin,
+    hosts: Vec<String>,
+}
+
+/// Reads the token from `token_file`: its first line, which must not be
+/// empty.
+pub fn read_token(path: &std::path::Path) -> Result<String, String> {
+    let text = std::fs::read_to_string(path).map_err(|err| {
+        format!("cannot read the admin token {}: {err}", path.display())
+    })?;
+    let token = text.lines().next().unwrap_or("").trim().to_owned();
+    if token.is_empty() {
+        return Err(format!("{}: the admin token is empty", path.display()));
+    }
+    Ok(token)
+}
+
+/// Serves the admin API on `listener` until `stop` is cancelled.
+pub async fn serve(
+    listener: TcpListener,
+    admin: Admin,
+    stop: CancellationToken,
+) -> std::io::Result<()> {
+    let addr = listener.local_addr()?;
+    let shared = Arc::new(Shared {
+        admin,
+        hosts: hosts_of(addr),
+    });
+    axum::serve(listener, router(shared))
+        .with_graceful_shutdown(stop.cancelled_owned())
+        .await
+}
+
+fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/api/reload", post(reload))
+        .route("/api/backends", get(backends))
+        .route("/api/backends/{id}/drain", post(drain))
+        .route("/api/backends/{id}/disable", post(disable))
+        .route("/api/backends/{id}/enable", post(enable))
+        .route("/api/backends/{id}/weight", put(weight))
+        .layer(middleware::from_fn_with_state(shared.clone(), guard))
+        .with_state(shared)
+}
+
+/// The `Host` values a request to `addr` may carry: the address, and
+/// `localhost` with its port on loopback.
+fn hosts_of(addr: SocketAddr) -> Vec<String> {
+    let mut hosts = vec![addr.to_string()];
+    if addr.ip().is_loopback() {
+        hosts.push(format!("localhost:{}", addr.port()));
+    }
+    hosts
+}
+
+// ANCHOR: guard
+/// The token on every request; `Host` and `Origin` on those that change
+/// state.
+async fn guard(
+    State(shared): State<Arc<Shared>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let headers = request.headers();
+    if let Some(token) = &shared.admin.token {
+        let given = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.strip_prefix("Bearer "));
+        if !given.is_some_and(|given| same_secret(given, token)) {
+            return error(
+                StatusCode::UNAUTHORIZED,
+                "this admin listener needs `Authorization: Bearer TOKEN`",
+            );
+        }
+    }
+    if request.method() != Method::GET
+        && let Err(why) = same_site(headers, &shared.hosts)
+    {
+        return error(StatusCode::FORBIDDEN, &why);
+    }
+    next.run(request).await
+}
+
+/// Whether a request that changes state names this listener in `Host`
+/// and, if it says where it comes from, comes from it.
+fn same_site(headers: &HeaderMap, hosts: &[String]) -> Result<(), String> {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or("");
+    if !hosts
+        .iter()
+        .any(|allowed| allowed.eq_ignore_ascii_case(host))
+    {
+        return Err(format!(
+            "Host `{host}` is not this admin listener ({})",
+            hosts.join(" or ")
+        ));
+    }
+    if let Some(origin) = headers.get(header::ORIGIN) {
+        let origin = origin.to_str().unwrap_or("");
+        let from_here = hosts.iter().any(|allowed| {
+            origin.eq_ignore_ascii_case(&format!("http://{allowed}"))
+        });
+        if !from_here {
+            return Err(format!(
+                "Origin `{origin}` is another site: state changes come \
+                 from this listener's own page or from no page at all"
+            ));
+        }
+    }
+    Ok(())
+}
+// ANCHOR_END: guard
+
+/// Compares two secrets in a time that does not depend on where they
+/// first differ.
+fn same_secret(given: &str, token: &str) -> bool {
+    given.len() == token.len()
+        && given
+            .bytes()
+            .zip(token.bytes())
+            .fold(0, |differ, (a, b)| differ | (a ^ b))
+            == 0
+}
+
+fn error(status: StatusCode, message: &str) -> Response {
+    (status, axum::Json(json!({ "error": message }))).into_response()
+}
+
+async fn reload(State(shared): State<Arc<Shared>>) -> Response {
+    match shared.admin.reloader.reload("the admin API").await {
+        Ok(changed) => {
+            axum::Json(json!({ "changed": changed })).into_response()
+        }
+        Err(err) => error(StatusCode::BAD_REQUEST, &err),
+    }
+}
+
+// ANCHOR: backends
+/// Every backend of the current pool, then the retiring ones.
+async fn backends(State(shared): State<Arc<Shared>>) -> axum::Json<Value> {
+    let balancer = &shared.admin.balancer;
+    let pool = balancer.pool();
+    let slow_start = pool.config.health.slow_start;
+    let now = Instant::now();
+    let waiting = balancer.queue().waiting();
+    let mut list = Vec::new();
+    for backend in &pool.backends {
+        let live = &backend.live;
+        let state = live.state(now, slow_start);
+        let ramp = live.ramp(now, slow_start);
+        let effective = match ramp {
+            Some(share) => (f64::from(backend.weight) * share).round() as u32,
+            None => backend.weight,
+        };
+        let full = backend
+            .max_at(ramp)
+            .is_some_and(|max| backend.active() >= max);
+        list.push(json!({
+            "id": backend.id,
+            "address": backend.address.to_string(),
+            "state": state.name(),
+            "why": live.since().why,
+            "since": wall_clock(live.since().at),
+            "weight": backend.weight,
+            "effective_weight": effective.max(1),
+            "active": live.active(),
+            "queued": if full { waiting } else { 0 },
+            "max_connections": backend.max_connections,
+        }));
+    }
+    for live in balancer.lives().iter().filter(|live| live.is_retiring()) {
+        list.push(retiring(live));
+    }
+    axum::Json(Value::Array(list))
+}
+// ANCHOR_END: backends
+
+fn retiring(live: &Live) -> Value {
+    json!({
+        "id": live.id,
+        "address": null,
+        "state": BackendState::Retiring.name(),
+        "why": live.since().why,
+        "since": wall_clock(live.since().at),
+        "weight": 0,
+        "effective_weight": 0,
+        "active": live.active(),
+        "queued": 0,
+        "max_connections": null,
+    })
+}
+
+/// An instant as seconds since the Unix epoch, for a JSON reader.
+fn wall_clock(at: Instant) -> f64 {
+    let ago = Instant::now().saturating_duration_since(at);
+    let then = SystemTime::now() - ago;
+    then.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0.0, |since| (since.as_secs_f64() * 1000.0).round() / 1000.0)
+}
+
+async fn drain(shared: State<Arc<Shared>>, id: Path<String>) -> Response {
+    set_admin(&shared, &id, AdminState::Draining)
+}
+
+async fn disable(shared: State<Arc<Shared>>, id: Path<String>) -> Response {
+    set_admin(&shared, &id, AdminState::Disabled)
+}
+
+async fn enable(shared: State<Arc<Shared>>, id: Path<String>) -> Response {
+    set_admin(&shared, &id, AdminState::Enabled)
+}
+
+// ANCHOR: set_admin
+/// Drain, disable or enable the backend `id`: its checker follows (a
+/// disabled backend is not checked), and a backend enabled again may have
+/// room for the clients in line.
+fn set_admin(shared: &Shared, id: &str, admin: AdminState) -> Response {
+    let balancer = &shared.admin.balancer;
+    let pool = balancer.pool();
+    let Some(backend) = pool.backend(id) else {
+        return error(StatusCode::NOT_FOUND, &format!("no backend `{id}`"));
+    };
+    let before = backend.live.set_admin(admin);
+    if before != admin {
+        tracing::info!(
+            backend = %id,
+            "{} through the admin API (was {})",
+            admin.as_str(),
+            before.as_str()
+        );
+    }
+    balancer.sync_checkers();
+    if admin == AdminState::Enabled {
+        balancer.queue().wake_all();
+    }
+    axum::Json(json!({ "id": id, "admin": admin.as_str() })).into_response()
+}
+// ANCHOR_END: set_admin
+
+/// `PUT /api/backends/{id}/weight`: the body is the new weight. The
+/// algorithm is built again, so weighted round robin's next clients
+/// follow the new sequence from its start.
+async fn weight(
+    State(shared): State<Arc<Shared>>,
+    Path(id): Path<String>,
+    body: String,
+) -> Response {
+    let balancer = &shared.admin.balancer;
+    let pool = balancer.pool();
+    let Some(backend) = pool.backend(&id) else {
+        return error(StatusCode::NOT_FOUND, &format!("no backend `{id}`"));
+    };
+    if pool.config.algorithm == Algorithm::RoundRobin {
+        return error(
+            StatusCode::CONFLICT,
+            "round-robin has no weights; use weighted-round-robin",
+        );
+    }
+    let weight = match body.trim().parse::<u32>() {
+        Ok(weight) if weight > 0 => weight,
+        _ => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                &format!(
+                    "`{}`: a weight is a whole number of at least 1",
+                    body.trim()
+                ),
+            );
+        }
+    };
+    let before = backend.weight;
+    backend.live.set_weight(Some(weight));
+    if let Err(err) = balancer.rebuild() {
+        return error(StatusCode::INTERNAL_SERVER_ERROR, &err.to_string());
+    }
+    tracing::info!(
+        backend = %id,
+        "weight {before} → {weight} through the admin API"
+    );
+    axum::Json(json!({ "id": id, "weight": weight })).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_state_change_must_name_this_listener_and_come_from_it() {
+        let hosts = hosts_of("127.0.0.1:9000".parse().unwrap());
+        let headers = |pairs: &[(header::HeaderName, &str)]| {
+            let mut map = HeaderMap::new();
+            for (name, value) in pairs {
+                map.insert(name.clone(), value.parse().unwrap());
+            }
+            map
+        };
+        let ok = [
+            headers(&[(header::HOST, "127.0.0.1:9000")]),
+            headers(&[(header::HOST, "localhost:9000")]),
+            headers(&[
+                (header::HOST, "127.0.0.1:9000"),
+                (header::ORIGIN, "http://127.0.0.1:9000"),
+            ]),
+        ];
+        for headers in ok {
+            assert_eq!(same_site(&headers, &hosts), Ok(()), "{headers:?}");
+        }
+        let refused = [
+            headers(&[(header::HOST, "evil.example:9000")]),
+            headers(&[]),
+            headers(&[
+                (header::HOST, "127.0.0.1:9000"),
+                (header::ORIGIN, "http://evil.example"),
+            ]),
+        ];
+        for headers in refused {
+            assert!(same_site(&headers, &hosts).is_err(), "{headers:?}");
+        }
+    }
+
+    #[test]
+    fn secrets_compare_whole() {
+        assert!(same_secret("abc", "abc"));
+        assert!(!same_secret("abd", "abc"));
+        assert!(!same_secret("ab", "abc"));
+    }
+}

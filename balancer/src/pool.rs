@@ -1,0 +1,231 @@
+//! The pool: everything a reload can change, built whole from a checked
+//! config and swapped in at once.
+//!
+//! A [`Pool`] holds the backends (each with its live record), the
+//! algorithm with its state (Maglev's table is built here, never per
+//! client), the health rules, the timeouts and limits that apply to new
+//! connections, and how `tls://` backends are verified. It never changes
+//! after it is built. `Balancer` keeps the current one behind `arc-swap`;
+//! a new client loads it once and keeps that `Arc` for its whole life, so
+//! a reload never changes the ground under a connection in flight, and a
+//! position in `backends` means the same backend for as long as the
+//! client looks at it. Anything that must outlive a pool is keyed by the
+//! backend's id instead (`live.rs`).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use lab_common::Error;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::backend::Backend;
+use crate::config::Config;
+use crate::connect::BackendTls;
+use crate::health::HealthRules;
+use crate::live::Live;
+use crate::queue::Queue;
+use crate::select::{self, Candidate, Member, Select};
+
+/// One generation of `lb`'s backends and rules. See the module's docs.
+#[derive(Debug)]
+pub struct Pool {
+    /// What it was built from.
+    pub config: Arc<Config>,
+    pub backends: Vec<Arc<Backend>>,
+    selector: Box<dyn Select>,
+    pub rules: HealthRules,
+    /// How `tls://` backends are verified; `None` if there are none.
+    pub backend_tls: Option<BackendTls>,
+}
+
+/// Weights are multiplied by this while any backend may be in a slow
+/// start, so that a tenth of a weight of 1 is still a whole number.
+const RAMP_SCALE: u32 = 10;
+
+impl Pool {
+    /// Builds the pool `config` describes. A backend whose id is in
+    /// `lives` keeps that record; a new one gets a new record, added to
+    /// `lives`. `cut` is `lb`'s own end-of-drain token, parent of every
+    /// backend's.
+    pub fn build(
+        config: Arc<Config>,
+        lives: &mut HashMap<String, Arc<Live>>,
+        queue: &Arc<Queue>,
+        cut: &CancellationToken,
+    ) -> Result<Pool, Error> {
+        let backend_tls = backend_tls(&config)?;
+        let backends: Vec<Arc<Backend>> = config
+            .backends
+            .iter()
+            .map(|backend| {
+                let live = lives
+                    .entry(backend.id.clone())
+                    .or_insert_with(|| Arc::new(Live::new(&backend.id, cut)))
+                    .clone();
+                Arc::new(Backend::new(backend, live, queue.clone()))
+            })
+            .collect();
+        let members: Vec<Member> = backends
+            .iter()
+            .map(|backend| Member {
+                id: backend.id.clone(),
+                weight: backend.weight,
+            })
+            .collect();
+        Ok(Pool {
+            selector: select::build(config.algorithm, &members, config.seed),
+            rules: HealthRules::from(&config.health),
+            backends,
+            backend_tls,
+            config,
+        })
+    }
+
+    // ANCHOR: order
+    /// Fills `order` with the backends to try for the client `key`, in the
+    /// algorithm's order, leaving out those that `failed` it and those
+    /// that may not take a client now (down, cooling down, full, drained,
+    /// disabled, retiring).
+    pub fn order(
+        &self,
+        key: u64,
+        failed: &[bool],
+        candidates: &mut Vec<Candidate>,
+        order: &mut Vec<usize>,
+    ) {
+        let now = Instant::now();
+        let slow_start = self.config.health.slow_start;
+        let scale = if slow_start.is_zero() { 1 } else { RAMP_SCALE };
+        candidates.clear();
+        candidates.extend(self.backends.iter().zip(failed).map(
+            |(backend, &failed)| {
+                let live = &backend.live;
+                let ramp = live.ramp(now, slow_start);
+                let weight = match ramp {
+                    Some(share) => {
+                        let scaled =
+                            f64::from(backend.weight.saturating_mul(scale))
+                                * share;
+                        (scaled as u32).max(1)
+                    }
+                    None => backend.weight.saturating_mul(scale),
+                };
+                let full = backend
+                    .max_at(ramp)
+                    .is_some_and(|max| backend.active() >= max);
+                Candidate {
+                    weight,
+                    active: backend.active(),
+                    usable: !failed
+                        && !full
+                        && live.accepting()
+                        && live.healthy(now),
+                }
+            },
+        ));
+        self.selector.order(candidates, key, order);
+    }
+    // ANCHOR_END: order
+
+    /// Whether a client that found no room may wait: some backend it has
+    /// not failed would take it but for its `max_connections`.
+    pub fn any_up_but_full(&self, failed: &[bool]) -> bool {
+        let now = Instant::now();
+        let slow_start = self.config.health.slow_start;
+        self.backends.iter().zip(failed).any(|(backend, &failed)| {
+            let live = &backend.live;
+            !failed
+                && live.accepting()
+                && live.healthy(now)
+                && backend
+                    .max_at(live.ramp(now, slow_start))
+                    .is_some_and(|max| backend.active() >= max)
+        })
+    }
+
+    /// The backend with this id, if this pool has it.
+    pub fn backend(&self, id: &str) -> Option<&Arc<Backend>> {
+        self.backends.iter().find(|backend| backend.id == id)
+    }
+
+    /// How many tries a client gets: its backend and `retries` more.
+    pub fn tries(&self) -> usize {
+        match self.config.retries {
+            Some(retries) => retries as usize + 1,
+            None => usize::MAX,
+        }
+    }
+}
+
+/// How `tls://` backends are checked, from `[tls]`: loaded again with
+/// every pool, so a new CA file is read at a reload.
+fn backend_tls(config: &Config) -> Result<Option<BackendTls>, Error> {
+    if config.tls.insecure {
+        return Ok(Some(BackendTls::insecure()));
+    }
+    match &config.tls.ca {
+        Some(ca) => Ok(Some(BackendTls::verify(
+            lab_common::tls::client_config(ca)?,
+        ))),
+        None => Ok(None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::Address;
+    use crate::config::BackendConfig;
+    use crate::select::Algorithm;
+
+    fn config(ids: &[&str], algorithm: Algorithm) -> Arc<Config> {
+        let backends = ids
+            .iter()
+            .enumerate()
+            .map(|(index, id)| {
+                let address: Address =
+                    format!("127.0.0.1:{}", 5000 + index).parse().unwrap();
+                BackendConfig {
+                    id: (*id).to_owned(),
+                    ..BackendConfig::at(address)
+                }
+            })
+            .collect();
+        Arc::new(Config {
+            algorithm,
+            backends,
+            ..Config::default()
+        })
+    }
+
+    #[test]
+    fn a_backend_that_stays_keeps_its_record_and_a_new_one_gets_one() {
+        let (queue, cut) = (Queue::new(), CancellationToken::new());
+        let mut lives = HashMap::new();
+        let one = Pool::build(
+            config(&["a", "b"], Algorithm::RoundRobin),
+            &mut lives,
+            &queue,
+            &cut,
+        )
+        .unwrap();
+        let guard = one.backends[1].try_track(None).unwrap();
+        let two = Pool::build(
+            config(&["c", "b"], Algorithm::LeastConnections),
+            &mut lives,
+            &queue,
+            &cut,
+        )
+        .unwrap();
+        assert!(Arc::ptr_eq(&one.backends[1].live, &two.backends[1].live));
+        assert_eq!(two.backends[1].active(), 1, "b still counts its client");
+        assert_eq!(two.backends[0].active(), 0);
+        // Least connections sees b's open connection in the new pool.
+        let (mut candidates, mut order) = (Vec::new(), Vec::new());
+        two.order(0, &[false, false], &mut candidates, &mut order);
+        assert_eq!(order, [0, 1]);
+        drop(guard);
+        assert_eq!(one.backends[1].active(), 0);
+    }
+}
