@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::{Candidate, Select, push_usable};
 
-/// Fewest active connections ÷ weight first, ties in turn.
+/// Fewest (active connections + 1) ÷ weight first, ties in turn.
 #[derive(Debug, Default)]
 pub struct LeastConnections {
     /// Which of the tied least loaded backends goes first.
@@ -36,7 +36,7 @@ impl Select for LeastConnections {
         if order.is_empty() {
             return;
         }
-        // Least loaded first (`cmp_load` compares active ÷ weight by
+        // Least loaded first (`cmp_load` compares (active + 1) ÷ weight by
         // cross-multiplying, without floats); equal loads in list order,
         // so the sort is deterministic.
         order.sort_unstable_by(|&a, &b| {
@@ -80,8 +80,9 @@ mod tests {
     fn takes_tied_backends_in_turn() {
         let least = LeastConnections::new();
         let mut order = Vec::new();
-        // 0 is busier; 1, 2 and 3 tie at 2 per weight (2/1, 2/1, 4/2).
-        let backends = loaded(&[(5, 1), (2, 1), (2, 1), (4, 2)]);
+        // 0 is busier; 1, 2 and 3 tie at 3 per weight with the new
+        // client counted: (2 + 1)/1, (2 + 1)/1, (5 + 1)/2.
+        let backends = loaded(&[(5, 1), (2, 1), (2, 1), (5, 2)]);
         let mut firsts = Vec::new();
         for _ in 0..6 {
             least.order(&backends, 0, &mut order);

@@ -213,16 +213,25 @@ pub fn client_key(ip: IpAddr) -> u64 {
 // ANCHOR_END: client_key
 
 impl Candidate {
-    /// Compares two backends' load, open connections per unit of weight,
-    /// without floats: `a.active / a.weight < b.active / b.weight` exactly
-    /// when `a.active * b.weight < b.active * a.weight` (weights are
-    /// positive). `u64` holds the product of two `u32`s, so it cannot
-    /// overflow, and there is no rounding to make two loads look equal.
+    // ANCHOR: cmp_load
+    /// Compares two backends' load as nginx does: the connections each
+    /// would hold with this client, per unit of weight, `(active + 1) /
+    /// weight`. The `+ 1` matters when a backend is empty: by `active /
+    /// weight` every empty backend weighs 0 and a backend in its slow
+    /// start (a small weight) would tie with the others, and win its turn
+    /// of every tie, however small its weight.
+    ///
+    /// Without floats: `a / wa < b / wb` exactly when `a * wb < b * wa`
+    /// (weights are positive). `u64` holds the product of a `u32` + 1 and
+    /// a `u32`, so it cannot overflow, and there is no rounding to make
+    /// two loads look equal.
     fn cmp_load(&self, other: &Candidate) -> Ordering {
-        let mine = u64::from(self.active) * u64::from(other.weight);
-        let theirs = u64::from(other.active) * u64::from(self.weight);
+        let with_me = |c: &Candidate| u64::from(c.active) + 1;
+        let mine = with_me(self) * u64::from(other.weight);
+        let theirs = with_me(other) * u64::from(self.weight);
         mine.cmp(&theirs)
     }
+    // ANCHOR_END: cmp_load
 }
 
 /// Locks `mutex` even if a thread panicked while holding it. The

@@ -12,8 +12,8 @@
 //! `log log n` with the better of two).
 //!
 //! The draws are weighted (as in nginx), so at equal loads a backend of
-//! weight 2 is in the pair twice as often; loads compare as active
-//! connections ÷ weight, as in least connections. The failover order is
+//! weight 2 is in the pair twice as often; loads compare as (active
+//! connections + 1) ÷ weight, as in least connections. The failover order is
 //! the two drawn, better first, then the rest from least to most loaded.
 
 use std::sync::Mutex;
@@ -174,9 +174,10 @@ mod tests {
 
     #[test]
     fn draws_by_weight_when_loads_are_equal() {
-        // Idle, weights 3 and 1: the pair is always both; the first
+        // Weights 3 and 1, equal loads with the new client counted
+        // ((5 + 1)/3 = (1 + 1)/1): the pair is always both; the first
         // drawn goes first, and it is 0 three times in four.
-        let counts = firsts(&loaded(&[(0, 3), (0, 1)]), 40_000);
+        let counts = firsts(&loaded(&[(5, 3), (1, 1)]), 40_000);
         let share = counts[0] as f64 / 40_000.0;
         assert!((share - 0.75).abs() < 0.01, "{counts:?}");
     }
