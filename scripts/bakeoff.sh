@@ -13,7 +13,7 @@
 #   scripts/bakeoff.sh --quick    short runs (under a minute once built)
 #
 # Options:
-#   --quick      short runs: 8 clients, 2 s per algorithm and scenario
+#   --quick      8 clients, 2 s per algorithm and scenario, 5,000 keys
 #   --seed N     seeds the workload and lb's random algorithms (default 1)
 #   --out DIR    where the report goes (default target/bakeoff)
 #   -h, --help   this text

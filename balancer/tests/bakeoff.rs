@@ -4,6 +4,7 @@
 //! not its figures, which vary with the machine.
 
 use std::path::Path;
+use std::time::Duration;
 
 use bakeoff::plan::Size;
 use bakeoff::progress::Progress;
@@ -11,6 +12,19 @@ use bakeoff::scenario::{self, ODD_ONE, Scenario};
 use bakeoff::stats::{self, Summary};
 use bakeoff::{Algorithm, keys};
 use lab_common::testing::deadline;
+use tokio::sync::Mutex;
+
+/// One test of this file at a time: the slow backend's test compares
+/// latencies, which another test's load on the machine would blur.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::const_new(());
+
+/// How much later the slow backend answers here. The fast ones take 2 to
+/// 4 ms in a debug build on a busy machine (the backends and clients
+/// run in this test), so the bake-off's 20 ms would make the slow one
+/// only five to ten times slower, and its share under least connections
+/// sit near the tenth at which the p90 changes sides. 60 ms keeps it
+/// about 20 times slower, as the bake-off's is in a release build.
+const SLOW: Duration = Duration::from_millis(60);
 
 fn lb() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_lb"))
@@ -20,7 +34,7 @@ async fn slow_run(algorithm: Algorithm) -> Summary {
     let workload = Size::SMALL.workload(1);
     let run = scenario::run(
         lb(),
-        Scenario::Slow,
+        Scenario::Slow(SLOW),
         algorithm,
         &workload,
         Progress::Quiet,
@@ -32,14 +46,13 @@ async fn slow_run(algorithm: Algorithm) -> Summary {
     stats::summarize(&run.records, run.names.len())
 }
 
-/// With one backend 20 ms slower than the other two (which answer in a
-/// millisecond or two), round robin gives it its third all the same;
-/// least connections and power of two see its connections pile up and
-/// send it fewer, and the clients' p90 drops with its share: to a fast
-/// answer once it is under a tenth, and a little even above (p90 then
-/// falls among the slow answers, but lower among them).
+/// With one backend about 20 times slower than the other two, round
+/// robin gives it its third all the same; least connections and power of
+/// two see its connections pile up and send it fewer, and the clients'
+/// p90 drops with its share.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn least_connections_and_power_of_two_spare_a_slow_backend() {
+    let _alone = ONE_AT_A_TIME.lock().await;
     let round_robin = slow_run(Algorithm::RoundRobin).await;
     assert_eq!(round_robin.errors, 0, "{round_robin:?}");
     for algorithm in [Algorithm::LeastConnections, Algorithm::PowerOfTwo] {
@@ -59,11 +72,12 @@ async fn least_connections_and_power_of_two_spare_a_slow_backend() {
     }
 }
 
-/// Maglev's tables depend only on the backend list, so removing one of
+/// Maglev's table depends only on the backend list, so removing one of
 /// five moves about its fifth of the keys; a modulo hash moves about
-/// four fifths.
+/// four fifths, and round robin, which ignores the client, most.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn removing_one_of_five_moves_a_fifth_under_maglev() {
+    let _alone = ONE_AT_A_TIME.lock().await;
     let keys = Size::SMALL.keys;
     let moves = keys::measure(lb(), keys, 8, 1, Progress::Quiet);
     let moves = deadline("key movement", moves)
@@ -77,8 +91,11 @@ async fn removing_one_of_five_moves_a_fifth_under_maglev() {
     };
     let maglev = find("maglev");
     assert_eq!(maglev.removed.measured, keys as usize, "{maglev:?}");
-    assert!(maglev.removed.fraction() <= 0.22, "{maglev:?}");
-    assert!(maglev.added.fraction() <= 0.22, "{maglev:?}");
+    // The report's bound, a fifth + 2%, is for 10,000 keys. A sample of
+    // 1,000 lands within 5% of a fifth (four standard deviations): the
+    // backends' ports, and so maglev's table, change from run to run.
+    assert!(maglev.removed.fraction() < 0.25, "{maglev:?}");
+    assert!(maglev.added.fraction() < 0.25, "{maglev:?}");
     let modulo = find("modulo hash");
     assert!(modulo.removed.fraction() > 0.7, "{modulo:?}");
     let round_robin = find("round-robin");

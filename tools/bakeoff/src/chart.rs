@@ -62,6 +62,9 @@ pub struct Panel {
     pub marker: Option<(f64, String)>,
 }
 
+/// The top of a share chart's y axis: 100%, and room for the legend.
+const HEADROOM: f64 = 1.45;
+
 fn draw_error(err: impl Display) -> Error {
     format!("drawing a chart: {err}").into()
 }
@@ -99,14 +102,21 @@ fn draw_panel(
         .margin(10)
         .x_label_area_size(32)
         .y_label_area_size(50)
-        .build_cartesian_2d(0f64..panel.seconds.max(0.001), 0f64..1.05f64)
+        // Headroom above 100% for the legend, so that it hides no line.
+        .build_cartesian_2d(0f64..panel.seconds.max(0.001), 0f64..HEADROOM)
         .map_err(draw_error)?;
     chart
         .configure_mesh()
         .x_desc("seconds")
         .y_desc(y_label)
-        .y_labels(6)
-        .y_label_formatter(&|share| format!("{:.0}%", share * 100.0))
+        .y_labels(8)
+        .y_label_formatter(&|&share| {
+            if share <= 1.0 {
+                format!("{:.0}%", share * 100.0)
+            } else {
+                String::new()
+            }
+        })
         .light_line_style(WHITE)
         .draw()
         .map_err(draw_error)?;
@@ -123,7 +133,7 @@ fn draw_panel(
     if let Some((at, label)) = &panel.marker {
         let style = BLACK.mix(0.5).stroke_width(1);
         chart
-            .draw_series(LineSeries::new([(*at, 0.0), (*at, 1.05)], style))
+            .draw_series(LineSeries::new([(*at, 0.0), (*at, 1.0)], style))
             .map_err(draw_error)?
             .label(label)
             .legend(move |(x, y)| {

@@ -17,7 +17,8 @@ use crate::plan::Workload;
 use crate::progress::Progress;
 use crate::{Algorithm, Error};
 
-/// How much later than the others the slow backend answers. The others
+/// How much later than the others the slow backend answers in the
+/// bake-off ([`Scenario::SLOW`]). The others
 /// add no delay of their own: through `lb` they answer in a millisecond
 /// or two, what a new connection through a proxy and back costs here, so
 /// the slow one takes ten to twenty times as long. (A fast backend at
@@ -34,8 +35,9 @@ pub const ODD_ONE: usize = 2;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Scenario {
-    /// Three backends, the third [`SLOW`]er than the others.
-    Slow,
+    /// Three backends, the third answering this much later than the
+    /// others.
+    Slow(Duration),
     /// Three equal backends; half-way, the third starts closing every
     /// connection without an answer. `lb` checks `GET /health` every
     /// [`CHECK_INTERVAL`], which the failing backend fails too.
@@ -43,11 +45,15 @@ pub enum Scenario {
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 2] = [Scenario::Slow, Scenario::Failure];
+    /// The bake-off's slow scenario: [`SLOW`].
+    pub const SLOW: Scenario = Scenario::Slow(SLOW);
+
+    /// The scenarios the bake-off runs, in order.
+    pub const ALL: [Scenario; 2] = [Scenario::SLOW, Scenario::Failure];
 
     pub fn name(self) -> &'static str {
         match self {
-            Scenario::Slow => "slow",
+            Scenario::Slow(_) => "slow",
             Scenario::Failure => "failure",
         }
     }
@@ -55,11 +61,11 @@ impl Scenario {
     /// What happens in it, in a sentence.
     pub fn about(self) -> String {
         match self {
-            Scenario::Slow => format!(
+            Scenario::Slow(delay) => format!(
                 "three backends; b1 and b2 answer at once, b3 {} ms later \
                  (fault mode slow/{}). No health checks.",
-                SLOW.as_millis(),
-                SLOW.as_millis()
+                delay.as_millis(),
+                delay.as_millis()
             ),
             Scenario::Failure => format!(
                 "three backends answering at once; half-way through, b3 \
@@ -74,7 +80,7 @@ impl Scenario {
     /// The backends as the report names them.
     pub fn backend_names(self) -> Vec<String> {
         let third = match self {
-            Scenario::Slow => format!("b3 +{} ms", SLOW.as_millis()),
+            Scenario::Slow(delay) => format!("b3 +{} ms", delay.as_millis()),
             Scenario::Failure => "b3 fails half-way".to_owned(),
         };
         vec!["b1".to_owned(), "b2".to_owned(), third]
@@ -83,14 +89,16 @@ impl Scenario {
     /// Each backend's fault mode from the start.
     fn faults(self) -> [Fault; 3] {
         match self {
-            Scenario::Slow => [Fault::None, Fault::None, Fault::Slow(SLOW)],
+            Scenario::Slow(delay) => {
+                [Fault::None, Fault::None, Fault::Slow(delay)]
+            }
             Scenario::Failure => [Fault::None; 3],
         }
     }
 
     fn health(self) -> Health {
         match self {
-            Scenario::Slow => Health::Off,
+            Scenario::Slow(_) => Health::Off,
             Scenario::Failure => Health::Http {
                 interval: CHECK_INTERVAL,
             },
@@ -100,7 +108,7 @@ impl Scenario {
     /// When the odd backend fails, if it does: half-way.
     pub fn failure_at(self, duration: Duration) -> Option<Duration> {
         match self {
-            Scenario::Slow => None,
+            Scenario::Slow(_) => None,
             Scenario::Failure => Some(duration / 2),
         }
     }
