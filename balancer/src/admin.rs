@@ -191,7 +191,7 @@ async fn reload(State(shared): State<Arc<Shared>>) -> Response {
 async fn backends(State(shared): State<Arc<Shared>>) -> axum::Json<Value> {
     let balancer = &shared.admin.balancer;
     let pool = balancer.pool();
-    let slow_start = pool.config.health.slow_start;
+    let slow_start = pool.slow_start();
     let now = Instant::now();
     let waiting = balancer.queue().waiting();
     let mut list = Vec::new();

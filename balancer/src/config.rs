@@ -555,6 +555,16 @@ impl Config {
         warnings
     }
 
+    /// Every rule a config must obey, the one check for the file (after
+    /// its parse), the flags, a reload and a config built in code:
+    /// [`Config::check`] (the rules between keys) and
+    /// [`Config::check_values`]. `Balancer::new` and a reload run it, so
+    /// nothing runs a config that the file's parse would have refused.
+    pub fn validate(&self, source: &str) -> Result<(), ConfigError> {
+        self.check(source)?;
+        self.check_values(source)
+    }
+
     /// The rules on single values that the file's parse enforces, for a
     /// config built in code (a test's, a reload's): a weight of 0 would
     /// make power-of-two divide by zero, a zero interval spin. With

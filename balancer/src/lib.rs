@@ -150,9 +150,7 @@ impl Balancer {
     /// [`Config::check`]); it is checked again here, so that a config
     /// built in code obeys the rules the file does.
     pub fn new(config: Config) -> Result<Balancer, Error> {
-        config
-            .check("the config")
-            .and_then(|()| config.check_values("the config"))?;
+        config.validate("the config")?;
         if config.tls.insecure {
             warn!(
                 "insecure = true: the certificates of tls:// backends are \
@@ -578,6 +576,47 @@ async fn accept(
                 tokio::time::sleep(Duration::from_millis(pause.min(1000)))
                     .await;
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::BackendConfig;
+    use crate::select::Algorithm;
+
+    /// A config built in code obeys the rules the file's parse enforces:
+    /// what would panic later (power-of-two dividing by a weight of 0, a
+    /// `tls://` backend with nothing to check it by) is refused here.
+    #[test]
+    fn a_config_built_in_code_is_checked_as_a_file_is() {
+        let backend = |address: &str| {
+            BackendConfig::at(address.parse().expect("a test address"))
+        };
+        let mut zero_weight = Config {
+            algorithm: Algorithm::PowerOfTwo,
+            backends: vec![backend("127.0.0.1:1")],
+            ..Config::default()
+        };
+        zero_weight.backends[0].weight = 0;
+        let tls_without_ca = Config {
+            backends: vec![backend("tls://127.0.0.1:1")],
+            ..Config::default()
+        };
+        let cases = [
+            (
+                zero_weight,
+                "the config: backends[1].weight: must be at least 1",
+            ),
+            (
+                tls_without_ca,
+                "the config: backends: `tls://127.0.0.1:1` is a TLS",
+            ),
+        ];
+        for (config, want) in cases {
+            let err = Balancer::new(config).err().expect("refused").to_string();
+            assert!(err.starts_with(want), "{err}");
         }
     }
 }

@@ -95,7 +95,7 @@ impl Pool {
         order: &mut Vec<usize>,
     ) {
         let now = Instant::now();
-        let slow_start = self.config.health.slow_start;
+        let slow_start = self.slow_start();
         let scale = if slow_start.is_zero() { 1 } else { RAMP_SCALE };
         candidates.clear();
         candidates.extend(self.backends.iter().zip(failed).map(
@@ -132,7 +132,7 @@ impl Pool {
     /// not failed would take it but for its `max_connections`.
     pub fn any_up_but_full(&self, failed: &[bool]) -> bool {
         let now = Instant::now();
-        let slow_start = self.config.health.slow_start;
+        let slow_start = self.slow_start();
         self.backends.iter().zip(failed).any(|(backend, &failed)| {
             let live = &backend.live;
             !failed
@@ -142,6 +142,16 @@ impl Pool {
                     .max_at(live.ramp(now, slow_start))
                     .is_some_and(|max| backend.active() >= max)
         })
+    }
+
+    /// How long a backend back up takes to reach its whole share: zero
+    /// (at once) under Maglev, whose table is built once for the pool
+    /// and cannot give a backend part of its slots.
+    pub fn slow_start(&self) -> std::time::Duration {
+        if self.config.algorithm == crate::select::Algorithm::Maglev {
+            return std::time::Duration::ZERO;
+        }
+        self.config.health.slow_start
     }
 
     /// The backend with this id, if this pool has it.

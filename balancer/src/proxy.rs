@@ -196,7 +196,7 @@ impl Connection {
     /// Counts a connection to `backend`, within its `max_connections` as
     /// a slow start may lower it.
     fn track(&self, backend: &Arc<Backend>) -> Option<ActiveGuard> {
-        let slow_start = self.pool.config.health.slow_start;
+        let slow_start = self.pool.slow_start();
         let ramp = backend.live.ramp(Instant::now(), slow_start);
         backend.try_track(backend.max_at(ramp))
     }

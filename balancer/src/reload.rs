@@ -109,8 +109,7 @@ fn apply(
 ) -> Result<Vec<String>, lab_common::Error> {
     let old = balancer.pool().config.clone();
     fixed_keys(&old, &config)?;
-    config.check("the new config")?;
-    config.check_values("the new config")?;
+    config.validate("the new config")?;
     let mut changed = changes(&old, &config);
     // Read again whatever the config says: a certificate renewed in place
     // has the same path and new contents.

@@ -242,3 +242,68 @@ async fn a_backend_name_that_does_not_resolve_is_a_warning() {
         "{stderr}"
     );
 }
+
+/// `watch = true`: a change of the file is a reload, as SIGHUP is.
+#[tokio::test]
+async fn a_watched_file_reloads_when_it_changes() {
+    let backends = RunningBackend::start_many(1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("lb.toml");
+    let file = |algorithm: &str| {
+        format!(
+            "listen = \"127.0.0.1:0\"\nwatch = true\n\
+             algorithm = \"{algorithm}\"\n\
+             [[backends]]\naddress = \"{}\"\n",
+            backends[0].addr
+        )
+    };
+    std::fs::write(&path, file("round-robin")).unwrap();
+    let path_text = path.display().to_string();
+    let mut lb = RunningBinary::start(LB, &["--config", &path_text]).await;
+    std::fs::write(&path, file("least-connections")).unwrap();
+    lb.wait_for_stderr(&format!(
+        "reloaded: algorithm round-robin → least-connections \
+         (a change of {path_text})"
+    ))
+    .await;
+    lb.signal(Signal::TERM);
+    assert!(lb.wait().await.success());
+}
+
+/// An upgrade that cannot happen says why and changes nothing: no
+/// [upgrade] socket in the config, or no lb at the socket.
+#[tokio::test]
+async fn a_refused_upgrade_says_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let plain = dir.path().join("plain.toml");
+    std::fs::write(&plain, "[[backends]]\naddress = \"127.0.0.1:1\"\n")
+        .unwrap();
+    let (code, _, stderr) = run_to_end(
+        LB,
+        &["--config", &plain.display().to_string(), "--upgrade"],
+    )
+    .await;
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("--upgrade needs `socket`"), "{stderr}");
+    let socket = dir.path().join("nobody.sock");
+    let lonely = dir.path().join("lonely.toml");
+    std::fs::write(
+        &lonely,
+        format!(
+            "[upgrade]\nsocket = \"{}\"\n[[backends]]\naddress = \"127.0.0.1:1\"\n",
+            socket.display()
+        ),
+    )
+    .unwrap();
+    let (code, stdout, stderr) = run_to_end(
+        LB,
+        &["--config", &lonely.display().to_string(), "--upgrade"],
+    )
+    .await;
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("upgrade: cannot reach the running lb at"),
+        "{stderr}"
+    );
+    assert!(!stdout.contains("listening on"), "{stdout}");
+}
