@@ -153,9 +153,13 @@ impl Ticket {
         self.enter();
     }
 
-    /// Its turn came and it found room: done with the line.
+    /// Its turn came and it found room: done with the line. The next in
+    /// line is woken in turn, in case more room came than this one took
+    /// (two places freed while one client waited ahead of another): it
+    /// finds room, or goes back to its place.
     pub fn served(mut self) {
         self.has_turn = false;
+        self.queue.place_freed();
     }
 }
 
@@ -202,15 +206,34 @@ mod tests {
         let mut tickets: Vec<Ticket> = (0..20).map(|_| queue.join()).collect();
         assert_eq!(queue.waiting(), 20);
         for served in 0..20 {
+            let woken = queue.woken();
             queue.place_freed();
-            assert_eq!(queue.woken(), served as u64 + 1);
+            assert_eq!(queue.woken(), woken + 1, "one place, one waiter");
             for (index, ticket) in tickets.iter_mut().enumerate() {
                 let turn = has_turn(ticket).await;
                 assert_eq!(turn, index == 0, "place {served}: ticket {index}");
             }
             tickets.remove(0).served();
+            // Served, it woke the next in case more room came; there was
+            // none, and that one goes back to the head of the line.
+            if let Some(next) = tickets.first_mut() {
+                assert!(has_turn(next).await);
+                next.wait_again();
+            }
             assert_eq!(queue.waiting(), 19 - served);
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_waiter_served_wakes_the_next_in_case_of_more_room() {
+        let queue = Queue::new();
+        let mut first = queue.join();
+        let mut second = queue.join();
+        queue.place_freed();
+        assert!(has_turn(&mut first).await);
+        assert!(!has_turn(&mut second).await);
+        first.served();
+        assert!(has_turn(&mut second).await);
     }
 
     #[tokio::test(start_paused = true)]
