@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # The algorithm bake-off: lb's six algorithms, one after the other, each
 # against the same seeded workload (8 or more clients, one request per
-# connection) and three dummy backends the tool serves itself. Scenario
-# "slow": one backend answers 20 ms later than the other two. Scenario
+# connection) and dummy backends the tool serves itself. Scenario
+# "slow": one of three backends answers 20 ms later than the other two.
 # "failure": one starts closing every connection half-way, until lb's
-# health checks take it out. Then how many of 10,000 client addresses
+# health checks take it out. "added": a fourth joins half-way, through a
+# reload (SIGHUP). Then how many of 10,000 client addresses
 # change backend when a fifth backend is added to four, or one of five is
 # removed: maglev, round robin and random through lb, and a modulo hash
 # computed by the tool, to show why consistent hashing exists.
@@ -13,7 +14,7 @@
 #   scripts/bakeoff.sh --quick    short runs (under a minute once built)
 #
 # Options:
-#   --quick      8 clients, 2 s per algorithm and scenario, 5,000 keys
+#   --quick      8 clients, 1.5 s per algorithm and scenario, 5,000 keys
 #   --seed N     seeds the workload and lb's random algorithms (default 1)
 #   --out DIR    where the report goes (default target/bakeoff)
 #   -h, --help   this text

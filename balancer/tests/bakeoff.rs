@@ -101,3 +101,34 @@ async fn removing_one_of_five_moves_a_fifth_under_maglev() {
     let round_robin = find("round-robin");
     assert!(round_robin.removed.fraction() > 0.5, "{round_robin:?}");
 }
+
+/// A fourth backend written into the config file, then SIGHUP: `lb`
+/// reloads without a restart, the clients' requests go on without an
+/// error, and the new backend answers from then on, never before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backend_added_by_a_reload_is_used_from_then_on() {
+    let _alone = ONE_AT_A_TIME.lock().await;
+    let workload = Size::SMALL.workload(1);
+    let run = scenario::run(
+        lb(),
+        Scenario::Added,
+        Algorithm::RoundRobin,
+        &workload,
+        Progress::Quiet,
+        "added",
+    );
+    let run = deadline("added", run)
+        .await
+        .unwrap_or_else(|err| panic!("added: {err}"));
+    let (added_at, _) = run.change.expect("the scenario adds a backend");
+    let errors: Vec<_> =
+        run.records.iter().filter(|r| r.outcome.is_err()).collect();
+    assert!(errors.is_empty(), "{errors:?}");
+    let by_the_fourth =
+        |record: &&bakeoff::clients::Record| record.outcome == Ok(3);
+    let first = run.records.iter().find(by_the_fourth);
+    let first = first.expect("the added backend answered no one");
+    assert!(first.start >= added_at, "{first:?} before {added_at:?}");
+    let summary = stats::summarize(&run.records, run.names.len());
+    assert!(summary.shares[3] > 0.05, "{summary:?}");
+}

@@ -1,7 +1,8 @@
 //! `lb`, the program under test: a config file written for the run, the
 //! process started on `127.0.0.1:0`, its `listening on` line awaited,
-//! and the process stopped by its pid with SIGTERM (it drains, then
-//! exits), or killed if it does not. A run that fails half-way drops its
+//! the file rewritten and SIGHUP sent for a reload, and the process
+//! stopped by its pid with SIGTERM (it drains, then exits), or killed if
+//! it does not. A run that fails half-way drops its
 //! [`Lb`], and the child is killed then too (`kill_on_drop`).
 
 use std::fmt::Write as _;
@@ -21,6 +22,16 @@ use crate::{Algorithm, Error};
 /// told to.
 const START_LIMIT: Duration = Duration::from_secs(30);
 const STOP_LIMIT: Duration = Duration::from_secs(5);
+/// How long a reload may take to be logged, done or refused.
+const RELOAD_LIMIT: Duration = Duration::from_secs(5);
+
+/// What `lb` logs: warnings, and its reloads' outcomes, which
+/// [`Lb::reload`] waits for.
+const LOG_FILTER: &str = "warn,balancer::reload=info";
+
+/// The start of the lines `lb` logs when a reload is done or refused.
+const RELOADED: &str = "reloaded: ";
+const REFUSED: &str = "reload refused: ";
 
 /// `lb`'s active health checks for a run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -78,6 +89,8 @@ pub struct Lb {
     pub pid: u32,
     child: Child,
     log: watch::Receiver<String>,
+    /// The config file, rewritten by a reload.
+    config: PathBuf,
     /// Holds the config file while `lb` runs.
     _dir: tempfile::TempDir,
 }
@@ -94,7 +107,7 @@ impl Lb {
         let mut child = Command::new(program)
             .arg("--config")
             .arg(&config)
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", LOG_FILTER)
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -113,8 +126,47 @@ impl Lb {
             pid,
             child,
             log,
+            config,
             _dir: dir,
         })
+    }
+
+    /// Rewrites the config file for `setup` and sends SIGHUP, as an
+    /// operator reloads `lb`; returns once `lb` has logged the reload
+    /// done, or an error if it refused it or said nothing.
+    pub async fn reload(&mut self, setup: &Setup) -> Result<(), Error> {
+        let outcomes = |log: &str| {
+            log.matches(RELOADED).count() + log.matches(REFUSED).count()
+        };
+        let before = outcomes(&self.log.borrow());
+        std::fs::write(&self.config, setup.toml()).map_err(|err| {
+            format!("writing {}: {err}", self.config.display())
+        })?;
+        let pid = Pid::from_raw(self.pid as i32).ok_or("lb has no pid")?;
+        kill_process(pid, Signal::HUP)
+            .map_err(|err| format!("SIGHUP to lb (pid {pid}): {err}"))?;
+        let logged = self.log.wait_for(|log| outcomes(log) > before);
+        let log = match tokio::time::timeout(RELOAD_LIMIT, logged).await {
+            Ok(Ok(log)) => log.clone(),
+            Ok(Err(_)) => return Err("lb exited on SIGHUP".into()),
+            Err(_) => {
+                return Err(format!(
+                    "lb logged no reload within {RELOAD_LIMIT:?} of SIGHUP"
+                )
+                .into());
+            }
+        };
+        // This reload's outcome is the last one logged.
+        let last = log
+            .lines()
+            .rev()
+            .find(|line| line.contains(RELOADED) || line.contains(REFUSED));
+        match last {
+            Some(line) if line.contains(REFUSED) => {
+                Err(format!("lb refused the reload: {line}").into())
+            }
+            _ => Ok(()),
+        }
     }
 
     /// Sends SIGTERM and waits for `lb` to exit; kills it if it has not

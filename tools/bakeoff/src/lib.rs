@@ -5,10 +5,11 @@
 //! scripts/bakeoff.sh --quick
 //! ```
 //!
-//! Two scenarios, each with three backends served in this process by
-//! `dummy-servers`' library ([`backends`]): in "slow" one backend answers
-//! 20 times slower than the other two; in "failure" one starts closing
-//! every connection half-way through. For each scenario and algorithm a
+//! Three scenarios, each with backends served in this process by
+//! `dummy-servers`' library ([`backends`]): in "slow" one of three
+//! answers 20 ms later than the other two; in "failure" one starts
+//! closing every connection half-way through; in "added" a fourth joins
+//! the three half-way, through a reload. For each scenario and algorithm a
 //! fresh `lb` process ([`lb`], the real binary) gets the same workload
 //! ([`plan`], [`clients`]): 8 or more clients, one request per
 //! connection, every request recorded. [`stats`] turns the records into

@@ -124,7 +124,7 @@ impl Size {
     /// `--quick`: under a minute for the whole bake-off, once built.
     pub const QUICK: Size = Size {
         lanes: 8,
-        run: Duration::from_millis(2000),
+        run: Duration::from_millis(1500),
         // Half the full count: the key runs are most of a quick run's
         // time, and 5,000 still measure a fifth to within 0.6% (one
         // standard deviation), well inside the 2% that maglev may add.

@@ -39,6 +39,14 @@ impl Bakeoff {
             .collect()
     }
 
+    /// The most backends a run of `scenario` had: the table's columns.
+    fn backends(&self, scenario: Scenario) -> usize {
+        self.runs_of(scenario)
+            .map(|run| run.names.len())
+            .max()
+            .unwrap_or_default()
+    }
+
     fn summary(
         &self,
         scenario: Scenario,
@@ -73,19 +81,16 @@ pub fn table(bakeoff: &Bakeoff) -> String {
             bakeoff.size.run.as_secs_f64(),
             bakeoff.seed
         );
-        let _ = writeln!(
+        let _ = write!(
             out,
-            "{:<21} {:>8} {:>6} {:>6} {:>6} {:>6} {:>7} {:>7} {:>7}",
-            "algorithm",
-            "requests",
-            "errors",
-            "b1",
-            "b2",
-            "b3",
-            "p50 ms",
-            "p90 ms",
-            "p99 ms"
+            "{:<21} {:>8} {:>6}",
+            "algorithm", "requests", "errors"
         );
+        for backend in 1..=bakeoff.backends(scenario) {
+            let _ = write!(out, " {:>6}", format!("b{backend}"));
+        }
+        let _ =
+            writeln!(out, " {:>7} {:>7} {:>7}", "p50 ms", "p90 ms", "p99 ms");
         for run in bakeoff.runs_of(scenario) {
             let summary = stats::summarize(&run.records, run.names.len());
             let _ = write!(
@@ -156,9 +161,9 @@ pub fn charts(bakeoff: &Bakeoff) -> Result<Vec<(String, String)>, Error> {
                         bakeoff.size.buckets,
                     ),
                     seconds: run.duration.as_secs_f64(),
-                    marker: run.failed_at.map(|at| {
-                        (at.as_secs_f64(), "b3 starts failing".to_owned())
-                    }),
+                    marker: run
+                        .change
+                        .map(|(at, what)| (at.as_secs_f64(), what.to_owned())),
                 })
                 .collect::<Vec<_>>()
         };
@@ -248,11 +253,6 @@ pub fn markdown(bakeoff: &Bakeoff) -> String {
         bakeoff.size.run.as_secs_f64(),
         bakeoff.seed
     );
-    md.push_str(
-        "A third scenario, a backend added half-way, is not run: without \
-         a reload, `lb` would have to be restarted in the middle of the \
-         clients' run, and the restart, not the algorithm, would show.\n\n",
-    );
     for scenario in bakeoff.scenarios() {
         scenario_section(&mut md, bakeoff, scenario);
     }
@@ -263,10 +263,16 @@ pub fn markdown(bakeoff: &Bakeoff) -> String {
 fn scenario_section(md: &mut String, bakeoff: &Bakeoff, scenario: Scenario) {
     let name = scenario.name();
     let _ = writeln!(md, "## Scenario \"{name}\"\n\n{}\n", scenario.about());
+    let backends = bakeoff.backends(scenario);
+    let columns: Vec<String> = (1..=backends)
+        .map(|backend| format!("b{backend}"))
+        .collect();
     let _ = writeln!(
         md,
-        "| algorithm | requests | errors | b1 | b2 | b3 | p50 ms | p90 ms \
-         | p99 ms |\n|---|--:|--:|--:|--:|--:|--:|--:|--:|"
+        "| algorithm | requests | errors | {} | p50 ms | p90 ms | p99 ms |\n\
+         |---|--:|--:|{}--:|--:|--:|",
+        columns.join(" | "),
+        "--:|".repeat(backends)
     );
     for run in bakeoff.runs_of(scenario) {
         let summary = stats::summarize(&run.records, run.names.len());
@@ -287,6 +293,12 @@ fn scenario_section(md: &mut String, bakeoff: &Bakeoff, scenario: Scenario) {
     md.push('\n');
     match scenario {
         Scenario::Slow(_) => slow_reading(md, bakeoff, scenario),
+        Scenario::Added => md.push_str(
+            "b4's shares start at the reload: the clients' requests go on \
+             through it, and from then on every algorithm counts b4 among \
+             the backends. Maglev moves to b4 only the clients whose table \
+             slots b4 takes, about a quarter of them.\n\n",
+        ),
         Scenario::Failure => md.push_str(
             "The errors are the requests b3 closed unanswered before two of \
              lb's checks in a row had failed and taken it out (a connection \
@@ -413,4 +425,146 @@ pub fn write(bakeoff: &Bakeoff, dir: &Path) -> Result<PathBuf, Error> {
     }
     save("report.md", &markdown(bakeoff))?;
     Ok(dir.join("report.md"))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+
+    use super::*;
+    use crate::clients::Record;
+    use crate::keys::KeyMoves;
+    use crate::stats::Moved;
+
+    /// A run in which backend `i` answers `counts[i]` requests, each
+    /// taking `latencies_ms[i]`.
+    fn run(
+        scenario: Scenario,
+        algorithm: Algorithm,
+        counts: &[usize],
+        latencies_ms: &[u64],
+    ) -> Run {
+        let mut records = Vec::new();
+        for (backend, (&count, &ms)) in
+            counts.iter().zip(latencies_ms).enumerate()
+        {
+            for i in 0..count as u64 {
+                records.push(Record {
+                    lane: 0,
+                    from: Ipv4Addr::LOCALHOST,
+                    start: Duration::from_millis(i),
+                    end: Duration::from_millis(i + ms),
+                    outcome: Ok(backend),
+                });
+            }
+        }
+        Run {
+            scenario,
+            algorithm,
+            names: scenario.backend_names(),
+            duration: Duration::from_secs(1),
+            change: scenario.change(Duration::from_secs(1)),
+            records,
+        }
+    }
+
+    fn moves(name: &str, added: usize, removed: usize) -> KeyMoves {
+        KeyMoves {
+            name: name.to_owned(),
+            through_lb: name != "modulo hash",
+            added: Moved {
+                moved: added,
+                measured: 100,
+            },
+            removed: Moved {
+                moved: removed,
+                measured: 100,
+            },
+        }
+    }
+
+    fn bakeoff() -> Bakeoff {
+        let slow = [1, 1, 20];
+        Bakeoff {
+            seed: 1,
+            size: Size::SMALL,
+            mode: "quick",
+            lb: PathBuf::from("target/release/lb"),
+            runs: vec![
+                run(
+                    Scenario::SLOW,
+                    Algorithm::RoundRobin,
+                    &[10, 10, 10],
+                    &slow,
+                ),
+                run(
+                    Scenario::SLOW,
+                    Algorithm::LeastConnections,
+                    &[19, 19, 2],
+                    &slow,
+                ),
+                run(Scenario::SLOW, Algorithm::PowerOfTwo, &[18, 18, 3], &slow),
+                run(Scenario::Added, Algorithm::Maglev, &[5, 5, 5, 5], &[1; 4]),
+            ],
+            keys: vec![moves("maglev", 20, 21), moves("modulo hash", 80, 79)],
+        }
+    }
+
+    #[test]
+    fn the_table_has_a_column_per_backend_and_a_row_per_run() {
+        let table = table(&bakeoff());
+        let header = |cells: &str| {
+            table.lines().any(|line| {
+                line.split_whitespace().collect::<Vec<_>>().join(" ") == cells
+            })
+        };
+        assert!(
+            header("algorithm requests errors b1 b2 b3 p50 ms p90 ms p99 ms"),
+            "{table}"
+        );
+        assert!(
+            header(
+                "algorithm requests errors b1 b2 b3 b4 p50 ms p90 ms p99 ms"
+            ),
+            "{table}"
+        );
+        assert!(table.contains("least-connections"), "{table}");
+        assert!(
+            table.contains("maglev (lb)                     20.0%      21.0%"),
+            "{table}"
+        );
+    }
+
+    #[test]
+    fn the_report_says_whether_the_claims_hold_and_shows_every_chart() {
+        let report = markdown(&bakeoff());
+        assert!(
+            report
+                .contains("the clients' p90 was 20.00 ms, 1.00 ms and 1.00 ms"),
+            "{report}"
+        );
+        assert!(report.contains("round robin: **holds**"), "{report}");
+        assert!(report.contains("(at most 1/5 + 2% = 22%: **holds**)"));
+        assert!(report.contains("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n"));
+        for chart in charts(&bakeoff()).unwrap().iter().map(|(name, _)| name) {
+            assert!(report.contains(&format!("(./{chart})")), "{chart}");
+        }
+    }
+
+    #[test]
+    fn records_are_csv_with_quoted_errors() {
+        let mut bakeoff = bakeoff();
+        bakeoff.runs[0].records[0].outcome = Err("said \"no\"".to_owned());
+        let csv = records_csv(&bakeoff, Scenario::SLOW);
+        let mut lines = csv.lines();
+        assert_eq!(
+            lines.next(),
+            Some("algorithm,lane,client,start_us,end_us,backend,error")
+        );
+        assert_eq!(
+            lines.next(),
+            Some("round-robin,0,127.0.0.1,0,1000,,\"said \"\"no\"\"\"")
+        );
+        assert_eq!(lines.next(), Some("round-robin,0,127.0.0.1,1000,2000,b1,"));
+    }
 }

@@ -1,6 +1,7 @@
 //! The scenarios, and one algorithm's run through one: fresh backends
-//! in their fault modes, a fresh `lb`, the workload, the failure at its
-//! moment, then everything stopped, also when something fails.
+//! in their fault modes, a fresh `lb`, the workload, the change (a
+//! failure, a backend added) at its moment, then everything stopped,
+//! also when something fails.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -42,6 +43,9 @@ pub enum Scenario {
     /// connection without an answer. `lb` checks `GET /health` every
     /// [`CHECK_INTERVAL`], which the failing backend fails too.
     Failure,
+    /// Three equal backends; half-way through, a fourth joins them
+    /// through a reload: `lb`'s config file rewritten, then SIGHUP.
+    Added,
 }
 
 impl Scenario {
@@ -49,12 +53,14 @@ impl Scenario {
     pub const SLOW: Scenario = Scenario::Slow(SLOW);
 
     /// The scenarios the bake-off runs, in order.
-    pub const ALL: [Scenario; 2] = [Scenario::SLOW, Scenario::Failure];
+    pub const ALL: [Scenario; 3] =
+        [Scenario::SLOW, Scenario::Failure, Scenario::Added];
 
     pub fn name(self) -> &'static str {
         match self {
             Scenario::Slow(_) => "slow",
             Scenario::Failure => "failure",
+            Scenario::Added => "added",
         }
     }
 
@@ -74,42 +80,63 @@ impl Scenario {
                  {} ms: two failures take a backend out.",
                 CHECK_INTERVAL.as_millis()
             ),
+            Scenario::Added => "three backends answering at once; half-way \
+                through, lb's config file gets a fourth, b4, and lb a SIGHUP \
+                to read it again: a reload, with no restart. No health \
+                checks."
+                .to_owned(),
         }
     }
 
     /// The backends as the report names them.
     pub fn backend_names(self) -> Vec<String> {
-        let third = match self {
+        let mut names = vec!["b1".to_owned(), "b2".to_owned()];
+        names.push(match self {
             Scenario::Slow(delay) => format!("b3 +{} ms", delay.as_millis()),
             Scenario::Failure => "b3 fails half-way".to_owned(),
-        };
-        vec!["b1".to_owned(), "b2".to_owned(), third]
+            Scenario::Added => "b3".to_owned(),
+        });
+        if self == Scenario::Added {
+            names.push("b4 added half-way".to_owned());
+        }
+        names
     }
 
-    /// Each backend's fault mode from the start.
-    fn faults(self) -> [Fault; 3] {
+    /// Each backend's fault mode from the start, one per backend served.
+    fn faults(self) -> Vec<Fault> {
         match self {
             Scenario::Slow(delay) => {
-                [Fault::None, Fault::None, Fault::Slow(delay)]
+                vec![Fault::None, Fault::None, Fault::Slow(delay)]
             }
-            Scenario::Failure => [Fault::None; 3],
+            Scenario::Failure => vec![Fault::None; 3],
+            Scenario::Added => vec![Fault::None; 4],
         }
+    }
+
+    /// How many of the backends served `lb` is told of at the start.
+    fn at_start(self) -> usize {
+        3
     }
 
     fn health(self) -> Health {
         match self {
-            Scenario::Slow(_) => Health::Off,
+            Scenario::Slow(_) | Scenario::Added => Health::Off,
             Scenario::Failure => Health::Http {
                 interval: CHECK_INTERVAL,
             },
         }
     }
 
-    /// When the odd backend fails, if it does: half-way.
-    pub fn failure_at(self, duration: Duration) -> Option<Duration> {
+    /// What changes half-way through a run of `duration`, and when, as a
+    /// chart's marker says it.
+    pub fn change(
+        self,
+        duration: Duration,
+    ) -> Option<(Duration, &'static str)> {
         match self {
             Scenario::Slow(_) => None,
-            Scenario::Failure => Some(duration / 2),
+            Scenario::Failure => Some((duration / 2, "b3 starts failing")),
+            Scenario::Added => Some((duration / 2, "b4 added")),
         }
     }
 }
@@ -122,7 +149,8 @@ pub struct Run {
     /// The backends, as [`Scenario::backend_names`].
     pub names: Vec<String>,
     pub duration: Duration,
-    pub failed_at: Option<Duration>,
+    /// When the scenario's change came, and what it was.
+    pub change: Option<(Duration, &'static str)>,
     /// Every request, by start time.
     pub records: Vec<Record>,
 }
@@ -138,35 +166,48 @@ pub async fn run(
     step: &str,
 ) -> Result<Run, Error> {
     progress.step(&format!("{step}: starting"));
-    let backends = Backends::start(3).await?;
-    for (index, fault) in scenario.faults().into_iter().enumerate() {
-        backends.set_fault(index, fault).await?;
+    let faults = scenario.faults();
+    let backends = Backends::start(faults.len()).await?;
+    for (index, fault) in faults.into_iter().enumerate() {
+        if fault != Fault::None {
+            backends.set_fault(index, fault).await?;
+        }
     }
-    let setup = Setup {
+    let mut setup = Setup {
         algorithm,
         seed: workload.seed,
-        backends: backends.addrs.clone(),
+        backends: backends.addrs[..scenario.at_start()].to_vec(),
         health: scenario.health(),
     };
     // Dropped on the error paths below: lb is killed, the backends
     // stopped.
-    let lb = Lb::start(program, &setup).await?;
+    let mut lb = Lb::start(program, &setup).await?;
+    let lb_addr = lb.addr;
 
     let origin = Instant::now();
     let done = Arc::new(AtomicUsize::new(0));
-    let failed_at = scenario.failure_at(workload.duration);
-    let failure = async {
-        if let Some(at) = failed_at {
+    let change = scenario.change(workload.duration);
+    let changed = async {
+        if let Some((at, _)) = change {
             tokio::time::sleep_until(origin + at).await;
-            backends.set_fault(ODD_ONE, Fault::Close).await?;
+            match scenario {
+                Scenario::Failure => {
+                    backends.set_fault(ODD_ONE, Fault::Close).await?;
+                }
+                Scenario::Added => {
+                    setup.backends = backends.addrs.clone();
+                    lb.reload(&setup).await?;
+                }
+                Scenario::Slow(_) => {}
+            }
         }
         Ok::<(), Error>(())
     };
     let clients =
-        clients::run(lb.addr, workload, &backends.addrs, origin, done.clone());
+        clients::run(lb_addr, workload, &backends.addrs, origin, done.clone());
     // Ends when the clients do, which the workload's duration bounds.
-    let (records, failure) = {
-        let work = async { tokio::join!(clients, failure) };
+    let (records, changed) = {
+        let work = async { tokio::join!(clients, changed) };
         let mut work = std::pin::pin!(work);
         let mut ticks = tokio::time::interval(Duration::from_millis(100));
         loop {
@@ -185,14 +226,14 @@ pub async fn run(
     };
     let stopped = lb.stop().await;
     backends.stop().await;
-    failure?;
+    changed?;
     stopped?;
     Ok(Run {
         scenario,
         algorithm,
         names: scenario.backend_names(),
         duration: workload.duration,
-        failed_at,
+        change,
         records,
     })
 }
