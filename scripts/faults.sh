@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Runs lb's fault suite at full size: backends that stall, reset or close,
 # clients that stall, give up or reset, bursts, thousands of idle TLS
-# connections, too few descriptors, SIGTERM mid-transfer. Each case says
-# what must happen, does it to a release build of lb (and, to compare, of
-# step 08), and prints what each did, measured through /proc.
+# connections, too few descriptors, SIGTERM mid-transfer, reloads and
+# upgrades under load (n/a for step 08). Each case says what must happen,
+# does it to a release build of lb (and, to compare, of step 08), and
+# prints what each did, measured through /proc.
 #
 #   scripts/faults.sh                       every case, lb and step 08
 #   scripts/faults.sh never-answers burst   only the cases named

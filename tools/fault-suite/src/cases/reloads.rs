@@ -105,6 +105,11 @@ impl Shape {
         }
     }
 
+    /// How long one transfer takes at its pace.
+    fn paced(&self) -> Duration {
+        Duration::from_secs_f64(self.transfer as f64 / self.rate as f64)
+    }
+
     fn describe(&self) -> String {
         format!(
             "{} making new connections (one request of {} KiB each), {} of \
@@ -130,6 +135,8 @@ struct Load {
     served: Arc<AtomicU64>,
     /// Transfers connected and not yet ended.
     in_flight: Arc<AtomicUsize>,
+    /// Transfers connected so far.
+    started: Arc<AtomicU64>,
 }
 
 impl Load {
@@ -163,15 +170,21 @@ impl Load {
                 tally
             });
         }
+        let started = Arc::new(AtomicU64::new(0));
         let mut transfers = JoinSet::new();
-        for _ in 0..shape.transfers {
+        for i in 0..shape.transfers {
             let stopped = stopped.clone();
-            let in_flight = in_flight.clone();
+            let counts = (in_flight.clone(), started.clone());
+            // The transfers start spread over one transfer's time, so
+            // that from then on some start (and end) at every moment.
+            let offset =
+                shape.paced().mul_f64(i as f64 / shape.transfers as f64);
             transfers.spawn(async move {
-                let started = Instant::now();
+                let began = Instant::now();
+                tokio::time::sleep(offset).await;
                 let mut tally = Tally::default();
-                while !*stopped.borrow() && started.elapsed() < LOAD_LIMIT {
-                    let got = transfer(addr, shape, &in_flight).await;
+                while !*stopped.borrow() && began.elapsed() < LOAD_LIMIT {
+                    let got = transfer(addr, shape, &counts.0, &counts.1).await;
                     tally.count(got, shape.transfer);
                 }
                 tally
@@ -183,6 +196,7 @@ impl Load {
             transfers,
             served,
             in_flight,
+            started,
         }
     }
 
@@ -192,6 +206,17 @@ impl Load {
         let target = self.served.load(Ordering::Relaxed) + more;
         measure::poll_until(secs(30), ms(2), || {
             self.served.load(Ordering::Relaxed) >= target
+        })
+        .await
+        .is_some()
+    }
+
+    /// Waits (up to 30 s) until `more` transfers have started since the
+    /// call; whether they did.
+    async fn started_more(&self, more: u64) -> bool {
+        let target = self.started.load(Ordering::Relaxed) + more;
+        measure::poll_until(secs(30), ms(2), || {
+            self.started.load(Ordering::Relaxed) >= target
         })
         .await
         .is_some()
@@ -217,17 +242,19 @@ impl Load {
     }
 }
 
-/// One long transfer, counted in `in_flight` while connected.
+/// One long transfer, counted in `started` once connected and in
+/// `in_flight` while it is.
 async fn transfer(
     addr: SocketAddr,
     shape: Shape,
     in_flight: &AtomicUsize,
+    started: &AtomicU64,
 ) -> io::Result<Download> {
     let mut connected = client::connect(addr, &Front::Plain).await?;
     in_flight.fetch_add(1, Ordering::Relaxed);
+    started.fetch_add(1, Ordering::Relaxed);
     // Four times the paced time: a stall is a cut, not a hang.
-    let paced = Duration::from_secs(shape.transfer / shape.rate);
-    let limit = paced * 4 + secs(10);
+    let limit = shape.paced() * 4 + secs(10);
     let (n, rate) = (shape.transfer, Some(shape.rate));
     let got =
         client::get_paced(&mut connected.conn, n, rate, limit, None).await;
@@ -566,10 +593,12 @@ pub(super) async fn reloads(ctx: &Ctx, report: &mut Report) -> Ran {
     let refusal = broken_refused
         .as_ref()
         .map_or("not refused".to_owned(), |(how, e)| format!("{how}: {e}"));
+    // The API's refusal is JSON: {"error": "FILE:LINE: key: ..."}.
     report.check(
-        broken_refused
-            .as_ref()
-            .is_some_and(|(_, error)| names_the_fault(error)),
+        broken_refused.as_ref().is_some_and(|(how, error)| {
+            names_the_fault(error)
+                && (*how == "SIGHUP" || error.contains("\"error\""))
+        }),
         format!(
             "the broken file refused, naming lb.toml:{RISE_LINE}: \
              health.rise ({})",
@@ -642,7 +671,12 @@ pub(super) async fn upgrades(ctx: &Ctx, report: &mut Report) -> Ran {
             let exit = old.wait_exit(secs(40)).await;
             (i, exit.and_then(|status| status.code()))
         });
-        if !load.served_more(shape.settle).await {
+        // Transfers that start now reach the new process and are still
+        // in flight when the next upgrade makes it the old one.
+        let fresh = (shape.transfers as u64 / 10).max(1);
+        if !load.served_more(shape.settle).await
+            || !load.started_more(fresh).await
+        {
             failure = Some(format!("upgrade {i}: the load stalled after it"));
             break;
         }
@@ -663,13 +697,15 @@ pub(super) async fn upgrades(ctx: &Ctx, report: &mut Report) -> Ran {
         .collect();
     report.figure(format!(
         "{upgraded} of {count} upgrades in {}, at least {} transfers in \
-         flight at each; {exited_0} old processes exited 0",
+         flight at each, {} of them started on the process it replaced; \
+         {exited_0} old processes exited 0",
         show(took),
         if fewest_in_flight == usize::MAX {
             0
         } else {
             fewest_in_flight
-        }
+        },
+        (shape.transfers / 10).max(1)
     ));
     report_load(report, connects, transfers, "during the upgrades");
     report.check(
