@@ -201,41 +201,49 @@ fn matches(offset: u64, bytes: &[u8]) -> bool {
 }
 // ANCHOR_END: pattern
 
-/// Counts one in `in_flight` while it lives.
-struct InFlight<'a>(Option<&'a AtomicUsize>);
+/// The transfers' counts: connected so far, and connected now.
+#[derive(Default)]
+struct Counts {
+    started: AtomicU64,
+    in_flight: AtomicUsize,
+}
+
+/// Counts one transfer started, and in flight while it lives.
+struct InFlight<'a>(Option<&'a Counts>);
 
 impl<'a> InFlight<'a> {
-    fn new(count: Option<&'a AtomicUsize>) -> InFlight<'a> {
-        if let Some(count) = count {
-            count.fetch_add(1, Ordering::Relaxed);
+    fn new(counts: Option<&'a Counts>) -> InFlight<'a> {
+        if let Some(counts) = counts {
+            counts.started.fetch_add(1, Ordering::Relaxed);
+            counts.in_flight.fetch_add(1, Ordering::Relaxed);
         }
-        InFlight(count)
+        InFlight(counts)
     }
 }
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
-        if let Some(count) = self.0 {
-            count.fetch_sub(1, Ordering::Relaxed);
+        if let Some(counts) = self.0 {
+            counts.in_flight.fetch_sub(1, Ordering::Relaxed);
         }
     }
 }
 
 /// One `GET /bytes/n` over a new connection to `addr`, read at `rate`
-/// bytes a second if given, within `limit`; counted in `in_flight` once
+/// bytes a second if given, within `limit`; counted in `counts` once
 /// connected.
 fn fetch(
     addr: SocketAddr,
     n: u64,
     rate: Option<u64>,
     limit: Duration,
-    in_flight: Option<&AtomicUsize>,
+    counts: Option<&Counts>,
 ) -> Outcome {
     let mut tcp = match TcpStream::connect_timeout(&addr, limit) {
         Ok(tcp) => tcp,
         Err(err) => return outcome_of(&err),
     };
-    let _counted = InFlight::new(in_flight);
+    let _counted = InFlight::new(counts);
     let request = format!(
         "GET /bytes/{n} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
     );
@@ -327,7 +335,7 @@ struct Load {
     connects: Vec<JoinHandle<Tally>>,
     transfers: Vec<JoinHandle<Tally>>,
     served: Arc<AtomicU64>,
-    in_flight: Arc<AtomicUsize>,
+    counts: Arc<Counts>,
 }
 
 impl Load {
@@ -335,7 +343,7 @@ impl Load {
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
         let stop = Arc::new(AtomicBool::new(false));
         let served = Arc::new(AtomicU64::new(0));
-        let in_flight = Arc::new(AtomicUsize::new(0));
+        let counts = Arc::new(Counts::default());
         let connects = (0..shape.connectors)
             .map(|_| {
                 let (stop, served) = (stop.clone(), served.clone());
@@ -358,19 +366,24 @@ impl Load {
             })
             .collect();
         let transfers = (0..shape.transfers)
-            .map(|_| {
-                let (stop, in_flight) = (stop.clone(), in_flight.clone());
+            .map(|i| {
+                let (stop, counts) = (stop.clone(), counts.clone());
+                // The transfers start spread over one transfer's time, so
+                // that from then on some start (and end) at every moment.
+                let paced = shape.transfer / shape.rate.max(1);
+                let offset = Duration::from_secs(paced)
+                    .mul_f64(i as f64 / shape.transfers as f64);
                 std::thread::spawn(move || {
                     let started = Instant::now();
+                    std::thread::sleep(offset);
                     let mut tally = Tally::default();
-                    let paced = shape.transfer / shape.rate.max(1);
                     let limit = Duration::from_secs(4 * paced + 10);
                     while !stop.load(Ordering::Relaxed)
                         && started.elapsed() < LOAD_LIMIT
                     {
                         let (n, rate) = (shape.transfer, Some(shape.rate));
                         let outcome =
-                            fetch(addr, n, rate, limit, Some(&in_flight));
+                            fetch(addr, n, rate, limit, Some(&counts));
                         tally.count(outcome);
                     }
                     tally
@@ -382,7 +395,7 @@ impl Load {
             connects,
             transfers,
             served,
-            in_flight,
+            counts,
         }
     }
 
@@ -395,8 +408,17 @@ impl Load {
         })
     }
 
+    /// Waits (30 s at most) until `more` transfers have started since the
+    /// call; whether they did.
+    fn started_more(&self, more: u64) -> bool {
+        let target = self.counts.started.load(Ordering::Relaxed) + more;
+        poll(Duration::from_secs(30), || {
+            self.counts.started.load(Ordering::Relaxed) >= target
+        })
+    }
+
     fn in_flight(&self) -> usize {
-        self.in_flight.load(Ordering::Relaxed)
+        self.counts.in_flight.load(Ordering::Relaxed)
     }
 
     /// Stops the clients once each has finished what it is doing, and
@@ -701,7 +723,13 @@ impl Bench {
                     exits.insert(name.clone(), code);
                 }
             }
-            if !load.served_more(shape.settle) {
+            // For an upgrade, transfers that start now reach the new
+            // process and are still in flight when the next upgrade makes
+            // it the old one.
+            let fresh = (shape.transfers as u64 / 10).max(1);
+            if !load.served_more(shape.settle)
+                || (how == How::LbUpgrade && !load.started_more(fresh))
+            {
                 notes.push(format!("the load stalled after {} {i}", noun(how)));
                 break;
             }

@@ -580,7 +580,9 @@ impl Report {
              the next change comes once {settle} new connections have been \
              served since the last was seen done (HAProxy: the new process \
              holds a listening socket and the old one none; `lb`: its \
-             `reloaded:` line, or the new process's `listening on`). A \
+             `reloaded:` line, or the new process's `listening on`), and \
+             for an upgrade once {fresh} transfers have started on the new \
+             process, which are still in flight when it is replaced. A \
              connection failed if it was refused, reset, or cut short or \
              not byte for byte. Measured here, one run each.\n\n\
              | balancer | how | done | in | new connections | transfers | \
@@ -591,6 +593,7 @@ impl Report {
             reloads = shape.reloads,
             upgrades = shape.upgrades,
             settle = shape.settle,
+            fresh = (shape.transfers / 10).max(1),
         );
         for run in &self.reloads {
             let both = |f: fn(&super::reloads::Tally) -> u64| {
