@@ -108,9 +108,11 @@ pub async fn measure(
                 backends: list.clone(),
                 health: Health::Off,
             };
-            picks.push(
-                assign(program, &setup, keys, lanes, progress, &step).await?,
-            );
+            let assigned =
+                assign(program, &setup, keys, lanes, progress, &step)
+                    .await
+                    .map_err(|err| format!("{step}: {err}"))?;
+            picks.push(assigned);
         }
         results.push(KeyMoves {
             name: algorithm.name().to_owned(),

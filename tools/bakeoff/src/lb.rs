@@ -217,11 +217,14 @@ async fn listening(
                 log.wait_for(|_| false),
             )
             .await;
-            let shown = PathBuf::from(program);
+            let log = log.borrow();
+            let log = match log.trim_end() {
+                "" => "it logged nothing".to_owned(),
+                text => format!("its log:\n{text}"),
+            };
             return Err(format!(
-                "{} did not say where it listens; its log:\n{}",
-                shown.display(),
-                log.borrow().trim_end()
+                "{} did not say where it listens; {log}",
+                program.display()
             )
             .into());
         }

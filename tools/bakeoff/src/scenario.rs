@@ -19,19 +19,19 @@ use crate::progress::Progress;
 use crate::{Algorithm, Error};
 
 /// How much later than the others the slow backend answers in the
-/// bake-off ([`Scenario::SLOW`]). The others
-/// add no delay of their own: through `lb` they answer in a millisecond
-/// or two, what a new connection through a proxy and back costs here, so
-/// the slow one takes ten to twenty times as long. (A fast backend at
-/// `slow/1` would take 3 to 4 ms on a busy machine, as a timer of 1 ms
-/// fires after 1 to 2 ms, and the slow one only about six times as long.)
+/// bake-off ([`Scenario::SLOW`]). The others add no delay of their own:
+/// through `lb` they answer in about a millisecond (half of one on a
+/// quiet machine), what a new connection through a proxy and back
+/// costs, so the slow one takes 20 to 40 times as long. A fast backend
+/// at `slow/1` took 3 to 4 ms on a busy machine (a timer of 1 ms fires
+/// after 1 to 2), which left the slow one only six times slower.
 pub const SLOW: Duration = Duration::from_millis(20);
 
 /// How often `lb` checks each backend in the failure scenario: often, so
 /// that a run of a few seconds shows the checks at work.
 pub const CHECK_INTERVAL: Duration = Duration::from_millis(200);
 
-/// The backend that is odd one out in each scenario: the third.
+/// The odd one out of the slow and failure scenarios: the third.
 pub const ODD_ONE: usize = 2;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
