@@ -12,7 +12,10 @@
 //!   8 MiB; `cargo test` runs 20 of 8 MiB, held half-read across the
 //!   reload so that they are surely in flight;
 //! - an idle connection left on a removed backend is cut when `drain`
-//!   runs out (500 ms here), not after the 5-minute `idle`.
+//!   runs out (500 ms here), not after the 5-minute `idle`;
+//! - a backend removed and added back by the next reload, while its
+//!   connections drain, is one backend again: listed once, counting
+//!   them, and they are not cut when the drain runs out.
 
 mod common;
 
@@ -249,5 +252,48 @@ async fn an_idle_connection_on_a_removed_backend_is_cut_at_drain() {
         old.is_none()
     })
     .await;
+    lb.stop().await;
+}
+
+#[tokio::test]
+async fn a_backend_removed_and_added_back_keeps_its_connections() {
+    let staying = RunningBackend::start().await;
+    let coming_back = RunningBackend::start().await;
+    let leaving = RunningBackend::start().await;
+    let addrs = [staying.addr, coming_back.addr, leaving.addr];
+    let lb = ControlledLb::start(named_config(&addrs, &["a", "b", "c"])).await;
+    // Round robin: one client each, kept open.
+    let mut held = Vec::new();
+    for backend in [&staying, &coming_back, &leaving] {
+        let (client, echo) = HeldClient::connect(lb.addr).await;
+        assert_eq!(echo.backend, backend.name());
+        held.push(client);
+    }
+    let (mut on_c, mut on_b) = (held.pop().unwrap(), held.pop().unwrap());
+
+    // b and c removed, with a short drain; then b comes back.
+    let drain = Duration::from_millis(500);
+    let mut only_a = named_config(&[staying.addr], &["a"]);
+    only_a.timeouts.drain = drain;
+    lb.write_config(only_a);
+    let (status, changed) = lb.reload().await;
+    assert_eq!(status, StatusCode::OK, "{changed}");
+    let mut back = named_config(&[staying.addr, coming_back.addr], &["a", "b"]);
+    back.timeouts.drain = drain;
+    lb.write_config(back);
+    let (status, changed) = lb.reload().await;
+    assert_eq!(status, StatusCode::OK, "{changed}");
+    assert!(says(&changed, "backend b added"), "{changed}");
+
+    // b is in the config again: one entry, counting its open connection.
+    let list = lb.backends().await;
+    let entries: Vec<&Value> = list.iter().filter(|b| b["id"] == "b").collect();
+    assert_eq!(entries.len(), 1, "b listed once: {list:?}");
+    assert_eq!(entries[0]["active"], 1, "b counts its connection: {list:?}");
+    // c's connection is cut when the drain runs out...
+    on_c.closed().await;
+    // ...and b's, on a backend in the config, is not.
+    assert_eq!(on_b.ask().await.backend, coming_back.name());
+    drop(held);
     lb.stop().await;
 }
