@@ -8,7 +8,8 @@
 //!   one served and the next, passed on), and `GET /api/backends` shows
 //!   `queued` counting them all the while;
 //! - a backend that comes back up (its checks pass again) is filled from
-//!   the line at once, while the full one still holds its place.
+//!   the line at once, while the full one still holds its place; so is
+//!   the line of a backend whose `max_connections` a reload raises.
 
 mod common;
 
@@ -131,6 +132,37 @@ async fn a_backend_that_comes_back_up_is_filled_from_the_line_at_once() {
         "{WAITING} waiting clients served by the recovered backend \
          {filled:?} after its fault was lifted (checks every 100 ms)"
     );
+    drop(holding);
+    lb.stop().await;
+}
+
+#[tokio::test]
+async fn a_reload_that_adds_room_serves_the_line_at_once() {
+    const WAITING: usize = 3;
+    let backend = RunningBackend::start().await;
+    let mut config = named_config(&[backend.addr], &["a"]);
+    config.backends[0].max_connections = Some(1);
+    // Long beside a wake-up, short beside the test's deadline: a client
+    // that waits it out gets a reset, which fails the test.
+    config.limits.queue_timeout = Duration::from_secs(10);
+    let lb = ControlledLb::start(config.clone()).await;
+    let (holding, first) = HeldClient::connect(lb.addr).await;
+    assert_eq!(first.call, 1);
+    let line = join_the_line(&lb, "a", WAITING).await;
+
+    // Room for all of them, by a reload; the first client keeps its
+    // place.
+    config.backends[0].max_connections = Some(1 + WAITING as u32);
+    lb.write_config(config);
+    let (status, changed) = lb.reload().await;
+    assert_eq!(status, reqwest::StatusCode::OK, "{changed}");
+    for (k, mut client) in line.into_iter().enumerate() {
+        let echo = client.answer().await;
+        assert_eq!(echo.call, k as u64 + 2, "client {k}");
+    }
+    let a = lb.backend("a").await.expect("listed");
+    assert_eq!(a["active"], 1 + WAITING, "{a}");
+    assert_eq!(a["queued"], 0, "{a}");
     drop(holding);
     lb.stop().await;
 }
