@@ -7,8 +7,10 @@
 //! through the burst, so that the loads it compares are not all zero).
 //!
 //! Three backends of weight 1: the recovered one's final share is a
-//! third; at 10% of its weight it should get 1 client in 21. The ramp
-//! itself (10% to 100%, linear) is pinned in `live.rs`'s unit tests.
+//! third; at 10% of its weight it should get 1 client in 21. Its
+//! `max_connections` ramps too: a tenth of it at first, and a client
+//! waiting for room gets the room the ramp makes. The ramp itself (10%
+//! to 100%, linear) is pinned in `live.rs`'s unit tests.
 
 mod common;
 
@@ -157,4 +159,51 @@ async fn weighted_round_robin_gives_a_recovered_backend_its_share_slowly() {
 #[tokio::test]
 async fn least_connections_gives_a_recovered_backend_its_share_slowly() {
     check_slow_start(Algorithm::LeastConnections, true).await;
+}
+
+#[tokio::test]
+async fn the_limit_ramps_too_and_a_waiting_client_gets_the_room_it_makes() {
+    let backend = RunningBackend::start().await;
+    let mut config = named_config(&[backend.addr], &["b"]);
+    // A tenth of 5 is 1 place until 20% of the ramp (1.6 s), then 2.
+    config.backends[0].max_connections = Some(5);
+    config.health.kind = CheckKind::Http;
+    config.health.interval = Duration::from_millis(50);
+    config.health.rise = 1;
+    config.health.fall = 1;
+    config.health.slow_start = SLOW_START;
+    // Longer than the ramp: a client that waits it out is reset.
+    config.limits.queue_timeout = Duration::from_secs(20);
+    let lb = ControlledLb::start(config).await;
+    backend.set_fault(Fault::Unhealthy);
+    lb.wait_for_state("b", "down").await;
+    backend.set_fault(Fault::None);
+    lb.wait_for("b", "b to come back", |b| {
+        b.is_some_and(|b| b["state"] == "slow_start")
+    })
+    .await;
+    let recovered = std::time::Instant::now();
+    let (_holding, echo) = HeldClient::connect(lb.addr).await;
+    assert_eq!(echo.backend, backend.name());
+    // One place at first: the second client waits.
+    let mut waiting = HeldClient::connect_only(lb.addr).await;
+    waiting.send().await;
+    let b = lb
+        .wait_for("b", "a client in line", |b| {
+            b.is_some_and(|b| b["queued"] == 1)
+        })
+        .await
+        .expect("listed");
+    assert_eq!(b["active"], 1, "{b}");
+    assert_eq!(b["state"], "slow_start", "{b}");
+    // The ramp makes room: the waiting client takes it.
+    let echo = waiting.answer().await;
+    let served = recovered.elapsed();
+    println!("the second client was served {served:?} into the slow start");
+    assert_eq!(echo.backend, backend.name());
+    assert!(
+        served < SLOW_START,
+        "served only after the ramp: {served:?}"
+    );
+    lb.stop().await;
 }
