@@ -2,7 +2,8 @@
 //! real sockets:
 //!
 //! - drain: a backend with 50 open connections keeps serving them, gets
-//!   no new client, shows `draining`, then 0 active;
+//!   no new client, shows `draining`, then 0 active; it is still
+//!   checked;
 //! - disable: `disabled`, and its checks stop (counted at its door);
 //!   enable: checked and given clients again;
 //! - a weight change shows in the very next clients' sequence under
@@ -93,6 +94,25 @@ async fn a_drained_backend_finishes_its_connections_and_gets_no_new_client() {
         .expect("listed");
     assert_eq!(a["state"], "draining", "{a}");
     drop(on_other);
+    lb.stop().await;
+}
+
+#[tokio::test]
+async fn a_drained_backend_is_still_checked() {
+    let drained = CountedBackend::start().await;
+    let other = CountedBackend::start().await;
+    let lb = ControlledLb::start(named_config(
+        &[drained.addr, other.addr],
+        &["a", "b"],
+    ))
+    .await;
+    assert_eq!(lb.act("a", "drain").await, StatusCode::OK);
+    // Checked every 100 ms all the same, and given no client.
+    drained.wait_for_accepts(drained.accepts() + 3).await;
+    for (client, answered) in sequence(lb.addr, 4).await.iter().enumerate() {
+        assert_eq!(*answered, other.name(), "client {client}");
+    }
+    assert_eq!(lb.backend("a").await.expect("listed")["state"], "draining");
     lb.stop().await;
 }
 
