@@ -9,7 +9,8 @@
 //!   `queued` counting them all the while;
 //! - a backend that comes back up (its checks pass again) is filled from
 //!   the line at once, while the full one still holds its place; so is
-//!   the line of a backend whose `max_connections` a reload raises.
+//!   the line of a backend whose `max_connections` a reload raises, and
+//!   the line when a reload adds a backend.
 
 mod common;
 
@@ -163,6 +164,33 @@ async fn a_reload_that_adds_room_serves_the_line_at_once() {
     let a = lb.backend("a").await.expect("listed");
     assert_eq!(a["active"], 1 + WAITING, "{a}");
     assert_eq!(a["queued"], 0, "{a}");
+    drop(holding);
+    lb.stop().await;
+}
+
+#[tokio::test]
+async fn a_reload_that_adds_a_backend_serves_the_line_at_once() {
+    const WAITING: usize = 3;
+    let full = RunningBackend::start().await;
+    let added = RunningBackend::start().await;
+    let mut config = named_config(&[full.addr], &["a"]);
+    config.backends[0].max_connections = Some(1);
+    // As above: waiting it out means a reset, which fails the test.
+    config.limits.queue_timeout = Duration::from_secs(10);
+    let lb = ControlledLb::start(config.clone()).await;
+    let (holding, _) = HeldClient::connect(lb.addr).await;
+    let line = join_the_line(&lb, "a", WAITING).await;
+
+    let mut next = named_config(&[full.addr, added.addr], &["a", "b"]);
+    next.backends[0].max_connections = Some(1);
+    next.limits = config.limits;
+    lb.write_config(next);
+    let (status, changed) = lb.reload().await;
+    assert_eq!(status, reqwest::StatusCode::OK, "{changed}");
+    for (k, mut client) in line.into_iter().enumerate() {
+        let echo = client.answer().await;
+        assert_eq!(echo.backend, added.name(), "client {k}");
+    }
     drop(holding);
     lb.stop().await;
 }
