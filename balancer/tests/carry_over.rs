@@ -9,7 +9,7 @@
 //!   byte-exact, gets no new client, its checker stops (no check
 //!   connection reaches it any more), and it leaves `GET /api/backends`
 //!   after its last connection. The issue asks for 50 transfers of
-//!   8 MiB; `cargo test` runs 20 of 8 MiB, held half-read across the
+//!   8 MiB; `cargo test` runs 12 of 8 MiB, held half-read across the
 //!   reload so that they are surely in flight;
 //! - an idle connection left on a removed backend is cut when `drain`
 //!   runs out (500 ms here), not after the 5-minute `idle`;
@@ -115,7 +115,7 @@ async fn a_backend_that_stays_keeps_counting_its_open_connections() {
 }
 
 /// How many transfers are held open across the reload, and their size.
-const TRANSFERS: usize = 20;
+const TRANSFERS: usize = 12;
 const TRANSFER_BYTES: u64 = 8 << 20;
 
 /// Starts a download of [`TRANSFER_BYTES`] through `lb` at `addr`: reads
