@@ -4,7 +4,9 @@
 //! in-process, SIGHUP to the real binary). The next client's handshake
 //! presents the new certificate (read from the rustls session), a client
 //! that trusts only the old CA is refused, and the connection opened
-//! before goes on: it sends and receives after the reload.
+//! before goes on: it sends and receives after the reload. A new
+//! certificate whose key does not match is refused, and the old one is
+//! still presented.
 
 mod common;
 
@@ -194,4 +196,33 @@ async fn sighup_presents_the_new_certificate_and_keeps_old_connections() {
         .await;
     lb.signal(Signal::TERM);
     assert!(lb.wait().await.success());
+}
+
+#[tokio::test]
+async fn a_half_written_rotation_is_refused_and_the_old_certificate_stays() {
+    let backend = RunningBackend::start().await;
+    let rotation = Rotation::new();
+    let mut config = named_config(&[backend.addr], &["a"]);
+    config.tls.front = Some(rotation.front());
+    let lb = ControlledLb::start(config).await;
+    let mut before = rotation.client_before(lb.addr, &backend.name()).await;
+
+    // A new certificate, with the old key still in place: they do not
+    // match.
+    let key = std::fs::read(rotation.front().key).expect("the old key");
+    rotation.write_new();
+    std::fs::write(rotation.front().key, key).expect("the old key back");
+    let (status, refused) = lb.reload().await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{refused}");
+    let error = refused["error"].as_str().expect("an error message");
+    assert!(error.contains(SERVER_CERT_FILE), "{error}");
+    // New clients still get the old certificate; old ones go on.
+    let mut after = connect_tls(lb.addr, &rotation.old_ca)
+        .await
+        .expect("the old certificate is still presented");
+    assert_eq!(presented(&after), rotation.old_cert);
+    assert_eq!(after.ask().await.backend, backend.name());
+    assert_eq!(before.ask().await.backend, backend.name());
+    drop((before, after));
+    lb.stop().await;
 }

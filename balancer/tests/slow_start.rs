@@ -185,7 +185,7 @@ async fn the_limit_ramps_too_and_a_waiting_client_gets_the_room_it_makes() {
     })
     .await;
     let recovered = std::time::Instant::now();
-    let (_holding, echo) = HeldClient::connect(lb.addr).await;
+    let (holding, echo) = HeldClient::connect(lb.addr).await;
     assert_eq!(echo.backend, backend.name());
     // One place at first: the second client waits.
     let mut waiting = HeldClient::connect_only(lb.addr).await;
