@@ -207,5 +207,6 @@ async fn the_limit_ramps_too_and_a_waiting_client_gets_the_room_it_makes() {
         served < SLOW_START,
         "served only after the ramp: {served:?}"
     );
+    drop((holding, waiting));
     lb.stop().await;
 }
