@@ -352,6 +352,12 @@ async fn a_non_loopback_admin_listener_needs_a_token_file() {
     assert_eq!(code, 1, "{stdout}{stderr}");
     assert!(stderr.contains("not a loopback address"), "{stderr}");
     assert!(stderr.contains("token_file"), "{stderr}");
+    // The same through the flag, and it never listens.
+    let flags = ["--listen", "127.0.0.1:0", "--admin", "0.0.0.0:0"];
+    let (code, stdout, stderr) = run_to_end(LB, &flags).await;
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert!(stderr.contains("not a loopback address"), "{stderr}");
+    assert!(!stdout.contains("listening on"), "{stdout}");
     // The same rule for a config built in code.
     let mut config = Config::default();
     config.admin.listen = Some("0.0.0.0:9000".parse().unwrap());
