@@ -711,10 +711,9 @@ impl Bench {
             match applied {
                 Ok(()) => done += 1,
                 Err(why) => {
+                    // The rest would fail alike, each after its wait.
                     notes.push(format!("{} {i}: {why}", noun(how)));
-                    if how != How::LbSignal {
-                        break;
-                    }
+                    break;
                 }
             }
             // Old processes that have finished, reaped as we go.

@@ -884,6 +884,44 @@ mod tests {
     }
 
     #[test]
+    fn the_reloads_table_sums_each_kind_of_failure() {
+        use super::super::reloads::Tally;
+        let mut report = report(
+            Mode::Quick,
+            vec![contender("haproxy", "HAProxy")],
+            Table::default(),
+        );
+        assert!(!report.markdown().contains("## Reloads under load"));
+        report.reload_shape = Some(Shape::of(Mode::Quick));
+        report.reloads = vec![ReloadRun {
+            label: "HAProxy".into(),
+            how: "reload: new process, `-sf OLDPID`".into(),
+            asked: 10,
+            done: 10,
+            seconds: 4.12,
+            connects: Tally {
+                ok: 8741,
+                refused: 1,
+                reset: 2,
+                cut: 0,
+            },
+            transfers: Tally {
+                ok: 50,
+                refused: 0,
+                reset: 3,
+                cut: 1,
+            },
+            note: String::new(),
+        }];
+        let text = report.markdown();
+        assert!(text.contains("changed 10 times (3 for upgrades)"), "{text}");
+        assert!(text.contains(
+            "| HAProxy | reload: new process, `-sf OLDPID` | 10 of 10 | \
+             4.1 s | 8,741 | 50 | 1 | 5 | 1 | **7** |\n"
+        ));
+    }
+
+    #[test]
     fn thousands_are_grouped() {
         assert_eq!(thousands(71_911.4), "71,911");
         assert_eq!(thousands(999.0), "999");
