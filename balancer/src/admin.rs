@@ -92,13 +92,26 @@ fn router(shared: Arc<Shared>) -> Router {
 }
 
 /// The `Host` values a request to `addr` may carry: the address, and
-/// `localhost` with its port on loopback.
+/// `localhost` with its port on loopback. On a wildcard address (0.0.0.0,
+/// `::`), which a token guards, any name with its port: the machine's
+/// names are many and not for `lb` to list.
 fn hosts_of(addr: SocketAddr) -> Vec<String> {
+    if addr.ip().is_unspecified() {
+        return vec![format!("*:{}", addr.port())];
+    }
     let mut hosts = vec![addr.to_string()];
     if addr.ip().is_loopback() {
         hosts.push(format!("localhost:{}", addr.port()));
     }
     hosts
+}
+
+/// Whether `host` (a `Host` header) is one of `hosts`.
+fn host_allowed(host: &str, hosts: &[String]) -> bool {
+    hosts.iter().any(|allowed| match allowed.strip_prefix('*') {
+        Some(port) => host.ends_with(port) && host.len() > port.len(),
+        None => allowed.eq_ignore_ascii_case(host),
+    })
 }
 
 // ANCHOR: guard
@@ -137,19 +150,17 @@ fn same_site(headers: &HeaderMap, hosts: &[String]) -> Result<(), String> {
         .get(header::HOST)
         .and_then(|value| value.to_str().ok())
         .unwrap_or("");
-    if !hosts
-        .iter()
-        .any(|allowed| allowed.eq_ignore_ascii_case(host))
-    {
+    if !host_allowed(host, hosts) {
         return Err(format!(
             "Host `{host}` is not this admin listener ({})",
             hosts.join(" or ")
         ));
     }
     if let Some(origin) = headers.get(header::ORIGIN) {
+        // Same origin: the page that sent it was served by this host.
         let origin = origin.to_str().unwrap_or("");
-        let from_here = hosts.iter().any(|allowed| {
-            origin.eq_ignore_ascii_case(&format!("http://{allowed}"))
+        let from_here = ["http://", "https://"].iter().any(|scheme| {
+            origin.eq_ignore_ascii_case(&format!("{scheme}{host}"))
         });
         if !from_here {
             return Err(format!(
@@ -367,6 +378,12 @@ mod tests {
         for headers in refused {
             assert!(same_site(&headers, &hosts).is_err(), "{headers:?}");
         }
+        // On a wildcard address, any name with its port.
+        let anywhere = hosts_of("0.0.0.0:9000".parse().unwrap());
+        let named = headers(&[(header::HOST, "lb.example:9000")]);
+        assert_eq!(same_site(&named, &anywhere), Ok(()));
+        let other_port = headers(&[(header::HOST, "lb.example:9001")]);
+        assert!(same_site(&other_port, &anywhere).is_err());
     }
 
     #[test]

@@ -209,8 +209,27 @@ impl Balancer {
         let old = self.pool();
         let mut lives = lock(&self.lives);
         let mut current = lives.current.clone();
+        // A retiring backend back in the config keeps its record, and so
+        // its open connections: it stays.
+        for backend in &config.backends {
+            if !current.contains_key(&backend.id)
+                && let Some(live) =
+                    lives.retiring.iter().find(|live| live.id == backend.id)
+            {
+                current.insert(backend.id.clone(), live.clone());
+            }
+        }
         let pool =
             Pool::build(config.clone(), &mut current, &self.queue, &self.cut)?;
+        for backend in &pool.backends {
+            if backend.live.is_retiring() {
+                backend.live.stay();
+                info!(backend = %backend.id, "back in the config: stays");
+            }
+        }
+        lives.retiring.retain(|live| {
+            !pool.backends.iter().any(|b| Arc::ptr_eq(&b.live, live))
+        });
         // Records of backends the new pool does not have: retiring.
         let mut kept = HashMap::new();
         for backend in &pool.backends {
@@ -238,6 +257,7 @@ impl Balancer {
     /// then are cut; its record goes with the last of them.
     fn retire(&self, live: Arc<Live>, drain: Duration) {
         let lives = self.lives.clone();
+        let retirement = live.retirement();
         tokio::spawn(async move {
             let open = live.active();
             if open > 0 {
@@ -248,7 +268,13 @@ impl Balancer {
                     config::show_duration(drain)
                 );
             }
-            if tokio::time::timeout(drain, live.idle()).await.is_err() {
+            let finished = tokio::time::timeout(drain, live.idle()).await;
+            if live.retirement() != retirement {
+                // Back in the config meanwhile (and perhaps gone again:
+                // that retirement has its own drain).
+                return;
+            }
+            if finished.is_err() {
                 let left = live.active();
                 warn!(
                     backend = %live.id,

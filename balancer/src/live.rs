@@ -293,6 +293,25 @@ impl Live {
         lock(&self.retiring).is_some()
     }
 
+    /// Back in the config before its retirement ended (removed by one
+    /// reload, added again by the next): it keeps its connections and
+    /// takes clients again. The retirement in progress sees it and cuts
+    /// nothing.
+    pub fn stay(&self) {
+        *lock(&self.retiring) = None;
+        *lock(&self.since) = Since {
+            at: Instant::now(),
+            why: "back in the config".to_owned(),
+        };
+    }
+
+    /// Which retirement this is: each `retire` starts a new one, so that
+    /// the end of an old one (its drain time, after the backend came back
+    /// and left again) cannot cut the connections of the next.
+    pub fn retirement(&self) -> Option<Instant> {
+        *lock(&self.retiring)
+    }
+
     /// The token its connections' relays watch.
     pub fn cut(&self) -> &CancellationToken {
         &self.cut
@@ -307,6 +326,7 @@ impl Live {
             down,
             admin: control.admin,
             weight: control.weight,
+            why: self.since().why,
         }
     }
 
@@ -314,9 +334,11 @@ impl Live {
     pub fn restore(&self, snapshot: &Snapshot) {
         if snapshot.down {
             lock(&self.health).force_down();
+        }
+        if snapshot.down || snapshot.admin != Admin::Enabled {
             *lock(&self.since) = Since {
                 at: Instant::now(),
-                why: "DOWN in the process it took over from".to_owned(),
+                why: format!("{} (before the upgrade)", snapshot.why),
             };
         }
         let mut control = lock(&self.control);
@@ -334,6 +356,9 @@ pub struct Snapshot {
     pub down: bool,
     pub admin: Admin,
     pub weight: Option<u32>,
+    /// Why it is in its state (`GET /api/backends`' `why`).
+    #[serde(default)]
+    pub why: String,
 }
 
 // ANCHOR: ramp

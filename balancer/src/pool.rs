@@ -154,6 +154,17 @@ impl Pool {
         self.config.health.slow_start
     }
 
+    /// Whether a backend's `max_connections` is rising with its slow
+    /// start at `now`: room that comes with no event.
+    pub fn limits_ramping(&self, now: Instant) -> bool {
+        let slow_start = self.slow_start();
+        !slow_start.is_zero()
+            && self.backends.iter().any(|backend| {
+                backend.max_connections.is_some()
+                    && backend.live.ramp(now, slow_start).is_some()
+            })
+    }
+
     /// The backend with this id, if this pool has it.
     pub fn backend(&self, id: &str) -> Option<&Arc<Backend>> {
         self.backends.iter().find(|backend| backend.id == id)

@@ -43,9 +43,11 @@ pub async fn serve_client(
 ) {
     let started = Instant::now();
     let _ = client.set_nodelay(true);
-    // The pool as it is now, for this client's whole life: a reload
-    // meanwhile changes nothing under it.
-    let connection = Connection {
+    // The pool as it is now, for this client's whole life (but for a
+    // client that waits in line before any backend is chosen, which
+    // takes the newest pool when its turn comes): a reload meanwhile
+    // changes nothing under it.
+    let mut connection = Connection {
         pool: balancer.pool(),
         balancer,
         client_addr,
@@ -119,14 +121,13 @@ impl Connection {
     /// every backend left is full, the client waits in line for room as
     /// if all had been full from the start: up to `queue_timeout` in all.
     async fn choose_and_connect(
-        &self,
+        &mut self,
         client: &Stream,
     ) -> Option<(Stream, ActiveGuard)> {
-        let pool = &self.pool;
         let key = select::client_key(self.client_addr.ip());
-        let deadline = Instant::now() + pool.config.limits.queue_timeout;
-        let mut failed = vec![false; pool.backends.len()];
-        let mut tries_left = pool.tries();
+        let deadline = Instant::now() + self.pool.config.limits.queue_timeout;
+        let mut failed = vec![false; self.pool.backends.len()];
+        let mut tries_left = self.pool.tries();
         // Its place in line, once it has had to wait.
         let mut ticket = None;
         while tries_left > 0 {
@@ -135,10 +136,12 @@ impl Connection {
                     key,
                     client,
                     deadline,
-                    &failed,
+                    &mut failed,
                     &mut ticket,
                 )
                 .await?;
+            // The pool it chose in (a wait may have brought a newer one).
+            let pool = self.pool.clone();
             for &index in &order {
                 if tries_left == 0 {
                     break;
@@ -151,9 +154,15 @@ impl Connection {
                     continue;
                 };
                 // A place is taken: its turn in line, if it waited, is
-                // used.
+                // used; and if more room came than it took (two places
+                // freed at once, a reload), the next in line may have it.
                 if let Some(ticket) = ticket.take() {
                     ticket.served();
+                    let mut left = (Vec::new(), Vec::new());
+                    pool.order(key, &failed, &mut left.0, &mut left.1);
+                    if !left.1.is_empty() {
+                        self.balancer.queue().place_freed();
+                    }
                 }
                 tries_left -= 1;
                 let tls = pool.backend_tls.as_ref();
@@ -209,19 +218,26 @@ impl Connection {
     /// `None`, after logging why, when there is nothing to wait for (every
     /// backend down or failed) or the wait ran out.
     async fn wait_for_candidates(
-        &self,
+        &mut self,
         key: u64,
         client: &Stream,
         deadline: Instant,
-        failed: &[bool],
+        failed: &mut Vec<bool>,
         ticket: &mut Option<Ticket>,
     ) -> Option<Vec<usize>> {
-        let pool = &self.pool;
-        let queue = self.balancer.queue();
-        let mut order = Vec::with_capacity(pool.backends.len());
+        let queue = self.balancer.queue().clone();
+        let mut order = Vec::with_capacity(self.pool.backends.len());
         let mut candidates: Vec<Candidate> =
-            Vec::with_capacity(pool.backends.len());
+            Vec::with_capacity(self.pool.backends.len());
         loop {
+            if ticket.is_some() {
+                // Back from waiting: a reload meanwhile may have brought
+                // room (a backend, a higher limit) that only the newest
+                // pool has. No backend is chosen yet, so it may move to
+                // it; the backends that failed it stay failed, by id.
+                self.take_newest_pool(failed);
+            }
+            let pool = self.pool.clone();
             // A newcomer that finds others waiting does not look for room:
             // a place free at this instant is being handed to the first
             // in line. One whose turn came looks.
@@ -235,7 +251,7 @@ impl Connection {
                 if pool
                     .backends
                     .iter()
-                    .zip(failed)
+                    .zip(failed.iter())
                     .any(|(backend, &f)| !f && backend.usable(Instant::now()))
                 {
                     // Room, but others were in line first: wait behind them.
@@ -261,10 +277,17 @@ impl Connection {
             if !order.is_empty() {
                 queue.place_freed();
             }
-            if tokio::time::timeout_at(deadline, waiting.turn())
-                .await
-                .is_err()
-            {
+            // A limit that a slow start raises grows with no event to
+            // wake the line: while one does, look again every tick.
+            let now = Instant::now();
+            let look_again = if pool.limits_ramping(now) {
+                (now + RAMP_TICK).min(deadline)
+            } else {
+                deadline
+            };
+            let turn =
+                tokio::time::timeout_at(look_again, waiting.turn()).await;
+            if turn.is_err() && look_again >= deadline {
                 warn!(
                     client = %self.client_addr,
                     phase = "queue",
@@ -282,6 +305,29 @@ impl Connection {
         }
     }
     // ANCHOR_END: wait_for_candidates
+
+    /// Moves this client, which has not chosen a backend yet, to the
+    /// current pool if a reload swapped one in; `failed` follows, by id.
+    fn take_newest_pool(&mut self, failed: &mut Vec<bool>) {
+        let newest = self.balancer.pool();
+        if Arc::ptr_eq(&newest, &self.pool) {
+            return;
+        }
+        let failed_ids: Vec<&str> = self
+            .pool
+            .backends
+            .iter()
+            .zip(failed.iter())
+            .filter(|&(_, &failed)| failed)
+            .map(|(backend, _)| backend.id.as_str())
+            .collect();
+        *failed = newest
+            .backends
+            .iter()
+            .map(|backend| failed_ids.contains(&backend.id.as_str()))
+            .collect();
+        self.pool = newest;
+    }
 
     /// Reports a reached backend to its health state (passive marking),
     /// and logs the change of state it makes, if any.
@@ -352,6 +398,10 @@ impl Connection {
         }
     }
 }
+
+/// How often a client in line looks for room while a slow start raises a
+/// backend's limit.
+const RAMP_TICK: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// Logs that every backend tried for a client failed.
 fn log_unreachable(client_addr: SocketAddr, failed: &[bool]) {

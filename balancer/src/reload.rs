@@ -70,6 +70,7 @@ impl Reloader {
         let mut watcher = notify::recommended_watcher(
             move |event: notify::Result<notify::Event>| {
                 if let Ok(event) = event
+                    && is_written(&event.kind)
                     && event.paths.contains(&watched)
                 {
                     let _ = tell.send(());
@@ -96,6 +97,23 @@ impl Reloader {
         });
         Ok(())
     }
+}
+
+/// Whether a file event is a change of its contents: a write, a
+/// creation, a rename or a removal. Not a read: each reload reads the
+/// file, and would start the next one, for ever; nor a `touch`'s new
+/// times.
+fn is_written(kind: &notify::EventKind) -> bool {
+    use notify::EventKind;
+    use notify::event::ModifyKind;
+    matches!(
+        kind,
+        EventKind::Create(_)
+            | EventKind::Modify(
+                ModifyKind::Data(_) | ModifyKind::Name(_) | ModifyKind::Any
+            )
+            | EventKind::Remove(_)
+    )
 }
 
 /// How long the file must be left alone before a watch reloads it.
@@ -337,6 +355,32 @@ mod tests {
             ]
         );
         assert!(changes(&old, &old).is_empty());
+    }
+
+    /// A reload reads the file: a read must not start the next reload.
+    #[test]
+    fn only_a_change_of_the_file_is_a_reason_to_reload() {
+        use notify::EventKind;
+        use notify::event::{
+            AccessKind, AccessMode, CreateKind, DataChange, MetadataKind,
+            ModifyKind, RenameMode,
+        };
+        let reloads = [
+            EventKind::Modify(ModifyKind::Data(DataChange::Any)),
+            EventKind::Modify(ModifyKind::Name(RenameMode::To)),
+            EventKind::Create(CreateKind::File),
+        ];
+        for kind in reloads {
+            assert!(is_written(&kind), "{kind:?}");
+        }
+        let ignored = [
+            EventKind::Access(AccessKind::Open(AccessMode::Any)),
+            EventKind::Access(AccessKind::Close(AccessMode::Read)),
+            EventKind::Modify(ModifyKind::Metadata(MetadataKind::Any)),
+        ];
+        for kind in ignored {
+            assert!(!is_written(&kind), "{kind:?}");
+        }
     }
 
     #[test]

@@ -149,7 +149,7 @@ async fn a_reload_that_adds_room_serves_the_line_at_once() {
     let lb = ControlledLb::start(config.clone()).await;
     let (holding, first) = HeldClient::connect(lb.addr).await;
     assert_eq!(first.call, 1);
-    let line = join_the_line(&lb, "a", WAITING).await;
+    let mut line = join_the_line(&lb, "a", WAITING).await;
 
     // Room for all of them, by a reload; the first client keeps its
     // place.
@@ -157,13 +157,15 @@ async fn a_reload_that_adds_room_serves_the_line_at_once() {
     lb.write_config(config);
     let (status, changed) = lb.reload().await;
     assert_eq!(status, reqwest::StatusCode::OK, "{changed}");
-    for (k, mut client) in line.into_iter().enumerate() {
+    // Kept open (borrowed, not consumed) until `active` is read below.
+    for (k, client) in line.iter_mut().enumerate() {
         let echo = client.answer().await;
         assert_eq!(echo.call, k as u64 + 2, "client {k}");
     }
     let a = lb.backend("a").await.expect("listed");
     assert_eq!(a["active"], 1 + WAITING, "{a}");
     assert_eq!(a["queued"], 0, "{a}");
+    drop(line);
     drop(holding);
     lb.stop().await;
 }
