@@ -21,6 +21,8 @@
 #                ports 0 with its pid and log in a folder of the test's
 #                own (LAB_RUN_DIR), so a learner's running set is untouched.
 #   bench.sh     --smoke with 04 and lb; Ctrl-C stops what it started.
+#   bakeoff.sh   --quick: the report and its charts; no lb or bakeoff
+#                process, and no port of theirs, left once it exits.
 #
 #   scripts/test-scripts.sh        run them all (scripts/check.sh does)
 #   scripts/test-scripts.sh -h     this text
@@ -578,6 +580,33 @@ test_bench_interrupt() {
   pass "$name"
 }
 
+# bakeoff.sh --quick: the report and its charts, and nothing left running
+# (no lb process, no port held by lb or bakeoff) once it has exited.
+test_bakeoff_quick() {
+  local name="bakeoff.sh --quick: a report, charts, nothing left running"
+  local out="$work/bakeoff.out" report="$work/bakeoff"
+  run 900 "$out" "$scripts/bakeoff.sh" --quick --out "$report"
+  ran_ok "$name" "$out" || return 0
+  local missing=""
+  for file in report.md slow-requests.svg slow-latency.svg \
+    added-requests.svg; do
+    [[ -s "$report/$file" ]] || missing+=" $file"
+  done
+  if [[ -n "$missing" ]]; then
+    fail "$name" "missing from $report:$missing" "$out"; return
+  fi
+  local pids ports
+  pids=$(pgrep -f "^$target_dir/release/(lb|bakeoff)( |$)" || true)
+  if [[ -n "$pids" ]]; then
+    fail "$name" "still running: pids $pids" "$out"; return
+  fi
+  ports=$(ss -Hltnp 2>/dev/null | grep -E '"(lb|bakeoff)"' || true)
+  if [[ -n "$ports" ]]; then
+    fail "$name" "ports still held: $ports" "$out"; return
+  fi
+  pass "$name"
+}
+
 # ---------------------------------------------------------------------------
 
 test_help
@@ -592,8 +621,9 @@ if $have_curl; then
   test_compare
   test_bench_smoke
   test_bench_interrupt
+  test_bakeoff_quick
 else
-  skip "spawn-backends.sh, demo.sh, compare.sh and bench.sh (9 tests)" \
+  skip "spawn-backends.sh, demo.sh, compare.sh, bench.sh and bakeoff.sh (10 tests)" \
     "they need curl (scripts/check.sh installs it)"
 fi
 (( skipped == 0 )) || echo "($skipped skipped)"
