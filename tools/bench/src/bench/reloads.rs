@@ -125,7 +125,7 @@ impl Shape {
         Shape {
             reloads: pick(10, 100),
             upgrades: pick(3, 20),
-            connectors: pick(2, 4),
+            connectors: pick(4, 16),
             request: 4 * 1024,
             transfers: pick(10, 100),
             transfer: (pick(1, 4) as u64) << 20,

@@ -96,7 +96,7 @@ struct Shape {
 impl Shape {
     fn of(size: Size) -> Shape {
         Shape {
-            connectors: size.pick(2, 4),
+            connectors: size.pick(4, 16),
             request: 4 * 1024,
             transfers: size.pick(10, 100),
             transfer: size.pick(1, 4) << 20,
