@@ -36,7 +36,7 @@ pub fn parse_wrk(output: &str) -> Option<Run> {
         p99_us,
         work: requests,
         errors: errors as u64,
-        cpu_ticks: 0,
+        cpu_ns: 0,
     })
 }
 
@@ -71,19 +71,20 @@ pub fn parse_curl_times(output: &str, asked: usize, elapsed: Duration) -> Run {
         p99_us: at(n * 99 / 100),
         work: n as f64,
         errors: asked.saturating_sub(n) as u64,
-        cpu_ticks: 0,
+        cpu_ns: 0,
     }
 }
 
-/// The CPU ticks process `pid` (and its children) spent while `load` ran.
+/// The CPU time, in nanoseconds, process `pid` (and its children) spent
+/// while `load` ran.
 fn with_cpu<T>(
     pid: Option<u32>,
     load: impl FnOnce() -> Result<T, String>,
 ) -> Result<(T, u64), String> {
-    let before = pid.map(sys::cpu_ticks);
+    let before = pid.map(sys::cpu_ns);
     let result = load()?;
     let ticks = match (pid, before) {
-        (Some(pid), Some(before)) => sys::cpu_ticks(pid).saturating_sub(before),
+        (Some(pid), Some(before)) => sys::cpu_ns(pid).saturating_sub(before),
         _ => 0,
     };
     Ok((result, ticks))
@@ -126,7 +127,7 @@ impl Loader {
                 format!("wrk against port {port} gave no result")
             })
         })?;
-        run.cpu_ticks = ticks;
+        run.cpu_ns = ticks;
         Ok(run)
     }
 
@@ -213,7 +214,7 @@ impl Loader {
             }
             Err(format!("iperf3 through port {port} gave no result"))
         })?;
-        run.cpu_ticks = ticks;
+        run.cpu_ns = ticks;
         Ok(run)
     }
 }

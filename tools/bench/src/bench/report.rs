@@ -29,7 +29,6 @@ pub struct Report {
     pub duration: u64,
     pub idle: usize,
     pub memory_runs: u32,
-    pub ticks_per_second: u64,
     /// The contenders that ran, in the report's order.
     pub contenders: Vec<Contender>,
     pub tables: BTreeMap<(Workload, Set), Table>,
@@ -171,11 +170,7 @@ impl Report {
     }
 
     fn cpu(&self, table: &Table, key: &str, scale: f64) -> Option<f64> {
-        stats::median_cpu(
-            &Report::runs(table, key),
-            self.ticks_per_second,
-            scale,
-        )
+        stats::median_cpu(&Report::runs(table, key), scale)
     }
 
     fn http_table(&self, table: &Table) -> String {
@@ -675,11 +670,12 @@ your own figures; between machines, or moments, compare the ratios.
   just before and just after it (the machine's speed drifts, so only
   neighbouring runs are compared); the median over the rounds, and in
   brackets the lowest and highest round.
-{haproxy}- **CPU**: user and system time of the balancer's processes during the run,
+{haproxy}- **CPU**: time the balancer's processes spent on a CPU during the run,
   per request (per GB for bulk): the steadiest figure of efficiency. For
-  direct, the backend's own time. The kernel counts CPU time in ticks of
-  {tick} ms; a figure is shown only where every run behind it used at least
-  {min_ticks} ticks, so that the rounding moves it by 2% at most (\"—\"
+  direct, the backend's own time. It is read from the scheduler
+  (`/proc/PID/task/*/schedstat`, in nanoseconds), not from the user and
+  system times, which move in clock ticks of 10 ms; a figure is shown
+  only where every run behind it used at least {min_ms} ms of CPU (\"—\"
   otherwise, and no CPU column where no figure is).
 ",
             mode = self.mode.name(),
@@ -696,8 +692,7 @@ your own figures; between machines, or moments, compare the ratios.
             kernel = self.kernel,
             conditions = self.conditions(),
             versions = self.versions,
-            tick = 1000 / self.ticks_per_second.max(1),
-            min_ticks = stats::MIN_CPU_TICKS,
+            min_ms = stats::MIN_CPU_NS / 1_000_000,
             haproxy = if self.has_haproxy() {
                 "- **× HAProxy**: a contender's × direct divided by HAProxy's \
                  in the same\n  round; the median over the rounds.\n"
@@ -810,6 +805,7 @@ mod tests {
         }
     }
 
+    /// A run at `rate` that used `ticks` hundredths of a second of CPU.
     fn http_run(rate: f64, ticks: u64) -> Run {
         Run {
             rate,
@@ -817,7 +813,7 @@ mod tests {
             p99_us: 1000.0,
             work: rate * 5.0,
             errors: 0,
-            cpu_ticks: ticks,
+            cpu_ns: ticks * 10_000_000,
         }
     }
 
@@ -869,7 +865,6 @@ mod tests {
             duration: 1,
             idle: 100,
             memory_runs: 1,
-            ticks_per_second: 100,
             contenders,
             tables: BTreeMap::from([(
                 (Workload::KeepAlive, Set::Dummy),

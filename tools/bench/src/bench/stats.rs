@@ -14,9 +14,10 @@ pub struct Run {
     /// The work done: requests, or gigabytes for bulk.
     pub work: f64,
     pub errors: u64,
-    /// CPU time of the measured process tree during the run, in clock
-    /// ticks: the contender's, or the backend's for a direct run.
-    pub cpu_ticks: u64,
+    /// CPU time of the measured process tree during the run, in
+    /// nanoseconds (`schedstat`): the contender's, or the backend's for a
+    /// direct run.
+    pub cpu_ns: u64,
 }
 
 /// One run in the table: a contender's, with its ratio to the direct runs
@@ -28,10 +29,10 @@ pub struct Sample {
     pub ratio: Option<f64>,
 }
 
-/// A CPU figure needs this many clock ticks in every run behind it: CPU
-/// time is counted in whole ticks (10 ms at the usual 100 per second), so
-/// 50 ticks put the rounding within 2%. Below that, no figure is printed.
-pub const MIN_CPU_TICKS: u64 = 50;
+/// A CPU figure needs this much CPU time in every run behind it (50 ms):
+/// a run that barely ran (a contender that failed at once) says nothing
+/// of its cost. Below that, no figure is printed.
+pub const MIN_CPU_NS: u64 = 50_000_000;
 
 /// The middle value (the mean of the two middle ones for an even count);
 /// `None` for no values.
@@ -62,31 +63,21 @@ pub fn ratio_to_neighbours(value: f64, before: f64, after: f64) -> f64 {
     value * 2.0 / (before + after)
 }
 
-/// CPU per unit of work: `scale` per tick-second (1e6 for µs per
-/// request, 1e3 for ms per GB). `None` if the run used fewer than
-/// [`MIN_CPU_TICKS`] or did no work.
-pub fn cpu_per_unit(
-    run: &Run,
-    ticks_per_second: u64,
-    scale: f64,
-) -> Option<f64> {
-    if run.cpu_ticks < MIN_CPU_TICKS || run.work <= 0.0 {
+/// CPU per unit of work: `scale` per CPU-second (1e6 for µs per
+/// request, 1e3 for ms per GB). `None` if the run used less than
+/// [`MIN_CPU_NS`] or did no work.
+pub fn cpu_per_unit(run: &Run, scale: f64) -> Option<f64> {
+    if run.cpu_ns < MIN_CPU_NS || run.work <= 0.0 {
         return None;
     }
-    Some(run.cpu_ticks as f64 * scale / ticks_per_second as f64 / run.work)
+    Some(run.cpu_ns as f64 * scale / 1e9 / run.work)
 }
 
 /// The median CPU per unit over `runs`, or `None` if any run is too short
 /// to measure (a median of some rounds would hide that).
-pub fn median_cpu(
-    runs: &[Run],
-    ticks_per_second: u64,
-    scale: f64,
-) -> Option<f64> {
-    let figures: Option<Vec<f64>> = runs
-        .iter()
-        .map(|run| cpu_per_unit(run, ticks_per_second, scale))
-        .collect();
+pub fn median_cpu(runs: &[Run], scale: f64) -> Option<f64> {
+    let figures: Option<Vec<f64>> =
+        runs.iter().map(|run| cpu_per_unit(run, scale)).collect();
     median(&figures?)
 }
 
@@ -157,41 +148,41 @@ mod tests {
 
     #[test]
     fn cpu_per_request_in_microseconds() {
-        // 120 ticks of 10 ms = 1.2 s for 100,000 requests: 12 µs each.
+        // 1.2 s of CPU for 100,000 requests: 12 µs each.
         let run = Run {
             work: 100_000.0,
-            cpu_ticks: 120,
+            cpu_ns: 1_200_000_000,
             ..Run::default()
         };
-        let us = cpu_per_unit(&run, 100, 1e6).unwrap();
+        let us = cpu_per_unit(&run, 1e6).unwrap();
         assert!((us - 12.0).abs() < 1e-9, "{us}");
-        // Bulk: 100 ticks = 1 s for 4 GB: 250 ms per GB.
+        // Bulk: 1 s for 4 GB: 250 ms per GB.
         let bulk = Run {
             work: 4.0,
-            cpu_ticks: 100,
+            cpu_ns: 1_000_000_000,
             ..Run::default()
         };
-        assert_eq!(cpu_per_unit(&bulk, 100, 1e3), Some(250.0));
+        assert_eq!(cpu_per_unit(&bulk, 1e3), Some(250.0));
     }
 
     #[test]
-    fn cpu_below_the_tick_threshold_is_no_figure() {
-        // The smoke test's case: 100 requests in 3 ticks.
+    fn cpu_below_the_threshold_is_no_figure() {
+        // The smoke test's case: 100 requests in 30 ms of CPU.
         let short = Run {
             work: 100.0,
-            cpu_ticks: 3,
+            cpu_ns: 30_000_000,
             ..Run::default()
         };
-        assert_eq!(cpu_per_unit(&short, 100, 1e6), None);
+        assert_eq!(cpu_per_unit(&short, 1e6), None);
         let long = Run {
             work: 100_000.0,
-            cpu_ticks: MIN_CPU_TICKS,
+            cpu_ns: MIN_CPU_NS,
             ..Run::default()
         };
-        assert_eq!(median_cpu(&[long, long], 100, 1e6), Some(5.0));
+        assert_eq!(median_cpu(&[long, long], 1e6), Some(0.5));
         // One short round is enough to withhold the figure.
-        assert_eq!(median_cpu(&[long, short, long], 100, 1e6), None);
-        assert_eq!(median_cpu(&[], 100, 1e6), None);
+        assert_eq!(median_cpu(&[long, short, long], 1e6), None);
+        assert_eq!(median_cpu(&[], 1e6), None);
     }
 
     #[test]
