@@ -247,6 +247,9 @@ async fn start(args: Args) -> Result<ExitCode, String> {
             .map_err(|err| err.to_string())??;
     }
     if let Some(path) = config.upgrade.socket.clone() {
+        // Bound before "listening on": an upgrade started as soon as `lb`
+        // says it is up finds the socket there.
+        let upgrades = upgrade::bind(&path)?;
         let snapshot_of = lb.clone();
         let offer = upgrade::Offer {
             sockets,
@@ -254,7 +257,9 @@ async fn start(args: Args) -> Result<ExitCode, String> {
         };
         tokio::spawn(async move {
             tokio::select! {
-                served = upgrade::serve_upgrades(&path, offer, upgraded) => {
+                served = upgrade::serve_upgrades(
+                    upgrades, &path, offer, upgraded,
+                ) => {
                     if let Err(err) = served {
                         warn!("{err}");
                     }

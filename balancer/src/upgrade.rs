@@ -173,16 +173,16 @@ pub struct Offer {
 }
 
 // ANCHOR: serve_upgrades
-/// Listens on `path` for a new process. When one has taken the sockets
-/// over and accepts on them, returns: the caller then stops accepting
-/// and drains. A new process that fails halfway is logged, and the next
-/// one may try.
+/// Listens on `listener` (bound at `path` by [`bind`]) for a new
+/// process. When one has taken the sockets over and accepts on them,
+/// returns: the caller then stops accepting and drains. A new process
+/// that fails halfway is logged, and the next one may try.
 pub async fn serve_upgrades(
+    listener: UnixListener,
     path: &Path,
     offer: Offer,
     done: oneshot::Sender<()>,
 ) -> Result<(), String> {
-    let listener = bind(path)?;
     loop {
         let (stream, _) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -235,7 +235,7 @@ pub async fn serve_upgrades(
 
 /// Binds the upgrade socket at `path`. A file left there by a process
 /// that is gone is removed first; one that a live `lb` answers on is not.
-fn bind(path: &Path) -> Result<UnixListener, String> {
+pub fn bind(path: &Path) -> Result<UnixListener, String> {
     if path.exists() {
         if UnixStream::connect(path).is_ok() {
             return Err(format!(
