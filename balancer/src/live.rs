@@ -12,7 +12,7 @@
 //! (sozu's Closing → Closed).
 
 use std::fmt;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -113,6 +113,9 @@ pub struct Live {
     control: Mutex<Control>,
     since: Mutex<Since>,
     retiring: Mutex<Option<Instant>>,
+    /// Enabled and not retiring: read for every backend at every pick,
+    /// so kept as one atomic beside the two locks it sums up.
+    accepting: AtomicBool,
     /// Cancelled to end this backend's connections: when it retires and
     /// its drain runs out, or (being a child of `lb`'s own) at the end of
     /// `lb`'s drain.
@@ -140,6 +143,7 @@ impl Live {
                 why: "new".to_owned(),
             }),
             retiring: Mutex::new(None),
+            accepting: AtomicBool::new(true),
             cut: cut.child_token(),
             idle: Notify::new(),
         }
@@ -218,12 +222,15 @@ impl Live {
     /// Whether the operator lets it take new clients, and it is not
     /// retiring.
     pub fn accepting(&self) -> bool {
-        lock(&self.control).admin == Admin::Enabled && !self.is_retiring()
+        self.accepting.load(Ordering::Acquire)
     }
 
     /// How far along its slow start it is at `now`: a share of its
     /// weight from 0.1 to 1, or `None` once done (or never started).
     pub fn ramp(&self, now: Instant, slow_start: Duration) -> Option<f64> {
+        if slow_start.is_zero() {
+            return None;
+        }
         ramp(*lock(&self.recovered_at), now, slow_start)
     }
 
@@ -262,6 +269,7 @@ impl Live {
     /// Sets the operator's state; the previous one.
     pub fn set_admin(&self, admin: Admin) -> Admin {
         let before = std::mem::replace(&mut lock(&self.control).admin, admin);
+        self.update_accepting();
         if before != admin {
             *lock(&self.since) = Since {
                 at: Instant::now(),
@@ -282,11 +290,23 @@ impl Live {
             return false;
         }
         *retiring = Some(Instant::now());
+        drop(retiring);
+        self.update_accepting();
         *lock(&self.since) = Since {
             at: Instant::now(),
             why: "removed from the config".to_owned(),
         };
         true
+    }
+
+    /// Sets `accepting` from the operator's say and the retirement.
+    /// Under the `control` lock, which every caller takes in turn, so
+    /// that a drain and a reload at one moment cannot store each other's
+    /// stale view.
+    fn update_accepting(&self) {
+        let control = lock(&self.control);
+        let accepting = control.admin == Admin::Enabled && !self.is_retiring();
+        self.accepting.store(accepting, Ordering::Release);
     }
 
     pub fn is_retiring(&self) -> bool {
@@ -299,6 +319,7 @@ impl Live {
     /// nothing.
     pub fn stay(&self) {
         *lock(&self.retiring) = None;
+        self.update_accepting();
         *lock(&self.since) = Since {
             at: Instant::now(),
             why: "back in the config".to_owned(),
@@ -344,6 +365,8 @@ impl Live {
         let mut control = lock(&self.control);
         control.admin = snapshot.admin;
         control.weight = snapshot.weight;
+        drop(control);
+        self.update_accepting();
     }
 }
 
