@@ -191,7 +191,9 @@ make_certs() {
 alive() {
   local state
   kill -0 "$1" 2>/dev/null || return 1
-  read -r _ _ state _ <"/proc/$1/stat" 2>/dev/null || return 1
+  # The error redirection first: it must be in place before the file is
+  # opened, and a process that exits between the two lines has no file.
+  read -r _ _ state _ 2>/dev/null <"/proc/$1/stat" || return 1
   [[ "$state" != Z ]]
 }
 
