@@ -285,8 +285,15 @@ mod tests {
     fn ctrl_c_reaches_the_command_and_it_can_answer() {
         let (_dir, shell) = shell();
         let never = AtomicBool::new(false);
+        // `sleep & wait`, not a bare `sleep`: bash runs a trap only once a
+        // foreground child ends, and may drop a SIGINT that arrives as a
+        // child exits on its own (it failed here once under load), while
+        // the `wait` builtin returns at once for a trapped signal.
         let mut run = shell
-            .spawn("trap 'echo got Ctrl-C; exit 0' INT; echo ready; while :; do sleep 0.05; done")
+            .spawn(
+                "trap 'echo got Ctrl-C; exit 0' INT; echo ready; \
+                 while :; do sleep 0.05 & wait $!; done",
+            )
             .unwrap();
         let ready = run
             .wait_for(0, LONG, &never, |lines| {
