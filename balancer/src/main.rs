@@ -420,6 +420,13 @@ async fn check_config(args: &Args) -> ExitCode {
         config.health.kind
     );
     let warnings = warnings(&config).await;
+    // The admin token is read at start too: a missing or empty file must
+    // fail here, not when `lb` is restarted with it.
+    if let Some(token) = &config.admin.token_file
+        && let Err(err) = admin::read_token(token)
+    {
+        return fail(format!("{}: {err}", path.display()));
+    }
     if let Err(err) = Balancer::new(config) {
         return fail(format!("{}: {err}", path.display()));
     }

@@ -307,3 +307,25 @@ async fn a_refused_upgrade_says_why() {
     );
     assert!(!stdout.contains("listening on"), "{stdout}");
 }
+
+/// `--check-config` reads the admin token as a start would: a missing
+/// file fails the check, not the next restart.
+#[tokio::test]
+async fn check_config_reads_the_admin_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("admin.toml");
+    std::fs::write(
+        &path,
+        "[admin]\nlisten = \"127.0.0.1:0\"\ntoken_file = \"no-such.token\"\n\
+         [[backends]]\naddress = \"127.0.0.1:1\"\n",
+    )
+    .unwrap();
+    let path = path.display().to_string();
+    let (code, _, stderr) = run_to_end(LB, &["--check-config", &path]).await;
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("cannot read the admin token")
+            && stderr.contains("no-such.token"),
+        "{stderr}"
+    );
+}

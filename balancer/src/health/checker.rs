@@ -50,40 +50,6 @@ struct Checker {
     tls: Option<BackendTls>,
 }
 
-// ANCHOR: spawn
-/// Starts the active checks: one task per backend on `tracker`, until
-/// `shutdown` is cancelled. With `kind = "off"` it starts none, and only
-/// passive marks (failed client connections) take backends out.
-///
-/// Every backend is checked at once, so one that is dead when `lb` starts
-/// is out after its first check. After that, backend `i` of `n` is
-/// checked at `i × interval / n` into each interval: a hundred backends
-/// are not all dialled in the same millisecond, and no backend's verdict
-/// is older than one interval.
-pub fn spawn(
-    backends: &[Arc<Backend>],
-    config: &HealthConfig,
-    tls: Option<BackendTls>,
-    queue: &Arc<Queue>,
-    shutdown: CancellationToken,
-    tracker: &TaskTracker,
-) {
-    if config.kind == CheckKind::Off {
-        return;
-    }
-    let checker = Arc::new(Checker::new(config, tls, queue));
-    let start = Instant::now();
-    for (i, backend) in backends.iter().enumerate() {
-        let first_tick = first_tick(start, i, backends.len(), config.interval);
-        tracker.spawn(check_loop(
-            backend.clone(),
-            checker.clone(),
-            first_tick,
-            shutdown.clone(),
-        ));
-    }
-}
-
 // ANCHOR: checkers
 /// The running checkers, one per backend, following the pool: a reload
 /// or the operator starts and stops them one backend at a time.
@@ -124,7 +90,14 @@ impl Checkers {
 
     /// Starts a checker for each backend of `pool` that wants one (not
     /// disabled, checks not off) and has none with the same settings,
-    /// and stops the others.
+    /// and stops the others. With `kind = "off"` none runs, and only
+    /// passive marks (failed client connections) take backends out.
+    ///
+    /// A new checker checks its backend at once, so one that is dead when
+    /// `lb` starts is out after its first check. After that, backend `i`
+    /// of the `n` started together is checked at `i × interval / n` into
+    /// each interval: a hundred backends are not all dialled in the same
+    /// millisecond, and no backend's verdict is older than one interval.
     pub fn follow(&mut self, pool: &Pool, queue: &Arc<Queue>) {
         if self.stop.is_cancelled() {
             return;
@@ -235,7 +208,6 @@ fn first_tick(
         start + offset
     }
 }
-// ANCHOR_END: spawn
 
 // ANCHOR: check_loop
 /// Checks one backend now, then at `first_tick` and every interval after
@@ -460,14 +432,22 @@ mod tests {
                 shutdown: CancellationToken::new(),
                 tracker: TaskTracker::new(),
             };
-            spawn(
-                backends,
-                config,
-                tls,
-                &Queue::new(),
-                running.shutdown.clone(),
-                &running.tracker,
-            );
+            // As `Checkers::follow` starts them, without a pool.
+            if config.kind != CheckKind::Off {
+                let checker =
+                    Arc::new(Checker::new(config, tls, &Queue::new()));
+                let start = Instant::now();
+                for (i, backend) in backends.iter().enumerate() {
+                    let first =
+                        first_tick(start, i, backends.len(), config.interval);
+                    running.tracker.spawn(check_loop(
+                        backend.clone(),
+                        checker.clone(),
+                        first,
+                        running.shutdown.clone(),
+                    ));
+                }
+            }
             running.tracker.close();
             running
         }

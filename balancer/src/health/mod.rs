@@ -15,5 +15,5 @@
 mod checker;
 mod state;
 
-pub use checker::{Checkers, spawn};
+pub use checker::Checkers;
 pub use state::{Change, ChangeKind, HealthRules, HealthState, Status};
