@@ -1,6 +1,17 @@
-//! The admin listener (`[admin] listen`): runtime control of a running
-//! `lb`, JSON in and out.
+//! The admin listener (`[admin] listen`): a running `lb` seen from
+//! outside and changed at run time, JSON in and out.
 //!
+//! Seeing inside it (what is shown is built in `status.rs`,
+//! `decisions.rs` and `metrics.rs`):
+//! - `GET /`: the status page, which reads `/api/stats` every second;
+//! - `GET /api/stats`: the listener, every backend with its counters,
+//!   the last decisions and the end codes seen;
+//! - `GET /api/decisions?client=IP[:PORT]&limit=N`: why recent clients
+//!   went where they went, newest first;
+//! - `GET /api/explain?client=IP`: where a client from IP would go now;
+//! - `GET /metrics`: OpenMetrics text for Prometheus.
+//!
+//! Changing it:
 //! - `POST /api/reload`: read and check the config again, and swap it in
 //!   (200 `{"changed": [...]}`, or 400 `{"error": "FILE:LINE: key: ..."}`).
 //! - `GET /api/backends`: every backend with its state (`up`, `down`,
@@ -8,32 +19,41 @@
 //! - `POST /api/backends/{id}/drain`, `/disable`, `/enable`, and
 //!   `PUT /api/backends/{id}/weight` with a bare number as the body.
 //!
-//! Off loopback it needs a token (`token_file`): every request carries
-//! `Authorization: Bearer TOKEN`, or gets a 401. Requests that change
+//! An unknown path is a 404, a known one with another method a 405, a
+//! bad parameter a 400 that states the rule, all as `{"error": ...}`.
+//!
+//! Off loopback it needs a token (`token_file`): every request but the
+//! page itself (which holds no data) carries `Authorization: Bearer
+//! TOKEN`, or gets a 401; the page takes the token from its address's
+//! fragment (`/#token=TOKEN`, which a browser never sends) and sends
+//! it as that header. Requests that change
 //! state must name the admin address itself in `Host` and, if they carry
 //! an `Origin`, come from it: a page on another site cannot drain a
 //! backend through a user's browser (CSRF), nor through a name that it
 //! points at 127.0.0.1 (DNS rebinding).
 
-use std::net::SocketAddr;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{Path, Request, State};
+use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
+use prometheus_client::registry::Registry;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
-use tokio::time::Instant;
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::Balancer;
-use crate::live::{Admin as AdminState, Live, State as BackendState};
+use crate::live::Admin as AdminState;
 use crate::reload::Reloader;
 use crate::select::Algorithm;
+use crate::{decisions, metrics, status};
 
 /// What the admin handlers share.
 pub struct Admin {
@@ -48,7 +68,17 @@ pub struct Admin {
 struct Shared {
     admin: Admin,
     hosts: Vec<String>,
+    registry: Registry,
+    /// Scrapes rendered at once: a crowd of scrapers waits here (or is
+    /// told 503) instead of each rendering every backend at once.
+    renders: Semaphore,
 }
+
+/// Renders of `/metrics` at once.
+const RENDERS: usize = 4;
+
+/// How long a scrape waits for a render before it is told 503.
+const RENDER_WAIT: Duration = Duration::from_secs(2);
 
 /// Reads the token from `token_file`: its first line, which must not be
 /// empty.
@@ -71,8 +101,10 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let addr = listener.local_addr()?;
     let shared = Arc::new(Shared {
+        registry: metrics::registry(admin.balancer.clone()),
         admin,
         hosts: hosts_of(addr),
+        renders: Semaphore::new(RENDERS),
     });
     axum::serve(listener, router(shared))
         .with_graceful_shutdown(stop.cancelled_owned())
@@ -81,12 +113,19 @@ pub async fn serve(
 
 fn router(shared: Arc<Shared>) -> Router {
     Router::new()
+        .route("/", get(page))
+        .route("/api/stats", get(stats))
+        .route("/api/decisions", get(decisions))
+        .route("/api/explain", get(explain))
+        .route("/metrics", get(scrape))
         .route("/api/reload", post(reload))
         .route("/api/backends", get(backends))
         .route("/api/backends/{id}/drain", post(drain))
         .route("/api/backends/{id}/disable", post(disable))
         .route("/api/backends/{id}/enable", post(enable))
         .route("/api/backends/{id}/weight", put(weight))
+        .fallback(not_found)
+        .method_not_allowed_fallback(wrong_method)
         .layer(middleware::from_fn_with_state(shared.clone(), guard))
         .with_state(shared)
 }
@@ -123,7 +162,11 @@ async fn guard(
     next: Next,
 ) -> Response {
     let headers = request.headers();
-    if let Some(token) = &shared.admin.token {
+    let the_page =
+        request.method() == Method::GET && request.uri().path() == "/";
+    if let Some(token) = &shared.admin.token
+        && !the_page
+    {
         let given = headers
             .get(header::AUTHORIZATION)
             .and_then(|value| value.to_str().ok())
@@ -197,67 +240,151 @@ async fn reload(State(shared): State<Arc<Shared>>) -> Response {
     }
 }
 
-// ANCHOR: backends
 /// Every backend of the current pool, then the retiring ones.
 async fn backends(State(shared): State<Arc<Shared>>) -> axum::Json<Value> {
-    let balancer = &shared.admin.balancer;
-    let pool = balancer.pool();
-    let slow_start = pool.slow_start();
-    let now = Instant::now();
-    let waiting = balancer.queue().waiting();
-    let mut list = Vec::new();
-    for backend in &pool.backends {
-        let live = &backend.live;
-        let state = live.state(now, slow_start);
-        let ramp = live.ramp(now, slow_start);
-        let effective = match ramp {
-            Some(share) => (f64::from(backend.weight) * share).round() as u32,
-            None => backend.weight,
-        };
-        let full = backend
-            .max_at(ramp)
-            .is_some_and(|max| backend.active() >= max);
-        list.push(json!({
-            "id": backend.id,
-            "address": backend.address.to_string(),
-            "state": state.name(),
-            "why": live.since().why,
-            "since": wall_clock(live.since().at),
-            "weight": backend.weight,
-            "effective_weight": effective.max(1),
-            "active": live.active(),
-            "queued": if full { waiting } else { 0 },
-            "max_connections": backend.max_connections,
-        }));
-    }
-    for live in balancer.lives().iter().filter(|live| live.is_retiring()) {
-        list.push(retiring(live));
-    }
-    axum::Json(Value::Array(list))
-}
-// ANCHOR_END: backends
-
-fn retiring(live: &Live) -> Value {
-    json!({
-        "id": live.id,
-        "address": null,
-        "state": BackendState::Retiring.name(),
-        "why": live.since().why,
-        "since": wall_clock(live.since().at),
-        "weight": 0,
-        "effective_weight": 0,
-        "active": live.active(),
-        "queued": 0,
-        "max_connections": null,
-    })
+    let rows = status::rows(&shared.admin.balancer);
+    axum::Json(rows.iter().map(status::Row::to_json).collect())
 }
 
-/// An instant as seconds since the Unix epoch, for a JSON reader.
-fn wall_clock(at: Instant) -> f64 {
-    let ago = Instant::now().saturating_duration_since(at);
-    let then = SystemTime::now() - ago;
-    then.duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0.0, |since| (since.as_secs_f64() * 1000.0).round() / 1000.0)
+async fn page() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        status::PAGE,
+    )
+        .into_response()
+}
+
+async fn stats(State(shared): State<Arc<Shared>>) -> axum::Json<Value> {
+    axum::Json(status::stats(&shared.admin.balancer))
+}
+
+// ANCHOR: scrape
+/// `GET /metrics`, rendered by at most [`RENDERS`] requests at once.
+async fn scrape(State(shared): State<Arc<Shared>>) -> Response {
+    let turn =
+        tokio::time::timeout(RENDER_WAIT, shared.renders.acquire()).await;
+    let Ok(Ok(_turn)) = turn else {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too many scrapes at once; try again",
+        );
+    };
+    let text = metrics::render(&shared.registry);
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
+}
+// ANCHOR_END: scrape
+
+/// The query of a request, with only the parameters in `allowed`; the
+/// rule, as a 400, if it has another.
+fn params(
+    query: HashMap<String, String>,
+    path: &str,
+    allowed: &[&str],
+) -> Result<HashMap<String, String>, String> {
+    match query.keys().find(|key| !allowed.contains(&key.as_str())) {
+        Some(unknown) => Err(format!(
+            "unknown parameter `{unknown}`: {path} takes {}",
+            allowed.join(" and ")
+        )),
+        None => Ok(query),
+    }
+}
+
+/// `GET /api/decisions?client=IP[:PORT]&limit=N`.
+async fn decisions(
+    State(shared): State<Arc<Shared>>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    let query = match params(query, "/api/decisions", &["client", "limit"]) {
+        Ok(query) => query,
+        Err(rule) => return error(StatusCode::BAD_REQUEST, &rule),
+    };
+    let limit = match query.get("limit").map(|n| n.parse::<usize>()) {
+        None => 20,
+        Some(Ok(n)) if (1..=decisions::KEPT).contains(&n) => n,
+        Some(_) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                &format!("limit: a whole number from 1 to {}", decisions::KEPT),
+            );
+        }
+    };
+    // A client is an address, or an address and port.
+    let client = query.get("client").map(|text| {
+        text.parse::<SocketAddr>()
+            .map(|addr| (addr.ip(), Some(addr.port())))
+            .or_else(|_| text.parse::<IpAddr>().map(|ip| (ip, None)))
+    });
+    let wanted = match client {
+        None => None,
+        Some(Ok(wanted)) => Some(wanted),
+        Some(Err(_)) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "client: an IP address, or IP:PORT (such as 127.0.0.1 or \
+                 127.0.0.1:50312)",
+            );
+        }
+    };
+    let Some(log) = &shared.admin.balancer.decisions else {
+        return axum::Json(json!([])).into_response();
+    };
+    let found = log.recent(
+        |decision| match wanted {
+            None => true,
+            Some((ip, port)) => {
+                decision.client.ip() == ip
+                    && port.is_none_or(|port| decision.client.port() == port)
+            }
+        },
+        limit,
+    );
+    axum::Json(found.iter().map(|d| d.to_json()).collect::<Value>())
+        .into_response()
+}
+
+/// `GET /api/explain?client=IP`.
+async fn explain(
+    State(shared): State<Arc<Shared>>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    let query = match params(query, "/api/explain", &["client"]) {
+        Ok(query) => query,
+        Err(rule) => return error(StatusCode::BAD_REQUEST, &rule),
+    };
+    match query.get("client").map(|text| text.parse::<IpAddr>()) {
+        Some(Ok(ip)) => axum::Json(status::explain(&shared.admin.balancer, ip))
+            .into_response(),
+        _ => error(
+            StatusCode::BAD_REQUEST,
+            "client: an IP address is required (such as ?client=127.0.0.2)",
+        ),
+    }
+}
+
+async fn not_found(request: Request) -> Response {
+    error(
+        StatusCode::NOT_FOUND,
+        &format!("no such path: {}", request.uri().path()),
+    )
+}
+
+async fn wrong_method(request: Request) -> Response {
+    error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        &format!(
+            "{} is not a method {} answers",
+            request.method(),
+            request.uri().path()
+        ),
+    )
 }
 
 async fn drain(shared: State<Arc<Shared>>, id: Path<String>) -> Response {

@@ -48,6 +48,8 @@ pub struct Config {
     pub seed: Option<u64>,
     /// Reload when the config file changes (as on SIGHUP).
     pub watch: bool,
+    /// How log lines are written (`LAB_LOG_FORMAT`, when set, wins).
+    pub log_format: LogFormat,
     pub tls: TlsConfig,
     pub timeouts: Timeouts,
     pub limits: Limits,
@@ -55,6 +57,24 @@ pub struct Config {
     pub admin: AdminConfig,
     pub upgrade: UpgradeConfig,
     pub backends: Vec<BackendConfig>,
+}
+
+/// `log_format`: sentences for a person, or a JSON object per line for a
+/// program.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+impl LogFormat {
+    pub fn name(self) -> &'static str {
+        match self {
+            LogFormat::Text => "text",
+            LogFormat::Json => "json",
+        }
+    }
 }
 
 /// `[admin]`: the listener for the status page and the control API.
@@ -172,6 +192,7 @@ impl Default for Config {
             retries: None,
             seed: None,
             watch: false,
+            log_format: LogFormat::Text,
             tls: TlsConfig::default(),
             timeouts: Timeouts {
                 connect: Duration::from_secs(3),
@@ -354,6 +375,16 @@ impl Config {
         }
         if let Some(watch) = raw.watch {
             config.watch = watch;
+        }
+        if let Some(format) = &raw.log_format {
+            config.log_format =
+                file.check(format, "log_format", |word| match word.as_str() {
+                    "text" => Ok(LogFormat::Text),
+                    "json" => Ok(LogFormat::Json),
+                    other => {
+                        Err(format!("`{other}`: write \"text\" or \"json\""))
+                    }
+                })?;
         }
         if let Some(admin) = &raw.admin {
             if let Some(listen) = &admin.listen {
@@ -737,6 +768,7 @@ struct RawConfig {
     retries: Option<Spanned<RawRetries>>,
     seed: Option<Spanned<i64>>,
     watch: Option<bool>,
+    log_format: Option<Spanned<String>>,
     tls: Option<RawTls>,
     timeouts: Option<RawTimeouts>,
     limits: Option<RawLimits>,

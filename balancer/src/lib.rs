@@ -21,16 +21,21 @@
 
 pub mod admin;
 pub mod backend;
+pub mod codes;
 pub mod config;
 pub mod connect;
+pub mod decisions;
 pub mod health;
 pub mod live;
+pub mod metrics;
 pub mod pool;
 pub mod proxy;
 pub mod queue;
 pub mod relay;
 pub mod reload;
 pub mod select;
+pub mod stats;
+pub mod status;
 pub mod stream;
 pub mod upgrade;
 
@@ -54,10 +59,12 @@ use tracing::{info, warn};
 
 pub use config::Config;
 
+use decisions::Decisions;
 use health::Checkers;
 use live::Live;
 use pool::Pool;
 use queue::Queue;
+use stats::ListenerStats;
 
 // ANCHOR: balancer
 /// What every connection shares: the current pool (backends, algorithm,
@@ -84,6 +91,11 @@ pub struct Balancer {
     reloading: tokio::sync::Mutex<()>,
     started: Instant,
     no_backend_log: RateLimit,
+    /// The listener's counters (`stats.rs`).
+    pub stats: ListenerStats,
+    /// Why each client went where it went; kept only while the admin
+    /// listener is on (`decisions.rs`).
+    pub decisions: Option<Decisions>,
 }
 // ANCHOR_END: balancer
 
@@ -177,12 +189,19 @@ impl Balancer {
             reloading: tokio::sync::Mutex::new(()),
             started: Instant::now(),
             no_backend_log: RateLimit::default(),
+            stats: ListenerStats::new(),
+            decisions: config.admin.listen.is_some().then(Decisions::default),
         })
     }
 
     /// The current pool. A client keeps what this returns to its end.
     pub fn pool(&self) -> Arc<Pool> {
         self.pool.load_full()
+    }
+
+    /// The most client connections open at once, as now set.
+    pub fn max_connections(&self) -> usize {
+        self.permits.size.load(Ordering::Relaxed)
     }
 
     /// The line of clients waiting for room.
@@ -450,17 +469,23 @@ pub async fn serve(
     let connections = TaskTracker::new();
     let mut accept_trouble = AcceptTrouble::default();
     tokio::pin!(shutdown);
+    let mut at_limit = AtLimit::default();
     loop {
+        if permits.available_permits() == 0 {
+            at_limit.reached(&balancer);
+        }
         let permit = tokio::select! {
             permit = permits.clone().acquire_owned() => {
                 permit.expect("the semaphore is never closed")
             }
             () = &mut shutdown => break,
         };
+        at_limit.left(&balancer);
         let (client, client_addr) = tokio::select! {
             accepted = accept(&listener, &mut accept_trouble) => accepted,
             () = &mut shutdown => break,
         };
+        balancer.stats.accepted.fetch_add(1, Ordering::Relaxed);
         let shutdown = Shutdown {
             cut: balancer.cut.clone(),
         };
@@ -564,6 +589,47 @@ pub fn raise_open_file_limit() {
         if let Err(err) = setrlimit(Resource::Nofile, limit) {
             warn!("cannot raise the open-file limit: {err}");
         }
+    }
+}
+
+/// An episode at `max_connections`: logged once as it starts and once
+/// as it ends, however many clients it holds back.
+#[derive(Default)]
+struct AtLimit {
+    /// When it started, and the clients accepted until then.
+    since: Option<(Instant, u64)>,
+}
+
+impl AtLimit {
+    fn reached(&mut self, balancer: &Balancer) {
+        if self.since.is_some() {
+            return;
+        }
+        let stats = &balancer.stats;
+        let accepted = stats.accepted.load(Ordering::Relaxed);
+        self.since = Some((Instant::now(), accepted));
+        stats.at_limit.store(true, Ordering::Relaxed);
+        stats.limit_reached.fetch_add(1, Ordering::Relaxed);
+        warn!(
+            open = stats.open.load(Ordering::Relaxed),
+            "max_connections ({}) reached: not accepting; new clients wait \
+             in the listen queue",
+            balancer.permits.size.load(Ordering::Relaxed)
+        );
+    }
+
+    fn left(&mut self, balancer: &Balancer) {
+        let Some((since, accepted)) = self.since.take() else {
+            return;
+        };
+        let stats = &balancer.stats;
+        stats.at_limit.store(false, Ordering::Relaxed);
+        info!(
+            open = stats.open.load(Ordering::Relaxed),
+            accepted_before = accepted,
+            "below max_connections again after {:.1} s: accepting",
+            since.elapsed().as_secs_f64()
+        );
     }
 }
 

@@ -22,6 +22,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::health::{Change, ChangeKind, HealthState};
+use crate::stats::BackendStats;
 
 /// What the operator said of a backend through the admin API. Survives a
 /// reload while the backend stays in the config.
@@ -122,6 +123,8 @@ pub struct Live {
     cut: CancellationToken,
     /// Woken when its last connection ends.
     idle: Notify,
+    /// Bytes, failures, checks: what the admin listener shows.
+    pub stats: BackendStats,
 }
 
 impl Live {
@@ -146,6 +149,7 @@ impl Live {
             accepting: AtomicBool::new(true),
             cut: cut.child_token(),
             idle: Notify::new(),
+            stats: BackendStats::new(),
         }
     }
 

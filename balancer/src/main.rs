@@ -11,7 +11,7 @@
 //! cargo run --release --bin lb -- --check-config balancer/lb.toml
 //! ```
 
-use std::io::Read;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -19,13 +19,15 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Arc;
 
 use balancer::backend::Address;
-use balancer::config::{BackendConfig, Config, FrontTls};
+use balancer::codes::EndCode;
+use balancer::config::{BackendConfig, Config, FrontTls, LogFormat};
 use balancer::reload::Reloader;
 use balancer::select::Algorithm;
 use balancer::{Balancer, admin, upgrade};
 use clap::Parser;
 use lab_common::HostPort;
 use lab_common::cli::{announce, fail};
+use lab_common::logging::Format;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -33,7 +35,7 @@ use tracing::{info, warn};
 /// lb: a TCP load balancer with health checks, failover, a choice of
 /// algorithms, timeouts, limits and graceful drain.
 #[derive(Parser, Debug, Clone)]
-#[command(name = "lb", version, about, after_help = AFTER_HELP)]
+#[command(name = "lb", version, about, after_help = after_help())]
 struct Args {
     /// Read the configuration from this TOML file (see balancer/lb.toml);
     /// the flags below override it.
@@ -107,8 +109,19 @@ Signals:
 Environment:
   RUST_LOG         what to log, as tracing's EnvFilter reads it
                    (default: info; RUST_LOG=debug for more)
-  LAB_LOG_FORMAT   json: one JSON object per log line
+  LAB_LOG_FORMAT   json: one flat JSON object per line (stdout's too);
+                   text: sentences. Wins over the config's log_format
   NO_COLOR         no colours in the log";
+
+/// [`AFTER_HELP`], then the table of end codes.
+fn after_help() -> String {
+    format!(
+        "{AFTER_HELP}\n\nEnd codes: who ended a connection, and when (the \
+         `code` of its last\nlog line, of its decision, and of \
+         lb_connections_ended_total):\n{}",
+        EndCode::table().trim_end()
+    )
+}
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -116,17 +129,81 @@ async fn main() -> ExitCode {
     if args.check_config.is_some() {
         return check_config(&args).await;
     }
-    lab_common::logging::init();
-    match start(args).await {
+    // The config says how to log, so it is read before logging starts;
+    // a config that cannot be read is said in the format the
+    // environment asks for.
+    let config = configure(&args);
+    let json = match lab_common::logging::format_from_env() {
+        Some(format) => format != Format::Readable,
+        None => config
+            .as_ref()
+            .is_ok_and(|config| config.log_format == LogFormat::Json),
+    };
+    lab_common::logging::init_as(if json {
+        Format::FlatJson
+    } else {
+        Format::Readable
+    });
+    let out = Out { json };
+    let started = match config {
+        Ok(config) => start(args, config, out).await,
+        Err(err) => Err(err),
+    };
+    match started {
         Ok(code) => code,
+        Err(err) if json => {
+            tracing::error!("{err}");
+            ExitCode::FAILURE
+        }
         Err(err) => fail(err),
+    }
+}
+
+/// What `lb` prints on stdout (the lines tests and scripts wait for):
+/// plain, or as flat JSON lines like the log's.
+#[derive(Clone, Copy)]
+struct Out {
+    json: bool,
+}
+
+impl Out {
+    /// `listening on ADDR`.
+    fn listening(self, addr: &str) {
+        if self.json {
+            self.line(&format!("listening on {addr}"), addr);
+        } else {
+            announce(addr);
+        }
+    }
+
+    /// `admin on ADDR`.
+    fn admin(self, addr: &str) {
+        if self.json {
+            self.line(&format!("admin on {addr}"), addr);
+        } else {
+            println!("admin on {addr}");
+        }
+    }
+
+    fn line(self, message: &str, addr: &str) {
+        let line = lab_common::logging::json_line(
+            tracing::Level::INFO,
+            message,
+            &[("address", addr)],
+        );
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{line}");
+        let _ = out.flush();
     }
 }
 
 /// Everything after the flags: configure, build, take the listeners
 /// (bound, or handed over by a running `lb`), serve until told to stop.
-async fn start(args: Args) -> Result<ExitCode, String> {
-    let config = configure(&args)?;
+async fn start(
+    args: Args,
+    config: Config,
+    out: Out,
+) -> Result<ExitCode, String> {
     for warning in warnings(&config).await {
         warn!("{warning}");
     }
@@ -231,7 +308,7 @@ async fn start(args: Args) -> Result<ExitCode, String> {
             token,
         };
         tokio::spawn(admin::serve(admin_listener, admin, admin_stop.clone()));
-        println!("admin on {admin_addr}");
+        out.admin(&admin_addr.to_string());
     }
     let (upgraded, upgraded_rx) = tokio::sync::oneshot::channel();
     let stopping = CancellationToken::new();
@@ -272,7 +349,7 @@ async fn start(args: Args) -> Result<ExitCode, String> {
             }
         });
     }
-    announce(&addr.to_string());
+    out.listening(&addr.to_string());
     info!("{summary}");
     match serving.await {
         Ok(Ok(_)) => Ok(ExitCode::SUCCESS),

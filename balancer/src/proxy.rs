@@ -23,11 +23,14 @@ use tokio_rustls::rustls::server::Acceptor;
 use tracing::{info, warn};
 
 use crate::backend::{ActiveGuard, Backend};
-use crate::connect;
+use crate::codes::{EndCode, Phase};
+use crate::connect::{self, ConnectError};
+use crate::decisions::Decision;
 use crate::pool::Pool;
 use crate::queue::Ticket;
 use crate::relay;
 use crate::select::{self, Candidate};
+use crate::stats::Gauge;
 use crate::stream::Stream;
 use crate::{Balancer, Shutdown};
 
@@ -42,6 +45,7 @@ pub async fn serve_client(
     _permit: OwnedSemaphorePermit,
 ) {
     let started = Instant::now();
+    let _open = Gauge::up(&balancer.stats.open);
     let _ = client.set_nodelay(true);
     // The pool as it is now, for this client's whole life (but for a
     // client that waits in line before any backend is chosen, which
@@ -49,8 +53,11 @@ pub async fn serve_client(
     // changes nothing under it.
     let mut connection = Connection {
         pool: balancer.pool(),
-        balancer,
+        balancer: balancer.clone(),
         client_addr,
+        phase: Phase::Handshake,
+        last_failure: EndCode::ConnectFailed,
+        trace: balancer.decisions.as_ref().map(|_| Trace::default()),
     };
     // The handshake and the connect are boxed: their futures are big (a
     // TLS session being set up) and short-lived, and a task is as big as
@@ -61,25 +68,44 @@ pub async fn serve_client(
         let client = match connection.front_handshake(client).await {
             Ok(client) => client,
             Err(err) => {
+                let code = if err.kind() == io::ErrorKind::TimedOut {
+                    EndCode::ClientHandshakeTimeout
+                } else {
+                    EndCode::ClientHandshake
+                };
                 info!(
                     client = %client_addr,
                     phase = "client TLS handshake",
                     error = %err,
+                    code = %code,
                     "failed"
                 );
-                return None;
+                return Err(code);
             }
         };
-        // `None`: told why in the log already; the client is closed (or
+        // An `Err`: told why in the log already; the client is closed (or
         // reset, after a queue timeout) as `client` drops.
         let (backend, guard) = connection.choose_and_connect(&client).await?;
-        Some((client, backend, guard))
+        Ok((client, backend, guard))
     });
-    let Some(Some((client, backend, guard))) =
-        shutdown.cut.run_until_cancelled(setup).await
-    else {
-        return;
-    };
+    let (client, backend, guard) =
+        match shutdown.cut.run_until_cancelled(setup).await {
+            Some(Ok(reached)) => reached,
+            Some(Err(code)) => {
+                connection.ended(code, None, started);
+                return;
+            }
+            None => {
+                let code = EndCode::Killed(connection.phase);
+                info!(
+                    client = %client_addr,
+                    code = %code,
+                    "cut at the end of the drain before reaching a backend"
+                );
+                connection.ended(code, None, started);
+                return;
+            }
+        };
     let chosen = guard.backend();
     // How a TLS backend's certificate was checked, for its log line.
     let certificate = match &backend {
@@ -92,6 +118,7 @@ pub async fn serve_client(
     // backend's when a reload removed it.
     let cut = chosen.live.cut().clone();
     let outcome = relay::relay(client, backend, timeouts, &cut).await;
+    let code = outcome.end.code();
     info!(
         client = %client_addr,
         backend = %chosen.id,
@@ -99,10 +126,25 @@ pub async fn serve_client(
         down = outcome.down,
         ms = started.elapsed().as_millis() as u64,
         end = %outcome.end,
+        code = %code,
         certificate,
         "closed"
     );
+    chosen.live.stats.relayed(outcome.up, outcome.down);
+    connection.ended(code, Some((chosen, &outcome)), started);
 }
+// ANCHOR_END: serve_client
+
+/// What a decision record gathers on a client's way (`decisions.rs`):
+/// only while the admin listener is on.
+#[derive(Default)]
+struct Trace {
+    /// The algorithm's order at the first pick (ids).
+    order: Option<Vec<String>>,
+    tried: Vec<(String, String)>,
+    waited: std::time::Duration,
+}
+
 // ANCHOR_END: serve_client
 
 /// One client's way through `lb`, from its handshake to its backend: the
@@ -111,19 +153,61 @@ pub struct Connection {
     balancer: Arc<Balancer>,
     pool: Arc<Pool>,
     client_addr: SocketAddr,
+    /// Where it is: the second letter of its end code if the drain cuts
+    /// it before the relay.
+    phase: Phase,
+    /// The end code the last failed connect gives.
+    last_failure: EndCode,
+    trace: Option<Trace>,
 }
 
 impl Connection {
+    /// Counts a connection that ended with `code` and, with the admin
+    /// listener on, records the decision.
+    fn ended(
+        &mut self,
+        code: EndCode,
+        served: Option<(&Arc<Backend>, &relay::Outcome)>,
+        started: Instant,
+    ) {
+        let lasted = started.elapsed();
+        self.balancer.stats.ended(code, lasted);
+        let (Some(decisions), Some(trace)) =
+            (self.balancer.decisions.as_ref(), self.trace.take())
+        else {
+            return;
+        };
+        decisions.record(Decision {
+            at: std::time::SystemTime::now(),
+            client: self.client_addr,
+            algorithm: self.pool.config.algorithm,
+            order: trace.order.unwrap_or_default(),
+            tried: trace.tried,
+            backend: served.map(|(backend, _)| backend.id.clone()),
+            waited: trace.waited,
+            code,
+            end: match served {
+                Some((_, outcome)) => outcome.end.to_string(),
+                None => code.meaning().to_owned(),
+            },
+            up: served.map_or(0, |(_, outcome)| outcome.up),
+            down: served.map_or(0, |(_, outcome)| outcome.down),
+            lasted,
+        });
+    }
+
     // ANCHOR: choose_and_connect
     /// Walks the backends in the algorithm's order for this client until
     /// one is reached; `None` (after logging why) if none could be. A
     /// backend that fails is not tried again for this client, and when
     /// every backend left is full, the client waits in line for room as
     /// if all had been full from the start: up to `queue_timeout` in all.
+    /// `Err` with the end code, after logging why, if none could be.
     async fn choose_and_connect(
         &mut self,
         client: &Stream,
-    ) -> Option<(Stream, ActiveGuard)> {
+    ) -> Result<(Stream, ActiveGuard), EndCode> {
+        self.phase = Phase::Connect;
         let key = select::client_key(self.client_addr.ip());
         let deadline = Instant::now() + self.pool.config.limits.queue_timeout;
         let mut failed = vec![false; self.pool.backends.len()];
@@ -140,6 +224,13 @@ impl Connection {
                     &mut ticket,
                 )
                 .await?;
+            if let Some(trace) = &mut self.trace
+                && trace.order.is_none()
+            {
+                let ids =
+                    order.iter().map(|&i| self.pool.backends[i].id.clone());
+                trace.order = Some(ids.collect());
+            }
             // The pool it chose in (a wait may have brought a newer one).
             let pool = self.pool.clone();
             for &index in &order {
@@ -166,6 +257,7 @@ impl Connection {
                 }
                 tries_left -= 1;
                 let tls = pool.backend_tls.as_ref();
+                let connecting = Instant::now();
                 match connect::connect(
                     &backend.address,
                     tls,
@@ -174,8 +266,13 @@ impl Connection {
                 .await
                 {
                     Ok(stream) => {
+                        backend
+                            .live
+                            .stats
+                            .connect_seconds
+                            .observe(connecting.elapsed().as_secs_f64());
                         self.connection_succeeded(backend);
-                        return Some((stream, guard));
+                        return Ok((stream, guard));
                     }
                     Err(err) => {
                         failed[index] = true;
@@ -192,13 +289,12 @@ impl Connection {
                             error = %err.error,
                             "failed{then}"
                         );
-                        self.connection_failed(backend, &err.to_string());
+                        self.connection_failed(backend, &err);
                     }
                 }
             }
         }
-        log_unreachable(self.client_addr, &failed);
-        None
+        Err(self.unreachable(&failed))
     }
     // ANCHOR_END: choose_and_connect
 
@@ -215,8 +311,8 @@ impl Connection {
     /// those that already `failed` it. When every backend left that is
     /// up is full, or clients are already waiting, it waits in line
     /// (`queue.rs`) until `deadline`, with `ticket` as its place in line.
-    /// `None`, after logging why, when there is nothing to wait for (every
-    /// backend down or failed) or the wait ran out.
+    /// `Err` with the end code, after logging why, when there is nothing
+    /// to wait for (every backend down or failed) or the wait ran out.
     async fn wait_for_candidates(
         &mut self,
         key: u64,
@@ -224,7 +320,7 @@ impl Connection {
         deadline: Instant,
         failed: &mut Vec<bool>,
         ticket: &mut Option<Ticket>,
-    ) -> Option<Vec<usize>> {
+    ) -> Result<Vec<usize>, EndCode> {
         let queue = self.balancer.queue().clone();
         let mut order = Vec::with_capacity(self.pool.backends.len());
         let mut candidates: Vec<Candidate> =
@@ -244,7 +340,7 @@ impl Connection {
             if ticket.is_some() || queue.waiting() == 0 {
                 pool.order(key, failed, &mut candidates, &mut order);
                 if !order.is_empty() {
-                    return Some(order);
+                    return Ok(order);
                 }
             }
             if !pool.any_up_but_full(failed) {
@@ -255,13 +351,11 @@ impl Connection {
                     .any(|(backend, &f)| !f && backend.usable(Instant::now()))
                 {
                     // Room, but others were in line first: wait behind them.
+                } else if failed.contains(&true) {
+                    return Err(self.unreachable(failed));
                 } else {
-                    if failed.contains(&true) {
-                        log_unreachable(self.client_addr, failed);
-                    } else {
-                        self.log_no_backend();
-                    }
-                    return None;
+                    self.log_no_backend();
+                    return Err(EndCode::NoBackend);
                 }
             }
             let waiting = match ticket.as_mut() {
@@ -285,8 +379,14 @@ impl Connection {
             } else {
                 deadline
             };
+            self.phase = Phase::Queue;
+            let waited_from = Instant::now();
             let turn =
                 tokio::time::timeout_at(look_again, waiting.turn()).await;
+            self.phase = Phase::Connect;
+            if let Some(trace) = &mut self.trace {
+                trace.waited += waited_from.elapsed();
+            }
             if turn.is_err() && look_again >= deadline {
                 warn!(
                     client = %self.client_addr,
@@ -294,13 +394,14 @@ impl Connection {
                     waited = %crate::config::show_duration(
                         pool.config.limits.queue_timeout
                     ),
+                    code = %EndCode::QueueTimeout,
                     "every backend full for the whole queue timeout; \
                      client reset"
                 );
                 // A reset, not a clean close: the client must not take
                 // the silence for an answer.
                 let _ = client.tcp().set_zero_linger();
-                return None;
+                return Err(EndCode::QueueTimeout);
             }
         }
     }
@@ -341,9 +442,23 @@ impl Connection {
         }
     }
 
-    /// Reports a failed connection to its health state, and logs the
-    /// change of state it makes, if any.
-    fn connection_failed(&self, backend: &Backend, why: &str) {
+    /// Reports a failed connection to its health state and its counters,
+    /// and logs the change of state it makes, if any.
+    fn connection_failed(&mut self, backend: &Backend, err: &ConnectError) {
+        let why = &err.to_string();
+        backend
+            .live
+            .stats
+            .connect_failures
+            .fetch_add(1, Ordering::Relaxed);
+        self.last_failure = if err.error.kind() == io::ErrorKind::TimedOut {
+            EndCode::ConnectTimeout
+        } else {
+            EndCode::ConnectFailed
+        };
+        if let Some(trace) = &mut self.trace {
+            trace.tried.push((backend.id.clone(), why.clone()));
+        }
         let rules = &self.pool.rules;
         let now = Instant::now();
         if let Some(change) = backend
@@ -373,6 +488,7 @@ impl Connection {
                 .acquire()
                 .await
                 .expect("the handshake semaphore is never closed");
+            let _counted = Gauge::up(&self.balancer.stats.handshakes);
             start.into_stream(acceptor.config().clone()).await
         };
         match tokio::time::timeout(limit, handshake).await {
@@ -403,17 +519,21 @@ impl Connection {
 /// backend's limit.
 const RAMP_TICK: std::time::Duration = std::time::Duration::from_millis(100);
 
-/// Logs that every backend tried for a client failed.
-fn log_unreachable(client_addr: SocketAddr, failed: &[bool]) {
-    warn!(
-        client = %client_addr,
-        phase = "connect",
-        tried = failed.iter().filter(|&&f| f).count(),
-        "no backend could be reached; client closed"
-    );
-}
-
 impl Connection {
+    /// Logs that every backend tried for this client failed; the end
+    /// code the last failure gives.
+    fn unreachable(&self, failed: &[bool]) -> EndCode {
+        let code = self.last_failure;
+        warn!(
+            client = %self.client_addr,
+            phase = "connect",
+            tried = failed.iter().filter(|&&f| f).count(),
+            code = %code,
+            "no backend could be reached; client closed"
+        );
+        code
+    }
+
     /// Logs that no backend is up, at most once a second however many
     /// clients arrive, with the count of those it did not log: a storm of
     /// clients must not become a storm of log lines.
@@ -430,6 +550,7 @@ impl Connection {
             client = %client_addr,
             phase = "choose",
             unlogged = others,
+            code = %EndCode::NoBackend,
             "no backend is up; client closed (at most one such line a \
              second: `unlogged` counts the others)"
         );

@@ -42,6 +42,12 @@ impl Reloader {
         let outcome = (self.source)().and_then(|config| {
             apply(&self.balancer, config).map_err(|err| err.to_string())
         });
+        let stats = &self.balancer.stats;
+        let counter = match &outcome {
+            Ok(_) => &stats.reloads_applied,
+            Err(_) => &stats.reloads_refused,
+        };
+        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         match &outcome {
             Ok(changed) if changed.is_empty() => {
                 info!("reloaded: nothing changed ({trigger})")
@@ -167,6 +173,7 @@ fn fixed_keys(old: &Config, new: &Config) -> Result<(), String> {
     let fixed = [
         ("listen", old.listen != new.listen),
         ("backlog", old.limits.backlog != new.limits.backlog),
+        ("log_format", old.log_format != new.log_format),
         ("[admin]", old.admin != new.admin),
         ("[upgrade]", old.upgrade != new.upgrade),
     ];

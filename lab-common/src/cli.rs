@@ -58,11 +58,23 @@ pub fn announce(addr: &str) {
 /// The address in the first `listening on ADDR` line of `output` (what
 /// [`announce`] printed, perhaps followed by words about it): how tests
 /// and tools learn the port a program bound.
+///
+/// A JSON line (`lb` with `log_format = "json"`) counts by its `message`.
 pub fn listening_addr(output: &str) -> Option<SocketAddr> {
     output
         .lines()
-        .find_map(|line| line.strip_prefix("listening on "))
-        .and_then(|rest| rest.split_whitespace().next())
+        .find_map(|line| {
+            if line.starts_with('{') {
+                let value: serde_json::Value =
+                    serde_json::from_str(line).ok()?;
+                let message = value.get("message")?.as_str()?;
+                return message
+                    .strip_prefix("listening on ")
+                    .map(str::to_owned);
+            }
+            line.strip_prefix("listening on ").map(str::to_owned)
+        })
+        .and_then(|rest| rest.split_whitespace().next().map(str::to_owned))
         .and_then(|addr| addr.parse().ok())
 }
 
@@ -88,5 +100,9 @@ mod tests {
         assert_eq!(addr, Some(SocketAddr::from(([127, 0, 0, 1], 3000))));
         assert_eq!(listening_addr("listening on nowhere\n"), None);
         assert_eq!(listening_addr("starting\n"), None);
+        let json = "{\"timestamp\":\"t\",\"level\":\"INFO\",\
+                    \"message\":\"listening on 127.0.0.1:3001\"}\n";
+        let addr = listening_addr(json);
+        assert_eq!(addr, Some(SocketAddr::from(([127, 0, 0, 1], 3001))));
     }
 }

@@ -24,6 +24,12 @@
 //!   -> backend B"; any other field follows as `(name: value)`.
 //! - `json`: one JSON object per event, with the event's fields and the
 //!   fields of every span it is in, for a program to read.
+//!
+//! `lb`, whose events carry their fields themselves, asks for
+//! [`Format::FlatJson`] instead: one flat object per line, the event's
+//! fields beside `timestamp`, `level` and `message`, which a log shipper
+//! reads without unnesting; [`json_line`] writes its stdout lines the
+//! same way.
 
 use std::fmt::{self, Write as _};
 use std::io::IsTerminal;
@@ -45,6 +51,31 @@ use tracing_subscriber::util::SubscriberInitExt;
 /// `RUST_LOG`, info and above are shown. Colours only on a terminal (and
 /// not with `NO_COLOR` set), so log files stay plain text.
 pub fn init() {
+    init_as(format_from_env().unwrap_or(Format::Readable));
+}
+
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// A sentence per event (the default).
+    Readable,
+    /// A JSON object per event, span fields nested (`LAB_LOG_FORMAT=json`).
+    Json,
+    /// A flat JSON object per event, for a program that has no spans.
+    FlatJson,
+}
+
+/// The format `LAB_LOG_FORMAT` asks for, if it is set: `json` for JSON,
+/// anything else for the readable format.
+pub fn format_from_env() -> Option<Format> {
+    match std::env::var("LAB_LOG_FORMAT").ok()?.as_str() {
+        "json" => Some(Format::Json),
+        _ => Some(Format::Readable),
+    }
+}
+
+/// [`init`] in a given format.
+pub fn init_as(format: Format) {
     let colour = std::io::stderr().is_terminal()
         && std::env::var_os("NO_COLOR").is_none();
     // A RUST_LOG that does not parse is said, not silently replaced: the
@@ -61,8 +92,8 @@ pub fn init() {
     };
     let registry = tracing_subscriber::registry().with(filter);
     // A second init (two runners in one test binary) is harmless.
-    let _ = match std::env::var("LAB_LOG_FORMAT").as_deref() {
-        Ok("json") => registry
+    let _ = match format {
+        Format::Json => registry
             .with(
                 tracing_subscriber::fmt::layer()
                     .json()
@@ -71,11 +102,48 @@ pub fn init() {
                     .with_writer(std::io::stderr),
             )
             .try_init(),
-        _ => registry.with(readable(std::io::stderr, colour)).try_init(),
+        Format::FlatJson => registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .flatten_event(true)
+                    .with_current_span(false)
+                    .with_span_list(false)
+                    .with_writer(std::io::stderr),
+            )
+            .try_init(),
+        Format::Readable => {
+            registry.with(readable(std::io::stderr, colour)).try_init()
+        }
     };
     if let Some(warning) = bad_filter {
         tracing::warn!("{warning}");
     }
+}
+
+/// One flat JSON log line, as [`Format::FlatJson`] writes an event:
+/// `timestamp`, `level` and `message`, then `fields`.
+pub fn json_line(
+    level: Level,
+    message: &str,
+    fields: &[(&str, &str)],
+) -> String {
+    let mut timestamp = String::new();
+    let _ = SystemTime.format_time(&mut Writer::new(&mut timestamp));
+    // In the order tracing-subscriber writes them (a serde_json map
+    // would sort the keys).
+    let quote = |text: &str| serde_json::Value::from(text).to_string();
+    let mut line = format!(
+        "{{\"timestamp\":{},\"level\":{},\"message\":{}",
+        quote(&timestamp),
+        quote(level.as_str()),
+        quote(message)
+    );
+    for (name, value) in fields {
+        let _ = write!(line, ",{}:{}", quote(name), quote(value));
+    }
+    line.push('}');
+    line
 }
 
 /// The readable format as a layer writing to `writer`, for a subscriber

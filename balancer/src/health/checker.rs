@@ -226,10 +226,15 @@ async fn check_loop(
     loop {
         // Shutdown does not wait for a check in progress: it can take a
         // whole `timeout`, and its verdict no longer matters.
+        let checking = Instant::now();
         let outcome = tokio::select! {
             () = shutdown.cancelled() => return,
             outcome = checker.check(&backend) => outcome,
         };
+        backend
+            .live
+            .stats
+            .checked(outcome.clone().err(), checking.elapsed());
         record(&backend, &checker.rules, outcome, &checker.queue);
         tokio::select! {
             () = shutdown.cancelled() => return,

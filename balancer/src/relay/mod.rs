@@ -36,6 +36,7 @@ use tokio::io::AsyncWrite;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::codes::{EndCode, Phase};
 use crate::stream::Stream;
 use buffer::Buffer;
 
@@ -54,8 +55,9 @@ pub enum End {
     Finished,
     /// No byte either way for the idle timeout.
     Idle,
-    /// One side had finished; the other stayed silent too long.
-    HalfClosed,
+    /// One side had finished; the other stayed silent too long:
+    /// `client_silent` if the backend was the one that had finished.
+    HalfClosed { client_silent: bool },
     /// The drain time after SIGTERM ran out.
     Cut,
     /// The client reset its connection (passed on as a reset).
@@ -75,12 +77,31 @@ impl fmt::Display for End {
         match self {
             End::Finished => f.write_str("finished"),
             End::Idle => f.write_str("idle timeout"),
-            End::HalfClosed => f.write_str("half-closed timeout"),
+            End::HalfClosed { .. } => f.write_str("half-closed timeout"),
             End::Cut => f.write_str("cut at the end of the drain"),
             End::ClientReset => f.write_str("client reset"),
             End::BackendReset => f.write_str("backend reset"),
             End::ClientError(err) => write!(f, "client error: {err}"),
             End::BackendError(err) => write!(f, "backend error: {err}"),
+        }
+    }
+}
+
+impl End {
+    /// Its end code (`codes.rs`).
+    pub fn code(&self) -> EndCode {
+        match self {
+            End::Finished => EndCode::Finished,
+            End::Idle => EndCode::Idle,
+            End::HalfClosed {
+                client_silent: true,
+            } => EndCode::ClientHalfClosed,
+            End::HalfClosed {
+                client_silent: false,
+            } => EndCode::BackendHalfClosed,
+            End::Cut => EndCode::Killed(Phase::Data),
+            End::ClientReset | End::ClientError(_) => EndCode::ClientAborted,
+            End::BackendReset | End::BackendError(_) => EndCode::BackendAborted,
         }
     }
 }
@@ -141,7 +162,11 @@ pub async fn relay(
             let deadline = last_moved + limit;
             if Instant::now() >= deadline {
                 let end = if half_closed {
-                    End::HalfClosed
+                    // The direction still open is the one whose source
+                    // has not ended: that side is the silent one.
+                    End::HalfClosed {
+                        client_silent: !up.is_done(),
+                    }
                 } else {
                     End::Idle
                 };
@@ -162,7 +187,7 @@ pub async fn relay(
     let (reset_client, reset_backend) = match end {
         End::ClientReset => (false, true),
         End::BackendReset => (true, false),
-        End::Idle | End::HalfClosed | End::Cut => (true, true),
+        End::Idle | End::HalfClosed { .. } | End::Cut => (true, true),
         _ => (false, false),
     };
     if reset_client {
