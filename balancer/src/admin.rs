@@ -100,6 +100,7 @@ pub async fn serve(
     stop: CancellationToken,
 ) -> std::io::Result<()> {
     let addr = listener.local_addr()?;
+    admin.balancer.decisions.enable();
     let shared = Arc::new(Shared {
         registry: metrics::registry(admin.balancer.clone()),
         admin,
@@ -333,10 +334,7 @@ async fn decisions(
             );
         }
     };
-    let Some(log) = &shared.admin.balancer.decisions else {
-        return axum::Json(json!([])).into_response();
-    };
-    let found = log.recent(
+    let found = shared.admin.balancer.decisions.recent(
         |decision| match wanted {
             None => true,
             Some((ip, port)) => {

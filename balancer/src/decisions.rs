@@ -6,11 +6,13 @@
 //! first pick, every backend tried that failed it and why, the one that
 //! served it, how long it waited in line, and how the connection ended.
 //! It is written when the connection ends (its end code is part of it),
-//! and only while the admin listener is on: without one nobody can read
-//! the ring, and a client costs no more than before.
+//! and only once an admin listener serves ([`Decisions::enable`]):
+//! without one nobody can read the ring, and a client costs no more than
+//! before.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
@@ -71,9 +73,20 @@ impl Decision {
 #[derive(Debug, Default)]
 pub struct Decisions {
     ring: Mutex<VecDeque<Decision>>,
+    enabled: AtomicBool,
 }
 
 impl Decisions {
+    /// Starts keeping records: an admin listener is there to read them.
+    pub fn enable(&self) {
+        self.enabled.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether records are kept.
+    pub fn enabled(&self) -> bool {
+        self.enabled.load(Ordering::Relaxed)
+    }
+
     pub fn record(&self, decision: Decision) {
         let mut ring = self.ring.lock().unwrap_or_else(PoisonError::into_inner);
         if ring.len() == KEPT {

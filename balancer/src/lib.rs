@@ -93,9 +93,9 @@ pub struct Balancer {
     no_backend_log: RateLimit,
     /// The listener's counters (`stats.rs`).
     pub stats: ListenerStats,
-    /// Why each client went where it went; kept only while the admin
-    /// listener is on (`decisions.rs`).
-    pub decisions: Option<Decisions>,
+    /// Why each client went where it went; kept once an admin listener
+    /// serves (`decisions.rs`).
+    pub decisions: Decisions,
 }
 // ANCHOR_END: balancer
 
@@ -190,7 +190,7 @@ impl Balancer {
             started: Instant::now(),
             no_backend_log: RateLimit::default(),
             stats: ListenerStats::new(),
-            decisions: config.admin.listen.is_some().then(Decisions::default),
+            decisions: Decisions::default(),
         })
     }
 

@@ -57,7 +57,7 @@ pub async fn serve_client(
         client_addr,
         phase: Phase::Handshake,
         last_failure: EndCode::ConnectFailed,
-        trace: balancer.decisions.as_ref().map(|_| Trace::default()),
+        trace: balancer.decisions.enabled().then(Trace::default),
     };
     // The handshake and the connect are boxed: their futures are big (a
     // TLS session being set up) and short-lived, and a task is as big as
@@ -172,12 +172,10 @@ impl Connection {
     ) {
         let lasted = started.elapsed();
         self.balancer.stats.ended(code, lasted);
-        let (Some(decisions), Some(trace)) =
-            (self.balancer.decisions.as_ref(), self.trace.take())
-        else {
+        let Some(trace) = self.trace.take() else {
             return;
         };
-        decisions.record(Decision {
+        self.balancer.decisions.record(Decision {
             at: std::time::SystemTime::now(),
             client: self.client_addr,
             algorithm: self.pool.config.algorithm,

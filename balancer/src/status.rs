@@ -158,9 +158,7 @@ pub fn stats(balancer: &Balancer) -> Value {
         .collect();
     let decisions: Vec<Value> = balancer
         .decisions
-        .as_ref()
-        .map(|d| d.recent(|_| true, DECISIONS_ON_PAGE))
-        .unwrap_or_default()
+        .recent(|_| true, DECISIONS_ON_PAGE)
         .iter()
         .map(|decision| decision.to_json())
         .collect();
