@@ -9,9 +9,11 @@
 #   scripts/walk-tutorial.sh        README.md and tutorial.md, command by
 #                                   command, output compared with the text
 #   scripts/faults.sh --lb-only     lb's fault suite at full size
+#   scripts/test-browser.sh         lb's status page in headless Chromium
 #   a lint of the scripts           shellcheck, on scripts/ and .ci/run
 #
-# It installs what it needs besides Rust (shellcheck, curl) with apt-get.
+# It installs what it needs besides Rust (shellcheck, curl) with apt-get;
+# test-browser.sh installs chromium and chromium-driver the same way.
 #
 #   scripts/check.sh                all of it
 #   scripts/check.sh --help         this text
@@ -51,6 +53,8 @@ echo "== scripts/walk-tutorial.sh (README.md and tutorial.md, command by command
 bash scripts/walk-tutorial.sh
 echo "== scripts/faults.sh --lb-only (lb's fault suite, full size)"
 bash scripts/faults.sh --lb-only
+echo "== scripts/test-browser.sh (the status page in headless Chromium)"
+bash scripts/test-browser.sh
 echo "== shellcheck"
 shellcheck scripts/*.sh scripts/lib/*.sh .ci/run
 echo "== all checks passed"

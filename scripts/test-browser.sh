@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Runs lb's status page in a real browser (balancer/tests/browser.rs):
+# headless Chromium, driven by chromedriver, against the real lb binary
+# and three backends. The page must list the backends, show one that
+# stops as down within two of its refreshes, and say so when lb is gone.
+# It saves a screenshot to target/admin/status-page.png.
+#
+#   scripts/test-browser.sh           install what is missing, run the test
+#   scripts/test-browser.sh --help    this text
+#
+# It installs Debian's chromium and chromium-driver with apt-get if they
+# are missing (as root), then runs
+#   cargo test -p balancer --test browser -- --ignored
+# The test is ignored in a plain `cargo test`, which needs no browser.
+set -euo pipefail
+# For print_header; sourcing only defines functions. (SC1091: shellcheck
+# follows it when given lib/lab.sh too, as check.sh does; alone, it
+# would only say that it did not.)
+# shellcheck source-path=SCRIPTDIR source=lib/lab.sh disable=SC1091
+source "$(dirname "${BASH_SOURCE[0]}")/lib/lab.sh"
+
+if [[ "${1:-}" == -h || "${1:-}" == --help ]]; then
+  print_header "${BASH_SOURCE[0]}"
+  exit 0
+fi
+if (( $# > 0 )); then
+  echo "error: unexpected argument '$1' (see --help)" >&2
+  exit 2
+fi
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+# The test starts these two by path: Debian's packages put them there.
+missing=()
+[[ -x /usr/bin/chromium ]] || missing+=(chromium)
+[[ -x /usr/bin/chromedriver ]] || missing+=(chromium-driver)
+if (( ${#missing[@]} > 0 )); then
+  if [[ $(id -u) -ne 0 ]] || ! command -v apt-get >/dev/null; then
+    echo "error: install ${missing[*]} (needs apt-get as root)" >&2
+    exit 1
+  fi
+  echo "== installing ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+cargo test -p balancer --test browser -- --ignored
