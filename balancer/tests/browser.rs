@@ -51,15 +51,20 @@ const POLL: Duration = Duration::from_millis(100);
 /// when the test panics, it kills that group by its id (chromedriver's
 /// pid), so no browser outlives the test (Chromium's crash handlers
 /// live in groups of their own, and exit when the browser is gone).
+/// Chromium's profile and its temporary files (`TMPDIR`) are in `dir`,
+/// removed after the kill: a killed browser leaves its lock files.
 struct Chromedriver {
     url: String,
     child: Child,
+    dir: tempfile::TempDir,
 }
 
 impl Chromedriver {
     fn start() -> Chromedriver {
+        let dir = tempfile::tempdir().expect("a temporary folder");
         let mut child = Command::new(CHROMEDRIVER)
             .arg("--port=0")
+            .env("TMPDIR", dir.path())
             .process_group(0)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -75,6 +80,7 @@ impl Chromedriver {
         let mut driver = Chromedriver {
             url: String::new(),
             child,
+            dir,
         };
         // Its output is read to the end, so that it never blocks on a
         // full pipe; the lines go to the test while it wants them.
@@ -108,10 +114,9 @@ impl Drop for Chromedriver {
     }
 }
 
-/// A headless Chromium session, 1200x800, with its profile in `profile`
-/// (a folder the test removes; chromedriver's own would stay behind if
-/// the test were cut short).
-async fn open_browser(driver: &Chromedriver, profile: &Path) -> Client {
+/// A headless Chromium session showing a page of 1200x800.
+async fn open_browser(driver: &Chromedriver) -> Client {
+    let profile = driver.dir.path().join("profile");
     let args = [
         // Root in a container: no sandbox, and no GPU to find.
         "--headless=new".to_owned(),
@@ -311,8 +316,7 @@ async fn the_status_page_follows_a_backend_down_and_lb_gone() {
     traffic(lb.addr, 9).await;
 
     let driver = Chromedriver::start();
-    let profile = tempfile::tempdir().expect("a temporary folder");
-    let browser = open_browser(&driver, profile.path()).await;
+    let browser = open_browser(&driver).await;
     let page = format!("http://{admin}/#token={TOKEN}");
     deadline("the status page", browser.goto(&page))
         .await
