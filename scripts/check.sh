@@ -8,6 +8,8 @@
 #   scripts/test-scripts.sh         the scripts, run as processes
 #   scripts/walk-tutorial.sh        README.md and tutorial.md, command by
 #                                   command, output compared with the text
+#   LAB_FULL_SIZE=1 cargo test ...  the tests whose issue names a size
+#                                   too slow for every cargo test
 #   scripts/faults.sh --lb-only     lb's fault suite at full size
 #   scripts/test-browser.sh         lb's status page in headless Chromium
 #   a lint of the scripts           shellcheck, on scripts/ and .ci/run
@@ -51,6 +53,8 @@ echo "== scripts/test-scripts.sh (the scripts, run as processes)"
 bash scripts/test-scripts.sh
 echo "== scripts/walk-tutorial.sh (README.md and tutorial.md, command by command)"
 bash scripts/walk-tutorial.sh
+echo "== full-size tests (the sizes the issues name; cargo test runs them smaller)"
+LAB_FULL_SIZE=1 cargo test -p balancer --test carry_over -- a_removed_backend
 echo "== scripts/faults.sh --lb-only (lb's fault suite, full size)"
 bash scripts/faults.sh --lb-only
 echo "== scripts/test-browser.sh (the status page in headless Chromium)"
