@@ -138,16 +138,17 @@ async fn open_browser(driver: &Chromedriver) -> Client {
     let browser = deadline("a Chromium session", builder.connect(&driver.url))
         .await
         .expect("chromedriver starts a Chromium session");
-    // --window-size counts the window, not the page in it: make the page
-    // itself 1200x800, the screenshot's size.
+    // --window-size counts the window, not the page in it: grow the
+    // 1200x800 window by what its frame takes, so that the page itself
+    // is 1200x800, the screenshot's size.
     let inner = browser.execute("return [innerWidth, innerHeight];", vec![]);
     let inner = deadline("the page's size", inner).await.expect("a size");
     let (width, height) = (
         inner[0].as_u64().expect("a width") as u32,
         inner[1].as_u64().expect("a height") as u32,
     );
-    let resize =
-        browser.set_window_size(2400 - width.min(1200), 1600 - height.min(800));
+    let frame = (1200 - width.min(1200), 800 - height.min(800));
+    let resize = browser.set_window_size(1200 + frame.0, 800 + frame.1);
     deadline("a resize", resize)
         .await
         .expect("the window resizes");
