@@ -6,9 +6,10 @@
 //! - `GET /`: the status page, which reads `/api/stats` every second;
 //! - `GET /api/stats`: the listener, every backend with its counters,
 //!   the last decisions and the end codes seen;
-//! - `GET /api/decisions?client=IP[:PORT]&limit=N`: why recent clients
-//!   went where they went, newest first;
-//! - `GET /api/explain?client=IP`: where a client from IP would go now;
+//! - `GET /api/decisions?client=IP[:PORT]&backend=ID&limit=N`: why
+//!   recent clients went where they went, newest first;
+//! - `GET /api/explain?client=IP`: where a new client from IP would go
+//!   now, and why;
 //! - `GET /metrics`: OpenMetrics text for Prometheus.
 //!
 //! Changing it:
@@ -53,7 +54,7 @@ use crate::Balancer;
 use crate::live::Admin as AdminState;
 use crate::reload::Reloader;
 use crate::select::Algorithm;
-use crate::{decisions, metrics, status};
+use crate::{metrics, status};
 
 /// What the admin handlers share.
 pub struct Admin {
@@ -298,22 +299,28 @@ fn params(
     }
 }
 
-/// `GET /api/decisions?client=IP[:PORT]&limit=N`.
+/// `GET /api/decisions?client=IP[:PORT]&backend=ID&limit=N`: newest
+/// first, 100 unless `limit` says (capped at what the ring keeps).
 async fn decisions(
     State(shared): State<Arc<Shared>>,
     Query(query): Query<HashMap<String, String>>,
 ) -> Response {
-    let query = match params(query, "/api/decisions", &["client", "limit"]) {
+    let allowed = ["client", "backend", "limit"];
+    let query = match params(query, "/api/decisions", &allowed) {
         Ok(query) => query,
         Err(rule) => return error(StatusCode::BAD_REQUEST, &rule),
     };
+    let log = &shared.admin.balancer.decisions;
     let limit = match query.get("limit").map(|n| n.parse::<usize>()) {
-        None => 20,
-        Some(Ok(n)) if (1..=decisions::KEPT).contains(&n) => n,
-        Some(_) => {
+        None => DEFAULT_DECISIONS,
+        Some(Ok(n)) => n.min(log.kept()),
+        Some(Err(_)) => {
             return error(
                 StatusCode::BAD_REQUEST,
-                &format!("limit: a whole number from 1 to {}", decisions::KEPT),
+                &format!(
+                    "limit: a whole number (more than {} is capped there)",
+                    log.kept()
+                ),
             );
         }
     };
@@ -323,7 +330,7 @@ async fn decisions(
             .map(|addr| (addr.ip(), Some(addr.port())))
             .or_else(|_| text.parse::<IpAddr>().map(|ip| (ip, None)))
     });
-    let wanted = match client {
+    let client = match client {
         None => None,
         Some(Ok(wanted)) => Some(wanted),
         Some(Err(_)) => {
@@ -334,19 +341,25 @@ async fn decisions(
             );
         }
     };
-    let found = shared.admin.balancer.decisions.recent(
-        |decision| match wanted {
-            None => true,
-            Some((ip, port)) => {
+    let backend = query.get("backend");
+    let found = log.recent(
+        |decision| {
+            let client_matches = client.is_none_or(|(ip, port)| {
                 decision.client.ip() == ip
                     && port.is_none_or(|port| decision.client.port() == port)
-            }
+            });
+            let backend_matches =
+                backend.is_none_or(|id| decision.backend.as_ref() == Some(id));
+            client_matches && backend_matches
         },
         limit,
     );
     axum::Json(found.iter().map(|d| d.to_json()).collect::<Value>())
         .into_response()
 }
+
+/// How many decisions `/api/decisions` gives without a `limit`.
+const DEFAULT_DECISIONS: usize = 100;
 
 /// `GET /api/explain?client=IP`.
 async fn explain(

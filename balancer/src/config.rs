@@ -78,14 +78,30 @@ impl LogFormat {
 }
 
 /// `[admin]`: the listener for the status page and the control API.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AdminConfig {
     /// Where it listens; `None`: no admin listener.
     pub listen: Option<HostPort>,
     /// A file holding the token every request must carry as
     /// `Authorization: Bearer TOKEN`. Required off loopback.
     pub token_file: Option<PathBuf>,
+    /// How many connections' decisions it keeps (`/api/decisions`).
+    pub decisions: usize,
 }
+
+impl Default for AdminConfig {
+    fn default() -> AdminConfig {
+        AdminConfig {
+            listen: None,
+            token_file: None,
+            decisions: crate::decisions::KEPT,
+        }
+    }
+}
+
+/// The most decisions `[admin] decisions` may keep: a record is a few
+/// hundred bytes, so this bounds the ring near 100 MB.
+pub const MAX_DECISIONS: u32 = 100_000;
 
 /// `[upgrade]`: where a new `lb` asks the running one for its listener.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -396,6 +412,18 @@ impl Config {
             if let Some(token) = &admin.token_file {
                 config.admin.token_file =
                     Some(file_path(file, folder, token, "admin.token_file")?);
+            }
+            if let Some(kept) = &admin.decisions {
+                config.admin.decisions =
+                    file.check(kept, "admin.decisions", |&n| {
+                        let n = whole(n, 0)?;
+                        if n > MAX_DECISIONS {
+                            return Err(format!(
+                                "must be at most {MAX_DECISIONS}, found {n}"
+                            ));
+                        }
+                        Ok(n as usize)
+                    })?;
             }
             if let (Some(listen), None) =
                 (&config.admin.listen, &config.admin.token_file)
@@ -832,6 +860,7 @@ struct RawHealth {
 struct RawAdmin {
     listen: Option<Spanned<String>>,
     token_file: Option<Spanned<String>>,
+    decisions: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]

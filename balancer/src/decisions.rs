@@ -1,10 +1,14 @@
 //! Why each client went where it went: one record per connection, kept
-//! in a ring of the last [`KEPT`], read through the admin listener
+//! in a ring of the last [`KEPT`] (or `[admin] decisions`), read through the admin listener
 //! (`GET /api/decisions`, and the page's last few).
 //!
-//! A record holds the algorithm's order of candidates at the client's
-//! first pick, every backend tried that failed it and why, the one that
-//! served it, how long it waited in line, and how the connection ended.
+//! A record holds every backend as the client's first pick saw it (its
+//! state, open connections and weight, and why it was skipped if it was),
+//! the hash key where the algorithm reads one, the algorithm's order of
+//! candidates, every backend tried that failed it and why, the one that
+//! served it, how long each phase took (the client's TLS handshake, the
+//! wait in line, the connect, the relay), the bytes, and how the
+//! connection ended.
 //! It is written when the connection ends (its end code is part of it),
 //! and only once an admin listener serves ([`Decisions::enable`]):
 //! without one nobody can read the ring, and a client costs no more than
@@ -19,9 +23,10 @@ use std::time::{Duration, SystemTime};
 use serde_json::{Value, json};
 
 use crate::codes::EndCode;
+use crate::pool::Considered;
 use crate::select::Algorithm;
 
-/// How many records the ring keeps.
+/// How many records the ring keeps unless `[admin] decisions` says.
 pub const KEPT: usize = 1000;
 
 /// One client's way through `lb`.
@@ -30,14 +35,18 @@ pub struct Decision {
     pub at: SystemTime,
     pub client: SocketAddr,
     pub algorithm: Algorithm,
-    /// The algorithm's order of usable backends at the first pick.
-    pub order: Vec<String>,
+    /// The client's hash key, for an algorithm that reads it (Maglev).
+    pub key: Option<u64>,
+    /// Every backend as the first pick saw it.
+    pub considered: Vec<Considered>,
+    /// The algorithm's order of candidates at the first pick: positions
+    /// in `considered`.
+    pub order: Vec<usize>,
     /// Each backend tried that failed, with why, in order.
     pub tried: Vec<(String, String)>,
     /// The backend that served it.
     pub backend: Option<String>,
-    /// Time spent in line for a full backend.
-    pub waited: Duration,
+    pub timings: Timings,
     pub code: EndCode,
     /// The end in words, as the log line says it.
     pub end: String,
@@ -46,20 +55,58 @@ pub struct Decision {
     pub lasted: Duration,
 }
 
+/// How long each phase of a connection took; `None` for a phase it did
+/// not reach (or, for the handshake, a plain front).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Timings {
+    pub handshake: Option<Duration>,
+    /// In line for a full backend, in all.
+    pub queue: Duration,
+    /// The connect (and TLS handshake) that reached its backend.
+    pub connect: Option<Duration>,
+    pub relay: Option<Duration>,
+}
+
+/// Milliseconds, to the hundredth.
+fn ms(duration: Duration) -> f64 {
+    (duration.as_secs_f64() * 1e5).round() / 100.0
+}
+
+impl Timings {
+    fn to_json(self) -> Value {
+        json!({
+            "handshake_ms": self.handshake.map(ms),
+            "queue_ms": ms(self.queue),
+            "connect_ms": self.connect.map(ms),
+            "relay_ms": self.relay.map(ms),
+        })
+    }
+}
+
+/// A client's hash key as text: 16 hex digits.
+pub fn show_key(key: u64) -> String {
+    format!("{key:016x}")
+}
+
 impl Decision {
     /// As `GET /api/decisions` shows it.
     pub fn to_json(&self) -> Value {
+        let id =
+            |&position: &usize| self.considered[position].backend.id.clone();
         json!({
             "at": unix_seconds(self.at),
             "client": self.client.to_string(),
             "algorithm": self.algorithm.name(),
-            "order": self.order,
+            "key": self.key.map(show_key),
+            "considered": self.considered.iter().map(Considered::to_json)
+                .collect::<Vec<_>>(),
+            "order": self.order.iter().map(id).collect::<Vec<_>>(),
             "tried": self.tried.iter().map(|(backend, error)| json!({
                 "backend": backend,
                 "error": error,
             })).collect::<Vec<_>>(),
             "backend": self.backend,
-            "waited_ms": self.waited.as_millis() as u64,
+            "timings": self.timings.to_json(),
             "code": self.code.as_str(),
             "end": self.end,
             "up": self.up,
@@ -70,13 +117,29 @@ impl Decision {
 }
 
 /// The ring of the last [`KEPT`] decisions.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Decisions {
     ring: Mutex<VecDeque<Decision>>,
+    /// How many it keeps (`[admin] decisions`).
+    kept: usize,
     enabled: AtomicBool,
 }
 
 impl Decisions {
+    /// A ring of `kept` records, not yet enabled.
+    pub fn new(kept: usize) -> Decisions {
+        Decisions {
+            ring: Mutex::new(VecDeque::new()),
+            kept,
+            enabled: AtomicBool::new(false),
+        }
+    }
+
+    /// How many it keeps.
+    pub fn kept(&self) -> usize {
+        self.kept
+    }
+
     /// Starts keeping records: an admin listener is there to read them.
     pub fn enable(&self) {
         self.enabled.store(true, Ordering::Relaxed);
@@ -88,8 +151,11 @@ impl Decisions {
     }
 
     pub fn record(&self, decision: Decision) {
+        if self.kept == 0 {
+            return;
+        }
         let mut ring = self.ring.lock().unwrap_or_else(PoisonError::into_inner);
-        if ring.len() == KEPT {
+        if ring.len() == self.kept {
             ring.pop_front();
         }
         ring.push_back(decision);
@@ -126,10 +192,12 @@ mod tests {
             at: SystemTime::now(),
             client: SocketAddr::from(([127, 0, 0, 1], port)),
             algorithm: Algorithm::RoundRobin,
-            order: vec!["a".into()],
+            key: None,
+            considered: Vec::new(),
+            order: Vec::new(),
             tried: Vec::new(),
             backend: Some("a".into()),
-            waited: Duration::ZERO,
+            timings: Timings::default(),
             code: EndCode::Finished,
             end: "finished".into(),
             up: 1,
@@ -140,7 +208,7 @@ mod tests {
 
     #[test]
     fn the_ring_keeps_the_newest_and_reads_them_newest_first() {
-        let decisions = Decisions::default();
+        let decisions = Decisions::new(KEPT);
         for port in 0..(KEPT as u16 + 10) {
             decisions.record(decision(port));
         }

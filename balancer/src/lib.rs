@@ -55,7 +55,7 @@ use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{info, warn};
+use tracing::{Instrument, info, warn};
 
 pub use config::Config;
 
@@ -96,6 +96,8 @@ pub struct Balancer {
     /// Why each client went where it went; kept once an admin listener
     /// serves (`decisions.rs`).
     pub decisions: Decisions,
+    /// The address the listener is bound to (`listen` may say port 0).
+    bound: std::sync::OnceLock<SocketAddr>,
 }
 // ANCHOR_END: balancer
 
@@ -190,13 +192,23 @@ impl Balancer {
             started: Instant::now(),
             no_backend_log: RateLimit::default(),
             stats: ListenerStats::new(),
-            decisions: Decisions::default(),
+            decisions: Decisions::new(config.admin.decisions),
+            bound: std::sync::OnceLock::new(),
         })
     }
 
     /// The current pool. A client keeps what this returns to its end.
     pub fn pool(&self) -> Arc<Pool> {
         self.pool.load_full()
+    }
+
+    /// The address clients connect to: where the listener is bound once
+    /// it serves, else what the config says.
+    pub fn listen_addr(&self) -> String {
+        match self.bound.get() {
+            Some(addr) => addr.to_string(),
+            None => self.pool().config.listen.to_string(),
+        }
     }
 
     /// The most client connections open at once, as now set.
@@ -461,6 +473,9 @@ pub async fn serve(
     balancer: Arc<Balancer>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<Drained, Error> {
+    if let Ok(addr) = listener.local_addr() {
+        let _ = balancer.bound.set(addr);
+    }
     balancer.sync_checkers();
     // A permit per open client connection, taken *before* accepting: at
     // the limit `lb` stops calling accept, and new clients wait in the
@@ -489,13 +504,26 @@ pub async fn serve(
         let shutdown = Shutdown {
             cut: balancer.cut.clone(),
         };
-        connections.spawn(proxy::serve_client(
-            balancer.clone(),
-            client,
-            client_addr,
-            shutdown,
-            permit,
-        ));
+        // A span per connection, for a subscriber at debug level (it
+        // carries the client, and gets the backend and the end code; its
+        // `decision` event has the rest); disabled, and nearly free, at
+        // the default level.
+        let span = tracing::debug_span!(
+            "connection",
+            client = %client_addr,
+            backend = tracing::field::Empty,
+            code = tracing::field::Empty,
+        );
+        connections.spawn(
+            proxy::serve_client(
+                balancer.clone(),
+                client,
+                client_addr,
+                shutdown,
+                permit,
+            )
+            .instrument(span),
+        );
     }
     drop(listener);
     lock(&balancer.checkers).stop();

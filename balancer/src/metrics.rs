@@ -16,6 +16,7 @@
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::SystemTime;
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
@@ -25,6 +26,7 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::{Registry, Unit};
 
 use crate::Balancer;
+use crate::codes::EndCode;
 use crate::live::State;
 use crate::status::{self, Row};
 
@@ -100,6 +102,17 @@ fn per_backend<M: EncodeMetric>(
     Ok(())
 }
 
+/// Why a client was turned away, and the end codes that count as each
+/// (`lb_listener_connections_refused_total{reason}`).
+const REFUSED: [(&str, &[EndCode]); 3] = [
+    ("no_backend", &[EndCode::NoBackend]),
+    (
+        "unreachable",
+        &[EndCode::ConnectFailed, EndCode::ConnectTimeout],
+    ),
+    ("queue_timeout", &[EndCode::QueueTimeout]),
+];
+
 impl Collector for Metrics {
     fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> fmt::Result {
         let balancer = &self.balancer;
@@ -107,35 +120,48 @@ impl Collector for Metrics {
         let e = &mut encoder;
         single(
             e,
-            "lb_connections_accepted",
+            "lb_listener_connections_accepted",
             "Client connections accepted.",
             None,
             &ConstCounter::new(load(&stats.accepted)),
         )?;
         single(
             e,
-            "lb_connections_open",
+            "lb_listener_connections_active",
             "Client connections open now.",
             None,
             &ConstGauge::new(load(&stats.open) as i64),
         )?;
         single(
             e,
-            "lb_connections_limit_reached",
-            "Times max_connections was reached (accepting paused).",
+            "lb_listener_connections_queued",
+            "Clients waiting in line for a full backend now.",
+            None,
+            &ConstGauge::new(balancer.queue().waiting() as i64),
+        )?;
+        let mut refused = e.encode_descriptor(
+            "lb_listener_connections_refused",
+            "Clients turned away: no backend up, none reachable, or every \
+             backend full for the whole queue timeout.",
+            None,
+            MetricType::Counter,
+        )?;
+        for (reason, codes) in REFUSED {
+            let count: u64 = codes.iter().map(|&c| stats.ended_with(c)).sum();
+            let labels = [("reason", reason)];
+            ConstCounter::new(count).encode(refused.encode_family(&labels)?)?;
+        }
+        single(
+            e,
+            "lb_listener_max_connections_reached",
+            "Times max_connections was reached (accepting paused; new \
+             clients wait in the kernel's listen queue).",
             None,
             &ConstCounter::new(load(&stats.limit_reached)),
         )?;
         single(
             e,
-            "lb_queue_waiting",
-            "Clients waiting in line for a full backend now.",
-            None,
-            &ConstGauge::new(balancer.queue().waiting() as i64),
-        )?;
-        single(
-            e,
-            "lb_handshakes_in_progress",
+            "lb_listener_handshakes_in_progress",
             "Client TLS handshakes in progress.",
             None,
             &ConstGauge::new(load(&stats.handshakes) as i64),
@@ -158,7 +184,7 @@ impl Collector for Metrics {
             &stats.duration_seconds,
         )?;
         let mut reloads = e.encode_descriptor(
-            "lb_reloads",
+            "lb_config_reloads",
             "Reloads of the config, applied or refused.",
             None,
             MetricType::Counter,
@@ -171,8 +197,33 @@ impl Collector for Metrics {
             ConstCounter::new(load(counter))
                 .encode(reloads.encode_family(&labels)?)?;
         }
+        let loaded = stats
+            .config_loaded()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default();
+        single(
+            e,
+            "lb_config_last_reload_success_timestamp",
+            "When the config in force was read (at start, or by the last \
+             reload that applied), in seconds since the Unix epoch.",
+            Some(&Unit::Seconds),
+            &ConstGauge::new(loaded.as_secs_f64()),
+        )?;
 
         let rows = status::rows(balancer);
+        per_backend(
+            e,
+            &rows,
+            "lb_backend_up",
+            "1 if the backend takes new clients now (up, or in its slow \
+             start), else 0.",
+            None,
+            MetricType::Gauge,
+            |row| {
+                let up = matches!(row.state, State::Up | State::SlowStart(_));
+                ConstGauge::new(i64::from(up))
+            },
+        )?;
         let mut state = e.encode_descriptor(
             "lb_backend_state",
             "1 for the backend's state now, 0 for the others.",
@@ -214,24 +265,25 @@ impl Collector for Metrics {
             MetricType::Counter,
             |row| ConstCounter::new(row.total),
         )?;
-        per_backend(
-            e,
-            &rows,
-            "lb_backend_sent",
-            "Bytes from clients to the backend, counted as connections end.",
+        let mut bytes = e.encode_descriptor(
+            "lb_backend",
+            "Bytes relayed through the backend's connections, counted as \
+             each ends: direction up is client to backend, down backend \
+             to client.",
             Some(&Unit::Bytes),
             MetricType::Counter,
-            |row| ConstCounter::new(load(&row.live.stats.bytes_up)),
         )?;
-        per_backend(
-            e,
-            &rows,
-            "lb_backend_received",
-            "Bytes from the backend to clients, counted as connections end.",
-            Some(&Unit::Bytes),
-            MetricType::Counter,
-            |row| ConstCounter::new(load(&row.live.stats.bytes_down)),
-        )?;
+        for row in &rows {
+            let stats = &row.live.stats;
+            for (direction, counter) in
+                [("up", &stats.bytes_up), ("down", &stats.bytes_down)]
+            {
+                let labels =
+                    [("backend", row.id.as_str()), ("direction", direction)];
+                ConstCounter::new(load(counter))
+                    .encode(bytes.encode_family(&labels)?)?;
+            }
+        }
         per_backend(
             e,
             &rows,
@@ -251,7 +303,7 @@ impl Collector for Metrics {
             |row| row.live.stats.connect_seconds.clone(),
         )?;
         let mut checks = e.encode_descriptor(
-            "lb_backend_checks",
+            "lb_health_checks",
             "Active health checks of the backend, passed or failed.",
             None,
             MetricType::Counter,
@@ -270,14 +322,11 @@ impl Collector for Metrics {
         per_backend(
             e,
             &rows,
-            "lb_backend_check_duration",
-            "How long the backend's last active check took.",
+            "lb_health_check_duration",
+            "How long the backend's active checks took.",
             Some(&Unit::Seconds),
-            MetricType::Gauge,
-            |row| {
-                let took = row.live.stats.last_check().map(|c| c.took);
-                ConstGauge::new(took.unwrap_or_default().as_secs_f64())
-            },
+            MetricType::Histogram,
+            |row| row.live.stats.check_seconds.clone(),
         )?;
         Ok(())
     }

@@ -14,6 +14,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use lab_common::Error;
 use tokio::time::Instant;
@@ -23,7 +24,7 @@ use crate::backend::Backend;
 use crate::config::Config;
 use crate::connect::BackendTls;
 use crate::health::HealthRules;
-use crate::live::Live;
+use crate::live::{Live, State};
 use crate::queue::Queue;
 use crate::select::{self, Candidate, Member, Select};
 
@@ -37,6 +38,31 @@ pub struct Pool {
     pub rules: HealthRules,
     /// How `tls://` backends are verified; `None` if there are none.
     pub backend_tls: Option<BackendTls>,
+}
+
+/// One backend as a client's choice saw it.
+#[derive(Clone, Debug)]
+pub struct Considered {
+    pub backend: Arc<Backend>,
+    pub state: State,
+    pub active: u32,
+    /// The weight the algorithm used (scaled by ten while any backend may
+    /// be in a slow start).
+    pub weight: u32,
+    /// Why it was not a candidate; `None` if it was.
+    pub skipped: Option<&'static str>,
+}
+
+impl Considered {
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "backend": self.backend.id,
+            "state": self.state.name(),
+            "active": self.active,
+            "weight": self.weight,
+            "skipped": self.skipped,
+        })
+    }
 }
 
 /// Weights are multiplied by this while any backend may be in a slow
@@ -94,39 +120,109 @@ impl Pool {
         candidates: &mut Vec<Candidate>,
         order: &mut Vec<usize>,
     ) {
+        self.candidates(failed, candidates);
+        self.selector.order(candidates, key, order);
+    }
+
+    /// Each backend as an algorithm sees it now: its weight (lowered in a
+    /// slow start), its open connections, and whether it may take this
+    /// client.
+    fn candidates(&self, failed: &[bool], candidates: &mut Vec<Candidate>) {
         let now = Instant::now();
         let slow_start = self.slow_start();
-        let scale = if slow_start.is_zero() { 1 } else { RAMP_SCALE };
         candidates.clear();
         candidates.extend(self.backends.iter().zip(failed).map(
             |(backend, &failed)| {
-                let live = &backend.live;
-                let ramp = live.ramp(now, slow_start);
-                let weight = match ramp {
-                    Some(share) => {
-                        let scaled =
-                            f64::from(backend.weight.saturating_mul(scale))
-                                * share;
-                        (scaled as u32).max(1)
-                    }
-                    None => backend.weight.saturating_mul(scale),
-                };
-                let full = backend
-                    .max_at(ramp)
-                    .is_some_and(|max| backend.active() >= max);
-                Candidate {
-                    weight,
-                    active: backend.active(),
-                    usable: !failed
-                        && !full
-                        && live.accepting()
-                        && live.healthy(now),
-                }
+                self.candidate(backend, failed, now, slow_start).0
             },
         ));
-        self.selector.order(candidates, key, order);
+    }
+
+    /// One backend as an algorithm sees it at `now`, and whether it is
+    /// full.
+    fn candidate(
+        &self,
+        backend: &Backend,
+        failed: bool,
+        now: Instant,
+        slow_start: Duration,
+    ) -> (Candidate, bool) {
+        let scale = if slow_start.is_zero() { 1 } else { RAMP_SCALE };
+        let live = &backend.live;
+        let ramp = live.ramp(now, slow_start);
+        let weight = match ramp {
+            Some(share) => {
+                let scaled =
+                    f64::from(backend.weight.saturating_mul(scale)) * share;
+                (scaled as u32).max(1)
+            }
+            None => backend.weight.saturating_mul(scale),
+        };
+        let full = backend
+            .max_at(ramp)
+            .is_some_and(|max| backend.active() >= max);
+        let candidate = Candidate {
+            weight,
+            active: backend.active(),
+            usable: !failed && !full && live.accepting() && live.healthy(now),
+        };
+        (candidate, full)
     }
     // ANCHOR_END: order
+
+    /// What `order` would give the next client from `key`, without
+    /// taking its turn: on a copy of the algorithm's state, if it has
+    /// one (`/api/explain`).
+    pub fn peek(
+        &self,
+        key: u64,
+        failed: &[bool],
+        candidates: &mut Vec<Candidate>,
+        order: &mut Vec<usize>,
+    ) {
+        self.candidates(failed, candidates);
+        match self.selector.copy() {
+            Some(copy) => copy.order(candidates, key, order),
+            None => self.selector.order(candidates, key, order),
+        }
+    }
+
+    /// Every backend as a client that `failed` on some sees it now, and
+    /// why those that are not candidates are not: what a decision record
+    /// and `/api/explain` show.
+    pub fn considered(&self, failed: &[bool]) -> Vec<Considered> {
+        let now = Instant::now();
+        let slow_start = self.slow_start();
+        self.backends
+            .iter()
+            .zip(failed)
+            .map(|(backend, &failed)| {
+                let (candidate, full) =
+                    self.candidate(backend, failed, now, slow_start);
+                let state = backend.live.state(now, slow_start);
+                let skipped = if candidate.usable {
+                    None
+                } else if failed {
+                    Some("already failed this client")
+                } else if !matches!(state, State::Up | State::SlowStart(_)) {
+                    Some(state.name())
+                } else if full {
+                    Some("full")
+                } else {
+                    // Healthy by its state, yet not usable: its passive
+                    // marks say to wait.
+                    Some("cooling_down")
+                };
+                Considered {
+                    backend: backend.clone(),
+                    state,
+                    active: candidate.active,
+                    weight: candidate.weight,
+                    skipped,
+                }
+            })
+            .collect()
+    }
 
     /// Whether a client that found no room may wait: some backend it has
     /// not failed would take it but for its `max_connections`.

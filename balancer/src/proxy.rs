@@ -20,16 +20,17 @@ use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 use tokio_rustls::LazyConfigAcceptor;
 use tokio_rustls::rustls::server::Acceptor;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::backend::{ActiveGuard, Backend};
 use crate::codes::{EndCode, Phase};
 use crate::connect::{self, ConnectError};
-use crate::decisions::Decision;
+use crate::decisions::{Decision, Timings};
+use crate::pool::Considered;
 use crate::pool::Pool;
 use crate::queue::Ticket;
 use crate::relay;
-use crate::select::{self, Candidate};
+use crate::select::{self, Algorithm, Candidate};
 use crate::stats::Gauge;
 use crate::stream::Stream;
 use crate::{Balancer, Shutdown};
@@ -57,7 +58,9 @@ pub async fn serve_client(
         client_addr,
         phase: Phase::Handshake,
         last_failure: EndCode::ConnectFailed,
-        trace: balancer.decisions.enabled().then(Trace::default),
+        trace: (balancer.decisions.enabled()
+            || tracing::enabled!(tracing::Level::DEBUG))
+        .then(Trace::default),
     };
     // The handshake and the connect are boxed: their futures are big (a
     // TLS session being set up) and short-lived, and a task is as big as
@@ -65,8 +68,16 @@ pub async fn serve_client(
     // task holds only what the relay needs. Until the relay starts, the
     // end of the drain simply drops the client.
     let setup = Box::pin(async {
+        let shaking = Instant::now();
         let client = match connection.front_handshake(client).await {
-            Ok(client) => client,
+            Ok(client) => {
+                if let (Stream::Tls(_), Some(trace)) =
+                    (&client, &mut connection.trace)
+                {
+                    trace.timings.handshake = Some(shaking.elapsed());
+                }
+                client
+            }
             Err(err) => {
                 let code = if err.kind() == io::ErrorKind::TimedOut {
                     EndCode::ClientHandshakeTimeout
@@ -117,7 +128,11 @@ pub async fn serve_client(
     // The backend's own token: cut at the end of `lb`'s drain, or of the
     // backend's when a reload removed it.
     let cut = chosen.live.cut().clone();
+    let relaying = Instant::now();
     let outcome = relay::relay(client, backend, timeouts, &cut).await;
+    if let Some(trace) = &mut connection.trace {
+        trace.timings.relay = Some(relaying.elapsed());
+    }
     let code = outcome.end.code();
     info!(
         client = %client_addr,
@@ -136,13 +151,14 @@ pub async fn serve_client(
 // ANCHOR_END: serve_client
 
 /// What a decision record gathers on a client's way (`decisions.rs`):
-/// only while the admin listener is on.
+/// only while an admin listener serves, or debug logging shows it.
 #[derive(Default)]
 struct Trace {
-    /// The algorithm's order at the first pick (ids).
-    order: Option<Vec<String>>,
+    /// The first pick: every backend as it saw them, and the algorithm's
+    /// order (positions among them).
+    first: Option<(Vec<Considered>, Vec<usize>)>,
     tried: Vec<(String, String)>,
-    waited: std::time::Duration,
+    timings: Timings,
 }
 
 // ANCHOR_END: serve_client
@@ -172,17 +188,27 @@ impl Connection {
     ) {
         let lasted = started.elapsed();
         self.balancer.stats.ended(code, lasted);
+        let span = tracing::Span::current();
+        span.record("code", code.as_str());
+        if let Some((backend, _)) = served {
+            span.record("backend", backend.id.as_str());
+        }
         let Some(trace) = self.trace.take() else {
             return;
         };
-        self.balancer.decisions.record(Decision {
+        let algorithm = self.pool.config.algorithm;
+        let (considered, order) = trace.first.unwrap_or_default();
+        let decision = Decision {
             at: std::time::SystemTime::now(),
             client: self.client_addr,
-            algorithm: self.pool.config.algorithm,
-            order: trace.order.unwrap_or_default(),
+            algorithm,
+            key: (algorithm == Algorithm::Maglev)
+                .then(|| select::client_key(self.client_addr.ip())),
+            considered,
+            order,
             tried: trace.tried,
             backend: served.map(|(backend, _)| backend.id.clone()),
-            waited: trace.waited,
+            timings: trace.timings,
             code,
             end: match served {
                 Some((_, outcome)) => outcome.end.to_string(),
@@ -191,7 +217,11 @@ impl Connection {
             up: served.map_or(0, |(_, outcome)| outcome.up),
             down: served.map_or(0, |(_, outcome)| outcome.down),
             lasted,
-        });
+        };
+        debug!(decision = %decision.to_json(), "decision");
+        if self.balancer.decisions.enabled() {
+            self.balancer.decisions.record(decision);
+        }
     }
 
     // ANCHOR: choose_and_connect
@@ -223,11 +253,10 @@ impl Connection {
                 )
                 .await?;
             if let Some(trace) = &mut self.trace
-                && trace.order.is_none()
+                && trace.first.is_none()
             {
-                let ids =
-                    order.iter().map(|&i| self.pool.backends[i].id.clone());
-                trace.order = Some(ids.collect());
+                let considered = self.pool.considered(&failed);
+                trace.first = Some((considered, order.clone()));
             }
             // The pool it chose in (a wait may have brought a newer one).
             let pool = self.pool.clone();
@@ -264,11 +293,15 @@ impl Connection {
                 .await
                 {
                     Ok(stream) => {
+                        let took = connecting.elapsed();
                         backend
                             .live
                             .stats
                             .connect_seconds
-                            .observe(connecting.elapsed().as_secs_f64());
+                            .observe(took.as_secs_f64());
+                        if let Some(trace) = &mut self.trace {
+                            trace.timings.connect = Some(took);
+                        }
                         self.connection_succeeded(backend);
                         return Ok((stream, guard));
                     }
@@ -383,7 +416,7 @@ impl Connection {
                 tokio::time::timeout_at(look_again, waiting.turn()).await;
             self.phase = Phase::Connect;
             if let Some(trace) = &mut self.trace {
-                trace.waited += waited_from.elapsed();
+                trace.timings.queue += waited_from.elapsed();
             }
             if turn.is_err() && look_again >= deadline {
                 warn!(

@@ -42,12 +42,7 @@ impl Reloader {
         let outcome = (self.source)().and_then(|config| {
             apply(&self.balancer, config).map_err(|err| err.to_string())
         });
-        let stats = &self.balancer.stats;
-        let counter = match &outcome {
-            Ok(_) => &stats.reloads_applied,
-            Err(_) => &stats.reloads_refused,
-        };
-        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.balancer.stats.reloaded(outcome.is_ok());
         match &outcome {
             Ok(changed) if changed.is_empty() => {
                 info!("reloaded: nothing changed ({trigger})")

@@ -10,7 +10,7 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use tokio::time::Instant;
@@ -31,6 +31,8 @@ pub struct BackendStats {
     last_check: Mutex<Option<Check>>,
     /// How long a successful connect (and TLS handshake) took.
     pub connect_seconds: Histogram,
+    /// How long each active check took, passed or failed.
+    pub check_seconds: Histogram,
 }
 
 /// The last active check's result.
@@ -53,6 +55,7 @@ impl BackendStats {
             last_check: Mutex::new(None),
             // 100 µs to about 6.5 s, by fours.
             connect_seconds: Histogram::new(exponential_buckets(1e-4, 4.0, 9)),
+            check_seconds: Histogram::new(exponential_buckets(1e-4, 4.0, 9)),
         }
     }
 
@@ -63,6 +66,7 @@ impl BackendStats {
             Some(_) => &self.checks_failed,
         };
         counter.fetch_add(1, Ordering::Relaxed);
+        self.check_seconds.observe(took.as_secs_f64());
         *self
             .last_check
             .lock()
@@ -111,6 +115,9 @@ pub struct ListenerStats {
     pub duration_seconds: Histogram,
     pub reloads_applied: AtomicU64,
     pub reloads_refused: AtomicU64,
+    /// When the config in force was read: at start, then at each reload
+    /// that applied.
+    config_loaded: Mutex<SystemTime>,
 }
 
 impl ListenerStats {
@@ -128,6 +135,7 @@ impl ListenerStats {
             )),
             reloads_applied: AtomicU64::new(0),
             reloads_refused: AtomicU64::new(0),
+            config_loaded: Mutex::new(SystemTime::now()),
         }
     }
 
@@ -135,6 +143,32 @@ impl ListenerStats {
     pub fn ended(&self, code: EndCode, lasted: Duration) {
         self.ended[code.index()].fetch_add(1, Ordering::Relaxed);
         self.duration_seconds.observe(lasted.as_secs_f64());
+    }
+
+    /// Notes a reload: applied, or refused.
+    pub fn reloaded(&self, applied: bool) {
+        if applied {
+            self.reloads_applied.fetch_add(1, Ordering::Relaxed);
+            *self
+                .config_loaded
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner) = SystemTime::now();
+        } else {
+            self.reloads_refused.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// When the config in force was read.
+    pub fn config_loaded(&self) -> SystemTime {
+        *self
+            .config_loaded
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Connections that ended with `code`.
+    pub fn ended_with(&self, code: EndCode) -> u64 {
+        self.ended[code.index()].load(Ordering::Relaxed)
     }
 
     /// Connections ended with each code, in [`EndCode::ALL`]'s order.

@@ -15,8 +15,9 @@ use serde_json::{Value, json};
 use tokio::time::Instant;
 
 use crate::Balancer;
-use crate::decisions::unix_seconds;
+use crate::decisions::{show_key, unix_seconds};
 use crate::live::{Live, State};
+use crate::pool::Considered;
 use crate::select::{self, Algorithm};
 use crate::stats::Check;
 
@@ -165,7 +166,7 @@ pub fn stats(balancer: &Balancer) -> Value {
     json!({
         "lb": {
             "version": env!("CARGO_PKG_VERSION"),
-            "listen": config.listen.to_string(),
+            "listen": balancer.listen_addr(),
             "algorithm": config.algorithm.name(),
             "started": wall_clock(balancer.started),
             "now": unix_seconds(SystemTime::now()),
@@ -188,48 +189,50 @@ pub fn stats(balancer: &Balancer) -> Value {
 // ANCHOR_END: stats
 
 // ANCHOR: explain
-/// `GET /api/explain?client=IP`: the backends in the order the
-/// algorithm would try them for a client from `ip` now, and the one it
-/// would get. Nothing changes: for an algorithm with a turn (round
-/// robin) or chance (random), the address alone decides nothing, and
-/// the answer says so instead of taking a turn.
+/// `GET /api/explain?client=IP`: which backend a new client from `ip`
+/// would get now, and why, in the shape of a decision record: every
+/// backend as the algorithm sees it, and its order. Nothing is connected
+/// and no turn is taken: a stateful algorithm (a turn, a generator,
+/// current weights) is asked on a copy of its state (`Select::copy`).
 pub fn explain(balancer: &Balancer, ip: IpAddr) -> Value {
     let pool = balancer.pool();
     let algorithm = pool.config.algorithm;
     let key = select::client_key(ip);
-    let (order, note) = if algorithm == Algorithm::Maglev {
-        let failed = vec![false; pool.backends.len()];
-        let (mut candidates, mut order) = (Vec::new(), Vec::new());
-        pool.order(key, &failed, &mut candidates, &mut order);
-        let ids: Vec<&str> = order
-            .iter()
-            .map(|&i| pool.backends[i].id.as_str())
-            .collect();
-        let note = format!(
-            "maglev: the client's address hashes to key {key:#018x}; its \
-             slot in the table names the first backend, and the backends \
-             that cannot take a client now are skipped"
-        );
-        (Some(ids), note)
-    } else {
-        let note = format!(
-            "{algorithm}: the address alone does not decide; the choice \
-             depends on {} at the moment the client arrives",
-            match algorithm {
-                Algorithm::RoundRobin | Algorithm::WeightedRoundRobin => {
-                    "whose turn it is"
-                }
-                Algorithm::LeastConnections => "the open connections",
-                _ => "chance",
-            }
-        );
-        (None, note)
+    let failed = vec![false; pool.backends.len()];
+    let (mut candidates, mut order) = (Vec::new(), Vec::new());
+    pool.peek(key, &failed, &mut candidates, &mut order);
+    let considered = pool.considered(&failed);
+    let ids: Vec<&str> = order
+        .iter()
+        .map(|&i| pool.backends[i].id.as_str())
+        .collect();
+    let note = match algorithm {
+        Algorithm::Maglev => {
+            "the address's key picks a slot of the table, which names the \
+             first backend; backends that cannot take a client now are \
+             skipped"
+        }
+        Algorithm::RoundRobin | Algorithm::WeightedRoundRobin => {
+            "the next client gets this whatever its address: it depends on \
+             the turn, and each client takes one"
+        }
+        Algorithm::LeastConnections => {
+            "the least loaded now ((open + 1) / weight); ties take turns, \
+             so it depends on the turn too"
+        }
+        Algorithm::Random | Algorithm::PowerOfTwo => {
+            "the generator's next draw, whatever the address: it depends \
+             on the turn, and another client may take that draw first"
+        }
     };
     json!({
         "client": ip.to_string(),
         "algorithm": algorithm.name(),
-        "order": order,
-        "backend": order.as_ref().and_then(|order| order.first()),
+        "key": (algorithm == Algorithm::Maglev).then(|| show_key(key)),
+        "considered": considered.iter().map(Considered::to_json)
+            .collect::<Vec<_>>(),
+        "order": ids,
+        "backend": ids.first(),
         "note": note,
     })
 }

@@ -82,6 +82,17 @@ async fn a_decision_shows_the_refused_candidate_and_who_served() {
     assert_eq!(decision["code"], "--");
     assert_eq!(decision["algorithm"], "round-robin");
     assert_eq!(decision["order"], serde_json::json!(["dead", "alive"]));
+    // Both were candidates at the first pick, with their state.
+    let considered = decision["considered"].as_array().unwrap();
+    for (seen, id) in considered.iter().zip(["dead", "alive"]) {
+        assert_eq!(seen["backend"], id, "{decision}");
+        assert_eq!(seen["skipped"], Value::Null, "{decision}");
+        assert_eq!(seen["state"], "up", "{decision}");
+    }
+    assert!(decision["timings"]["connect_ms"].is_number(), "{decision}");
+    assert!(decision["timings"]["relay_ms"].is_number(), "{decision}");
+    assert_eq!(decision["timings"]["handshake_ms"], Value::Null);
+    assert_eq!(decision["key"], Value::Null, "round robin reads no key");
     assert!(decision["down"].as_u64().unwrap() > 0, "{decision}");
 
     // One client, by address and port; another address has none.
@@ -90,6 +101,14 @@ async fn a_decision_shows_the_refused_candidate_and_who_served() {
     assert_eq!(one.as_array().unwrap().len(), 1, "{one}");
     let none = get(&lb, "/api/decisions?client=127.0.0.8").await;
     assert_eq!(none, serde_json::json!([]));
+    // By backend: both were served by `alive`, none by `dead`.
+    let alive = get(&lb, "/api/decisions?backend=alive").await;
+    assert_eq!(alive.as_array().unwrap().len(), 2, "{alive}");
+    let dead = get(&lb, "/api/decisions?backend=dead").await;
+    assert_eq!(dead, serde_json::json!([]));
+    // A limit above what the ring keeps is capped, not refused.
+    let all = get(&lb, "/api/decisions?limit=999999").await;
+    assert_eq!(all.as_array().unwrap().len(), 2, "{all}");
 
     // The same connects, counted per backend.
     let stats = get(&lb, "/api/stats").await;
@@ -143,19 +162,33 @@ async fn explain_names_the_backend_each_address_then_gets_under_maglev() {
 }
 
 #[tokio::test]
-async fn explain_says_when_the_address_alone_decides_nothing() {
-    let backends = RunningBackend::start_many(2).await;
-    let addrs = [backends[0].addr, backends[1].addr];
-    let lb = ControlledLb::start(named_config(&addrs, &["a", "b"])).await;
-    let explained = get(&lb, "/api/explain?client=127.0.0.2").await;
-    assert_eq!(explained["backend"], Value::Null);
-    let note = explained["note"].as_str().unwrap();
-    assert!(note.contains("whose turn it is"), "{note}");
-    // And explaining took no turn: the clients still alternate a, b.
-    let first = who_answers(lb.addr).await;
-    let second = who_answers(lb.addr).await;
-    assert_ne!(first, second);
-    lb.stop().await;
+async fn explain_names_the_next_clients_backend_without_taking_its_turn() {
+    let backends = RunningBackend::start_many(3).await;
+    let addrs: Vec<SocketAddr> = backends.iter().map(|b| b.addr).collect();
+    let names: Vec<String> = backends.iter().map(|b| b.name()).collect();
+    let ids: Vec<&str> = names.iter().map(String::as_str).collect();
+    for algorithm in [
+        Algorithm::RoundRobin,
+        Algorithm::WeightedRoundRobin,
+        Algorithm::Random,
+        Algorithm::PowerOfTwo,
+    ] {
+        let mut config = named_config(&addrs, &ids);
+        config.algorithm = algorithm;
+        let lb = ControlledLb::start(config).await;
+        for client in 0..6 {
+            // Asked twice: the same answer, so the first took no turn.
+            let first = get(&lb, "/api/explain?client=127.0.0.2").await;
+            let again = get(&lb, "/api/explain?client=127.0.0.2").await;
+            assert_eq!(first["order"], again["order"], "{algorithm}");
+            let note = first["note"].as_str().unwrap();
+            assert!(note.contains("turn"), "{algorithm}: {note}");
+            let expected = first["backend"].as_str().unwrap().to_owned();
+            let answered = who_answers(lb.addr).await;
+            assert_eq!(answered, expected, "{algorithm}, client {client}");
+        }
+        lb.stop().await;
+    }
 }
 
 /// The keys of `/api/stats`, which the page and scripts read: kept
@@ -230,14 +263,24 @@ async fn the_shape_of_api_stats_is_pinned() {
             "backend",
             "client",
             "code",
+            "considered",
             "down",
             "end",
+            "key",
             "ms",
             "order",
+            "timings",
             "tried",
-            "up",
-            "waited_ms"
+            "up"
         ]
+    );
+    assert_eq!(
+        keys(&stats["decisions"][0]["timings"]),
+        ["connect_ms", "handshake_ms", "queue_ms", "relay_ms"]
+    );
+    assert_eq!(
+        keys(&stats["decisions"][0]["considered"][0]),
+        ["active", "backend", "skipped", "state", "weight"]
     );
     assert_eq!(stats["ended"]["--"], 1, "{}", stats["ended"]);
     lb.stop().await;
@@ -260,9 +303,9 @@ async fn bad_requests_get_the_rule() {
         ),
         (
             reqwest::Method::GET,
-            "/api/decisions?limit=0",
+            "/api/decisions?limit=x",
             400,
-            "from 1 to",
+            "whole number",
         ),
         (reqwest::Method::GET, "/api/decisions?who=1", 400, "unknown"),
         (
@@ -330,7 +373,7 @@ async fn a_thousand_scrapes_at_once_are_all_answered_while_clients_are_served()
             .expect("the scrape is answered, not dropped");
         let text = String::from_utf8_lossy(&answer);
         if text.starts_with("HTTP/1.1 200") {
-            assert!(text.contains("lb_connections_accepted_total"));
+            assert!(text.contains("lb_listener_connections_accepted_total"));
             assert!(text.trim_end().ends_with("# EOF"), "a whole exposition");
             ok += 1;
         } else if text.starts_with("HTTP/1.1 503") {
@@ -359,4 +402,76 @@ fn url_addr(url: &str) -> String {
         .next()
         .unwrap()
         .to_owned()
+}
+
+#[tokio::test]
+async fn a_skipped_backend_says_why_in_explain() {
+    let backends = RunningBackend::start_many(3).await;
+    let addrs: Vec<SocketAddr> = backends.iter().map(|b| b.addr).collect();
+    let mut config = named_config(&addrs, &["a", "b", "c"]);
+    config.algorithm = Algorithm::Maglev;
+    let lb = ControlledLb::start(config).await;
+    assert_eq!(lb.act("b", "drain").await, 200);
+    let explained = get(&lb, "/api/explain?client=127.0.0.9").await;
+    let considered = explained["considered"].as_array().unwrap();
+    let skipped: Vec<(&str, &str)> = considered
+        .iter()
+        .filter_map(|c| Some((c["backend"].as_str()?, c["skipped"].as_str()?)))
+        .collect();
+    assert_eq!(skipped, [("b", "draining")], "{explained}");
+    assert_eq!(explained["order"].as_array().unwrap().len(), 2);
+    assert!(explained["key"].as_str().is_some_and(|k| k.len() == 16));
+    lb.stop().await;
+}
+
+/// `RUST_LOG=balancer=debug` shows each connection's decision, and
+/// `log_format = "json"` makes every line `lb` writes a flat JSON object,
+/// stdout's `listening on` included.
+#[tokio::test]
+async fn debug_logs_carry_the_decision_and_json_logs_are_json_lines() {
+    let backend = RunningBackend::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("lb.toml");
+    let text = format!(
+        "listen = \"127.0.0.1:0\"\nlog_format = \"json\"\n\
+         [[backends]]\naddress = \"{}\"\nid = \"only\"\n",
+        backend.addr
+    );
+    std::fs::write(&path, text).unwrap();
+    let mut lb = lab_common::testing::RunningBinary::start_with_env(
+        env!("CARGO_BIN_EXE_lb"),
+        &["--config", &path.display().to_string()],
+        &[("RUST_LOG", "balancer=debug,lb=info")],
+    )
+    .await;
+    assert_eq!(who_answers(lb.addr).await, backend.name());
+    let log = lb.wait_for_stderr("\"message\":\"decision\"").await;
+    let stdout = lb.wait_for_stdout("listening on").await;
+    for line in stdout.lines().chain(log.lines()) {
+        let object: Value = serde_json::from_str(line)
+            .unwrap_or_else(|err| panic!("not JSON ({err}): {line}"));
+        let fields = object.as_object().unwrap();
+        assert!(fields.contains_key("timestamp"), "{line}");
+        assert!(fields.contains_key("message"), "{line}");
+        assert!(
+            fields.values().all(|value| !value.is_object()),
+            "flat: {line}"
+        );
+    }
+    let decision_line = log
+        .lines()
+        .find(|line| line.contains("\"message\":\"decision\""))
+        .unwrap();
+    let line: Value = serde_json::from_str(decision_line).unwrap();
+    let decision: Value =
+        serde_json::from_str(line["decision"].as_str().unwrap()).unwrap();
+    assert_eq!(decision["backend"], "only", "{decision}");
+    assert_eq!(decision["code"], "--", "{decision}");
+    let closed = log
+        .lines()
+        .find(|line| line.contains("\"message\":\"closed\""))
+        .expect("the connection's last line");
+    let closed: Value = serde_json::from_str(closed).unwrap();
+    assert_eq!(closed["code"], "--");
+    assert_eq!(closed["backend"], "only");
 }

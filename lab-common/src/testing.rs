@@ -200,10 +200,21 @@ impl RunningBinary {
         program: &str,
         args: &[impl AsRef<OsStr>],
     ) -> RunningBinary {
+        RunningBinary::start_with_env(program, args, &[]).await
+    }
+
+    /// [`RunningBinary::start`] with `env` set over the defaults
+    /// (`RUST_LOG=info`, `NO_COLOR=1`).
+    pub async fn start_with_env(
+        program: &str,
+        args: &[impl AsRef<OsStr>],
+        env: &[(&str, &str)],
+    ) -> RunningBinary {
         let mut child = Command::new(program)
             .args(args)
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

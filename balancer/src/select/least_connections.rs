@@ -29,6 +29,13 @@ impl LeastConnections {
 }
 
 impl Select for LeastConnections {
+    fn copy(&self) -> Option<Box<dyn Select>> {
+        let next_tie = self.next_tie.load(Ordering::Relaxed);
+        Some(Box::new(LeastConnections {
+            next_tie: AtomicUsize::new(next_tie),
+        }))
+    }
+
     // ANCHOR: least_connections
     fn order(&self, backends: &[Candidate], _key: u64, order: &mut Vec<usize>) {
         order.clear();

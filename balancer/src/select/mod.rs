@@ -72,6 +72,14 @@ pub trait Select: Send + Sync + fmt::Debug {
     /// `backends` always has the length and the order of the list the
     /// algorithm was built for.
     fn order(&self, backends: &[Candidate], key: u64, order: &mut Vec<usize>);
+
+    /// A copy of its state (a turn, a generator, current weights), on
+    /// which `order` tells what the next client would get without
+    /// taking that client's turn (`/api/explain`). `None` for an
+    /// algorithm whose `order` changes nothing.
+    fn copy(&self) -> Option<Box<dyn Select>> {
+        None
+    }
 }
 // ANCHOR_END: candidate
 

@@ -67,6 +67,10 @@ fn landing(
 }
 
 impl Select for PowerOfTwo {
+    fn copy(&self) -> Option<Box<dyn Select>> {
+        Some(Box::new(PowerOfTwo::new(lock(&self.rng).clone())))
+    }
+
     // ANCHOR: power_of_two
     fn order(&self, backends: &[Candidate], _key: u64, order: &mut Vec<usize>) {
         order.clear();

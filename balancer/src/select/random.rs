@@ -41,6 +41,10 @@ impl WeightedRandom {
 }
 
 impl Select for WeightedRandom {
+    fn copy(&self) -> Option<Box<dyn Select>> {
+        Some(Box::new(WeightedRandom::new(lock(&self.rng).clone())))
+    }
+
     // ANCHOR: weighted_random
     fn order(&self, backends: &[Candidate], _key: u64, order: &mut Vec<usize>) {
         order.clear();

@@ -25,6 +25,13 @@ impl RoundRobin {
 }
 
 impl Select for RoundRobin {
+    fn copy(&self) -> Option<Box<dyn Select>> {
+        let next = self.next.load(Ordering::Relaxed);
+        Some(Box::new(RoundRobin {
+            next: AtomicUsize::new(next),
+        }))
+    }
+
     // ANCHOR: round_robin
     fn order(&self, backends: &[Candidate], _key: u64, order: &mut Vec<usize>) {
         order.clear();

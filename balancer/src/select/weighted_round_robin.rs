@@ -37,6 +37,13 @@ impl SmoothWeighted {
 }
 
 impl Select for SmoothWeighted {
+    fn copy(&self) -> Option<Box<dyn Select>> {
+        let current = lock(&self.current).clone();
+        Some(Box::new(SmoothWeighted {
+            current: Mutex::new(current),
+        }))
+    }
+
     fn order(&self, backends: &[Candidate], _key: u64, order: &mut Vec<usize>) {
         order.clear();
         push_usable(backends, order);
