@@ -12,10 +12,12 @@
 #                                   too slow for every cargo test
 #   scripts/faults.sh --lb-only     lb's fault suite at full size
 #   scripts/test-browser.sh         lb's status page in headless Chromium
+#   scripts/test-prometheus.sh      a real Prometheus scrapes lb's metrics
 #   a lint of the scripts           shellcheck, on scripts/ and .ci/run
 #
 # It installs what it needs besides Rust (shellcheck, curl) with apt-get;
-# test-browser.sh installs chromium and chromium-driver the same way.
+# test-browser.sh installs chromium and chromium-driver the same way, and
+# test-prometheus.sh prometheus.
 #
 #   scripts/check.sh                all of it
 #   scripts/check.sh --help         this text
@@ -59,6 +61,8 @@ echo "== scripts/faults.sh --lb-only (lb's fault suite, full size)"
 bash scripts/faults.sh --lb-only
 echo "== scripts/test-browser.sh (the status page in headless Chromium)"
 bash scripts/test-browser.sh
+echo "== scripts/test-prometheus.sh (a real Prometheus scrapes lb)"
+bash scripts/test-prometheus.sh
 echo "== shellcheck"
 shellcheck scripts/*.sh scripts/lib/*.sh .ci/run
 echo "== all checks passed"
