@@ -49,6 +49,8 @@ pub enum EndCode {
     /// `RQ`: every backend full for the whole queue timeout (the client
     /// gets a reset).
     QueueTimeout,
+    /// `CQ`: the client left (closed or reset) while it waited in line.
+    ClientLeftQueue,
     /// `CD`: the client reset its connection, or failed, during data.
     ClientAborted,
     /// `SD`: the backend reset its connection, or failed, during data.
@@ -69,7 +71,7 @@ pub enum EndCode {
 
 impl EndCode {
     /// Every code, in the order of the table in the docs.
-    pub const ALL: [EndCode; 16] = [
+    pub const ALL: [EndCode; 17] = [
         EndCode::Finished,
         EndCode::ClientHandshake,
         EndCode::ClientHandshakeTimeout,
@@ -77,6 +79,7 @@ impl EndCode {
         EndCode::ConnectFailed,
         EndCode::ConnectTimeout,
         EndCode::QueueTimeout,
+        EndCode::ClientLeftQueue,
         EndCode::ClientAborted,
         EndCode::BackendAborted,
         EndCode::Idle,
@@ -98,6 +101,7 @@ impl EndCode {
             EndCode::ConnectFailed => "SC",
             EndCode::ConnectTimeout => "sC",
             EndCode::QueueTimeout => "RQ",
+            EndCode::ClientLeftQueue => "CQ",
             EndCode::ClientAborted => "CD",
             EndCode::BackendAborted => "SD",
             EndCode::Idle => "tD",
@@ -131,6 +135,9 @@ impl EndCode {
             }
             EndCode::QueueTimeout => {
                 "every backend full for the whole queue timeout (reset)"
+            }
+            EndCode::ClientLeftQueue => {
+                "the client left while it waited in line (its place is freed)"
             }
             EndCode::ClientAborted => "the client reset or failed during data",
             EndCode::BackendAborted => {

@@ -142,6 +142,9 @@ pub struct Timeouts {
     pub half_closed: Duration,
     /// After SIGTERM or Ctrl-C, how long open connections may finish.
     pub drain: Duration,
+    /// How long data sent to a backend may go unacknowledged before the
+    /// connection is dropped (`TCP_USER_TIMEOUT`); zero: the kernel's.
+    pub unacknowledged: Duration,
 }
 
 /// `[limits]`.
@@ -215,6 +218,7 @@ impl Default for Config {
                 tls_handshake: Duration::from_secs(5),
                 idle: Duration::from_secs(300),
                 half_closed: Duration::from_secs(30),
+                unacknowledged: Duration::from_secs(60),
                 drain: Duration::from_secs(30),
             },
             limits: Limits {
@@ -830,6 +834,7 @@ struct RawTimeouts {
     idle: Option<Spanned<String>>,
     half_closed: Option<Spanned<String>>,
     drain: Option<Spanned<String>>,
+    unacknowledged: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -957,6 +962,12 @@ impl RawTimeouts {
                 false,
             ),
             (self.drain, "timeouts.drain", &mut timeouts.drain, true),
+            (
+                self.unacknowledged,
+                "timeouts.unacknowledged",
+                &mut timeouts.unacknowledged,
+                true,
+            ),
         ];
         for (value, key, slot, zero_ok) in fields {
             if let Some(value) = value {

@@ -6,7 +6,7 @@
 
 use std::fmt;
 use std::io;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -57,11 +57,20 @@ impl fmt::Debug for BackendTls {
     }
 }
 
-/// How long each phase of reaching a backend may take.
+/// How long each phase of reaching a backend may take, and what the
+/// connection is set up with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ConnectTimeouts {
     pub connect: Duration,
     pub tls_handshake: Duration,
+    /// How long data sent to the backend may go unacknowledged (or wait
+    /// behind a zero window) before the kernel drops the connection
+    /// (`TCP_USER_TIMEOUT`); `None`: the kernel's default, which
+    /// retransmits for about 15 minutes.
+    pub unacknowledged: Option<Duration>,
+    /// `lb`'s own listening address: a backend that resolves to it is a
+    /// loop, never dialled.
+    pub own: Option<SocketAddr>,
 }
 
 /// Which phase of reaching a backend failed, and how: what the log line
@@ -88,13 +97,12 @@ pub async fn connect(
     tls: Option<&BackendTls>,
     timeouts: ConnectTimeouts,
 ) -> Result<Stream, ConnectError> {
-    let tcp =
-        dial(&address.host_port, timeouts.connect)
-            .await
-            .map_err(|error| ConnectError {
-                phase: "connect",
-                error,
-            })?;
+    let tcp = dial(&address.host_port, timeouts).await.map_err(|error| {
+        ConnectError {
+            phase: "connect",
+            error,
+        }
+    })?;
     if !address.tls {
         return Ok(Stream::Plain(tcp));
     }
@@ -116,19 +124,60 @@ pub async fn connect(
     }
 }
 
-/// A TCP connection to `host_port` within `timeout`, with Nagle's
-/// algorithm off: small requests and answers should leave at once.
+// ANCHOR: dial
+/// A TCP connection to `host_port` within the connect timeout, with
+/// Nagle's algorithm off (small requests and answers should leave at
+/// once) and `TCP_USER_TIMEOUT` set. An address that is `lb`'s own
+/// listener is refused before any packet leaves: a loop would have `lb`
+/// connect to itself, which connects to itself again, until every
+/// descriptor is gone.
 async fn dial(
     host_port: &HostPort,
-    timeout: Duration,
+    timeouts: ConnectTimeouts,
 ) -> io::Result<TcpStream> {
-    let connecting = TcpStream::connect((host_port.host(), host_port.port()));
-    let tcp = tokio::time::timeout(timeout, connecting)
+    let connecting = async {
+        let addrs: Vec<SocketAddr> =
+            tokio::net::lookup_host((host_port.host(), host_port.port()))
+                .await?
+                .collect();
+        if let Some(own) = timeouts.own
+            && let Some(looped) = addrs.iter().find(|&&to| is_own(to, own))
+        {
+            return Err(io::Error::other(format!(
+                "loop: {host_port} is {looped}, lb's own listener \
+                 ({own}); not dialled"
+            )));
+        }
+        TcpStream::connect(addrs.as_slice()).await
+    };
+    let limit = timeouts.connect;
+    let tcp = tokio::time::timeout(limit, connecting)
         .await
-        .map_err(|_| timed_out(timeout))??;
+        .map_err(|_| timed_out(limit))??;
     tcp.set_nodelay(true)?;
+    if let Some(unacknowledged) = timeouts.unacknowledged {
+        let ms = u32::try_from(unacknowledged.as_millis()).unwrap_or(u32::MAX);
+        rustix::net::sockopt::set_tcp_user_timeout(&tcp, ms)?;
+    }
     Ok(tcp)
 }
+
+/// Whether connecting to `to` reaches the listener bound at `own`: the
+/// same port, and `own`'s address, or, for a wildcard `own`, any
+/// address of this machine (one a socket can be bound to).
+fn is_own(to: SocketAddr, own: SocketAddr) -> bool {
+    if to.port() != own.port() {
+        return false;
+    }
+    let ip = to.ip().to_canonical();
+    // Connecting to 0.0.0.0 (or ::) reaches this machine.
+    if ip.is_unspecified() || ip == own.ip().to_canonical() {
+        return true;
+    }
+    own.ip().is_unspecified()
+        && (ip.is_loopback() || std::net::UdpSocket::bind((ip, 0)).is_ok())
+}
+// ANCHOR_END: dial
 
 /// The name the backend's certificate must carry: the host exactly as
 /// written in its address, an IP address checked as an IP address.

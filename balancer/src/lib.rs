@@ -211,6 +211,12 @@ impl Balancer {
         }
     }
 
+    /// The address the listener is bound to, once it serves: what no
+    /// backend may resolve to (a loop).
+    pub fn own_addr(&self) -> Option<SocketAddr> {
+        self.bound.get().copied()
+    }
+
     /// The most client connections open at once, as now set.
     pub fn max_connections(&self) -> usize {
         self.permits.size.load(Ordering::Relaxed)
@@ -326,7 +332,7 @@ impl Balancer {
     /// operator's say (a disabled backend is not checked).
     pub fn sync_checkers(&self) {
         let pool = self.pool();
-        lock(&self.checkers).follow(&pool, &self.queue);
+        lock(&self.checkers).follow(&pool, &self.queue, self.own_addr());
     }
 
     /// Rebuilds the pool from its own config: the algorithm starts again

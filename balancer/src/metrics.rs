@@ -260,7 +260,8 @@ impl Collector for Metrics {
             e,
             &rows,
             "lb_backend_connections",
-            "Client connections given to the backend.",
+            "Client connections handed to the backend, a connect it \
+             refused included.",
             None,
             MetricType::Counter,
             |row| ConstCounter::new(row.total),

@@ -412,8 +412,20 @@ impl Connection {
             };
             self.phase = Phase::Queue;
             let waited_from = Instant::now();
-            let turn =
-                tokio::time::timeout_at(look_again, waiting.turn()).await;
+            let turn = tokio::select! {
+                turn = tokio::time::timeout_at(look_again, waiting.turn()) => {
+                    turn
+                }
+                () = client_left(client) => {
+                    info!(
+                        client = %self.client_addr,
+                        phase = "queue",
+                        code = %EndCode::ClientLeftQueue,
+                        "left while waiting in line; its place is given up"
+                    );
+                    return Err(EndCode::ClientLeftQueue);
+                }
+            };
             self.phase = Phase::Connect;
             if let Some(trace) = &mut self.trace {
                 trace.timings.queue += waited_from.elapsed();
@@ -542,7 +554,23 @@ impl Connection {
         connect::ConnectTimeouts {
             connect: timeouts.connect,
             tls_handshake: timeouts.tls_handshake,
+            unacknowledged: Some(timeouts.unacknowledged)
+                .filter(|limit| !limit.is_zero()),
+            own: self.balancer.own_addr(),
         }
+    }
+}
+
+/// Completes when `client` has closed or reset its connection: a peek
+/// that reads its end of stream, or fails. A client that has sent bytes
+/// (a request, or TLS's `close_notify`) cannot be watched so without
+/// reading them: for it this never completes, and its leaving is seen
+/// when its turn comes.
+async fn client_left(client: &Stream) {
+    let mut byte = [0u8; 1];
+    match client.tcp().peek(&mut byte).await {
+        Ok(0) | Err(_) => {}
+        Ok(_) => std::future::pending().await,
     }
 }
 

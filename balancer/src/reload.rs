@@ -213,6 +213,11 @@ pub fn changes(old: &Config, new: &Config) -> Vec<String> {
         ("timeouts.half_closed", a.half_closed, b.half_closed),
         ("timeouts.drain", a.drain, b.drain),
         (
+            "timeouts.unacknowledged",
+            a.unacknowledged,
+            b.unacknowledged,
+        ),
+        (
             "limits.queue_timeout",
             old.limits.queue_timeout,
             new.limits.queue_timeout,

@@ -11,6 +11,7 @@
 //! so a backend that accepts and then says nothing fails like one that
 //! refuses.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -48,6 +49,8 @@ struct Checker {
     rules: HealthRules,
     /// How `tls://` backends are verified: as for clients' traffic.
     tls: Option<BackendTls>,
+    /// `lb`'s own listener, which a check never dials (a loop).
+    own: Option<SocketAddr>,
 }
 
 // ANCHOR: checkers
@@ -98,7 +101,12 @@ impl Checkers {
     /// of the `n` started together is checked at `i × interval / n` into
     /// each interval: a hundred backends are not all dialled in the same
     /// millisecond, and no backend's verdict is older than one interval.
-    pub fn follow(&mut self, pool: &Pool, queue: &Arc<Queue>) {
+    pub fn follow(
+        &mut self,
+        pool: &Pool,
+        queue: &Arc<Queue>,
+        own: Option<SocketAddr>,
+    ) {
         if self.stop.is_cancelled() {
             return;
         }
@@ -130,6 +138,7 @@ impl Checkers {
             &config.health,
             pool.backend_tls.clone(),
             queue,
+            own,
         ));
         let start = Instant::now();
         let count = wanted.len();
@@ -175,8 +184,10 @@ impl Checker {
         config: &HealthConfig,
         tls: Option<BackendTls>,
         queue: &Arc<Queue>,
+        own: Option<SocketAddr>,
     ) -> Checker {
         Checker {
+            own,
             queue: queue.clone(),
             kind: config.kind,
             path: config.path.clone(),
@@ -296,6 +307,8 @@ impl Checker {
             let timeouts = ConnectTimeouts {
                 connect: Duration::MAX,
                 tls_handshake: Duration::MAX,
+                unacknowledged: None,
+                own: self.own,
             };
             let stream =
                 connect::connect(&backend.address, self.tls.as_ref(), timeouts)
@@ -440,7 +453,7 @@ mod tests {
             // As `Checkers::follow` starts them, without a pool.
             if config.kind != CheckKind::Off {
                 let checker =
-                    Arc::new(Checker::new(config, tls, &Queue::new()));
+                    Arc::new(Checker::new(config, tls, &Queue::new(), None));
                 let start = Instant::now();
                 for (i, backend) in backends.iter().enumerate() {
                     let first =

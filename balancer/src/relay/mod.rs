@@ -18,6 +18,25 @@
 //!   other, and a TLS peer that ends without `close_notify` is not given
 //!   one on the other side, so a cut transfer never looks complete.
 //!
+//! Every way a relay ends, and what each side then sees on the wire (a
+//! FIN is a clean end of stream; an RST makes the peer's next read fail
+//! with "connection reset"):
+//!
+//! | ending ([`End`]) | code | the client sees | the backend sees |
+//! |---|---|---|---|
+//! | finished: both sides ended | `--` | FIN, after every byte | FIN, after every byte |
+//! | client reset | `CD` | (it sent the RST) | RST |
+//! | backend reset | `SD` | RST | (it sent the RST) |
+//! | client error (not a reset) | `CD` | (its socket failed) | RST |
+//! | backend error: a corrupt TLS record, `ETIMEDOUT` (`unacknowledged`), a write error | `SD` | RST | (its socket failed) |
+//! | idle: no byte either way for `idle` | `tD` | RST | RST |
+//! | half-closed: one side finished, the other silent for `half_closed` | `cL` / `sL` | RST | RST |
+//! | cut: the drain ran out | `KD` | RST | RST |
+//!
+//! A TLS side also gets no `close_notify` where the table says RST. A
+//! plain client reading an answer to its end of stream (HTTP/1.0, say)
+//! so never takes half an answer for the whole one.
+//!
 //! The copying is written as one `poll` function over both directions
 //! (as `tokio::io::copy_bidirectional` is) rather than two tasks: one
 //! task per connection, no locks, and the two directions can share the
@@ -184,11 +203,14 @@ pub async fn relay(
     // whether a message was half sent, so both sides get a reset rather
     // than an end of stream a client could take for a complete answer.
     // (Errors here only mean the socket is gone already.)
+    // A side that failed otherwise (a corrupt TLS record, a timeout in
+    // the kernel) is a broken stream, not an end: the other side gets a
+    // reset as for a reset.
     let (reset_client, reset_backend) = match end {
-        End::ClientReset => (false, true),
-        End::BackendReset => (true, false),
+        End::ClientReset | End::ClientError(_) => (false, true),
+        End::BackendReset | End::BackendError(_) => (true, false),
         End::Idle | End::HalfClosed { .. } | End::Cut => (true, true),
-        _ => (false, false),
+        End::Finished => (false, false),
     };
     if reset_client {
         let _ = client.tcp().set_zero_linger();
