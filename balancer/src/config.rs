@@ -178,6 +178,17 @@ pub struct HealthConfig {
     /// How long a backend that comes back up takes to reach its whole
     /// weight and limit (zero: at once).
     pub slow_start: Duration,
+    /// The largest share of the backends (percent) the passive marks may
+    /// hold out at once; one backend always may be.
+    pub max_ejection_percent: u32,
+    /// Below this share (percent) of backends able to take a client,
+    /// balance over every backend the checks have not seen DOWN.
+    pub panic_threshold: u32,
+    /// How long a flapping backend is held DOWN at its first flap,
+    /// doubled at each next one (zero: never held).
+    pub hold_down: Duration,
+    /// UP this long, a backend that goes DOWN is not flapping.
+    pub stable: Duration,
 }
 
 /// How the active checks test a backend.
@@ -237,6 +248,10 @@ impl Default for Config {
                 failures: 3,
                 cooldown: Duration::from_secs(10),
                 slow_start: Duration::ZERO,
+                max_ejection_percent: 50,
+                panic_threshold: 50,
+                hold_down: Duration::from_secs(1),
+                stable: Duration::from_secs(30),
             },
             admin: AdminConfig::default(),
             upgrade: UpgradeConfig::default(),
@@ -858,6 +873,10 @@ struct RawHealth {
     failures: Option<Spanned<i64>>,
     cooldown: Option<Spanned<String>>,
     slow_start: Option<Spanned<String>>,
+    max_ejection_percent: Option<Spanned<i64>>,
+    panic_threshold: Option<Spanned<i64>>,
+    hold_down: Option<Spanned<String>>,
+    stable: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -1049,6 +1068,33 @@ impl RawHealth {
         if let Some(value) = self.cooldown {
             health.cooldown =
                 file.duration(&value, "health.cooldown", false)?;
+        }
+        let percents = [
+            (
+                self.max_ejection_percent,
+                "health.max_ejection_percent",
+                &mut health.max_ejection_percent,
+            ),
+            (
+                self.panic_threshold,
+                "health.panic_threshold",
+                &mut health.panic_threshold,
+            ),
+        ];
+        for (value, key, slot) in percents {
+            if let Some(value) = value {
+                *slot = file.check(&value, key, |&n| match n {
+                    0..=100 => Ok(n as u32),
+                    _ => Err(format!("a percentage, 0 to 100; found {n}")),
+                })?;
+            }
+        }
+        if let Some(value) = self.hold_down {
+            health.hold_down =
+                file.duration(&value, "health.hold_down", true)?;
+        }
+        if let Some(value) = self.stable {
+            health.stable = file.duration(&value, "health.stable", false)?;
         }
         Ok(())
     }

@@ -223,6 +223,16 @@ impl Live {
         lock(&self.health).usable(now)
     }
 
+    /// The two verdicts at `now`, read at once: whether the checks say
+    /// UP, and whether failed connections hold it out.
+    pub fn verdicts(&self, now: Instant) -> (bool, bool) {
+        let health = lock(&self.health);
+        (
+            health.status() == crate::health::Status::Up,
+            health.cooling_down(now),
+        )
+    }
+
     /// Whether the operator lets it take new clients, and it is not
     /// retiring.
     pub fn accepting(&self) -> bool {
@@ -447,12 +457,17 @@ mod tests {
             fall: 1,
             failures: 3,
             cooldown: Duration::from_secs(10),
+            may_eject: true,
+            hold_down: Duration::from_secs(1),
+            stable: Duration::from_secs(30),
         };
         assert_eq!(live.state(Instant::now(), slow), State::Up);
-        let _ = live.update_health(|h| h.check_failed(&rules, "refused"));
+        let _ = live.update_health(|h| {
+            h.check_failed(&rules, Instant::now(), "refused")
+        });
         assert_eq!(live.state(Instant::now(), slow), State::Down);
         tokio::time::advance(Duration::from_secs(1)).await;
-        let _ = live.update_health(|h| h.check_passed(&rules));
+        let _ = live.update_health(|h| h.check_passed(&rules, Instant::now()));
         assert_eq!(live.state(Instant::now(), slow), State::SlowStart(10));
         tokio::time::advance(Duration::from_secs(5)).await;
         assert_eq!(live.state(Instant::now(), slow), State::SlowStart(50));

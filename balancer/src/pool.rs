@@ -14,6 +14,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use lab_common::Error;
@@ -38,6 +39,9 @@ pub struct Pool {
     pub rules: HealthRules,
     /// How `tls://` backends are verified; `None` if there are none.
     pub backend_tls: Option<BackendTls>,
+    /// Whether it balances in panic now (`panic_threshold`), so that
+    /// entering and leaving it are logged once each.
+    panicking: AtomicBool,
 }
 
 /// One backend as a client's choice saw it.
@@ -105,6 +109,7 @@ impl Pool {
             backends,
             backend_tls,
             config,
+            panicking: AtomicBool::new(false),
         })
     }
 
@@ -126,16 +131,88 @@ impl Pool {
 
     /// Each backend as an algorithm sees it now: its weight (lowered in a
     /// slow start), its open connections, and whether it may take this
-    /// client.
+    /// client. In a panic (too few backends healthy, see
+    /// [`Pool::panic`]) every backend its checks have not seen DOWN may.
     fn candidates(&self, failed: &[bool], candidates: &mut Vec<Candidate>) {
         let now = Instant::now();
         let slow_start = self.slow_start();
         candidates.clear();
-        candidates.extend(self.backends.iter().zip(failed).map(
-            |(backend, &failed)| {
-                self.candidate(backend, failed, now, slow_start).0
-            },
-        ));
+        let (mut accepting, mut healthy) = (0, 0);
+        for (backend, &failed) in self.backends.iter().zip(failed) {
+            let (candidate, _) =
+                self.candidate(backend, failed, now, slow_start);
+            if backend.live.accepting() {
+                accepting += 1;
+                healthy += usize::from(backend.live.healthy(now));
+            }
+            candidates.push(candidate);
+        }
+        if !self.panic(healthy, accepting) {
+            return;
+        }
+        for ((candidate, backend), &failed) in
+            candidates.iter_mut().zip(&self.backends).zip(failed)
+        {
+            let (up, _cooling) = backend.live.verdicts(now);
+            let full = backend
+                .max_at(backend.live.ramp(now, slow_start))
+                .is_some_and(|max| backend.active() >= max);
+            candidate.usable =
+                !failed && !full && up && backend.live.accepting();
+        }
+    }
+
+    // ANCHOR: panic
+    /// Whether to balance in panic: fewer than `panic_threshold` percent
+    /// of the `accepting` backends (those the operator and the config
+    /// let take clients) are `healthy`. Then the passive marks are set
+    /// aside and every backend the active checks have not seen DOWN
+    /// takes clients, as Envoy does below its panic threshold and nginx
+    /// when every peer has failed: when most of the pool looks broken,
+    /// the marks are more likely wrong (a blip that hit them all) than
+    /// the backends, and a few refusing backends must not become an
+    /// outage. Entering and leaving it are logged once each.
+    fn panic(&self, healthy: usize, accepting: usize) -> bool {
+        let threshold = self.config.health.panic_threshold as usize;
+        let panic = accepting > 0 && healthy * 100 < accepting * threshold;
+        if self.panicking.swap(panic, Ordering::Relaxed) != panic {
+            if panic {
+                tracing::warn!(
+                    phase = "health",
+                    "panic: {healthy} of {accepting} backends can take \
+                     clients, under panic_threshold ({threshold}%): \
+                     balancing over every backend its checks have not \
+                     seen DOWN"
+                );
+            } else {
+                tracing::info!(
+                    phase = "health",
+                    "panic over: {healthy} of {accepting} backends can \
+                     take clients"
+                );
+            }
+        }
+        panic
+    }
+    // ANCHOR_END: panic
+
+    /// The health rules for a client's failed connection at `now`: the
+    /// passive marks may take its backend out only while fewer than
+    /// `max_ejection_percent` of the backends are (at least one always
+    /// may be), as Envoy's `max_ejection_percent` bounds its outlier
+    /// detection.
+    pub fn rules_now(&self, now: Instant) -> HealthRules {
+        let percent = self.config.health.max_ejection_percent as usize;
+        let most = (self.backends.len() * percent / 100).max(1);
+        let out = self
+            .backends
+            .iter()
+            .filter(|backend| backend.live.verdicts(now).1)
+            .count();
+        HealthRules {
+            may_eject: out < most,
+            ..self.rules
+        }
     }
 
     /// One backend as an algorithm sees it at `now`, and whether it is

@@ -99,24 +99,31 @@ pub async fn serve_client(
         let (backend, guard) = connection.choose_and_connect(&client).await?;
         Ok((client, backend, guard))
     });
-    let (client, backend, guard) =
-        match shutdown.cut.run_until_cancelled(setup).await {
-            Some(Ok(reached)) => reached,
-            Some(Err(code)) => {
-                connection.ended(code, None, started);
-                return;
-            }
-            None => {
-                let code = EndCode::Killed(connection.phase);
-                info!(
-                    client = %client_addr,
-                    code = %code,
-                    "cut at the end of the drain before reaching a backend"
-                );
-                connection.ended(code, None, started);
-                return;
-            }
-        };
+    // The cut is looked at first: a client in line whose turn comes at
+    // the very moment the drain runs out (the cut freed a place) must
+    // not start a connect then.
+    let reached = tokio::select! {
+        biased;
+        () = shutdown.cut.cancelled() => None,
+        reached = setup => Some(reached),
+    };
+    let (client, backend, guard) = match reached {
+        Some(Ok(reached)) => reached,
+        Some(Err(code)) => {
+            connection.ended(code, None, started);
+            return;
+        }
+        None => {
+            let code = EndCode::Killed(connection.phase);
+            info!(
+                client = %client_addr,
+                code = %code,
+                "cut at the end of the drain before reaching a backend"
+            );
+            connection.ended(code, None, started);
+            return;
+        }
+    };
     let chosen = guard.backend();
     // How a TLS backend's certificate was checked, for its log line.
     let certificate = match &backend {
@@ -502,8 +509,8 @@ impl Connection {
         if let Some(trace) = &mut self.trace {
             trace.tried.push((backend.id.clone(), why.clone()));
         }
-        let rules = &self.pool.rules;
         let now = Instant::now();
+        let rules = &self.pool.rules_now(now);
         if let Some(change) = backend
             .live
             .update_health(|state| state.connection_failed(rules, now, why))

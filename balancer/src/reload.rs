@@ -226,6 +226,12 @@ pub fn changes(old: &Config, new: &Config) -> Vec<String> {
         ("health.timeout", old.health.timeout, new.health.timeout),
         ("health.cooldown", old.health.cooldown, new.health.cooldown),
         (
+            "health.hold_down",
+            old.health.hold_down,
+            new.health.hold_down,
+        ),
+        ("health.stable", old.health.stable, new.health.stable),
+        (
             "health.slow_start",
             old.health.slow_start,
             new.health.slow_start,
@@ -244,6 +250,16 @@ pub fn changes(old: &Config, new: &Config) -> Vec<String> {
         ("health.rise", old.health.rise, new.health.rise),
         ("health.fall", old.health.fall, new.health.fall),
         ("health.failures", old.health.failures, new.health.failures),
+        (
+            "health.max_ejection_percent",
+            old.health.max_ejection_percent,
+            new.health.max_ejection_percent,
+        ),
+        (
+            "health.panic_threshold",
+            old.health.panic_threshold,
+            new.health.panic_threshold,
+        ),
     ] {
         differs(key, before.to_string(), after.to_string());
     }

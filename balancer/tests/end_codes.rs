@@ -25,9 +25,6 @@
 //! counter over `GET /metrics`. `KD` has a third way that needs neither:
 //! a reload that removes a backend drains and cuts its connections while
 //! `lb` runs on, so the binary's log and its `/metrics` both show it.
-//!
-//! `killed_in_line` is ignored, saying why: it finds a bug (a client in
-//! line when the drain runs out is cut as `KC`).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -1045,15 +1042,12 @@ async fn killed_in_the_client_handshake() {
     killed_in(Phase::Handshake, "KH").await;
 }
 
-// A client in line when the drain runs out is cut as `KC`: the end of
-// the drain cuts the client holding the backend's place first, the
-// place it frees wakes the one in line, and `run_until_cancelled` (in
-// proxy.rs) polls the setup before it looks at the cut, so the client
-// takes the place and starts a connect before it is cut.
+// A client in line when the drain runs out: the end of the drain cuts
+// the client holding the backend's place too, and the place it frees
+// wakes the one in line. `serve_client` looks at the cut before the
+// setup, so that client is cut where it was (`KQ`), not as it starts a
+// connect (`KC`, which this test once found).
 #[tokio::test]
-#[ignore = "lb bug: a client waiting in line when the drain runs out \
-            ends as KC, not KQ (proxy.rs, serve_client: \
-            run_until_cancelled polls the setup before the cut)"]
 async fn killed_in_line() {
     killed_in(Phase::Queue, "KQ").await;
 }

@@ -246,7 +246,7 @@ async fn check_loop(
             .live
             .stats
             .checked(outcome.clone().err(), checking.elapsed());
-        record(&backend, &checker.rules, outcome, &checker.queue);
+        record(&backend, &checker.rules, checking, outcome, &checker.queue);
         tokio::select! {
             () = shutdown.cancelled() => return,
             _ = ticks.tick() => {}
@@ -259,6 +259,7 @@ async fn check_loop(
 fn record(
     backend: &Backend,
     rules: &HealthRules,
+    started: Instant,
     outcome: Result<(), String>,
     queue: &Queue,
 ) {
@@ -278,8 +279,8 @@ fn record(
     let live = &backend.live;
     let back = live.update_health(|state| state.cooldown_over(Instant::now()));
     let change = live.update_health(|state| match &outcome {
-        Ok(()) => state.check_passed(rules),
-        Err(why) => state.check_failed(rules, why),
+        Ok(()) => state.check_passed(rules, started),
+        Err(why) => state.check_failed(rules, started, why),
     });
     for change in back.into_iter().chain(change) {
         change.log(id);
@@ -419,6 +420,7 @@ mod tests {
             failures: 3,
             cooldown: Duration::from_secs(10),
             slow_start: Duration::ZERO,
+            ..crate::config::Config::default().health
         }
     }
 
@@ -931,7 +933,7 @@ mod tests {
         log.wait_for(&flaky, 1, |event| event.is_check(true)).await;
 
         // Clients failed to reach it (as `proxy` reports them), though
-        // its checks pass: out, whatever they say.
+        // its checks pass: out until the next check passes.
         let went_out = Instant::now();
         for _ in 0..rules.failures {
             let change = flaky.live.update_health(|state| {
@@ -944,12 +946,11 @@ mod tests {
         assert!(!flaky.usable(went_out));
 
         let events = log.wait_for_change(&flaky, "back").await;
-        assert!(went_out.elapsed() >= config.cooldown);
         assert_eq!(
             changes(&events),
             [
                 "out for 200ms after 3 failed connections: connect: refused",
-                "back after its cooldown",
+                "back after a check passed, which ends its cooldown",
             ]
         );
         // Reported by the check just before the line.

@@ -13,7 +13,18 @@
 //!   the backend *out* for `cooldown`, whatever the checks say (nginx's
 //!   `max_fails` / `fail_timeout`). Clients notice a dead backend long
 //!   before a check every two seconds can, and this stops them from
-//!   paying a failed dial each while the checks catch up.
+//!   paying a failed dial each while the checks catch up. A check that
+//!   passes after the failures ends the cooldown at once: a short failure
+//!   of everything (a blip) must not keep clients away for a whole
+//!   cooldown once the backends answer again. (How many backends the
+//!   passive marks may hold out at once is the pool's to say:
+//!   [`HealthRules::may_eject`].)
+//!
+//! A backend that flaps (DOWN again less than `stable` after coming UP)
+//! is held DOWN after its checks pass again: `hold_down`, doubled at each
+//! flap in a row, as Envoy's ejection time grows with each ejection. Its
+//! state changes, and its log lines, grow rarer instead of following
+//! every flap.
 
 use std::fmt;
 use std::time::Duration;
@@ -34,7 +45,19 @@ pub struct HealthRules {
     /// `cooldown` (passive marking).
     pub failures: u32,
     pub cooldown: Duration,
+    /// Whether the passive marks may take this backend out now: the
+    /// pool says no when `max_ejection_percent` of its backends already
+    /// are (`Pool::rules_now`).
+    pub may_eject: bool,
+    /// How long a flapping backend is held DOWN at its first flap
+    /// (doubled at each next one); zero: never held.
+    pub hold_down: Duration,
+    /// UP this long, a backend that goes DOWN is not flapping.
+    pub stable: Duration,
 }
+
+/// The longest a flapping backend is held DOWN.
+const MAX_HOLD: Duration = Duration::from_secs(300);
 
 impl From<&HealthConfig> for HealthRules {
     fn from(config: &HealthConfig) -> HealthRules {
@@ -43,6 +66,9 @@ impl From<&HealthConfig> for HealthRules {
             fall: config.fall,
             failures: config.failures,
             cooldown: config.cooldown,
+            may_eject: true,
+            hold_down: config.hold_down,
+            stable: config.stable,
         }
     }
 }
@@ -157,6 +183,16 @@ pub struct HealthState {
     /// [`HealthState::usable`] compares it with the time, so clients come
     /// back on time even before the report.
     out_until: Option<Instant>,
+    /// While out: when it was taken out. A check that began after it and
+    /// passes ends the cooldown.
+    out_since: Option<Instant>,
+    /// When the checks last brought it UP (`None` before they ever did):
+    /// going DOWN again sooner than `stable` after it is a flap.
+    up_since: Option<Instant>,
+    /// Flaps in a row.
+    flaps: u32,
+    /// A flapping backend stays DOWN until then, whatever its checks say.
+    held_until: Option<Instant>,
 }
 // ANCHOR_END: health_state
 
@@ -170,6 +206,10 @@ impl HealthState {
             streak: 0,
             failed_connections: 0,
             out_until: None,
+            out_since: None,
+            up_since: None,
+            flaps: 0,
+            held_until: None,
         }
     }
 
@@ -201,21 +241,48 @@ impl HealthState {
     // ANCHOR_END: usable
 
     // ANCHOR: checks
-    /// An active check passed.
-    pub fn check_passed(&mut self, rules: &HealthRules) -> Option<Change> {
+    /// An active check that began `at` passed.
+    pub fn check_passed(
+        &mut self,
+        rules: &HealthRules,
+        at: Instant,
+    ) -> Option<Change> {
         self.ever_passed = true;
         match self.status {
             Status::Up => {
                 self.streak = 0;
-                None
+                // Out by failed connections, yet a check that began after
+                // them passes: the backend answers again (a blip is over),
+                // so clients may come back now, not at the cooldown's end.
+                let since = self.out_since?;
+                if since > at || !self.cooling_down(at) {
+                    return None;
+                }
+                self.out_until = None;
+                self.out_since = None;
+                self.failed_connections = 0;
+                Some(Change {
+                    kind: ChangeKind::Back,
+                    why: "after a check passed, which ends its cooldown"
+                        .to_owned(),
+                })
             }
             Status::Down => {
                 self.streak += 1;
                 if self.streak < rules.rise {
                     return None;
                 }
+                if self.held_until.is_some_and(|until| at < until) {
+                    // Flapping: held DOWN a while longer. The streak
+                    // stays complete, so the first check after the hold
+                    // brings it UP.
+                    self.streak = rules.rise;
+                    return None;
+                }
                 self.status = Status::Up;
                 self.streak = 0;
+                self.up_since = Some(at);
+                self.held_until = None;
                 let mut why = format!(
                     "after {}",
                     count(rules.rise as usize, "passed check")
@@ -228,6 +295,7 @@ impl HealthState {
                 // reports a cooldown's end just before each verdict, so
                 // a cooldown still recorded is still running.
                 self.failed_connections = 0;
+                self.out_since = None;
                 if self.out_until.take().is_some() {
                     why.push_str(", which ends its cooldown");
                 }
@@ -240,10 +308,11 @@ impl HealthState {
     }
 
     // ANCHOR: check_failed
-    /// An active check failed, for the reason `why`.
+    /// An active check that began `at` failed, for the reason `why`.
     pub fn check_failed(
         &mut self,
         rules: &HealthRules,
+        at: Instant,
         why: &str,
     ) -> Option<Change> {
         match self.status {
@@ -266,10 +335,11 @@ impl HealthState {
                 }
                 self.status = Status::Down;
                 self.streak = 0;
+                let held = self.flapped(rules, at);
                 Some(Change {
                     kind: ChangeKind::Down,
                     why: format!(
-                        "after {}: {why}",
+                        "after {}: {why}{held}",
                         count(rules.fall as usize, "failed check")
                     ),
                 })
@@ -277,6 +347,37 @@ impl HealthState {
         }
     }
     // ANCHOR_END: check_failed
+
+    // ANCHOR: flapped
+    /// Gone DOWN at `at`: if it came UP less than `stable` before, that
+    /// is one more flap in a row, and it is held DOWN for `hold_down`
+    /// doubled for each flap before this one. The words to add to the
+    /// log line, if held.
+    fn flapped(&mut self, rules: &HealthRules, at: Instant) -> String {
+        let up_for = self
+            .up_since
+            .map(|since| at.saturating_duration_since(since));
+        self.up_since = None;
+        if up_for.is_none_or(|up_for| up_for >= rules.stable) {
+            self.flaps = 0;
+            return String::new();
+        }
+        self.flaps += 1;
+        if rules.hold_down.is_zero() {
+            return String::new();
+        }
+        let doublings = (self.flaps - 1).min(16);
+        let hold = rules.hold_down.saturating_mul(1 << doublings).min(MAX_HOLD);
+        self.held_until = Some(at + hold);
+        format!(
+            "; flapping ({} in a row, each UP for less than {}): held \
+             DOWN for at least {}",
+            count(self.flaps as usize, "flap"),
+            show_duration(rules.stable),
+            show_duration(hold)
+        )
+    }
+    // ANCHOR_END: flapped
     // ANCHOR_END: checks
 
     // ANCHOR: passive
@@ -300,10 +401,17 @@ impl HealthState {
         if self.failed_connections < rules.failures {
             return back;
         }
+        if !rules.may_eject {
+            // Enough of the pool is out already: this one stays in. Its
+            // count stays full, so the next failure tries again.
+            self.failed_connections = rules.failures;
+            return back;
+        }
         // The count starts again from zero when the cooldown ends, so
         // after it the backend gets `failures` chances again, as at first.
         self.failed_connections = 0;
         self.out_until = Some(now + rules.cooldown);
+        self.out_since = Some(now);
         // With `failures = 1` the first failure after an unreported
         // cooldown ends it and starts the next: one line says both.
         let again = if back.is_some() { "again " } else { "" };
@@ -341,6 +449,7 @@ impl HealthState {
             return None;
         }
         self.out_until = None;
+        self.out_since = None;
         let why = match self.status {
             Status::Up => "after its cooldown".to_owned(),
             Status::Down => {
@@ -370,6 +479,9 @@ mod tests {
         fall: 3,
         failures: 3,
         cooldown: Duration::from_secs(10),
+        may_eject: true,
+        hold_down: Duration::from_secs(1),
+        stable: Duration::from_secs(30),
     };
 
     const REFUSED: &str = "connect: connection refused";
@@ -377,7 +489,7 @@ mod tests {
     /// A backend that has passed its first check, as most have.
     fn checked() -> HealthState {
         let mut state = HealthState::new();
-        assert_eq!(state.check_passed(&RULES), None);
+        assert_eq!(state.check_passed(&RULES, Instant::now()), None);
         state
     }
 
@@ -385,9 +497,16 @@ mod tests {
     fn down() -> HealthState {
         let mut state = checked();
         for _ in 1..RULES.fall {
-            assert_eq!(state.check_failed(&RULES, REFUSED), None);
+            assert_eq!(
+                state.check_failed(&RULES, Instant::now(), REFUSED),
+                None
+            );
         }
-        assert!(state.check_failed(&RULES, REFUSED).is_some());
+        assert!(
+            state
+                .check_failed(&RULES, Instant::now(), REFUSED)
+                .is_some()
+        );
         state
     }
 
@@ -412,7 +531,7 @@ mod tests {
     #[test]
     fn a_backend_dead_at_start_is_down_after_one_failed_check() {
         let mut state = HealthState::new();
-        let change = state.check_failed(&RULES, REFUSED);
+        let change = state.check_failed(&RULES, Instant::now(), REFUSED);
         assert_eq!(
             change.map(|change| change.to_string()),
             Some(format!("DOWN after its first check failed: {REFUSED}"))
@@ -425,10 +544,13 @@ mod tests {
     fn once_a_check_passed_it_takes_fall_failures_in_a_row() {
         let mut state = checked();
         for _ in 1..RULES.fall {
-            assert_eq!(state.check_failed(&RULES, REFUSED), None);
+            assert_eq!(
+                state.check_failed(&RULES, Instant::now(), REFUSED),
+                None
+            );
             assert_eq!(state.status(), Status::Up);
         }
-        let change = state.check_failed(&RULES, REFUSED);
+        let change = state.check_failed(&RULES, Instant::now(), REFUSED);
         assert_eq!(
             change.map(|change| change.to_string()),
             Some(format!("DOWN after 3 failed checks: {REFUSED}"))
@@ -441,9 +563,12 @@ mod tests {
         let mut state = checked();
         for _ in 0..5 {
             for _ in 1..RULES.fall {
-                assert_eq!(state.check_failed(&RULES, REFUSED), None);
+                assert_eq!(
+                    state.check_failed(&RULES, Instant::now(), REFUSED),
+                    None
+                );
             }
-            assert_eq!(state.check_passed(&RULES), None);
+            assert_eq!(state.check_passed(&RULES, Instant::now()), None);
         }
         assert_eq!(state.status(), Status::Up);
     }
@@ -452,10 +577,10 @@ mod tests {
     fn a_down_backend_comes_up_after_rise_passes_in_a_row() {
         let mut state = down();
         for _ in 1..RULES.rise {
-            assert_eq!(state.check_passed(&RULES), None);
+            assert_eq!(state.check_passed(&RULES, Instant::now()), None);
             assert_eq!(state.status(), Status::Down);
         }
-        let change = state.check_passed(&RULES);
+        let change = state.check_passed(&RULES, Instant::now());
         assert_eq!(
             change.map(|change| change.to_string()),
             Some("UP after 2 passed checks".to_owned())
@@ -468,9 +593,12 @@ mod tests {
         let mut state = down();
         for _ in 0..5 {
             for _ in 1..RULES.rise {
-                assert_eq!(state.check_passed(&RULES), None);
+                assert_eq!(state.check_passed(&RULES, Instant::now()), None);
             }
-            assert_eq!(state.check_failed(&RULES, REFUSED), None);
+            assert_eq!(
+                state.check_failed(&RULES, Instant::now(), REFUSED),
+                None
+            );
         }
         assert_eq!(state.status(), Status::Down);
     }
@@ -478,10 +606,14 @@ mod tests {
     #[test]
     fn a_dead_at_start_backend_needs_rise_passes_to_come_up() {
         let mut state = HealthState::new();
-        assert!(state.check_failed(&RULES, REFUSED).is_some());
-        assert_eq!(state.check_passed(&RULES), None);
+        assert!(
+            state
+                .check_failed(&RULES, Instant::now(), REFUSED)
+                .is_some()
+        );
+        assert_eq!(state.check_passed(&RULES, Instant::now()), None);
         assert_eq!(state.status(), Status::Down);
-        assert!(state.check_passed(&RULES).is_some());
+        assert!(state.check_passed(&RULES, Instant::now()).is_some());
         assert_eq!(state.status(), Status::Up);
     }
 
@@ -489,10 +621,10 @@ mod tests {
     fn back_up_it_takes_fall_failures_again_not_one() {
         let mut state = down();
         for _ in 0..RULES.rise {
-            let _ = state.check_passed(&RULES);
+            let _ = state.check_passed(&RULES, Instant::now());
         }
         assert_eq!(state.status(), Status::Up);
-        assert_eq!(state.check_failed(&RULES, REFUSED), None);
+        assert_eq!(state.check_failed(&RULES, Instant::now(), REFUSED), None);
         assert_eq!(state.status(), Status::Up);
     }
 
@@ -511,10 +643,8 @@ mod tests {
         );
         assert!(!state.usable(start));
 
-        // Whatever the active checks say, it stays out.
-        for _ in 0..5 {
-            assert_eq!(state.check_passed(&RULES), None);
-        }
+        // With no check that passes (checks off, say), it stays out for
+        // the whole cooldown.
         tokio::time::advance(RULES.cooldown - Duration::from_millis(1)).await;
         assert!(!state.usable(Instant::now()));
         assert_eq!(state.cooldown_over(Instant::now()), None);
@@ -606,7 +736,7 @@ mod tests {
         let mut state = checked();
         let _ = fail_connections(&mut state, Instant::now());
         for _ in 0..RULES.fall {
-            let _ = state.check_failed(&RULES, REFUSED);
+            let _ = state.check_failed(&RULES, Instant::now(), REFUSED);
         }
         tokio::time::advance(RULES.cooldown).await;
         let now = Instant::now();
@@ -623,10 +753,10 @@ mod tests {
         let start = Instant::now();
         let _ = fail_connections(&mut state, start);
         for _ in 0..RULES.fall {
-            let _ = state.check_failed(&RULES, REFUSED);
+            let _ = state.check_failed(&RULES, Instant::now(), REFUSED);
         }
-        let _ = state.check_passed(&RULES);
-        let change = state.check_passed(&RULES);
+        let _ = state.check_passed(&RULES, Instant::now());
+        let change = state.check_passed(&RULES, Instant::now());
         assert_eq!(
             change.map(|change| change.to_string()),
             Some(
@@ -636,13 +766,88 @@ mod tests {
         assert_eq!(state.status(), Status::Up);
         assert!(state.usable(start));
 
-        // Out while the checks pass all along: out for the whole
-        // cooldown, whatever they say.
+        // Out while the checks pass all along: a check that began
+        // before the failures says nothing of them; the next one that
+        // passes ends the cooldown.
         let mut state = checked();
-        let _ = fail_connections(&mut state, start);
-        assert_eq!(state.check_passed(&RULES), None);
-        assert!(!state.usable(start));
-        assert!(state.usable(start + RULES.cooldown));
+        let before = Instant::now();
+        tokio::time::advance(Duration::from_millis(10)).await;
+        let out_at = Instant::now();
+        let _ = fail_connections(&mut state, out_at);
+        assert_eq!(state.check_passed(&RULES, before), None);
+        assert!(!state.usable(out_at));
+        tokio::time::advance(Duration::from_millis(500)).await;
+        let change = state.check_passed(&RULES, Instant::now());
+        assert_eq!(
+            change.map(|change| change.to_string()),
+            Some("back after a check passed, which ends its cooldown".into())
+        );
+        assert!(state.usable(Instant::now()));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_pool_may_say_no_to_one_more_passive_mark() {
+        let crowded = HealthRules {
+            may_eject: false,
+            ..RULES
+        };
+        let mut state = checked();
+        let now = Instant::now();
+        for _ in 0..RULES.failures * 2 {
+            assert_eq!(state.connection_failed(&crowded, now, REFUSED), None);
+        }
+        assert!(state.usable(now), "stays in while the pool has no room");
+        // Room again: the very next failure takes it out.
+        let out = state.connection_failed(&RULES, now, REFUSED);
+        assert_eq!(out.map(|change| change.kind), Some(ChangeKind::Out));
+    }
+
+    /// Takes `state` (UP) DOWN with `fall` failed checks at `at`.
+    fn fail_checks(state: &mut HealthState, at: Instant) -> Option<Change> {
+        (0..RULES.fall)
+            .map(|_| state.check_failed(&RULES, at, REFUSED))
+            .last()
+            .flatten()
+    }
+
+    /// Brings `state` (DOWN) UP with `rise` passed checks at `at`, if it
+    /// may come up then.
+    fn pass_checks(state: &mut HealthState, at: Instant) -> Option<Change> {
+        (0..RULES.rise)
+            .map(|_| state.check_passed(&RULES, at))
+            .last()
+            .flatten()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_flapping_backend_is_held_down_longer_at_each_flap() {
+        let mut state = checked();
+        let step = Duration::from_millis(300);
+        // A first fall after a long time up: no flap, no hold.
+        let down = fail_checks(&mut state, Instant::now()).unwrap();
+        assert!(!down.why.contains("flapping"), "{down}");
+        tokio::time::advance(step).await;
+        assert!(pass_checks(&mut state, Instant::now()).is_some(), "up");
+        // Each next fall within `stable` of coming up holds it longer:
+        // 1 s, 2 s, 4 s (hold_down 1 s, doubled).
+        for hold in [1, 2, 4] {
+            tokio::time::advance(step).await;
+            let down = fail_checks(&mut state, Instant::now()).unwrap();
+            let held = format!("held DOWN for at least {hold}s");
+            assert!(down.why.contains(&held), "{down}");
+            let went_down = Instant::now();
+            tokio::time::advance(step).await;
+            assert_eq!(pass_checks(&mut state, Instant::now()), None);
+            assert_eq!(state.status(), Status::Down, "held");
+            tokio::time::advance(Duration::from_secs(hold)).await;
+            let up = state.check_passed(&RULES, Instant::now());
+            assert!(up.is_some(), "the first check after the hold");
+            assert!(went_down.elapsed() >= Duration::from_secs(hold));
+        }
+        // UP for `stable`: the next fall is no flap again.
+        tokio::time::advance(RULES.stable).await;
+        let down = fail_checks(&mut state, Instant::now()).unwrap();
+        assert!(!down.why.contains("flapping"), "{down}");
     }
 
     #[tokio::test(start_paused = true)]
@@ -652,14 +857,17 @@ mod tests {
             fall: 1,
             failures: 1,
             cooldown: Duration::from_millis(500),
+            may_eject: true,
+            hold_down: Duration::from_secs(1),
+            stable: Duration::from_secs(30),
         };
         let mut state = checked();
-        let down = state.check_failed(&rules, "timed out");
+        let down = state.check_failed(&rules, Instant::now(), "timed out");
         assert_eq!(
             down.map(|change| change.to_string()),
             Some("DOWN after 1 failed check: timed out".to_owned())
         );
-        let up = state.check_passed(&rules);
+        let up = state.check_passed(&rules, Instant::now());
         assert_eq!(
             up.map(|change| change.to_string()),
             Some("UP after 1 passed check".to_owned())
