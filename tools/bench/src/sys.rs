@@ -52,6 +52,84 @@ pub fn machine_busy(sample: Duration) -> f64 {
     busy_between(&before, &proc_stat_line())
 }
 
+/// Clock ticks spent busy (all but idle and iowait) in `/proc/stat`'s
+/// first line, summed over the cores. The guest columns are left out:
+/// `user` and `nice` already hold them.
+pub fn parse_busy_ticks(line: &str) -> u64 {
+    line.split_whitespace()
+        .skip(1)
+        .take(8)
+        .enumerate()
+        .filter(|(i, _)| *i != 3 && *i != 4)
+        .map(|(_, n)| n.parse::<u64>().unwrap_or(0))
+        .sum()
+}
+
+/// User and system time of a process and of its children that have
+/// ended and been waited for (`utime stime cutime cstime`), in ticks.
+pub fn parse_own_and_reaped_ticks(stat: &str) -> Option<u64> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    (11..=14).map(|i| fields.get(i)?.parse::<u64>().ok()).sum()
+}
+
+/// The work of other people during a load run: the machine's busy time
+/// less what the benchmark's own processes used (this program, its
+/// children that ended meanwhile, such as wrk, and the processes it
+/// watches: the contender and the backends). A build starting in the
+/// middle of a run shows here, where the check before the run missed it.
+pub struct OtherWork {
+    started: std::time::Instant,
+    busy_ticks: u64,
+    own_ticks: u64,
+    pids: Vec<u32>,
+    pids_ns: u64,
+}
+
+fn own_ticks() -> u64 {
+    fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|stat| parse_own_and_reaped_ticks(&stat))
+        .unwrap_or(0)
+}
+
+impl OtherWork {
+    /// Starts counting; `pids` (and their children) are the
+    /// benchmark's own.
+    pub fn start(pids: &[u32]) -> OtherWork {
+        OtherWork {
+            busy_ticks: parse_busy_ticks(&proc_stat_line()),
+            own_ticks: own_ticks(),
+            pids_ns: pids.iter().map(|&pid| cpu_ns(pid)).sum(),
+            pids: pids.to_vec(),
+            started: std::time::Instant::now(),
+        }
+    }
+
+    /// Cores kept busy by other work since the start, on average (0 to
+    /// the number of cores; a little below 0 is the clock ticks'
+    /// rounding).
+    pub fn cores(&self) -> f64 {
+        let seconds = self.started.elapsed().as_secs_f64();
+        let tick = 1.0 / clock_ticks_per_second() as f64;
+        let busy = parse_busy_ticks(&proc_stat_line())
+            .saturating_sub(self.busy_ticks) as f64
+            * tick;
+        let own = own_ticks().saturating_sub(self.own_ticks) as f64 * tick;
+        let watched = self
+            .pids
+            .iter()
+            .map(|&pid| cpu_ns(pid))
+            .sum::<u64>()
+            .saturating_sub(self.pids_ns) as f64
+            / 1e9;
+        if seconds <= 0.0 {
+            return 0.0;
+        }
+        (busy - own - watched) / seconds
+    }
+}
+
 /// The fields of `/proc/PID/stat` the benchmark needs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ProcStat {
@@ -292,6 +370,22 @@ mod tests {
         let spin: u64 = (0..2_000_000u64).fold(0, |a, b| a ^ b.wrapping_mul(7));
         assert!(spin != 1);
         assert!(cpu_ns(me) > before && before > 0);
+    }
+
+    #[test]
+    fn busy_ticks_and_own_ticks() {
+        // user nice system idle iowait irq softirq steal guest guest_nice
+        let line = "cpu  100 5 50 700 20 1 30 2 9 9";
+        assert_eq!(parse_busy_ticks(line), 100 + 5 + 50 + 1 + 30 + 2);
+        let stat =
+            "42 (wrk (x)) S 1 42 42 0 -1 4194304 10 0 0 0 7 5 300 200 20";
+        assert_eq!(parse_own_and_reaped_ticks(stat), Some(512));
+        assert_eq!(parse_own_and_reaped_ticks("42 (x) S 1 2"), None);
+        // This process alone, idle for a moment: little other work is
+        // possible to tell from none, but the figure is a finite number.
+        let other = OtherWork::start(&[std::process::id()]);
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(other.cores().is_finite());
     }
 
     #[test]

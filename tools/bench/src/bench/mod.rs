@@ -15,6 +15,7 @@ pub mod load;
 pub mod plan;
 pub mod reloads;
 pub mod report;
+pub mod scrape;
 pub mod stats;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -38,6 +39,11 @@ use stats::{MemoryRun, Run, Sample};
 /// program's own processes sit idle between runs), the machine is busy.
 const BUSY_LIMIT: f64 = 0.15;
 
+/// Other work during a contender's run above this many cores, on
+/// average, and the run is made again, at most [`OTHER_RETRIES`] times.
+pub const OTHER_LIMIT: f64 = 0.10;
+pub const OTHER_RETRIES: u32 = 2;
+
 /// The figures of one workload with one backend set.
 #[derive(Clone, Debug, Default)]
 pub struct Table {
@@ -55,6 +61,12 @@ pub struct Quiet {
     pub waits: u32,
     pub waited_seconds: u64,
     pub builds_seen: BTreeSet<String>,
+    /// Contender runs made again because other work started during them,
+    /// runs kept although it did (the retries spent), and the most other
+    /// work seen during a run kept, in cores.
+    pub repeated: u32,
+    pub disturbed_kept: u32,
+    pub max_other: f64,
 }
 
 /// A run in progress.
@@ -75,6 +87,9 @@ struct Bench {
     /// The reloads workload: each contender's run, and the load's shape.
     reloads: Vec<reloads::ReloadRun>,
     reload_shape: Option<reloads::Shape>,
+    /// The fetches of admin pages during each scraped contender's runs,
+    /// by contender key, summed over its runs.
+    scrapes: BTreeMap<String, scrape::Counts>,
 }
 
 fn clock() -> String {
@@ -363,9 +378,12 @@ impl Bench {
                 command
             }
             Launch::Extra(template) => {
+                let admin =
+                    format!("127.0.0.1:{}", self.ports.admin(contender, set));
                 let line = template
                     .replace("{listen}", &listen)
-                    .replace("{backends}", &backends.join(","));
+                    .replace("{backends}", &backends.join(","))
+                    .replace("{admin}", &admin);
                 let mut command = Command::new("bash");
                 command
                     .env("RUST_LOG", "warn")
@@ -375,7 +393,12 @@ impl Bench {
             }
         };
         self.procs.start(&name, &mut command)?;
-        self.procs.wait_port(&name, port)
+        self.procs.wait_port(&name, port)?;
+        if contender.has_admin() {
+            self.procs
+                .wait_port(&name, self.ports.admin(contender, set))?;
+        }
+        Ok(())
     }
 
     /// Waits, at most `quiet_wait` seconds (and `quiet_budget` in all),
@@ -484,11 +507,8 @@ impl Bench {
                     ratio: None,
                 });
             for contender in &order {
-                self.wait_quiet();
-                let instance = Bench::instance(contender, set);
-                let pid = self.procs.pid(&instance);
-                let port = self.ports.contender(contender, set);
-                let run = self.measure(workload, port, pid, connections)?;
+                let (run, other) =
+                    self.contender_run(workload, set, contender, connections)?;
                 let after = self.measure(
                     workload,
                     direct_port,
@@ -501,11 +521,13 @@ impl Bench {
                     after.rate,
                 );
                 log(&format!(
-                    "  {}/{} round {round}: {} {:.3} = {ratio:.3} x direct",
+                    "  {}/{} round {round}: {} {:.3} = {ratio:.3} x direct, \
+                     CPU {}, other work {other:.2} cores",
                     workload.name(),
                     set.name(),
                     contender.label,
                     run.rate,
+                    cpu_text(workload, &run),
                 ));
                 table
                     .samples
@@ -531,6 +553,71 @@ impl Bench {
         }
         self.tables.insert((workload, set), table);
         Ok(())
+    }
+
+    /// One load run of `contender`, after waiting for a quiet machine,
+    /// with its admin listener scraped if it has one. A run during which
+    /// other work kept more than [`OTHER_LIMIT`] of a core busy is made
+    /// again (twice at most): the check before a run cannot see a build
+    /// that starts in the middle of it, and competing work moves CPU per
+    /// request by 10% and more. Returns the run kept and the other
+    /// work's cores.
+    fn contender_run(
+        &mut self,
+        workload: Workload,
+        set: Set,
+        contender: &Contender,
+        connections: usize,
+    ) -> Result<(Run, f64), String> {
+        let instance = Bench::instance(contender, set);
+        let pid = self.procs.pid(&instance);
+        let port = self.ports.contender(contender, set);
+        let backend = self.procs.pid(&format!("backend-{}", set.name()));
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            self.wait_quiet();
+            // An admin listener is watched while the load runs.
+            let scraper = contender.has_admin().then(|| {
+                let admin = self.ports.admin(contender, set);
+                scrape::Scraper::start(([127, 0, 0, 1], admin).into())
+            });
+            let watched: Vec<u32> = pid.into_iter().chain(backend).collect();
+            let other = sys::OtherWork::start(&watched);
+            let run = self.measure(workload, port, pid, connections);
+            let other = other.cores();
+            if let Some(scraper) = scraper {
+                let counts = scraper.stop();
+                log(&format!(
+                    "  {} scraped: {}",
+                    contender.label,
+                    scrape::describe(&counts)
+                ));
+                let total =
+                    self.scrapes.entry(contender.key.clone()).or_default();
+                for (sum, count) in total.iter_mut().zip(counts) {
+                    *sum = sum.plus(count);
+                }
+            }
+            let run = run?;
+            if other <= OTHER_LIMIT
+                || attempt > OTHER_RETRIES
+                || !self.plan.repeat_disturbed
+            {
+                if other > OTHER_LIMIT {
+                    self.quiet.disturbed_kept += 1;
+                }
+                self.quiet.max_other = self.quiet.max_other.max(other);
+                return Ok((run, other));
+            }
+            self.quiet.repeated += 1;
+            log(&format!(
+                "  {}: other work kept {other:.2} cores busy during the run \
+                 (CPU {}): once more",
+                contender.label,
+                cpu_text(workload, &run)
+            ));
+        }
     }
 
     /// Memory: a fresh balancer, `idle` client connections through it
@@ -589,6 +676,17 @@ impl Bench {
         }
         Ok(())
     }
+}
+
+/// A run's CPU per request (per GB for bulk), for the log.
+fn cpu_text(workload: Workload, run: &Run) -> String {
+    let figure = match workload {
+        Workload::Bulk => {
+            stats::cpu_per_unit(run, 1e3).map(|ms| format!("{ms:.0} ms/GB"))
+        }
+        _ => stats::cpu_per_unit(run, 1e6).map(|us| format!("{us:.2} µs/req")),
+    };
+    figure.unwrap_or_else(|| "—".into())
 }
 
 /// Opens `n` connections to `port` and returns them, idle.
@@ -684,9 +782,65 @@ fn choose_contenders(
         });
     }
     if contenders.is_empty() {
-        return Err("no contender chosen (--contenders)".into());
+        return Err("no contender chosen (--contenders, --also)".into());
+    }
+    for (i, contender) in contenders.iter().enumerate() {
+        if contenders[..i].iter().any(|c| {
+            c.label == contender.label
+                || c.key == contender.label
+                || c.label == contender.key
+        }) {
+            return Err(format!(
+                "two contenders are called \"{}\": give --also another label",
+                contender.label
+            ));
+        }
     }
     Ok(contenders)
+}
+
+/// `--baseline`'s pairs as contender keys: (contender, baseline). Names
+/// are labels or keys; a lone baseline pairs every other contender with
+/// it.
+fn baseline_pairs(
+    wanted: &[(Option<String>, String)],
+    contenders: &[Contender],
+) -> Result<Vec<(String, String)>, String> {
+    let find = |name: &str| {
+        contenders
+            .iter()
+            .find(|c| c.label == name)
+            .or_else(|| contenders.iter().find(|c| c.key == name))
+            .map(|c| c.key.clone())
+            .ok_or_else(|| {
+                let names: Vec<&str> =
+                    contenders.iter().map(|c| c.label.as_str()).collect();
+                format!(
+                    "--baseline: no contender \"{name}\" ({})",
+                    names.join(", ")
+                )
+            })
+    };
+    let mut pairs: Vec<(String, String)> = Vec::new();
+    for (contender, baseline) in wanted {
+        let baseline = find(baseline)?;
+        let mine = match contender {
+            Some(name) => vec![find(name)?],
+            None => contenders
+                .iter()
+                .map(|c| c.key.clone())
+                .filter(|key| *key != baseline)
+                .collect(),
+        };
+        for key in mine {
+            if key != baseline
+                && !pairs.contains(&(key.clone(), baseline.clone()))
+            {
+                pairs.push((key, baseline.clone()));
+            }
+        }
+    }
+    Ok(pairs)
 }
 
 /// `list` started at a different place in each `round` (from 1), so that
@@ -783,6 +937,7 @@ pub fn run(args: Vec<String>) -> Result<(), String> {
         .clone();
 
     let contenders = choose_contenders(&plan, &options, &binaries, &step_bin)?;
+    let baselines = baseline_pairs(&plan.baselines, &contenders)?;
 
     let work_dir = tempfile::Builder::new()
         .prefix("lb-bench.")
@@ -811,6 +966,7 @@ pub fn run(args: Vec<String>) -> Result<(), String> {
         configs: BTreeMap::new(),
         reloads: Vec::new(),
         reload_shape: None,
+        scrapes: BTreeMap::new(),
     };
     let result =
         measure_everything(&mut bench, &dummy_servers, options.connections);
@@ -842,6 +998,8 @@ pub fn run(args: Vec<String>) -> Result<(), String> {
         memory: bench.memory.clone(),
         reloads: bench.reloads.clone(),
         reload_shape: bench.reload_shape,
+        baselines,
+        scrapes: bench.scrapes.clone(),
         configs: bench.configs.clone(),
         work: work.display().to_string(),
     };
@@ -981,5 +1139,48 @@ mod tests {
             command_line(&args),
             "scripts/bench.sh --quick --also 'mine=target/release/mine --listen {listen}'"
         );
+    }
+
+    fn also(key: &str, label: &str) -> Contender {
+        Contender {
+            key: key.into(),
+            label: label.into(),
+            slot: 7,
+            launch: Launch::Extra(format!("{label} --listen {{listen}}")),
+        }
+    }
+
+    #[test]
+    fn baselines_name_labels_or_keys_and_a_lone_one_takes_all_others() {
+        let contenders = [
+            also("x1", "old"),
+            also("x2", "new"),
+            also("x3", "new-admin"),
+        ];
+        let pairs = |list: &[&str]| {
+            let items: Vec<String> =
+                list.iter().map(|s| s.to_string()).collect();
+            baseline_pairs(&plan::parse_baselines(&items).unwrap(), &contenders)
+        };
+        assert_eq!(
+            pairs(&["old"]).unwrap(),
+            [("x2".into(), "x1".into()), ("x3".into(), "x1".into())]
+        );
+        assert_eq!(
+            pairs(&["new:old", "x3:new", "new:x1"]).unwrap(),
+            [("x2".into(), "x1".into()), ("x3".into(), "x2".into())]
+        );
+        assert_eq!(
+            pairs(&["lb:old"]).unwrap_err(),
+            "--baseline: no contender \"lb\" (old, new, new-admin)"
+        );
+    }
+
+    #[test]
+    fn only_an_also_command_with_admin_is_scraped() {
+        let mut admin = also("x1", "a");
+        assert!(!admin.has_admin());
+        admin.launch = Launch::Extra("lb --admin {admin}".into());
+        assert!(admin.has_admin());
     }
 }

@@ -31,7 +31,27 @@ configurations under load: lb by SIGHUP, HAProxy by a new process with
 upgraded (lb --upgrade). Every figure is the median of the rounds; every contender's run sits
 between two direct runs and its ratio is to their mean, so that the
 machine's drift hits all alike. Before each contender's run the machine is
-sampled (/proc/stat) and, while something else keeps it busy, waited for.
+sampled (/proc/stat) and, while something else keeps it busy, waited for;
+after it, the machine's busy time less the benchmark's own processes' says
+how much other work ran meanwhile, and a run during which that exceeded a
+tenth of a core is made again (twice at most; --keep-disturbed: never).
+
+Comparing two builds or configurations of one balancer (--baseline): each
+round runs every contender once, so a contender's CPU per request can be
+divided by its baseline's in the same round, minutes apart at most; the
+report gives the median of those per-round ratios and their range, which
+the machine's drift moves far less than two medians taken apart. E.g.
+
+  scripts/bench.sh --workloads keepalive,close --contenders none \
+    --also 'old=/tmp/old/lb --listen {listen} --backends {backends}' \
+    --also 'new=target/release/lb --listen {listen} --backends {backends}' \
+    --also 'new-admin=target/release/lb --listen {listen} --backends {backends} --admin {admin}' \
+    --baseline new:old,new-admin:new --runs 7
+
+A contender whose command holds {admin} is given a free port for it, and
+while each of its load runs lasts, GET /metrics and GET /api/stats are
+sent to that address once a second each (what a scraper and an open
+status page cost it); the log counts the answers with status 200.
 
 Every process it starts is stopped on exit, failure or Ctrl-C, by PID.";
 
@@ -69,7 +89,8 @@ pub struct Options {
     /// Idle connections held for the memory table (full: 5000).
     #[arg(long, value_name = "N")]
     pub idle: Option<usize>,
-    /// A subset of: 04,08,09,lb,haproxy,nginx.
+    /// A subset of: 04,08,09,lb,haproxy,nginx; "none" for the --also
+    /// contenders alone.
     #[arg(long, value_name = "LIST", value_delimiter = ',')]
     pub contenders: Option<Vec<String>>,
     /// A subset of: memory,keepalive,close,bulk,reloads.
@@ -80,9 +101,20 @@ pub struct Options {
     pub port_base: u16,
     /// One more layer-4 contender (up to 4): CMD is run with {listen} and
     /// {backends} replaced, e.g. --also 'mine=target/release/mine --listen
-    /// {listen} --backends {backends}'.
+    /// {listen} --backends {backends}'; {admin}, if there, by a free
+    /// 127.0.0.1 port, whose /metrics and /api/stats are then fetched
+    /// once a second each during the contender's runs.
     #[arg(long, value_name = "LABEL=CMD")]
     pub also: Vec<String>,
+    /// CPU per request of a contender divided by its baseline's in the
+    /// same round: a contender (label or key) to divide every other by,
+    /// or pairs CONTENDER:BASELINE, e.g. new:old,new-admin:new.
+    #[arg(long, value_name = "KEY|A:B,...", value_delimiter = ',')]
+    pub baseline: Vec<String>,
+    /// Keep a contender's run during which other work kept over a tenth
+    /// of a core busy (by default it is made again, twice at most).
+    #[arg(long)]
+    pub keep_disturbed: bool,
     /// Do not apt-get install missing tools.
     #[arg(long)]
     pub no_install: bool,
@@ -212,6 +244,12 @@ impl Contender {
     pub fn takes_part(&self, workload: Workload) -> bool {
         !(self.layer7() && workload == Workload::Bulk)
     }
+
+    /// An `--also` command that asks for an admin listener (`{admin}`),
+    /// which is then scraped during its runs.
+    pub fn has_admin(&self) -> bool {
+        matches!(&self.launch, Launch::Extra(command) if command.contains("{admin}"))
+    }
 }
 
 /// The contenders `--contenders` may name, in the report's order, and
@@ -243,6 +281,11 @@ pub struct Plan {
     pub contenders: Vec<String>,
     pub workloads: Vec<Workload>,
     pub out: PathBuf,
+    /// `--baseline`: (contender, baseline) pairs, by label or key; a
+    /// contender of `None` stands for every other contender.
+    pub baselines: Vec<(Option<String>, String)>,
+    /// Make a contender's run again if other work started during it.
+    pub repeat_disturbed: bool,
 }
 
 impl Plan {
@@ -271,6 +314,8 @@ impl Plan {
             };
         let runs = options.runs.unwrap_or(runs);
         let contenders = match (&options.contenders, mode) {
+            // Only --also's contenders.
+            (Some(list), _) if list == &["none"] => Vec::new(),
             (Some(list), _) => list.clone(),
             (None, Mode::Smoke) => vec!["04".into()],
             (None, _) => all.clone(),
@@ -329,12 +374,34 @@ impl Plan {
             contenders,
             workloads,
             out: options.out.clone().unwrap_or(out),
+            baselines: parse_baselines(&options.baseline)?,
+            repeat_disturbed: mode != Mode::Smoke && !options.keep_disturbed,
         })
     }
 
     pub fn wants(&self, workload: Workload) -> bool {
         self.workloads.contains(&workload)
     }
+}
+
+/// `--baseline`'s items: `KEY` (every other contender against it) or
+/// `CONTENDER:BASELINE`.
+pub fn parse_baselines(
+    items: &[String],
+) -> Result<Vec<(Option<String>, String)>, String> {
+    items
+        .iter()
+        .map(|item| match item.split_once(':') {
+            Some((a, b)) if !a.is_empty() && !b.is_empty() && a != b => {
+                Ok((Some(a.to_owned()), b.to_owned()))
+            }
+            None if !item.is_empty() => Ok((None, item.clone())),
+            _ => Err(format!(
+                "--baseline: \"{item}\" is neither a contender nor \
+                 CONTENDER:BASELINE"
+            )),
+        })
+        .collect()
 }
 
 /// The ports of one run: set `s` uses base+100*s+slot for its contenders;
@@ -364,17 +431,24 @@ impl Ports {
         self.base + 100 * set.number() + contender.slot
     }
 
+    /// The admin listener of a contender whose command asks for one
+    /// (`{admin}`): 20 above its slot.
+    pub fn admin(self, contender: &Contender, set: Set) -> u16 {
+        self.contender(contender, set) + 20
+    }
+
     /// Every port a run may use, for a check that they are free before
-    /// it starts: each set's backends, and each set's ten contender
-    /// slots (six known, four `--also`).
+    /// it starts: each set's backends, each set's ten contender slots
+    /// (six known, four `--also`) and their admin ports.
     pub fn all(self) -> Vec<u16> {
         let sets = [Set::Nginx, Set::Dummy, Set::Iperf];
         let mut ports: Vec<u16> =
             sets.iter().flat_map(|&set| self.backends(set)).collect();
         for set in sets {
-            ports.extend(
-                (1..=10).map(|slot| self.base + 100 * set.number() + slot),
-            );
+            for slot in 1..=10 {
+                let port = self.base + 100 * set.number() + slot;
+                ports.extend([port, port + 20]);
+            }
         }
         ports.sort_unstable();
         ports.dedup();
@@ -442,6 +516,35 @@ mod tests {
             Options::try_parse_from(["bench", "--smoke", "--quick"]).is_err()
         );
         assert!(Options::try_parse_from(["bench", "--runs", "0"]).is_err());
+        let err = Plan::new(&options(&["--baseline", "a:a"]), root);
+        assert!(err.unwrap_err().starts_with("--baseline: \"a:a\""));
+        assert!(Plan::new(&options(&["--baseline", "x:"]), root).is_err());
+    }
+
+    #[test]
+    fn baselines_are_one_key_or_pairs() {
+        let root = Path::new("/lab");
+        let plan = Plan::new(
+            &options(&[
+                "--baseline",
+                "new:old,admin:new",
+                "--contenders",
+                "none",
+            ]),
+            root,
+        )
+        .unwrap();
+        assert_eq!(
+            plan.baselines,
+            [
+                (Some("new".into()), "old".into()),
+                (Some("admin".into()), "new".into())
+            ]
+        );
+        assert!(plan.contenders.is_empty());
+        let plan =
+            Plan::new(&options(&["--baseline", "lb-before"]), root).unwrap();
+        assert_eq!(plan.baselines, [(None, "lb-before".into())]);
     }
 
     #[test]
@@ -460,9 +563,12 @@ mod tests {
             ports.backend_addresses(Set::Iperf),
             vec!["127.0.0.1:20021"; 3]
         );
-        // Seven backend ports (iperf3's slots share one), ten slots a set.
+        assert_eq!(ports.admin(&lb, Set::Dummy), 20226);
+        // Seven backend ports (iperf3's slots share one), ten slots a set
+        // and an admin port for each.
         let all = ports.all();
-        assert_eq!(all.len(), 7 + 3 * 10);
+        assert_eq!(all.len(), 7 + 3 * 10 * 2);
         assert!(all.contains(&20106) && all.contains(&20310));
+        assert!(all.contains(&20330) && !all.contains(&20331));
     }
 }

@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use super::plan::{Contender, Launch, Mode, Set, Workload};
 use super::reloads::{ReloadRun, Shape};
-use super::stats::{self, MemoryRun, Run};
+use super::scrape;
+use super::stats::{self, MemoryRun, Paired, Run};
 use super::{Quiet, Table};
 
 /// Everything the report is written from.
@@ -36,6 +37,11 @@ pub struct Report {
     /// The reloads workload's runs, and its load.
     pub reloads: Vec<ReloadRun>,
     pub reload_shape: Option<Shape>,
+    /// `--baseline`: (contender, baseline) pairs of contender keys.
+    pub baselines: Vec<(String, String)>,
+    /// The admin pages fetched during each scraped contender's runs, by
+    /// contender key.
+    pub scrapes: BTreeMap<String, scrape::Counts>,
     /// The files written for the programs, by name.
     pub configs: BTreeMap<String, String>,
     /// The work folder's path, shown as $TMP in the configurations.
@@ -337,6 +343,87 @@ impl Report {
         out
     }
 
+    /// (round, run) of every run of `key` in `table`.
+    fn rounds(table: &Table, key: &str) -> Vec<(u32, Run)> {
+        table
+            .samples
+            .get(key)
+            .map(|samples| samples.iter().map(|s| (s.round, s.run)).collect())
+            .unwrap_or_default()
+    }
+
+    /// `--baseline`: each pair's CPU per request (per GB for bulk) as a
+    /// ratio taken round by round.
+    fn baseline_section(&self) -> Option<String> {
+        if self.baselines.is_empty() {
+            return None;
+        }
+        let mut rows = String::new();
+        for (contender, baseline) in &self.baselines {
+            for ((workload, set), table) in &self.tables {
+                let (what, scale) = match workload {
+                    Workload::KeepAlive => ("kept-alive", 1e6),
+                    Workload::Close => ("new connection", 1e6),
+                    Workload::Bulk => ("bulk (per GB)", 1e3),
+                    Workload::Memory | Workload::Reloads => continue,
+                };
+                let mine = Report::rounds(table, contender);
+                let theirs = Report::rounds(table, baseline);
+                if mine.is_empty() || theirs.is_empty() {
+                    continue;
+                }
+                let pair = format!(
+                    "{} ÷ {}",
+                    self.label(contender),
+                    self.label(baseline)
+                );
+                let Some(cpu) = Paired::cpu(&mine, &theirs, scale) else {
+                    writeln!(
+                        rows,
+                        "| {pair} | {what} ({} backends) | — | — | — | — | — |",
+                        set.name()
+                    )
+                    .expect("a String");
+                    continue;
+                };
+                let rate = Paired::rate(&mine, &theirs);
+                let each: Vec<String> = cpu
+                    .per_round
+                    .iter()
+                    .map(|(_, r)| format!("{r:.3}"))
+                    .collect();
+                writeln!(
+                    rows,
+                    "| {pair} | {what} ({} backends) | **{:.3}** | {:.3}–{:.3} \
+                     | {} of {} | {} | {} |",
+                    set.name(),
+                    cpu.median,
+                    cpu.low,
+                    cpu.high,
+                    cpu.rounds_within(0.05),
+                    cpu.per_round.len(),
+                    cell(rate.map(|r| r.median), |r| format!("{r:.3}")),
+                    each.join(" ")
+                )
+                .expect("a String");
+            }
+        }
+        Some(format!(
+            "\n## CPU per request ÷ baseline, per round\n\n\
+             Every round runs each contender once, one after another (the \
+             order turns\nfrom round to round), so a contender's CPU per \
+             request can be divided by\nits baseline's from the same round, \
+             a minute apart at most: the machine's\ndrift between rounds \
+             falls out of the ratio. The median of those per-round\n\
+             ratios, the lowest and highest, how many rounds lie within 5% \
+             of 1, the\nrequest rate's ratio taken the same way, and each \
+             round's CPU ratio in\nround order.\n\n\
+             | contender ÷ baseline | workload | CPU/req ÷ (median) | range \
+             | rounds within 5% | req/s ÷ | per round |\n\
+             |---|---|--:|--:|--:|--:|---|\n{rows}"
+        ))
+    }
+
     /// `lb` against step 08, whose relay it carries: what its health
     /// checks and least-connections bookkeeping cost.
     fn lb_section(&self) -> Option<String> {
@@ -473,6 +560,32 @@ impl Report {
                 q.max_busy * 100.0
             )
         };
+        if q.repeated > 0 || q.disturbed_kept > 0 {
+            write!(
+                text,
+                "; {} contender runs made again because other work started \
+                 during them",
+                q.repeated
+            )
+            .expect("a String");
+            if q.disturbed_kept > 0 {
+                write!(
+                    text,
+                    ", {} kept after {} tries although it did",
+                    q.disturbed_kept,
+                    super::OTHER_RETRIES + 1
+                )
+                .expect("a String");
+            }
+        }
+        if q.max_other > 0.0 {
+            write!(
+                text,
+                "; other work during the runs kept: at most {:.2} cores",
+                q.max_other
+            )
+            .expect("a String");
+        }
         if !q.builds_seen.is_empty() {
             let seen: Vec<&str> =
                 q.builds_seen.iter().map(String::as_str).collect();
@@ -534,7 +647,24 @@ impl Report {
                 ),
                 key if key.starts_with('x') => match &contender.launch {
                     Launch::Extra(command) => {
-                        format!("- **{}**: `{command}`", contender.label)
+                        let mut line =
+                            format!("- **{}**: `{command}`", contender.label);
+                        if contender.has_admin() {
+                            line.push_str(
+                                "; during each of its load runs, \
+                                 `/metrics` and\n  `/api/stats` were fetched \
+                                 from its admin listener once a second each",
+                            );
+                            if let Some(counts) = self.scrapes.get(key) {
+                                write!(
+                                    line,
+                                    " ({})",
+                                    scrape::describe(counts)
+                                )
+                                .expect("a String");
+                            }
+                        }
+                        line
                     }
                     _ => continue,
                 },
@@ -647,6 +777,7 @@ impl Report {
         } else {
             format!("`cargo build --release` ({})", self.release_profile)
         };
+        let busy_pct = format!("{:.0}%", self.busy_limit * 100.0);
         write!(
             out,
             "# Benchmarks
@@ -677,6 +808,13 @@ your own figures; between machines, or moments, compare the ratios.
   system times, which move in clock ticks of 10 ms; a figure is shown
   only where every run behind it used at least {min_ms} ms of CPU (\"—\"
   otherwise, and no CPU column where no figure is).
+- **Quiet**: before each run the machine is sampled and, while other work
+  keeps it over {busy_pct} busy, waited for; after a contender's run, the
+  machine's busy time less the benchmark's own (wrk, the backend, the
+  contender, this program) says how much other work ran meanwhile, and a
+  run during which that averaged over {other} of a core is made again
+  ({retries} times at most; never with `--keep-disturbed`): competing
+  work moves CPU per request by 10% and more, either way.
 ",
             mode = self.mode.name(),
             year = t.year(),
@@ -693,6 +831,9 @@ your own figures; between machines, or moments, compare the ratios.
             conditions = self.conditions(),
             versions = self.versions,
             min_ms = stats::MIN_CPU_NS / 1_000_000,
+            busy_pct = busy_pct,
+            other = super::OTHER_LIMIT,
+            retries = super::OTHER_RETRIES,
             haproxy = if self.has_haproxy() {
                 "- **× HAProxy**: a contender's × direct divided by HAProxy's \
                  in the same\n  round; the median over the rounds.\n"
@@ -729,6 +870,7 @@ costs less here than it will once memory is reused.
             .expect("a String");
         }
         out.extend(self.reloads_section());
+        out.extend(self.baseline_section());
         out.extend(self.lb_section());
         if self.mode != Mode::Smoke {
             let shown: Vec<(&String, &String)> = [
@@ -873,6 +1015,8 @@ mod tests {
             memory: Vec::new(),
             reloads: Vec::new(),
             reload_shape: None,
+            baselines: Vec::new(),
+            scrapes: BTreeMap::new(),
             configs: BTreeMap::new(),
             work: "/tmp/w".into(),
         }
@@ -989,6 +1133,56 @@ mod tests {
             "| CPU µs per request, kept-alive (dummy backends) | 4.8 | 5.0 | 1.05 | ≤ 1.05 |\n\
              | bytes per idle connection | 3,072 | 3,379 | 1.10 | lb ≤ 3,500 |\n"
         ), "{text}");
+    }
+
+    #[test]
+    fn a_baseline_pair_is_divided_round_by_round() {
+        let mut table =
+            table(&[("x1", 50_000.0, 100), ("x2", 50_000.0, 100)], 60);
+        table.rounds = 2;
+        // Round 2: the machine runs slower, both contenders alike.
+        for (key, ticks) in [("x1", 200), ("x2", 210)] {
+            table.samples.get_mut(key).unwrap().push(Sample {
+                round: 2,
+                run: http_run(25_000.0, ticks),
+                ratio: Some(0.25),
+            });
+        }
+        let mut admin = contender("x2", "new-admin");
+        admin.launch = Launch::Extra("lb --admin {admin}".into());
+        let mut report =
+            report(Mode::Quick, vec![contender("x1", "new"), admin], table);
+        report.baselines = vec![("x2".into(), "x1".into())];
+        report.scrapes.insert(
+            "x2".into(),
+            [
+                scrape::Count {
+                    sent: 4,
+                    ok: 4,
+                    ..Default::default()
+                },
+                scrape::Count {
+                    sent: 4,
+                    other: 4,
+                    ..Default::default()
+                },
+            ],
+        );
+        let text = report.markdown();
+        assert!(
+            text.contains(
+                "| new-admin ÷ new | kept-alive (dummy backends) | **1.025** | \
+             1.000–1.050 | 2 of 2 | 1.000 | 1.000 1.050 |\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "(/metrics 4 of 4 answered 200, /api/stats 0 of 4 answered 200 \
+             (4 another status))"
+            ),
+            "{text}"
+        );
     }
 
     #[test]

@@ -87,14 +87,93 @@ pub fn ratio_to_reference(
     contender: &[(u32, f64)],
     reference: &[(u32, f64)],
 ) -> Option<f64> {
-    let per_round: Vec<f64> = contender
-        .iter()
-        .filter_map(|&(round, ratio)| {
-            let (_, theirs) = reference.iter().find(|(r, _)| *r == round)?;
-            Some(ratio / theirs)
-        })
+    let per_round: Vec<f64> = per_round_ratios(contender, reference)
+        .into_iter()
+        .map(|(_, ratio)| ratio)
         .collect();
     median(&per_round)
+}
+
+/// Round by round, `contender`'s value divided by `reference`'s in the
+/// same round, in the contender's order; a round either lacks is left
+/// out. Both lists are (round, value).
+pub fn per_round_ratios(
+    contender: &[(u32, f64)],
+    reference: &[(u32, f64)],
+) -> Vec<(u32, f64)> {
+    contender
+        .iter()
+        .filter_map(|&(round, value)| {
+            let (_, theirs) = reference.iter().find(|(r, _)| *r == round)?;
+            Some((round, value / theirs))
+        })
+        .collect()
+}
+
+/// A contender against its baseline, round by round: the per-round
+/// ratios (in round order), their median, lowest and highest.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Paired {
+    pub per_round: Vec<(u32, f64)>,
+    pub median: f64,
+    pub low: f64,
+    pub high: f64,
+}
+
+impl Paired {
+    /// CPU per unit of work (`scale` as in [`cpu_per_unit`]) of
+    /// `contender`'s runs over `baseline`'s in the same round. A round
+    /// where either run is too short to measure is left out; `None` if
+    /// no round is left.
+    pub fn cpu(
+        contender: &[(u32, Run)],
+        baseline: &[(u32, Run)],
+        scale: f64,
+    ) -> Option<Paired> {
+        let figures = |runs: &[(u32, Run)]| -> Vec<(u32, f64)> {
+            runs.iter()
+                .filter_map(|(round, run)| {
+                    Some((*round, cpu_per_unit(run, scale)?))
+                })
+                .collect()
+        };
+        Paired::of(per_round_ratios(&figures(contender), &figures(baseline)))
+    }
+
+    /// The same, for the request rate (or Gbit/s) reached.
+    pub fn rate(
+        contender: &[(u32, Run)],
+        baseline: &[(u32, Run)],
+    ) -> Option<Paired> {
+        let rates = |runs: &[(u32, Run)]| -> Vec<(u32, f64)> {
+            runs.iter()
+                .filter(|(_, run)| run.rate > 0.0)
+                .map(|(round, run)| (*round, run.rate))
+                .collect()
+        };
+        Paired::of(per_round_ratios(&rates(contender), &rates(baseline)))
+    }
+
+    fn of(mut per_round: Vec<(u32, f64)>) -> Option<Paired> {
+        per_round.sort_by_key(|(round, _)| *round);
+        let values: Vec<f64> = per_round.iter().map(|(_, v)| *v).collect();
+        let median = median(&values)?;
+        let (low, high) = spread(&values).unwrap_or((median, median));
+        Some(Paired {
+            per_round,
+            median,
+            low,
+            high,
+        })
+    }
+
+    /// How many rounds' ratios lie within `bound` of 1 (0.05: 5%).
+    pub fn rounds_within(&self, bound: f64) -> usize {
+        self.per_round
+            .iter()
+            .filter(|(_, ratio)| (ratio - 1.0).abs() <= bound + 1e-12)
+            .count()
+    }
 }
 
 /// What one memory run measured: a fresh balancer before and after
@@ -193,6 +272,76 @@ mod tests {
         assert_eq!(ratio_to_reference(&mine, &haproxy), Some(1.0));
         // A round HAProxy lacks is left out.
         assert_eq!(ratio_to_reference(&[(4, 0.9)], &haproxy), None);
+    }
+
+    /// (round, run) with `cpu_ms` of CPU for `requests` at `rate`.
+    fn timed(round: u32, cpu_ms: u64, requests: f64, rate: f64) -> (u32, Run) {
+        let run = Run {
+            rate,
+            work: requests,
+            cpu_ns: cpu_ms * 1_000_000,
+            ..Run::default()
+        };
+        (round, run)
+    }
+
+    #[test]
+    fn cpu_against_a_baseline_is_divided_round_by_round() {
+        // The baseline: 10 µs per request in each round, at two speeds
+        // of the machine (the second round runs everything slower).
+        let old = [
+            timed(1, 1_000, 100_000.0, 20_000.0),
+            timed(2, 2_000, 100_000.0, 10_000.0),
+            timed(3, 1_000, 100_000.0, 20_000.0),
+        ];
+        // 10.5, 21 and 9.5 µs: 1.05, 1.05, 0.95 of the same round's.
+        let new = [
+            timed(3, 950, 100_000.0, 19_000.0),
+            timed(1, 1_050, 100_000.0, 21_000.0),
+            timed(2, 2_100, 100_000.0, 10_000.0),
+        ];
+        let paired = Paired::cpu(&new, &old, 1e6).unwrap();
+        let ratios: Vec<(u32, String)> = paired
+            .per_round
+            .iter()
+            .map(|(round, r)| (*round, format!("{r:.3}")))
+            .collect();
+        assert_eq!(
+            ratios,
+            [
+                (1, "1.050".into()),
+                (2, "1.050".into()),
+                (3, "0.950".into())
+            ]
+        );
+        assert!((paired.median - 1.05).abs() < 1e-9);
+        assert!((paired.low - 0.95).abs() < 1e-9);
+        assert!((paired.high - 1.05).abs() < 1e-9);
+        assert_eq!(paired.rounds_within(0.05), 3);
+        assert_eq!(paired.rounds_within(0.04), 0);
+        // Two medians taken apart would be 21 / 10 = 2.1 here if the
+        // slow round fell differently: the pairing is what keeps 1.05.
+        let rate = Paired::rate(&new, &old).unwrap();
+        assert!((rate.median - 1.0).abs() < 1e-9, "{rate:?}");
+        assert!((rate.low - 0.95).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_round_too_short_or_missing_is_left_out_of_the_pairing() {
+        let old = [
+            timed(1, 1_000, 100_000.0, 20_000.0),
+            timed(2, 10, 1_000.0, 200.0),
+        ];
+        let new = [
+            timed(1, 1_100, 100_000.0, 20_000.0),
+            timed(2, 1_000, 100_000.0, 20_000.0),
+            timed(3, 1_000, 100_000.0, 20_000.0),
+        ];
+        let paired = Paired::cpu(&new, &old, 1e6).unwrap();
+        assert_eq!(paired.per_round.len(), 1);
+        assert!((paired.median - 1.1).abs() < 1e-9);
+        assert_eq!((paired.low, paired.high), (paired.median, paired.median));
+        assert_eq!(Paired::cpu(&new, &[], 1e6), None);
     }
 
     #[test]
