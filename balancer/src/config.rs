@@ -158,6 +158,35 @@ pub struct Limits {
     pub queue_timeout: Duration,
     /// TLS handshakes with clients in progress at once.
     pub max_handshakes: u32,
+    /// Bytes of big relay buffers out at once, over every connection.
+    pub buffer_budget: usize,
+}
+
+/// Reads a size: a whole number of bytes, or one with a unit (`KiB`,
+/// `MiB`, `GiB`), such as `"256MiB"`.
+pub fn parse_size(text: &str) -> Result<usize, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let unit_bytes: usize = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        other => {
+            return Err(format!(
+                "`{other}`: write a size such as \"256MiB\" (units B, KiB, \
+                 MiB, GiB)"
+            ));
+        }
+    };
+    number
+        .parse::<usize>()
+        .ok()
+        .and_then(|n| n.checked_mul(unit_bytes))
+        .ok_or_else(|| format!("`{text}`: write a size such as \"256MiB\""))
 }
 
 /// `[health]`.
@@ -237,6 +266,7 @@ impl Default for Config {
                 backlog: 4096,
                 queue_timeout: Duration::from_secs(5),
                 max_handshakes: 256,
+                buffer_budget: 256 << 20,
             },
             health: HealthConfig {
                 kind: CheckKind::Tcp,
@@ -859,6 +889,7 @@ struct RawLimits {
     backlog: Option<Spanned<i64>>,
     queue_timeout: Option<Spanned<String>>,
     max_handshakes: Option<Spanned<i64>>,
+    buffer_budget: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -1017,6 +1048,12 @@ impl RawLimits {
         if let Some(value) = self.max_handshakes {
             limits.max_handshakes =
                 file.count(&value, "limits.max_handshakes", 1)?;
+        }
+        if let Some(value) = self.buffer_budget {
+            limits.buffer_budget =
+                file.check(&value, "limits.buffer_budget", |text| {
+                    parse_size(text)
+                })?;
         }
         Ok(())
     }
@@ -1337,6 +1374,15 @@ fn plain_words(message: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sizes_read_with_or_without_a_unit() {
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert_eq!(parse_size("256MiB"), Ok(256 << 20));
+        assert_eq!(parse_size("1 GiB"), Ok(1 << 30));
+        assert!(parse_size("12MB").unwrap_err().contains("units B, KiB"));
+        assert!(parse_size("lots").is_err());
+    }
 
     fn parse(text: &str) -> Result<Config, ConfigError> {
         Config::parse(Path::new("lb.toml"), text)

@@ -98,6 +98,11 @@ pub struct Balancer {
     pub decisions: Decisions,
     /// The address the listener is bound to (`listen` may say port 0).
     bound: std::sync::OnceLock<SocketAddr>,
+    /// What the relays' big buffers draw on (`limits.buffer_budget`).
+    pub buffers: Arc<relay::Budget>,
+    /// While at `max_connections`: since when, and the clients accepted
+    /// by then.
+    limit_episode: Mutex<Option<(Instant, u64)>>,
 }
 // ANCHOR_END: balancer
 
@@ -194,6 +199,8 @@ impl Balancer {
             stats: ListenerStats::new(),
             decisions: Decisions::new(config.admin.decisions),
             bound: std::sync::OnceLock::new(),
+            buffers: relay::Budget::new(config.limits.buffer_budget),
+            limit_episode: Mutex::new(None),
         })
     }
 
@@ -216,6 +223,57 @@ impl Balancer {
     pub fn own_addr(&self) -> Option<SocketAddr> {
         self.bound.get().copied()
     }
+
+    // ANCHOR: limit_episode
+    /// `max_connections` is reached: says so, once per episode, however
+    /// many clients it holds back.
+    fn limit_reached(&self) {
+        let mut episode = lock(&self.limit_episode);
+        if episode.is_some() {
+            return;
+        }
+        let stats = &self.stats;
+        *episode =
+            Some((Instant::now(), stats.accepted.load(Ordering::Relaxed)));
+        stats.at_limit.store(true, Ordering::Relaxed);
+        stats.limit_reached.fetch_add(1, Ordering::Relaxed);
+        warn!(
+            open = stats.open.load(Ordering::Relaxed),
+            "max_connections ({}) reached: not accepting; new clients wait \
+             in the listen queue",
+            self.max_connections()
+        );
+    }
+
+    /// A connection ended: if that ends an episode at `max_connections`,
+    /// says so, with how long it lasted and how many it accepted meanwhile.
+    /// An episode ends when a tenth of the places are free (two at least,
+    /// or all of a smaller limit), not at the first one: while clients
+    /// wait in the listen queue, each freed place is taken again at once,
+    /// and that is still the same episode.
+    fn room_again(&self) {
+        let stats = &self.stats;
+        if !stats.at_limit.load(Ordering::Relaxed) {
+            return;
+        }
+        let size = self.max_connections() as u64;
+        let open = stats.open.load(Ordering::Relaxed);
+        if size.saturating_sub(open) < (size / 10).max(2).min(size) {
+            return;
+        }
+        let Some((since, accepted)) = lock(&self.limit_episode).take() else {
+            return;
+        };
+        stats.at_limit.store(false, Ordering::Relaxed);
+        let meanwhile = stats.accepted.load(Ordering::Relaxed) - accepted;
+        info!(
+            open,
+            accepted_meanwhile = meanwhile,
+            "below max_connections again after {:.1} s: accepting",
+            since.elapsed().as_secs_f64()
+        );
+    }
+    // ANCHOR_END: limit_episode
 
     /// The most client connections open at once, as now set.
     pub fn max_connections(&self) -> usize {
@@ -490,10 +548,9 @@ pub async fn serve(
     let connections = TaskTracker::new();
     let mut accept_trouble = AcceptTrouble::default();
     tokio::pin!(shutdown);
-    let mut at_limit = AtLimit::default();
     loop {
         if permits.available_permits() == 0 {
-            at_limit.reached(&balancer);
+            balancer.limit_reached();
         }
         let permit = tokio::select! {
             permit = permits.clone().acquire_owned() => {
@@ -501,7 +558,6 @@ pub async fn serve(
             }
             () = &mut shutdown => break,
         };
-        at_limit.left(&balancer);
         let (client, client_addr) = tokio::select! {
             accepted = accept(&listener, &mut accept_trouble) => accepted,
             () = &mut shutdown => break,
@@ -520,14 +576,19 @@ pub async fn serve(
             backend = tracing::field::Empty,
             code = tracing::field::Empty,
         );
+        let after = balancer.clone();
+        let served = proxy::serve_client(
+            balancer.clone(),
+            client,
+            client_addr,
+            shutdown,
+            permit,
+        );
         connections.spawn(
-            proxy::serve_client(
-                balancer.clone(),
-                client,
-                client_addr,
-                shutdown,
-                permit,
-            )
+            async move {
+                served.await;
+                after.room_again();
+            }
             .instrument(span),
         );
     }
@@ -623,47 +684,6 @@ pub fn raise_open_file_limit() {
         if let Err(err) = setrlimit(Resource::Nofile, limit) {
             warn!("cannot raise the open-file limit: {err}");
         }
-    }
-}
-
-/// An episode at `max_connections`: logged once as it starts and once
-/// as it ends, however many clients it holds back.
-#[derive(Default)]
-struct AtLimit {
-    /// When it started, and the clients accepted until then.
-    since: Option<(Instant, u64)>,
-}
-
-impl AtLimit {
-    fn reached(&mut self, balancer: &Balancer) {
-        if self.since.is_some() {
-            return;
-        }
-        let stats = &balancer.stats;
-        let accepted = stats.accepted.load(Ordering::Relaxed);
-        self.since = Some((Instant::now(), accepted));
-        stats.at_limit.store(true, Ordering::Relaxed);
-        stats.limit_reached.fetch_add(1, Ordering::Relaxed);
-        warn!(
-            open = stats.open.load(Ordering::Relaxed),
-            "max_connections ({}) reached: not accepting; new clients wait \
-             in the listen queue",
-            balancer.permits.size.load(Ordering::Relaxed)
-        );
-    }
-
-    fn left(&mut self, balancer: &Balancer) {
-        let Some((since, accepted)) = self.since.take() else {
-            return;
-        };
-        let stats = &balancer.stats;
-        stats.at_limit.store(false, Ordering::Relaxed);
-        info!(
-            open = stats.open.load(Ordering::Relaxed),
-            accepted_before = accepted,
-            "below max_connections again after {:.1} s: accepting",
-            since.elapsed().as_secs_f64()
-        );
     }
 }
 

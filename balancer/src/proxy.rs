@@ -15,6 +15,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
+use bytes::BytesMut;
 use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
@@ -58,6 +59,7 @@ pub async fn serve_client(
         client_addr,
         phase: Phase::Handshake,
         last_failure: EndCode::ConnectFailed,
+        early: BytesMut::new(),
         trace: (balancer.decisions.enabled()
             || tracing::enabled!(tracing::Level::DEBUG))
         .then(Trace::default),
@@ -96,7 +98,9 @@ pub async fn serve_client(
         };
         // An `Err`: told why in the log already; the client is closed (or
         // reset, after a queue timeout) as `client` drops.
-        let (backend, guard) = connection.choose_and_connect(&client).await?;
+        let mut client = client;
+        let (backend, guard) =
+            connection.choose_and_connect(&mut client).await?;
         Ok((client, backend, guard))
     });
     // The cut is looked at first: a client in line whose turn comes at
@@ -136,7 +140,10 @@ pub async fn serve_client(
     // backend's when a reload removed it.
     let cut = chosen.live.cut().clone();
     let relaying = Instant::now();
-    let outcome = relay::relay(client, backend, timeouts, &cut).await;
+    let budget = &connection.balancer.buffers;
+    let early = std::mem::take(&mut connection.early);
+    let outcome =
+        relay::relay(client, backend, timeouts, budget, early, &cut).await;
     if let Some(trace) = &mut connection.trace {
         trace.timings.relay = Some(relaying.elapsed());
     }
@@ -181,6 +188,9 @@ pub struct Connection {
     phase: Phase,
     /// The end code the last failed connect gives.
     last_failure: EndCode,
+    /// What the client sent while it waited in line: its backend gets it
+    /// first.
+    early: BytesMut,
     trace: Option<Trace>,
 }
 
@@ -240,7 +250,7 @@ impl Connection {
     /// `Err` with the end code, after logging why, if none could be.
     async fn choose_and_connect(
         &mut self,
-        client: &Stream,
+        client: &mut Stream,
     ) -> Result<(Stream, ActiveGuard), EndCode> {
         self.phase = Phase::Connect;
         let key = select::client_key(self.client_addr.ip());
@@ -354,7 +364,7 @@ impl Connection {
     async fn wait_for_candidates(
         &mut self,
         key: u64,
-        client: &Stream,
+        client: &mut Stream,
         deadline: Instant,
         failed: &mut Vec<bool>,
         ticket: &mut Option<Ticket>,
@@ -423,7 +433,7 @@ impl Connection {
                 turn = tokio::time::timeout_at(look_again, waiting.turn()) => {
                     turn
                 }
-                () = client_left(client) => {
+                () = client_left(client, &mut self.early) => {
                     info!(
                         client = %self.client_addr,
                         phase = "queue",
@@ -568,18 +578,32 @@ impl Connection {
     }
 }
 
-/// Completes when `client` has closed or reset its connection: a peek
-/// that reads its end of stream, or fails. A client that has sent bytes
-/// (a request, or TLS's `close_notify`) cannot be watched so without
-/// reading them: for it this never completes, and its leaving is seen
-/// when its turn comes.
-async fn client_left(client: &Stream) {
-    let mut byte = [0u8; 1];
-    match client.tcp().peek(&mut byte).await {
-        Ok(0) | Err(_) => {}
-        Ok(_) => std::future::pending().await,
+// ANCHOR: client_left
+/// Completes when `client`, waiting in line, ends its stream or resets
+/// it. What it sends meanwhile (its request) is read into `early`, which
+/// its backend gets first: reading is the only way to see an end of
+/// stream behind the bytes. Past [`EARLY_MAX`] bytes it stops reading
+/// (the kernel then holds the rest) and so stops watching.
+///
+/// A client that half-closes (ends its sending side, still waiting for
+/// an answer) looks the same as one that left, and is taken as gone, as
+/// HAProxy's `option abortonclose` does: few clients do that while they
+/// wait, and a line held by clients long gone serves nobody.
+async fn client_left(client: &mut Stream, early: &mut BytesMut) {
+    use tokio::io::AsyncReadExt;
+    while early.len() < EARLY_MAX {
+        early.reserve(4096);
+        match client.read_buf(early).await {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
     }
+    std::future::pending().await
 }
+// ANCHOR_END: client_left
+
+/// The most a client waiting in line may send before its turn.
+const EARLY_MAX: usize = 64 * 1024;
 
 /// How often a client in line looks for room while a slow start raises a
 /// backend's limit.

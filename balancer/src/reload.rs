@@ -169,6 +169,10 @@ fn fixed_keys(old: &Config, new: &Config) -> Result<(), String> {
         ("listen", old.listen != new.listen),
         ("backlog", old.limits.backlog != new.limits.backlog),
         ("log_format", old.log_format != new.log_format),
+        (
+            "limits.buffer_budget",
+            old.limits.buffer_budget != new.limits.buffer_budget,
+        ),
         ("[admin]", old.admin != new.admin),
         ("[upgrade]", old.upgrade != new.upgrade),
     ];

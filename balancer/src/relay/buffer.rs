@@ -7,6 +7,15 @@
 //! (more is surely waiting), and gives the big one back after a read
 //! that did not fill it. `scripts/bench.sh` measures both sides of the
 //! trade: bytes per idle connection, and Gbit/s in bulk.
+//!
+//! The big buffers of all connections together draw on one [`Budget`]
+//! (`[limits] buffer_budget`): a direction that finds it spent keeps its
+//! small buffer and relays on, in smaller steps. So the relay's memory
+//! has a bound a user can compute, `max_connections × 2 × SMALL +
+//! buffer_budget`, however many slow readers hold big buffers full.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bytes::BytesMut;
 
@@ -20,6 +29,39 @@ pub const SMALL: usize = 512;
 /// measurements.)
 pub const BIG: usize = 128 * 1024;
 
+/// The bytes of big buffers that may be out at once, over every
+/// connection of a balancer.
+#[derive(Debug)]
+pub struct Budget {
+    left: AtomicUsize,
+}
+
+impl Budget {
+    pub fn new(bytes: usize) -> Arc<Budget> {
+        Arc::new(Budget {
+            left: AtomicUsize::new(bytes),
+        })
+    }
+
+    /// Takes what a big buffer needs beyond a small one, if that is left.
+    fn take(&self) -> bool {
+        self.left
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |left| {
+                left.checked_sub(BIG - SMALL)
+            })
+            .is_ok()
+    }
+
+    fn give_back(&self) {
+        self.left.fetch_add(BIG - SMALL, Ordering::AcqRel);
+    }
+
+    /// Bytes left now.
+    pub fn left(&self) -> usize {
+        self.left.load(Ordering::Acquire)
+    }
+}
+
 /// A direction's buffer: `SMALL` or `BIG` bytes of room, read into only
 /// when empty. `BytesMut` is read into without being zeroed first, which
 /// matters when 128 KiB are taken for every burst.
@@ -27,14 +69,30 @@ pub struct Buffer {
     bytes: BytesMut,
     /// How much room the buffer had for the last read.
     room: usize,
+    /// Where its big buffer comes from, and goes back to.
+    budget: Arc<Budget>,
 }
 
 impl Buffer {
-    pub fn new() -> Buffer {
+    pub fn new(budget: Arc<Budget>) -> Buffer {
         Buffer {
             bytes: BytesMut::with_capacity(SMALL),
             room: SMALL,
+            budget,
         }
+    }
+
+    /// Starts with `bytes` in it, to be written before anything is read
+    /// (what a client sent while it waited in line).
+    pub fn start_with(&mut self, bytes: BytesMut) {
+        if !bytes.is_empty() {
+            self.room = bytes.capacity();
+            self.bytes = bytes;
+        }
+    }
+
+    fn is_big(&self) -> bool {
+        self.bytes.capacity() >= BIG
     }
 
     /// The buffer to read into; empty, with `SMALL` or `BIG` bytes of
@@ -54,14 +112,26 @@ impl Buffer {
     /// size for the next read.
     pub fn drained(&mut self) {
         let read = self.bytes.len();
-        if read == self.room && self.room < BIG {
+        if read == self.room && self.room < BIG && self.budget.take() {
             // The small buffer came back full: more is waiting.
             self.bytes = BytesMut::with_capacity(BIG);
-        } else if read < self.room && self.room > SMALL {
+        } else if read < self.room && self.is_big() {
             // The big one came back partly empty: the burst is over.
+            self.bytes = BytesMut::with_capacity(SMALL);
+            self.budget.give_back();
+        } else if !self.is_big() && self.bytes.capacity() > 2 * SMALL {
+            // A start (`start_with`) bigger than a small buffer: done.
             self.bytes = BytesMut::with_capacity(SMALL);
         } else {
             self.bytes.clear();
+        }
+    }
+}
+
+impl Drop for Buffer {
+    fn drop(&mut self) {
+        if self.is_big() {
+            self.budget.give_back();
         }
     }
 }
@@ -83,7 +153,7 @@ mod tests {
 
     #[test]
     fn a_full_small_read_grows_and_a_short_big_read_shrinks() {
-        let mut buffer = Buffer::new();
+        let mut buffer = Buffer::new(Budget::new(BIG));
         assert!(buffer.for_reading().capacity() >= SMALL);
         assert!(
             read_then_drain(&mut buffer, SMALL - 1) < BIG,
@@ -97,5 +167,20 @@ mod tests {
             read_then_drain(&mut buffer, BIG - 1) < BIG,
             "short: shrinks"
         );
+    }
+
+    #[test]
+    fn big_buffers_draw_on_the_budget_and_give_it_back() {
+        let budget = Budget::new(BIG - SMALL);
+        let mut one = Buffer::new(budget.clone());
+        let mut two = Buffer::new(budget.clone());
+        assert!(read_then_drain(&mut one, SMALL) >= BIG, "one grows");
+        assert_eq!(budget.left(), 0);
+        assert!(read_then_drain(&mut two, SMALL) < BIG, "spent: stays small");
+        assert!(read_then_drain(&mut one, 1) < BIG, "one shrinks");
+        assert_eq!(budget.left(), BIG - SMALL, "given back");
+        assert!(read_then_drain(&mut two, SMALL) >= BIG, "two grows now");
+        drop(two);
+        assert_eq!(budget.left(), BIG - SMALL, "given back when dropped");
     }
 }

@@ -48,6 +48,9 @@ use std::fmt;
 use std::future::{Future, poll_fn};
 use std::io;
 use std::pin::Pin;
+use std::sync::Arc;
+
+use bytes::BytesMut;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
@@ -57,6 +60,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::codes::{EndCode, Phase};
 use crate::stream::Stream;
+pub use buffer::Budget;
 use buffer::Buffer;
 
 /// The two timeouts of a relay.
@@ -142,10 +146,14 @@ pub async fn relay(
     mut client: Stream,
     mut backend: Stream,
     timeouts: RelayTimeouts,
+    budget: &Arc<Budget>,
+    early: BytesMut,
     cut: &CancellationToken,
 ) -> Outcome {
-    let mut up = Direction::new();
-    let mut down = Direction::new();
+    let mut up = Direction::new(budget.clone());
+    // What the client sent while it waited in line goes out first.
+    up.buffer.start_with(early);
+    let mut down = Direction::new(budget.clone());
     // One timer for both directions, re-armed lazily: traffic only notes
     // the time, and when the timer fires it checks whether the
     // connection really was silent that long.
@@ -309,9 +317,9 @@ enum State {
 }
 
 impl Direction {
-    fn new() -> Direction {
+    fn new(budget: Arc<Budget>) -> Direction {
         Direction {
-            buffer: Buffer::new(),
+            buffer: Buffer::new(budget),
             written: 0,
             unflushed: false,
             moved: false,
@@ -438,6 +446,8 @@ mod tests {
                 Stream::Plain(lb_client_side),
                 Stream::Plain(lb_backend_side),
                 timeouts,
+                &Budget::new(1 << 20),
+                BytesMut::new(),
                 &CancellationToken::new(),
             )
             .await
