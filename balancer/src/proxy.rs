@@ -175,8 +175,6 @@ struct Trace {
     timings: Timings,
 }
 
-// ANCHOR_END: serve_client
-
 /// One client's way through `lb`, from its handshake to its backend: the
 /// balancer, the pool it loaded when it arrived, and who it is.
 pub struct Connection {
@@ -243,7 +241,7 @@ impl Connection {
 
     // ANCHOR: choose_and_connect
     /// Walks the backends in the algorithm's order for this client until
-    /// one is reached; `None` (after logging why) if none could be. A
+    /// one is reached. A
     /// backend that fails is not tried again for this client, and when
     /// every backend left is full, the client waits in line for room as
     /// if all had been full from the start: up to `queue_timeout` in all.
