@@ -31,6 +31,10 @@
 //! | backend error: a corrupt TLS record, `ETIMEDOUT` (`unacknowledged`), a write error | `SD` | RST | (its socket failed) |
 //! | idle: no byte either way for `idle` | `tD` | RST | RST |
 //! | half-closed: one side finished, the other silent for `half_closed` | `cL` / `sL` | RST | RST |
+//!
+//! (A FIN already passed on stays: in the half-closed row, the silent
+//! side has had the other's end of stream, and the reset then fails its
+//! late answer.)
 //! | cut: the drain ran out | `KD` | RST | RST |
 //!
 //! A TLS side also gets no `close_notify` where the table says RST. A
@@ -550,5 +554,126 @@ mod tests {
                 rest.len()
             );
         }
+    }
+
+    /// What one side saw at the end: its bytes, and whether its stream
+    /// ended cleanly or was reset.
+    async fn seen(
+        side: &mut TcpStream,
+    ) -> (Vec<u8>, Result<(), io::ErrorKind>) {
+        let mut bytes = Vec::new();
+        let end = tokio::time::timeout(
+            Duration::from_secs(10),
+            side.read_to_end(&mut bytes),
+        )
+        .await
+        .expect("the side's stream ends");
+        (bytes, end.map(|_| ()).map_err(|err| err.kind()))
+    }
+
+    const RESET: Result<(), io::ErrorKind> =
+        Err(io::ErrorKind::ConnectionReset);
+
+    // The rows of the table in the module's docs that plain TCP can
+    // cause; a backend error (a corrupt TLS record, `unacknowledged`)
+    // is the fault suite's `broken-stream` case, through the real `lb`.
+
+    #[tokio::test]
+    async fn finished_both_sides_get_every_byte_then_a_clean_end() {
+        let (mut client, mut backend, task) = relayed(LONG).await;
+        client.write_all(b"ping").await.unwrap();
+        client.shutdown().await.unwrap();
+        let (asked, end) = seen(&mut backend).await;
+        assert_eq!((asked.as_slice(), end), (&b"ping"[..], Ok(())));
+        backend.write_all(b"pong").await.unwrap();
+        backend.shutdown().await.unwrap();
+        let (answer, end) = seen(&mut client).await;
+        assert_eq!((answer.as_slice(), end), (&b"pong"[..], Ok(())));
+        let outcome = task.await.unwrap();
+        assert!(matches!(outcome.end, End::Finished), "{outcome:?}");
+        assert_eq!(outcome.end.code(), EndCode::Finished);
+    }
+
+    #[tokio::test]
+    async fn a_reset_from_either_side_reaches_the_other_as_a_reset() {
+        for client_resets in [true, false] {
+            let (mut client, mut backend, task) = relayed(LONG).await;
+            client.write_all(b"ping").await.unwrap();
+            let mut ping = [0u8; 4];
+            backend.read_exact(&mut ping).await.unwrap();
+            let (resetting, mut other) = if client_resets {
+                (client, backend)
+            } else {
+                (backend, client)
+            };
+            resetting.set_zero_linger().unwrap();
+            drop(resetting);
+            assert_eq!(seen(&mut other).await.1, RESET, "{client_resets}");
+            let outcome = task.await.unwrap();
+            let code = if client_resets {
+                EndCode::ClientAborted
+            } else {
+                EndCode::BackendAborted
+            };
+            assert_eq!(outcome.end.code(), code, "{outcome:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_half_closed_timeout_resets_both_sides_and_names_the_silent_one()
+    {
+        let short = RelayTimeouts {
+            idle: Duration::from_secs(60),
+            half_closed: Duration::from_millis(200),
+        };
+        // The client finished its request; the backend never answers.
+        let (mut client, mut backend, task) = relayed(short).await;
+        client.write_all(b"ping").await.unwrap();
+        client.shutdown().await.unwrap();
+        let mut ping = [0u8; 4];
+        backend.read_exact(&mut ping).await.unwrap();
+        assert_eq!(seen(&mut client).await.1, RESET);
+        let outcome = task.await.unwrap();
+        assert_eq!(outcome.end.code(), EndCode::BackendHalfClosed);
+        // The backend had the client's whole request and its clean end;
+        // the reset after it ends the backend's sending side too: an
+        // answer that comes too late fails instead of being taken.
+        let (asked, end) = seen(&mut backend).await;
+        assert_eq!((asked.len(), end), (0, Ok(())), "the request's end");
+        let late = backend.write_all(b"late answer").await;
+        let kind = late.map_err(|err| err.kind());
+        assert!(
+            matches!(
+                kind,
+                Err(io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe)
+            ),
+            "{kind:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_end_of_the_drain_resets_both_sides() {
+        let (mut client, lb_client_side) = connected().await;
+        let (lb_backend_side, mut backend) = connected().await;
+        let cut = CancellationToken::new();
+        let relaying = {
+            let cut = cut.clone();
+            tokio::spawn(async move {
+                relay(
+                    Stream::Plain(lb_client_side),
+                    Stream::Plain(lb_backend_side),
+                    LONG,
+                    &Budget::new(1 << 20),
+                    BytesMut::new(),
+                    &cut,
+                )
+                .await
+            })
+        };
+        cut.cancel();
+        let outcome = relaying.await.unwrap();
+        assert_eq!(outcome.end.code(), EndCode::Killed(Phase::Data));
+        assert_eq!(seen(&mut client).await.1, RESET, "client");
+        assert_eq!(seen(&mut backend).await.1, RESET, "backend");
     }
 }
