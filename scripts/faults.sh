@@ -2,9 +2,13 @@
 # Runs lb's fault suite at full size: backends that stall, reset or close,
 # clients that stall, give up or reset, bursts, thousands of idle TLS
 # connections, too few descriptors, SIGTERM mid-transfer, reloads and
-# upgrades under load (n/a for step 08). Each case says what must happen,
-# does it to a release build of lb (and, to compare, of step 08), and
-# prints what each did, measured through /proc.
+# upgrades under load (n/a for step 08), and partial failures: every
+# backend gone for a second, a stream broken mid-way, a flapping backend,
+# slow readers against the memory bound, clients leaving the queue, a
+# backend that is lb itself, max_connections held (those about health
+# checks, the queue or limits are n/a for step 08). Each case says what
+# must happen, does it to a release build of lb (and, to compare, of
+# step 08), and prints what each did, measured through /proc.
 #
 #   scripts/faults.sh                       every case, lb and step 08
 #   scripts/faults.sh never-answers burst   only the cases named

@@ -60,7 +60,23 @@ pub enum Behaviour {
     /// Over TLS: sends the first `after` bytes of a `GET`, then closes
     /// its TCP connection without `close_notify`.
     ClosesWithoutNotify { after: u64 },
+    /// Over TLS: sends the first `after` bytes of a `GET`, then a record
+    /// that does not decrypt (a corrupt record, as a faulty network or a
+    /// broken TLS stack sends), then holds the connection open.
+    CorruptRecord { after: u64 },
+    /// Reads the first `after` bytes of a `PUT` body, then stops reading
+    /// (and holds the connection open): its receive window closes, and
+    /// the sender's data waits unacknowledged.
+    StopsReading { after: u64 },
 }
+
+/// A TLS 1.3 application-data record of 32 bytes that no key decrypts.
+const CORRUPT_RECORD: [u8; 37] = {
+    let mut record = [0x5a; 37];
+    (record[0], record[1], record[2], record[3], record[4]) =
+        (0x17, 0x03, 0x03, 0x00, 0x20);
+    record
+};
 
 /// The receive buffer of a [`Behaviour::ReadsSlowly`] backend's
 /// connections (the kernel doubles it).
@@ -86,6 +102,8 @@ pub struct Stats {
     most_open: AtomicUsize,
     received: AtomicU64,
     uploads: Mutex<Vec<Upload>>,
+    /// The size of every `GET`, in the order they came.
+    asked: Mutex<Vec<u64>>,
 }
 
 impl Stats {
@@ -112,6 +130,12 @@ impl Stats {
     /// Every upload that has ended, in the order they ended.
     pub fn uploads(&self) -> Vec<Upload> {
         self.lock_uploads().clone()
+    }
+
+    /// The size of every `GET` so far, in the order they came: with one
+    /// connection at a time, the order the backend served its clients.
+    pub fn asked(&self) -> Vec<u64> {
+        self.asked.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     fn lock_uploads(&self) -> std::sync::MutexGuard<'_, Vec<Upload>> {
@@ -141,6 +165,11 @@ pub struct FaultBackend {
     pub addr: SocketAddr,
     stats: Arc<Stats>,
     release: watch::Sender<bool>,
+    /// Whether it should listen: [`FaultBackend::refuse`] and
+    /// [`FaultBackend::answer`] set it.
+    listen: watch::Sender<bool>,
+    /// Whether it listens now, as its accept task last said.
+    listening: watch::Receiver<bool>,
     task: JoinHandle<()>,
 }
 
@@ -151,28 +180,50 @@ impl FaultBackend {
         behaviour: Behaviour,
         tls: Option<TlsAcceptor>,
     ) -> io::Result<FaultBackend> {
-        let socket = TcpSocket::new_v4()?;
-        if let Behaviour::ReadsSlowly { .. } = behaviour {
-            // A slow reader's buffer is full, as a busy server's is. At
-            // its loopback default (up to 32 MiB) it would swallow a
-            // whole test upload at once, and the balancer would never
-            // have to hold back.
-            socket.set_recv_buffer_size(SLOW_READER_BUFFER)?;
-        }
-        socket.bind(SocketAddr::from(([127, 0, 0, 1], 0)))?;
-        let listener = socket.listen(1024)?;
+        let listener = bind(SocketAddr::from(([127, 0, 0, 1], 0)), behaviour)?;
         let addr = listener.local_addr()?;
         let stats = Arc::new(Stats::default());
         let (release, released) = watch::channel(false);
+        let (listen, told) = watch::channel(true);
+        let (said, listening) = watch::channel(true);
+        let accepting = Accepting {
+            addr,
+            behaviour,
+            tls,
+            stats: stats.clone(),
+            released,
+            told,
+            said,
+        };
         let backend = FaultBackend {
             addr,
             stats: stats.clone(),
             release,
-            task: tokio::spawn(accept_loop(
-                listener, behaviour, tls, stats, released,
-            )),
+            listen,
+            listening,
+            task: tokio::spawn(accepting.run(listener)),
         };
         Ok(backend)
+    }
+
+    /// Stops listening: new connects are refused (the kernel answers a
+    /// SYN to a closed port with a reset), while open connections go on.
+    /// Whether it stopped within a second.
+    pub async fn refuse(&self) -> bool {
+        self.listen_or_not(false).await
+    }
+
+    /// Listens again, on the same port; whether it does within a second.
+    pub async fn answer(&self) -> bool {
+        self.listen_or_not(true).await
+    }
+
+    async fn listen_or_not(&self, on: bool) -> bool {
+        self.listen.send_replace(on);
+        let mut listening = self.listening.clone();
+        let limit = Duration::from_secs(1);
+        let done = listening.wait_for(|&now| now == on);
+        matches!(tokio::time::timeout(limit, done).await, Ok(Ok(_)))
     }
 
     pub fn stats(&self) -> &Stats {
@@ -194,26 +245,114 @@ impl Drop for FaultBackend {
     }
 }
 
-async fn accept_loop(
-    listener: TcpListener,
+/// A listening socket for a backend with `behaviour` on `addr`.
+/// `SO_REUSEADDR` lets a backend that stopped listening bind its port
+/// again while connections it accepted there are still open (they
+/// inherit the option, which the kernel requires of them too).
+fn bind(addr: SocketAddr, behaviour: Behaviour) -> io::Result<TcpListener> {
+    let socket = TcpSocket::new_v4()?;
+    socket.set_reuseaddr(true)?;
+    if let Behaviour::ReadsSlowly { .. } | Behaviour::StopsReading { .. } =
+        behaviour
+    {
+        // A slow reader's buffer is full, as a busy server's is. At
+        // its loopback default (up to 32 MiB) it would swallow a
+        // whole test upload at once, and the balancer would never
+        // have to hold back.
+        socket.set_recv_buffer_size(SLOW_READER_BUFFER)?;
+    }
+    socket.bind(addr)?;
+    socket.listen(1024)
+}
+
+/// What a backend's accept task holds.
+struct Accepting {
+    addr: SocketAddr,
     behaviour: Behaviour,
     tls: Option<TlsAcceptor>,
     stats: Arc<Stats>,
     released: watch::Receiver<bool>,
-) {
-    let mut connections = JoinSet::new();
-    loop {
-        while connections.try_join_next().is_some() {}
-        let Ok((tcp, _)) = listener.accept().await else {
-            // Out of descriptors, most likely: let some close first.
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            continue;
-        };
+    /// Whether to listen, as the case says.
+    told: watch::Receiver<bool>,
+    /// Whether it listens, for the case to wait on.
+    said: watch::Sender<bool>,
+}
+
+impl Accepting {
+    async fn run(mut self, listener: TcpListener) {
+        let mut connections = JoinSet::new();
+        let mut listener = Some(listener);
+        loop {
+            while connections.try_join_next().is_some() {}
+            let Some(listening) = &listener else {
+                // Refusing until told to listen again; the connections
+                // already open go on meanwhile (they are tasks of their
+                // own).
+                if self.told.wait_for(|&on| on).await.is_err() {
+                    return;
+                }
+                listener = self.bind_again().await;
+                self.said.send_replace(listener.is_some());
+                continue;
+            };
+            let accepted = tokio::select! {
+                // A connect already in the queue is served before a
+                // change is looked at.
+                biased;
+                accepted = listening.accept() => accepted,
+                told = self.told.changed() => {
+                    if told.is_err() {
+                        return;
+                    }
+                    if !*self.told.borrow_and_update() {
+                        // Closing the listener would reset the connects
+                        // in its queue, which their clients saw succeed:
+                        // those are served first (a zero timeout polls
+                        // an accept once). Then it refuses the next.
+                        while let Ok(Ok((tcp, _))) =
+                            tokio::time::timeout(Duration::ZERO, listening.accept())
+                                .await
+                        {
+                            connections.spawn(self.connection(tcp));
+                        }
+                        listener = None;
+                        self.said.send_replace(false);
+                    }
+                    continue;
+                }
+            };
+            let Ok((tcp, _)) = accepted else {
+                // Out of descriptors, most likely: let some close first.
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            };
+            connections.spawn(self.connection(tcp));
+        }
+    }
+
+    /// Binds the backend's port again: up to a second of tries, 10 ms
+    /// apart, in case the old socket is not yet gone.
+    async fn bind_again(&self) -> Option<TcpListener> {
+        for _ in 0..100 {
+            if let Ok(listener) = bind(self.addr, self.behaviour) {
+                return Some(listener);
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        None
+    }
+
+    /// One accepted connection, served as the behaviour says.
+    fn connection(
+        &self,
+        tcp: TcpStream,
+    ) -> impl Future<Output = ()> + Send + 'static {
+        let behaviour = self.behaviour;
+        let stats = self.stats.clone();
         let open = stats.opened();
-        let tls = tls.clone();
-        let stats = stats.clone();
-        let released = released.clone();
-        connections.spawn(async move {
+        let tls = self.tls.clone();
+        let released = self.released.clone();
+        async move {
             let _ = tcp.set_nodelay(true);
             let Some(conn) = handshake(tcp, tls).await else {
                 return;
@@ -224,7 +363,7 @@ async fn accept_loop(
             // the count already down.
             drop(open);
             drop(done);
-        });
+        }
     }
 }
 
@@ -286,7 +425,14 @@ async fn serve(
         };
         let answered = match request {
             Request::Ping => conn.write_all(b"PONG\n").await.is_ok(),
-            Request::Get(n) => return send(conn, n, behaviour, released).await,
+            Request::Get(n) => {
+                stats
+                    .asked
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(n);
+                return send(conn, n, behaviour, released).await;
+            }
             Request::Put(n) => receive(&mut conn, n, behaviour, stats).await,
         };
         if !answered || conn.flush().await.is_err() {
@@ -308,7 +454,8 @@ async fn send(
         Behaviour::HoldsBackTail { tail } => n.saturating_sub(tail),
         Behaviour::AnswersThenStalls { first } => first.min(n),
         Behaviour::ResetsMidStream { after }
-        | Behaviour::ClosesWithoutNotify { after } => after.min(n),
+        | Behaviour::ClosesWithoutNotify { after }
+        | Behaviour::CorruptRecord { after } => after.min(n),
         _ => n,
     };
     if write_pattern(&mut conn, 0, first).await.is_err() {
@@ -334,6 +481,15 @@ async fn send(
         }
         // Closed without `shutdown`: a FIN, and no close_notify.
         Behaviour::ClosesWithoutNotify { .. } => return conn,
+        // The corrupt record goes under TLS, straight onto the TCP
+        // connection; then nothing more, and no close: what the other
+        // end sees is the record's error, not an end.
+        Behaviour::CorruptRecord { .. } => {
+            if let Conn::Tls(tls) = &mut conn {
+                let _ = tls.get_mut().0.write_all(&CORRUPT_RECORD).await;
+            }
+            match hold(conn).await {}
+        }
         _ => {}
     }
     if conn.shutdown().await.is_ok() {
@@ -387,6 +543,13 @@ async fn receive<R: AsyncRead + AsyncWrite + Unpin>(
         intact: true,
     };
     while upload.bytes < n {
+        if let Behaviour::StopsReading { after } = behaviour
+            && upload.bytes >= after
+        {
+            // Stops reading, and keeps the connection (the caller's)
+            // open until the backend stops.
+            std::future::pending::<()>().await;
+        }
         let room = buffer.len().min((n - upload.bytes) as usize);
         match conn.read(&mut buffer[..room]).await {
             Ok(0) => break,
@@ -417,6 +580,38 @@ async fn receive<R: AsyncRead + AsyncWrite + Unpin>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    async fn ping(tcp: &mut TcpStream) {
+        tcp.write_all(b"PING\n").await.expect("ping");
+        let mut pong = [0u8; 5];
+        tcp.read_exact(&mut pong).await.expect("pong");
+        assert_eq!(&pong, b"PONG\n");
+    }
+
+    #[tokio::test]
+    async fn a_backend_refuses_then_answers_keeping_its_connections() {
+        let backend = FaultBackend::start(Behaviour::Serve, None)
+            .await
+            .expect("a backend");
+        let mut open = TcpStream::connect(backend.addr).await.expect("open");
+        // Answered: accepted, not just queued (closing the listener
+        // resets a queued one).
+        ping(&mut open).await;
+        assert!(backend.refuse().await);
+        let refused = TcpStream::connect(backend.addr).await;
+        assert_eq!(
+            refused.expect_err("refused").kind(),
+            io::ErrorKind::ConnectionRefused
+        );
+        // The connection accepted before goes on.
+        ping(&mut open).await;
+        assert!(backend.answer().await);
+        let mut again = TcpStream::connect(backend.addr)
+            .await
+            .expect("answers again");
+        ping(&mut again).await;
+        assert_eq!(backend.stats().accepted(), 2);
+    }
 
     #[test]
     fn requests_parse_and_nothing_else_does() {

@@ -4,8 +4,11 @@
 //! Backends that never answer, stall, reset, close at once or read
 //! slowly; clients that send nothing, never finish a TLS handshake, give
 //! up, reset or trickle; bursts, thousands of idle connections, too few
-//! descriptors, SIGTERM with transfers in flight, and reloads and
-//! upgrades under load (which step 08 cannot do: "n/a"). Each [`Case`]
+//! descriptors, SIGTERM with transfers in flight, reloads and upgrades
+//! under load (which step 08 cannot do: "n/a"), and partial failures:
+//! every backend gone for a second, a stream broken mid-way, a flapping
+//! backend, slow readers, clients leaving the queue, a backend that is
+//! `lb` itself, `max_connections` held. Each [`Case`]
 //! states what must happen, does it to a real balancer process, and
 //! measures what that process did through `/proc`: descriptors and
 //! memory before and after, what each client saw, how long until

@@ -21,9 +21,10 @@ use lab_common::cli::fail;
 
 /// lb's fault suite: backends that stall, reset or close, clients that
 /// stall, give up or reset, bursts, thousands of idle connections, too
-/// few descriptors, SIGTERM mid-transfer. Each case says what must
-/// happen, does it to a real `lb` process (and to step 08, to compare),
-/// and measures it through /proc.
+/// few descriptors, SIGTERM mid-transfer, partial failures (every
+/// backend gone for a second, a flapping backend, a loop). Each case says
+/// what must happen, does it to a real `lb` process (and to step 08, to
+/// compare), and measures it through /proc.
 #[derive(Parser, Debug)]
 #[command(version, about)]
 struct Args {

@@ -46,6 +46,9 @@ pub struct BackendAt {
     pub tls: bool,
     /// `lb`'s per-backend `max_connections`.
     pub max_connections: Option<u32>,
+    /// A host name to give the balancer instead of the address's IP (the
+    /// port stays): a path to the address that only resolving shows.
+    pub host: Option<&'static str>,
 }
 
 impl BackendAt {
@@ -54,7 +57,44 @@ impl BackendAt {
             addr,
             tls,
             max_connections: None,
+            host: None,
         }
+    }
+
+    /// As the balancer is told of it: `tls://` for TLS, then the host
+    /// (or the IP) and the port.
+    fn address(&self) -> String {
+        let scheme = if self.tls { "tls://" } else { "" };
+        match self.host {
+            Some(host) => format!("{scheme}{host}:{}", self.addr.port()),
+            None => format!("{scheme}{}", self.addr),
+        }
+    }
+}
+
+/// `lb`'s active health checks, for the cases about them: TCP checks
+/// every `interval` (each allowed as long, or a second if less), and
+/// `lb`'s defaults for what is `None`.
+#[derive(Clone, Copy, Debug)]
+pub struct Health {
+    pub interval: Duration,
+    pub rise: Option<u32>,
+    pub fall: Option<u32>,
+}
+
+impl Health {
+    pub fn every(interval: Duration) -> Health {
+        Health {
+            interval,
+            rise: None,
+            fall: None,
+        }
+    }
+
+    /// One check's whole time: no longer than the interval, so that no
+    /// check is skipped for the one before it.
+    fn timeout(&self) -> Duration {
+        self.interval.min(Duration::from_secs(1))
     }
 }
 
@@ -73,6 +113,19 @@ pub struct Setup {
     pub backlog: Option<u32>,
     pub queue_timeout: Option<Duration>,
     pub max_handshakes: Option<u32>,
+    /// `[timeouts] unacknowledged`: `TCP_USER_TIMEOUT` on the
+    /// connections to backends.
+    pub unacknowledged: Option<Duration>,
+    /// `[limits] buffer_budget`, in bytes.
+    pub buffer_budget: Option<u64>,
+    /// Active health checks; `None`: `kind = "off"`, as most cases want.
+    pub health: Option<Health>,
+    /// An admin listener on `127.0.0.1:0`.
+    pub admin: bool,
+    /// Where the balancer listens instead of `127.0.0.1:0`.
+    pub listen: Option<String>,
+    /// `lb`'s algorithm; `None`: its default, round robin.
+    pub algorithm: Option<&'static str>,
     /// Runs the balancer under `ulimit -n` this many.
     pub open_files: Option<u32>,
 }
@@ -86,6 +139,7 @@ const LB_SECTIONS: [&str; 2] = ["timeouts", "limits"];
 enum Value {
     Duration(Duration),
     Count(u32),
+    Bytes(u64),
 }
 
 impl Value {
@@ -94,6 +148,7 @@ impl Value {
         match self {
             Value::Duration(value) => crate::report::show(value),
             Value::Count(value) => value.to_string(),
+            Value::Bytes(value) => crate::report::mib(value >> 10),
         }
     }
 
@@ -102,6 +157,10 @@ impl Value {
         match self {
             Value::Duration(value) => format!("\"{}ms\"", value.as_millis()),
             Value::Count(value) => value.to_string(),
+            Value::Bytes(value) if value % (1 << 20) == 0 => {
+                format!("\"{}MiB\"", value >> 20)
+            }
+            Value::Bytes(value) => format!("\"{}KiB\"", value.div_ceil(1024)),
         }
     }
 }
@@ -131,6 +190,25 @@ impl Setup {
             parts.push("no timeouts or limits".to_owned());
             return parts.join(", ");
         }
+        if let Some(listen) = &self.listen {
+            parts.push(format!("listen {listen}"));
+        }
+        if let Some(algorithm) = self.algorithm {
+            parts.push(algorithm.to_owned());
+        }
+        if let Some(health) = self.health {
+            let mut checks = format!(
+                "tcp checks every {}",
+                crate::report::show(health.interval)
+            );
+            if let Some(rise) = health.rise {
+                let _ = write!(checks, ", rise {rise}");
+            }
+            if let Some(fall) = health.fall {
+                let _ = write!(checks, ", fall {fall}");
+            }
+            parts.push(checks);
+        }
         for (_, key, value) in self.lb_keys() {
             parts.push(format!("{key} {}", value.shown()));
         }
@@ -142,11 +220,17 @@ impl Setup {
         parts.join(", ")
     }
 
-    /// `lb`'s config file for this setup. Health checks are off: the
-    /// cases' faulty backends would be taken out by them, and a case
-    /// tests what `lb` does when a fault reaches a client.
+    /// `lb`'s config file for this setup. Health checks are off unless
+    /// the setup turns them on: most cases' faulty backends would be
+    /// taken out by them, and such a case tests what `lb` does when a
+    /// fault reaches a client.
     pub fn lb_toml(&self, certs: &Certs) -> String {
-        let mut toml = String::from("listen = \"127.0.0.1:0\"\n\n[tls]\n");
+        let listen = self.listen.as_deref().unwrap_or("127.0.0.1:0");
+        let mut toml = format!("listen = \"{listen}\"\n");
+        if let Some(algorithm) = self.algorithm {
+            line(&mut toml, "algorithm", &format!("\"{algorithm}\""));
+        }
+        toml.push_str("\n[tls]\n");
         if self.front_tls {
             line(&mut toml, "cert", &quoted_path(&certs.cert_path()));
             line(&mut toml, "key", &quoted_path(&certs.key_path()));
@@ -162,12 +246,29 @@ impl Setup {
                 line(&mut toml, key, &value.toml());
             }
         }
-        toml.push_str("\n[health]\nkind = \"off\"\n");
+        match self.health {
+            None => toml.push_str("\n[health]\nkind = \"off\"\n"),
+            Some(health) => {
+                toml.push_str("\n[health]\nkind = \"tcp\"\n");
+                let interval = Value::Duration(health.interval).toml();
+                line(&mut toml, "interval", &interval);
+                let timeout = Value::Duration(health.timeout()).toml();
+                line(&mut toml, "timeout", &timeout);
+                for (key, value) in
+                    [("rise", health.rise), ("fall", health.fall)]
+                {
+                    if let Some(value) = value {
+                        line(&mut toml, key, &value.to_string());
+                    }
+                }
+            }
+        }
+        if self.admin {
+            toml.push_str("\n[admin]\nlisten = \"127.0.0.1:0\"\n");
+        }
         for backend in &self.backends {
             toml.push_str("\n[[backends]]\n");
-            let scheme = if backend.tls { "tls://" } else { "" };
-            let address = format!("\"{scheme}{}\"", backend.addr);
-            line(&mut toml, "address", &address);
+            line(&mut toml, "address", &format!("\"{}\"", backend.address()));
             if let Some(max) = backend.max_connections {
                 line(&mut toml, "max_connections", &max.to_string());
             }
@@ -189,10 +290,16 @@ impl Setup {
             ("timeouts", "idle", time(self.idle)),
             ("timeouts", "half_closed", time(self.half_closed)),
             ("timeouts", "drain", time(self.drain)),
+            ("timeouts", "unacknowledged", time(self.unacknowledged)),
             ("limits", "queue_timeout", time(self.queue_timeout)),
             ("limits", "max_connections", count(self.max_connections)),
             ("limits", "backlog", count(self.backlog)),
             ("limits", "max_handshakes", count(self.max_handshakes)),
+            (
+                "limits",
+                "buffer_budget",
+                self.buffer_budget.map(Value::Bytes),
+            ),
         ]
         .into_iter()
         .filter_map(|(section, key, value)| Some((section, key, value?)))
@@ -200,17 +307,12 @@ impl Setup {
 
     /// Step 08's flags for this setup.
     pub fn step08_args(&self, certs: &Certs) -> Vec<String> {
-        let servers: Vec<String> = self
-            .backends
-            .iter()
-            .map(|b| {
-                let scheme = if b.tls { "tls://" } else { "" };
-                format!("{scheme}{}", b.addr)
-            })
-            .collect();
+        let servers: Vec<String> =
+            self.backends.iter().map(BackendAt::address).collect();
+        let listen = self.listen.as_deref().unwrap_or("127.0.0.1:0");
         let mut args = vec![
             "--listen".to_owned(),
-            "127.0.0.1:0".to_owned(),
+            listen.to_owned(),
             "--backends".to_owned(),
             servers.join(","),
         ];
@@ -487,6 +589,48 @@ mod tests {
         assert!(toml.contains("ca = '"), "{toml}");
         assert!(!toml.contains("cert = "), "{toml}");
         assert!(!toml.contains("drain"), "{toml}");
+    }
+
+    #[test]
+    fn a_case_about_health_turns_the_checks_on() {
+        let certs = Certs::new().expect("certificates");
+        let backend: SocketAddr = "127.0.0.1:4000".parse().expect("addr");
+        let off = Setup::over(&[backend], false).lb_toml(&certs);
+        assert!(off.contains("[health]\nkind = \"off\"\n"), "{off}");
+        assert!(!off.contains("[admin]"), "{off}");
+        let setup = Setup {
+            health: Some(Health {
+                rise: Some(2),
+                ..Health::every(Duration::from_millis(500))
+            }),
+            listen: Some("0.0.0.0:4001".to_owned()),
+            algorithm: Some("maglev"),
+            admin: true,
+            unacknowledged: Some(Duration::from_secs(1)),
+            buffer_budget: Some(4 << 20),
+            backends: vec![BackendAt {
+                host: Some("localhost"),
+                ..BackendAt::new(backend, false)
+            }],
+            ..Setup::default()
+        };
+        let toml = setup.lb_toml(&certs);
+        for want in [
+            "listen = \"0.0.0.0:4001\"\nalgorithm = \"maglev\"\n",
+            "[health]\nkind = \"tcp\"\ninterval = \"500ms\"\n\
+             timeout = \"500ms\"\nrise = 2\n",
+            "[admin]\nlisten = \"127.0.0.1:0\"\n",
+            "unacknowledged = \"1000ms\"\n",
+            "buffer_budget = \"4MiB\"\n",
+            "address = \"localhost:4000\"\n",
+        ] {
+            assert!(toml.contains(want), "{want:?} not in\n{toml}");
+        }
+        assert!(!toml.contains("fall"), "{toml}");
+        assert_eq!(
+            setup.step08_args(&certs)[..4],
+            ["--listen", "0.0.0.0:4001", "--backends", "localhost:4000"]
+        );
     }
 
     #[test]

@@ -10,13 +10,18 @@
 mod backends;
 mod clients;
 mod drain;
+mod limits;
 mod load;
+mod outages;
 mod reloads;
 
 use std::future::Future;
 use std::io;
+use std::net::SocketAddr;
 use std::time::Duration;
 
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 use tokio::task::JoinSet;
 
 use crate::backend::{Behaviour, FaultBackend};
@@ -83,11 +88,19 @@ pub enum Case {
     // Changing it while it runs.
     Reloads,
     Upgrades,
+    // Partial failures.
+    Blip,
+    BrokenStream,
+    Flapping,
+    SlowReaders,
+    QueueLeavers,
+    Loop,
+    Saturation,
 }
 // ANCHOR_END: cases
 
 impl Case {
-    pub const ALL: [Case; 20] = [
+    pub const ALL: [Case; 27] = [
         Case::NeverAnswers,
         Case::AnswersThenStalls,
         Case::ResetsMidStream,
@@ -108,6 +121,13 @@ impl Case {
         Case::DrainCut,
         Case::Reloads,
         Case::Upgrades,
+        Case::Blip,
+        Case::BrokenStream,
+        Case::Flapping,
+        Case::SlowReaders,
+        Case::QueueLeavers,
+        Case::Loop,
+        Case::Saturation,
     ];
 
     /// The name `faults NAME` and `scripts/faults.sh NAME` take.
@@ -133,6 +153,13 @@ impl Case {
             Case::DrainCut => "drain-cut",
             Case::Reloads => "reloads",
             Case::Upgrades => "upgrades",
+            Case::Blip => "blip",
+            Case::BrokenStream => "broken-stream",
+            Case::Flapping => "flapping",
+            Case::SlowReaders => "slow-readers",
+            Case::QueueLeavers => "queue-leavers",
+            Case::Loop => "loop",
+            Case::Saturation => "saturation",
         }
     }
 
@@ -241,6 +268,63 @@ impl Case {
                  cut; each new process listens on the same address and \
                  each old one drains and exits 0."
             }
+            Case::Blip => {
+                "every backend refuses connects for 1 s under a steady \
+                 load of new connections, then answers again; checks \
+                 every 500 ms, rise = 2. Clients must be served again \
+                 within one check interval plus rise checks (1.5 s) of \
+                 the last backend answering; the share that failed \
+                 during the blip is shown."
+            }
+            Case::BrokenStream => {
+                "a tls:// backend sends part of an answer, then a corrupt \
+                 record; a plain backend stops reading an upload, so that \
+                 lb's data to it waits unacknowledged behind a zero \
+                 window (on loopback the closest stand-in for a peer that \
+                 stops acknowledging), with [timeouts] unacknowledged \
+                 (TCP_USER_TIMEOUT) short. Each plain client must see a \
+                 reset, never a clean end: 20 of 20 each."
+            }
+            Case::Flapping => {
+                "a backend refuses and answers connects in turn every \
+                 300 ms for 10 s, beside two steady ones, checks every \
+                 100 ms, under a steady load of new connections. No \
+                 client may fail, its state must change less often in \
+                 the last third than in the first (the hold-down grows), \
+                 and lb may write at most 50 log lines about it."
+            }
+            Case::SlowReaders => {
+                "max_connections - 1 clients each download a large body \
+                 at 1 KiB/s. lb's memory must stay within the bound of \
+                 its relay buffers (lb.toml: max_connections x 2 x 512 B \
+                 + buffer_budget), measured as its memory with as many \
+                 idle connections (which holds the small buffers) plus \
+                 buffer_budget and 1 MiB for the allocator; one more \
+                 client must be served meanwhile."
+            }
+            Case::QueueLeavers => {
+                "200 clients queue, in turn, for a backend at its \
+                 max_connections (queue_timeout long); 100 of them, every \
+                 other one, close after sending their request. Their \
+                 places must be given up at once, and the 100 left served \
+                 in arrival order, none of the leavers reaching the \
+                 backend (its accept order shows it)."
+            }
+            Case::Loop => {
+                "lb's backend is lb itself, by a path the config check \
+                 cannot see (a host name, a wildcard listen). Alone: the \
+                 loop is logged, each client is refused at once, lb \
+                 accepts no connection from itself and its descriptors \
+                 stay within 5 of idle. Beside a real backend, under \
+                 every algorithm: no client fails. (max_connections = 64 \
+                 bounds a balancer that does dial itself.)"
+            }
+            Case::Saturation => {
+                "max_connections reached and held for 5 s, with clients \
+                 waiting in the listen queue, then left. lb must log \
+                 exactly one line when it is reached and one when it \
+                 clears, with the counts."
+            }
         }
     }
 
@@ -283,6 +367,13 @@ pub async fn run(case: Case, ctx: &Ctx) -> Report {
         Case::DrainCut => drain::drain_cut(ctx, r).await,
         Case::Reloads => reloads::reloads(ctx, r).await,
         Case::Upgrades => reloads::upgrades(ctx, r).await,
+        Case::Blip => outages::blip(ctx, r).await,
+        Case::BrokenStream => outages::broken_stream(ctx, r).await,
+        Case::Flapping => outages::flapping(ctx, r).await,
+        Case::SlowReaders => limits::slow_readers(ctx, r).await,
+        Case::QueueLeavers => limits::queue_leavers(ctx, r).await,
+        Case::Loop => outages::loop_case(ctx, r).await,
+        Case::Saturation => limits::saturation(ctx, r).await,
     };
     if let Err(why) = ran {
         report.broken(why);
@@ -291,11 +382,23 @@ pub async fn run(case: Case, ctx: &Ctx) -> Report {
 }
 
 /// Why `case` does not apply to `subject`, if it does not: step 08
-/// reads its flags once and cannot reload or hand over its listener.
+/// reads its flags once and cannot reload or hand over its listener, and
+/// has no health checks, queue or limits.
 fn not_for(case: Case, subject: Kind) -> Option<&'static str> {
-    match (case, subject) {
-        (Case::Reloads, Kind::Step08) => Some("step 08 has no reload"),
-        (Case::Upgrades, Kind::Step08) => Some("step 08 has no upgrade"),
+    if subject != Kind::Step08 {
+        return None;
+    }
+    match case {
+        Case::Reloads => Some("step 08 has no reload"),
+        Case::Upgrades => Some("step 08 has no upgrade"),
+        Case::Flapping => {
+            Some("step 08 has no health checks: a backend has no state")
+        }
+        Case::SlowReaders => {
+            Some("step 08 has no max_connections or buffer budget")
+        }
+        Case::QueueLeavers => Some("step 08 has no queue"),
+        Case::Saturation => Some("step 08 has no max_connections"),
         _ => None,
     }
 }
@@ -391,6 +494,38 @@ fn none_failed<T>(results: Vec<io::Result<T>>) -> Result<Vec<T>, String> {
         .map_err(|err| format!("a client: {err}"))
 }
 
+/// `GET path` from `lb`'s admin listener at `addr` (HTTP/1.0, so the
+/// body comes whole, not chunked): the body of a 200, within 5 s.
+async fn scrape(addr: SocketAddr, path: &str) -> Result<String, String> {
+    let exchange = async {
+        let mut tcp = TcpStream::connect(addr).await?;
+        let request = format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n");
+        tcp.write_all(request.as_bytes()).await?;
+        let mut answer = Vec::new();
+        (&mut tcp).take(4 << 20).read_to_end(&mut answer).await?;
+        Ok::<_, io::Error>(String::from_utf8_lossy(&answer).into_owned())
+    };
+    let answer = tokio::time::timeout(secs(5), exchange)
+        .await
+        .map_err(|_| format!("GET {path}: no answer in 5 s"))?
+        .map_err(|err| format!("GET {path}: {err}"))?;
+    match answer.split_once("\r\n\r\n") {
+        Some((head, body)) if head.split_whitespace().nth(1) == Some("200") => {
+            Ok(body.to_owned())
+        }
+        _ => Err(format!("GET {path}: {answer:?}")),
+    }
+}
+
+/// The value of the series `series` (its name and labels, as written)
+/// in a `/metrics` text.
+fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines().find_map(|line| {
+        let value = line.strip_prefix(series)?.strip_prefix(' ')?;
+        value.split_whitespace().next()?.parse().ok()
+    })
+}
+
 /// Polls `running`'s descriptors every 20 ms until they are back to
 /// `baseline`: how long it took, or `None` after `limit`.
 async fn descriptors_back(
@@ -468,5 +603,14 @@ mod tests {
         names.sort();
         names.dedup();
         assert_eq!(names.len(), Case::ALL.len());
+    }
+
+    #[test]
+    fn a_series_is_found_by_its_name_and_labels() {
+        let text = "# TYPE lb_x counter\nlb_x_total 7\n\
+                    lb_y{backend=\"a\"} 1\nlb_y{backend=\"b\"} 2.5\n";
+        assert_eq!(metric(text, "lb_x_total"), Some(7.0));
+        assert_eq!(metric(text, "lb_y{backend=\"b\"}"), Some(2.5));
+        assert_eq!(metric(text, "lb_x"), None);
     }
 }
