@@ -49,6 +49,8 @@ pub struct BackendAt {
     /// A host name to give the balancer instead of the address's IP (the
     /// port stays): a path to the address that only resolving shows.
     pub host: Option<&'static str>,
+    /// `lb`'s `weight` for it (every algorithm but round robin's).
+    pub weight: Option<u32>,
 }
 
 impl BackendAt {
@@ -58,6 +60,7 @@ impl BackendAt {
             tls,
             max_connections: None,
             host: None,
+            weight: None,
         }
     }
 
@@ -80,6 +83,8 @@ pub struct Health {
     pub interval: Duration,
     pub rise: Option<u32>,
     pub fall: Option<u32>,
+    /// How long a flapping backend is first held down.
+    pub hold_down: Option<Duration>,
 }
 
 impl Health {
@@ -88,6 +93,7 @@ impl Health {
             interval,
             rise: None,
             fall: None,
+            hold_down: None,
         }
     }
 
@@ -207,6 +213,10 @@ impl Setup {
             if let Some(fall) = health.fall {
                 let _ = write!(checks, ", fall {fall}");
             }
+            if let Some(hold_down) = health.hold_down {
+                let hold_down = crate::report::show(hold_down);
+                let _ = write!(checks, ", hold_down {hold_down}");
+            }
             parts.push(checks);
         }
         for (_, key, value) in self.lb_keys() {
@@ -261,6 +271,10 @@ impl Setup {
                         line(&mut toml, key, &value.to_string());
                     }
                 }
+                if let Some(hold_down) = health.hold_down {
+                    let hold_down = Value::Duration(hold_down).toml();
+                    line(&mut toml, "hold_down", &hold_down);
+                }
             }
         }
         if self.admin {
@@ -271,6 +285,9 @@ impl Setup {
             line(&mut toml, "address", &format!("\"{}\"", backend.address()));
             if let Some(max) = backend.max_connections {
                 line(&mut toml, "max_connections", &max.to_string());
+            }
+            if let Some(weight) = backend.weight {
+                line(&mut toml, "weight", &weight.to_string());
             }
         }
         toml
