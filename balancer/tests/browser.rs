@@ -269,14 +269,7 @@ async fn start_lb(path: &Path) -> (RunningBinary, SocketAddr) {
     let mut lb =
         RunningBinary::start(LB, &["--config", &path.display().to_string()])
             .await;
-    let stdout = lb.wait_for_stdout("admin on ").await;
-    let admin = stdout
-        .lines()
-        .find_map(|line| line.strip_prefix("admin on "))
-        .unwrap_or_else(|| panic!("no `admin on` line in {stdout}"))
-        .trim()
-        .parse()
-        .expect("an address");
+    let admin = lb.wait_for_address("admin on ").await;
     (lb, admin)
 }
 

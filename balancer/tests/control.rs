@@ -276,15 +276,6 @@ fn config_file(
     path
 }
 
-/// The admin address from the binary's `admin on ADDR` line.
-fn admin_addr(stdout: &str) -> SocketAddr {
-    let line = stdout
-        .lines()
-        .find_map(|line| line.strip_prefix("admin on "))
-        .unwrap_or_else(|| panic!("no `admin on` line in {stdout}"));
-    line.trim().parse().expect("an address")
-}
-
 #[tokio::test]
 async fn the_operators_say_survives_a_sighup() {
     let backends = RunningBackend::start_many(3).await;
@@ -295,8 +286,7 @@ async fn the_operators_say_survives_a_sighup() {
     let mut lb =
         RunningBinary::start(LB, &["--config", &path.display().to_string()])
             .await;
-    let stdout = lb.wait_for_stdout("admin on ").await;
-    let admin = admin_addr(&stdout);
+    let admin = lb.wait_for_address("admin on ").await;
     let api = reqwest::Client::new();
     let url = |path: &str| format!("http://{admin}{path}");
     let drain = api.post(url("/api/backends/a/drain")).send();
@@ -480,9 +470,9 @@ async fn off_loopback_the_token_is_required_and_enough() {
     let mut lb =
         RunningBinary::start(LB, &["--config", &path.display().to_string()])
             .await;
-    let stdout = lb.wait_for_stdout("admin on ").await;
+    let admin = lb.wait_for_address("admin on ").await;
     // Listening on every address; asked on loopback only.
-    let port = admin_addr(&stdout).port();
+    let port = admin.port();
     let url = |path: &str| format!("http://127.0.0.1:{port}{path}");
     let api = reqwest::Client::new();
     let status = |request: reqwest::RequestBuilder| async {

@@ -116,14 +116,7 @@ impl Setup {
             &["--config", &path.display().to_string()],
         )
         .await;
-        let stdout = lb.wait_for_stdout("admin on ").await;
-        let admin = stdout
-            .lines()
-            .find_map(|line| line.strip_prefix("admin on "))
-            .unwrap_or_else(|| panic!("no `admin on` line in {stdout}"))
-            .trim()
-            .parse()
-            .expect("an address after `admin on `");
+        let admin = lb.wait_for_address("admin on ").await;
         Setup {
             lb,
             admin,

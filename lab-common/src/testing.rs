@@ -240,6 +240,20 @@ impl RunningBinary {
         wait_for(&mut self.stdout, needle, "stdout", &self.stderr).await
     }
 
+    /// Waits for the stdout line `PREFIX ADDR` (`lb`'s `admin on ADDR`,
+    /// say) and returns the address.
+    pub async fn wait_for_address(&mut self, prefix: &str) -> SocketAddr {
+        let stdout = self.wait_for_stdout(prefix).await;
+        stdout
+            .lines()
+            .find_map(|line| line.strip_prefix(prefix))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|addr| addr.parse().ok())
+            .unwrap_or_else(|| {
+                panic!("no address after `{prefix}` in {stdout}")
+            })
+    }
+
     /// Waits until stderr (the log) contains `needle`; returns it all.
     pub async fn wait_for_stderr(&mut self, needle: &str) -> String {
         let other = self.stdout.clone();
