@@ -35,15 +35,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 missing=()
 command -v shellcheck >/dev/null || missing+=(shellcheck)
 command -v curl >/dev/null || missing+=(curl)
-if (( ${#missing[@]} > 0 )); then
-  if [[ $(id -u) -ne 0 ]] || ! command -v apt-get >/dev/null; then
-    echo "error: install ${missing[*]} (needs apt-get as root)" >&2
-    exit 1
-  fi
-  echo "== installing ${missing[*]}"
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
-fi
+install_packages "${missing[@]}"
 
 echo "== cargo fmt --all --check"
 cargo fmt --all --check

@@ -33,14 +33,6 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 missing=()
 [[ -x /usr/bin/chromium ]] || missing+=(chromium)
 [[ -x /usr/bin/chromedriver ]] || missing+=(chromium-driver)
-if (( ${#missing[@]} > 0 )); then
-  if [[ $(id -u) -ne 0 ]] || ! command -v apt-get >/dev/null; then
-    echo "error: install ${missing[*]} (needs apt-get as root)" >&2
-    exit 1
-  fi
-  echo "== installing ${missing[*]}"
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
-fi
+install_packages "${missing[@]}"
 
 cargo test -p balancer --test browser -- --ignored

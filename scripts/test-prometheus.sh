@@ -33,15 +33,8 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 # The test starts both by path: Debian's package puts them there.
 if [[ ! -x /usr/bin/prometheus || ! -x /usr/bin/promtool ]]; then
-  if [[ $(id -u) -ne 0 ]] || ! command -v apt-get >/dev/null; then
-    echo "error: install prometheus (needs apt-get as root)" >&2
-    exit 1
-  fi
-  echo "== installing prometheus"
-  apt-get update -qq
   # Without its recommends: they add the node exporter, another service.
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-    --no-install-recommends prometheus >/dev/null
+  install_packages --no-recommends prometheus
   # Under systemd the package starts its own service, on :9090. The test
   # needs none of it (it runs its own Prometheus on a free port), so it
   # is stopped. In a container without systemd nothing was started.

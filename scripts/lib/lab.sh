@@ -74,6 +74,26 @@ die() {
   exit 1
 }
 
+# Installs Debian packages with apt-get (as root; `apt-get update` first),
+# or says which are missing and exits 1 where it cannot. Without
+# --no-recommends apt's recommended packages come too (Chromium's fonts).
+#   install_packages [--no-recommends] PACKAGE...
+install_packages() {
+  local flags=()
+  if [[ "${1:-}" == --no-recommends ]]; then
+    flags+=(--no-install-recommends)
+    shift
+  fi
+  (( $# > 0 )) || return 0
+  if [[ $(id -u) -ne 0 ]] || ! command -v apt-get >/dev/null; then
+    die "install $* (needs apt-get as root)"
+  fi
+  echo "== installing $*"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${flags[@]}" "$@" \
+    >/dev/null
+}
+
 # ---------------------------------------------------------------------------
 # The steps: every folder in steps/, read from Cargo (lab-tools' lab-steps,
 # over `cargo metadata`) with what [package.metadata.lab] of its
