@@ -341,7 +341,10 @@ fn open_count(line: &str) -> Option<usize> {
 /// `max_connections` reached, held, then left: one log line each way.
 pub(super) async fn saturation(ctx: &Ctx, report: &mut Report) -> Ran {
     let max = ctx.size.pick(20, 100);
-    let extra = 5;
+    // A quarter more wait in the listen queue: as the holders leave,
+    // the places they free are taken at once, and lb is full again until
+    // the queue is empty. One episode, however the places come free.
+    let extra = max / 4;
     let hold = ctx.size.pick(ms(1500), secs(5));
     let backend = serving_backend(false, ctx).await?;
     let setup = Setup {

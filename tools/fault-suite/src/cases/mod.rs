@@ -320,10 +320,11 @@ impl Case {
                  bounds a balancer that does dial itself.)"
             }
             Case::Saturation => {
-                "max_connections reached and held for 5 s, with clients \
-                 waiting in the listen queue, then left. lb must log \
-                 exactly one line when it is reached and one when it \
-                 clears, with the counts."
+                "max_connections reached and held for 5 s, with a \
+                 quarter as many clients again waiting in the listen \
+                 queue, then left. lb must log exactly one line when it \
+                 is reached and one when it clears (once the waiting \
+                 clients are in), with the counts."
             }
         }
     }
