@@ -83,6 +83,6 @@ cases! {
                 places freed as the holders leave end the episode (a \
                 tenth free) and the waiting clients start another at \
                 once (2 to 5 lines each way here, not 1); the reached line \
-                says (open: 19) with 20 held (64 with 100 at full size)"]
+                says (open: 19) with 20 held (64, 98 of 100 at full size)"]
     max_connections_reached_and_left_is_logged_once_each => Saturation,
 }
