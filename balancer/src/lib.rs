@@ -237,28 +237,24 @@ impl Balancer {
             Some((Instant::now(), stats.accepted.load(Ordering::Relaxed)));
         stats.at_limit.store(true, Ordering::Relaxed);
         stats.limit_reached.fetch_add(1, Ordering::Relaxed);
+        // Every place is taken (some by clients whose tasks have not
+        // started yet, so `stats.open` may still lag).
+        let open = self.max_connections();
         warn!(
-            open = stats.open.load(Ordering::Relaxed),
-            "max_connections ({}) reached: not accepting; new clients wait \
-             in the listen queue",
-            self.max_connections()
+            open,
+            "max_connections ({open}) reached: not accepting; new clients \
+             wait in the listen queue"
         );
     }
 
-    /// A connection ended: if that ends an episode at `max_connections`,
-    /// says so, with how long it lasted and how many it accepted meanwhile.
-    /// An episode ends when a tenth of the places are free (two at least,
-    /// or all of a smaller limit), not at the first one: while clients
-    /// wait in the listen queue, each freed place is taken again at once,
-    /// and that is still the same episode.
-    fn room_again(&self) {
+    /// A place is free and no client waits in the listen queue: an
+    /// episode at `max_connections`, if one was on, is over. Said once,
+    /// with how long it lasted and how many it accepted meanwhile. (While
+    /// clients wait in the queue, each freed place is taken at once: the
+    /// same episode goes on.)
+    fn limit_left(&self) {
         let stats = &self.stats;
         if !stats.at_limit.load(Ordering::Relaxed) {
-            return;
-        }
-        let size = self.max_connections() as u64;
-        let open = stats.open.load(Ordering::Relaxed);
-        if size.saturating_sub(open) < (size / 10).max(2).min(size) {
             return;
         }
         let Some((since, accepted)) = lock(&self.limit_episode).take() else {
@@ -267,7 +263,7 @@ impl Balancer {
         stats.at_limit.store(false, Ordering::Relaxed);
         let meanwhile = stats.accepted.load(Ordering::Relaxed) - accepted;
         info!(
-            open,
+            open = stats.open.load(Ordering::Relaxed),
             accepted_meanwhile = meanwhile,
             "below max_connections again after {:.1} s: accepting",
             since.elapsed().as_secs_f64()
@@ -558,9 +554,24 @@ pub async fn serve(
             }
             () = &mut shutdown => break,
         };
-        let (client, client_addr) = tokio::select! {
-            accepted = accept(&listener, &mut accept_trouble) => accepted,
-            () = &mut shutdown => break,
+        // A place is free: if no client is waiting either (an accept
+        // would wait), an episode at max_connections is over.
+        let waiting = tokio::select! {
+            biased;
+            accepted = accept(&listener, &mut accept_trouble) => Some(accepted),
+            () = std::future::ready(()) => None,
+        };
+        let (client, client_addr) = match waiting {
+            Some(accepted) => accepted,
+            None => {
+                balancer.limit_left();
+                tokio::select! {
+                    accepted = accept(&listener, &mut accept_trouble) => {
+                        accepted
+                    }
+                    () = &mut shutdown => break,
+                }
+            }
         };
         balancer.stats.accepted.fetch_add(1, Ordering::Relaxed);
         let shutdown = Shutdown {
@@ -576,19 +587,14 @@ pub async fn serve(
             backend = tracing::field::Empty,
             code = tracing::field::Empty,
         );
-        let after = balancer.clone();
-        let served = proxy::serve_client(
-            balancer.clone(),
-            client,
-            client_addr,
-            shutdown,
-            permit,
-        );
         connections.spawn(
-            async move {
-                served.await;
-                after.room_again();
-            }
+            proxy::serve_client(
+                balancer.clone(),
+                client,
+                client_addr,
+                shutdown,
+                permit,
+            )
             .instrument(span),
         );
     }

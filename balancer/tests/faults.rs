@@ -79,10 +79,5 @@ cases! {
     slow_readers_stay_within_the_memory_bound => SlowReaders,
     clients_that_leave_the_queue_give_up_their_places => QueueLeavers,
     a_backend_that_is_lb_itself_is_never_dialled => Loop,
-    #[ignore = "waits for lb: with clients waiting in the listen queue, \
-                places freed as the holders leave end the episode (a \
-                tenth free) and the waiting clients start another at \
-                once (2 to 5 lines each way here, not 1); the reached line \
-                says (open: 19) with 20 held (64, 98 of 100 at full size)"]
     max_connections_reached_and_left_is_logged_once_each => Saturation,
 }
