@@ -95,9 +95,14 @@ impl Peak {
         let thread = {
             let (peak, stop) = (peak.clone(), stop.clone());
             std::thread::spawn(move || {
-                while !stop.load(Ordering::Relaxed) {
+                // At least one sample, even if stopped before this
+                // thread first ran: a peak of 0 would pass any bound.
+                loop {
                     if let Ok(value) = measure(pid) {
                         peak.fetch_max(value, Ordering::Relaxed);
+                    }
+                    if stop.load(Ordering::Relaxed) {
+                        break;
                     }
                     std::thread::sleep(every);
                 }

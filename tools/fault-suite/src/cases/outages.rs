@@ -611,7 +611,7 @@ async fn loop_alone(ctx: &Ctx, report: &mut Report, way: Loop) -> Ran {
         }
         waits.push(started.elapsed());
     }
-    let peak = peak.stop() as usize;
+    let peak = (peak.stop() as usize).max(lb.descriptors()?);
     let accepted = match admin {
         Some(admin) => {
             let text = scrape(admin, "/metrics").await?;
