@@ -296,9 +296,6 @@ impl Accepting {
                 continue;
             };
             let accepted = tokio::select! {
-                // A connect already in the queue is served before a
-                // change is looked at.
-                biased;
                 accepted = listening.accept() => accepted,
                 told = self.told.changed() => {
                     if told.is_err() {
