@@ -31,6 +31,8 @@ use crate::subject::{BackendAt, Health, Kind, Setup};
 #[derive(Clone, Copy, Debug)]
 struct Attempt {
     at: Instant,
+    /// When it ended.
+    done: Instant,
     ok: bool,
     /// How it ended, if it failed: for a report that says why.
     end: Option<End>,
@@ -96,7 +98,14 @@ impl Steady {
                     if ok {
                         served_tx.send_modify(|n| *n += 1);
                     }
-                    attempts.push(Attempt { at, ok, end, port });
+                    let done = Instant::now();
+                    attempts.push(Attempt {
+                        at,
+                        done,
+                        ok,
+                        end,
+                        port,
+                    });
                 }
                 attempts
             });
@@ -190,12 +199,13 @@ pub(super) async fn blip(ctx: &Ctx, report: &mut Report) -> Ran {
     // past it is seen as one.
     tokio::time::sleep(bound * 2 + ctx.size.pick(secs(1), secs(3))).await;
     let attempts = load.finish().await?;
+    // An attempt still under way as the blip began is the blip's.
     let before: Vec<Attempt> =
-        attempts.iter().copied().filter(|a| a.at < down).collect();
+        attempts.iter().copied().filter(|a| a.done < down).collect();
     let during: Vec<Attempt> = attempts
         .iter()
         .copied()
-        .filter(|a| a.at >= down && a.at < back)
+        .filter(|a| a.done >= down && a.at < back)
         .collect();
     let after: Vec<Attempt> =
         attempts.iter().copied().filter(|a| a.at >= back).collect();
