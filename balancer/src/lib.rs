@@ -554,24 +554,11 @@ pub async fn serve(
             }
             () = &mut shutdown => break,
         };
-        // A place is free: if no client is waiting either (an accept
-        // would wait), an episode at max_connections is over.
-        let waiting = tokio::select! {
-            biased;
-            accepted = accept(&listener, &mut accept_trouble) => Some(accepted),
-            () = std::future::ready(()) => None,
-        };
-        let (client, client_addr) = match waiting {
-            Some(accepted) => accepted,
-            None => {
-                balancer.limit_left();
-                tokio::select! {
-                    accepted = accept(&listener, &mut accept_trouble) => {
-                        accepted
-                    }
-                    () = &mut shutdown => break,
-                }
+        let (client, client_addr) = tokio::select! {
+            accepted = next_client(&balancer, &listener, &mut accept_trouble) => {
+                accepted
             }
+            () = &mut shutdown => break,
         };
         balancer.stats.accepted.fetch_add(1, Ordering::Relaxed);
         let shutdown = Shutdown {
@@ -689,6 +676,28 @@ pub fn raise_open_file_limit() {
         limit.current = limit.maximum;
         if let Err(err) = setrlimit(Resource::Nofile, limit) {
             warn!("cannot raise the open-file limit: {err}");
+        }
+    }
+}
+
+/// The next client, once a place is free for it. If none is waiting
+/// (an accept would wait), an episode at `max_connections` is over
+/// ([`Balancer::limit_left`]).
+async fn next_client(
+    balancer: &Balancer,
+    listener: &TcpListener,
+    trouble: &mut AcceptTrouble,
+) -> (TcpStream, SocketAddr) {
+    let waiting = tokio::select! {
+        biased;
+        accepted = accept(listener, trouble) => Some(accepted),
+        () = std::future::ready(()) => None,
+    };
+    match waiting {
+        Some(accepted) => accepted,
+        None => {
+            balancer.limit_left();
+            accept(listener, trouble).await
         }
     }
 }
