@@ -574,9 +574,10 @@ mod tests {
     const RESET: Result<(), io::ErrorKind> =
         Err(io::ErrorKind::ConnectionReset);
 
-    // The rows of the table in the module's docs that plain TCP can
-    // cause; a backend error (a corrupt TLS record, `unacknowledged`)
-    // is the fault suite's `broken-stream` case, through the real `lb`.
+    // A test per row of the table in the module's docs; a backend error
+    // (a corrupt TLS record, `unacknowledged`) is the fault suite's
+    // `broken-stream` case, through the real `lb`, and the idle row is
+    // `a_timeout_of_lb_s_own_resets_both_sides` above.
 
     #[tokio::test]
     async fn finished_both_sides_get_every_byte_then_a_clean_end() {
@@ -675,5 +676,52 @@ mod tests {
         assert_eq!(outcome.end.code(), EndCode::Killed(Phase::Data));
         assert_eq!(seen(&mut client).await.1, RESET, "client");
         assert_eq!(seen(&mut backend).await.1, RESET, "backend");
+    }
+
+    #[tokio::test]
+    async fn a_client_that_breaks_its_tls_stream_gets_its_backend_reset() {
+        use tokio_rustls::rustls::pki_types::ServerName;
+        use tokio_rustls::{TlsAcceptor, TlsConnector};
+
+        let certs = lab_common::testing::TestCerts::new();
+        let (client_tcp, lb_client_tcp) = connected().await;
+        let acceptor = TlsAcceptor::from(certs.server_config());
+        let connector = TlsConnector::from(certs.client_config());
+        let name = ServerName::try_from("localhost").unwrap();
+        let (client, lb_client_side) = tokio::join!(
+            connector.connect(name, client_tcp),
+            acceptor.accept(lb_client_tcp)
+        );
+        let (mut client, lb_client_side) =
+            (client.unwrap(), lb_client_side.unwrap());
+        let (lb_backend_side, mut backend) = connected().await;
+        let task = tokio::spawn(async move {
+            relay(
+                Stream::Tls(Box::new(lb_client_side.into())),
+                Stream::Plain(lb_backend_side),
+                LONG,
+                &Budget::new(1 << 20),
+                BytesMut::new(),
+                &CancellationToken::new(),
+            )
+            .await
+        });
+        client.write_all(b"ping").await.unwrap();
+        client.flush().await.unwrap();
+        let mut ping = [0u8; 4];
+        backend.read_exact(&mut ping).await.unwrap();
+        // A record no key decrypts, straight on the TCP connection under
+        // the TLS session: `lb` fails to read the client (not a reset).
+        let (tcp, _) = client.get_mut();
+        let corrupt = [0x17, 0x03, 0x03, 0x00, 0x20];
+        tcp.write_all(&corrupt).await.unwrap();
+        tcp.write_all(&[0xAB; 0x20]).await.unwrap();
+        let outcome = tokio::time::timeout(Duration::from_secs(10), task)
+            .await
+            .expect("the broken record ends the relay")
+            .unwrap();
+        assert!(matches!(outcome.end, End::ClientError(_)), "{outcome:?}");
+        assert_eq!(outcome.end.code(), EndCode::ClientAborted);
+        assert_eq!(seen(&mut backend).await.1, RESET, "the backend is reset");
     }
 }
