@@ -10,8 +10,9 @@
 #
 # It installs Debian's chromium and chromium-driver with apt-get if they
 # are missing (as root), then runs
-#   cargo test -p balancer --test browser -- --ignored
-# The test is ignored in a plain `cargo test`, which needs no browser.
+#   cargo test -p balancer --features external-tests --test browser -- --ignored
+# A plain `cargo test` builds it not at all (it needs the feature), so
+# it needs no browser; built, it runs only when asked (--ignored).
 set -euo pipefail
 # For print_header; sourcing only defines functions. (SC1091: shellcheck
 # follows it when given lib/lab.sh too, as check.sh does; alone, it
@@ -35,4 +36,4 @@ missing=()
 [[ -x /usr/bin/chromedriver ]] || missing+=(chromium-driver)
 install_packages "${missing[@]}"
 
-cargo test -p balancer --test browser -- --ignored
+cargo test -p balancer --features external-tests --test browser -- --ignored

@@ -12,8 +12,9 @@
 #
 # It installs Debian's prometheus (which holds promtool) with apt-get if
 # it is missing (as root), then runs
-#   cargo test -p balancer --test prometheus -- --ignored
-# The tests are ignored in a plain `cargo test`, which needs no Prometheus.
+#   cargo test -p balancer --features external-tests --test prometheus -- --ignored
+# A plain `cargo test` builds them not at all (they need the feature),
+# so it needs no Prometheus; built, they run only when asked (--ignored).
 set -euo pipefail
 # For print_header; sourcing only defines functions. (SC1091: shellcheck
 # follows it when given lib/lab.sh too, as check.sh does; alone, it
@@ -46,4 +47,4 @@ if [[ ! -x /usr/bin/prometheus || ! -x /usr/bin/promtool ]]; then
   fi
 fi
 
-cargo test -p balancer --test prometheus -- --ignored
+cargo test -p balancer --features external-tests --test prometheus -- --ignored

@@ -18,7 +18,7 @@
 //! `chromium-driver`:
 //!
 //!   scripts/test-browser.sh    installs both, then runs this
-//!   cargo test -p balancer --test browser -- --ignored
+//!   cargo test -p balancer --features external-tests --test browser -- --ignored
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
