@@ -1395,6 +1395,42 @@ mod tests {
     const ONE_BACKEND: &str = "[[backends]]\naddress = \"127.0.0.1:4444\"\n";
 
     #[test]
+    fn the_keys_of_issues_16_and_21_refuse_bad_values_by_line_and_key() {
+        let cases = [
+            ("log_format = \"yaml\"", "lb.toml:1: log_format: `yaml`"),
+            (
+                "[health]\nmax_ejection_percent = 101",
+                "lb.toml:2: health.max_ejection_percent: a percentage",
+            ),
+            (
+                "[health]\npanic_threshold = -1",
+                "lb.toml:2: health.panic_threshold: a percentage",
+            ),
+            (
+                "[health]\nhold_down = \"soon\"",
+                "lb.toml:2: health.hold_down:",
+            ),
+            ("[health]\nstable = \"0s\"", "lb.toml:2: health.stable:"),
+            (
+                "[timeouts]\nunacknowledged = \"-1s\"",
+                "lb.toml:2: timeouts.unacknowledged:",
+            ),
+            (
+                "[limits]\nbuffer_budget = \"12MB\"",
+                "lb.toml:2: limits.buffer_budget: `MB`",
+            ),
+            (
+                "[admin]\ndecisions = 200000",
+                "lb.toml:2: admin.decisions: must be at most 100000",
+            ),
+        ];
+        for (text, expected) in cases {
+            let err = error(&format!("{text}\n{ONE_BACKEND}"));
+            assert!(err.starts_with(expected), "{text}: {err}");
+        }
+    }
+
+    #[test]
     fn a_file_with_only_backends_takes_every_other_default() {
         let config = parse(ONE_BACKEND).unwrap();
         let defaults = Config::default();

@@ -44,6 +44,14 @@ pub struct Pool {
     panicking: AtomicBool,
 }
 
+/// What decided whether a backend is a candidate, read once per pick.
+#[derive(Clone, Copy)]
+struct Seen {
+    full: bool,
+    accepting: bool,
+    healthy: bool,
+}
+
 /// One backend as a client's choice saw it.
 #[derive(Clone, Debug)]
 pub struct Considered {
@@ -139,11 +147,11 @@ impl Pool {
         candidates.clear();
         let (mut accepting, mut healthy) = (0, 0);
         for (backend, &failed) in self.backends.iter().zip(failed) {
-            let (candidate, _) =
+            let (candidate, seen) =
                 self.candidate(backend, failed, now, slow_start);
-            if backend.live.accepting() {
+            if seen.accepting {
                 accepting += 1;
-                healthy += usize::from(backend.live.healthy(now));
+                healthy += usize::from(seen.healthy);
             }
             candidates.push(candidate);
         }
@@ -215,15 +223,15 @@ impl Pool {
         }
     }
 
-    /// One backend as an algorithm sees it at `now`, and whether it is
-    /// full.
+    /// One backend as an algorithm sees it at `now`, and what made it
+    /// usable or not.
     fn candidate(
         &self,
         backend: &Backend,
         failed: bool,
         now: Instant,
         slow_start: Duration,
-    ) -> (Candidate, bool) {
+    ) -> (Candidate, Seen) {
         let scale = if slow_start.is_zero() { 1 } else { RAMP_SCALE };
         let live = &backend.live;
         let ramp = live.ramp(now, slow_start);
@@ -238,12 +246,17 @@ impl Pool {
         let full = backend
             .max_at(ramp)
             .is_some_and(|max| backend.active() >= max);
+        let seen = Seen {
+            full,
+            accepting: live.accepting(),
+            healthy: live.healthy(now),
+        };
         let candidate = Candidate {
             weight,
             active: backend.active(),
-            usable: !failed && !full && live.accepting() && live.healthy(now),
+            usable: !failed && !full && seen.accepting && seen.healthy,
         };
-        (candidate, full)
+        (candidate, seen)
     }
     // ANCHOR_END: order
 
@@ -274,7 +287,7 @@ impl Pool {
             .iter()
             .zip(failed)
             .map(|(backend, &failed)| {
-                let (candidate, full) =
+                let (candidate, Seen { full, .. }) =
                     self.candidate(backend, failed, now, slow_start);
                 let state = backend.live.state(now, slow_start);
                 let skipped = if candidate.usable {
