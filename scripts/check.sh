@@ -13,11 +13,13 @@
 #   scripts/faults.sh --lb-only     lb's fault suite at full size
 #   scripts/test-browser.sh         lb's status page in headless Chromium
 #   scripts/test-prometheus.sh      a real Prometheus scrapes lb's metrics
+#   scripts/test-etcd.sh            two lbs share one backend list in etcd
 #   a lint of the scripts           shellcheck, on scripts/ and .ci/run
 #
-# It installs what it needs besides Rust (shellcheck, curl) with apt-get;
-# test-browser.sh installs chromium and chromium-driver the same way, and
-# test-prometheus.sh prometheus.
+# It installs what it needs besides Rust (shellcheck, curl, and for lb's
+# `etcd` feature protoc and etcd) with apt-get; test-browser.sh installs
+# chromium and chromium-driver the same way, and test-prometheus.sh
+# prometheus.
 #
 #   scripts/check.sh                all of it
 #   scripts/check.sh --help         this text
@@ -36,14 +38,16 @@ missing=()
 command -v shellcheck >/dev/null || missing+=(shellcheck)
 command -v curl >/dev/null || missing+=(curl)
 install_packages "${missing[@]}"
+install_etcd
 
 echo "== cargo fmt --all --check"
 cargo fmt --all --check
 echo "== cargo clippy --workspace --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
-# The tests behind a feature (Chromium's, Prometheus'), which the line
-# above does not build.
+# The code and tests behind a feature (Chromium's, Prometheus', etcd's),
+# which the line above does not build.
 cargo clippy -p balancer --features external-tests --all-targets -- -D warnings
+cargo clippy -p balancer --features etcd --all-targets -- -D warnings
 echo "== cargo test --workspace"
 cargo test --workspace
 echo "== scripts/test-scripts.sh (the scripts, run as processes)"
@@ -58,6 +62,8 @@ echo "== scripts/test-browser.sh (the status page in headless Chromium)"
 bash scripts/test-browser.sh
 echo "== scripts/test-prometheus.sh (a real Prometheus scrapes lb)"
 bash scripts/test-prometheus.sh
+echo "== scripts/test-etcd.sh (two lbs share one backend list in etcd)"
+bash scripts/test-etcd.sh
 echo "== shellcheck"
 shellcheck scripts/*.sh scripts/lib/*.sh .ci/run
 echo "== all checks passed"

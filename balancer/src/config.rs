@@ -56,6 +56,8 @@ pub struct Config {
     pub health: HealthConfig,
     pub admin: AdminConfig,
     pub upgrade: UpgradeConfig,
+    /// More backends, from a store (`None`: the file's only).
+    pub discovery: Option<DiscoveryConfig>,
     pub backends: Vec<BackendConfig>,
 }
 
@@ -109,6 +111,33 @@ pub struct UpgradeConfig {
     /// A Unix socket path; `None`: no upgrades.
     pub socket: Option<PathBuf>,
 }
+
+/// `[discovery]`: a store that lists more backends, beside the file's
+/// `[[backends]]`, and tells `lb` when the list changes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DiscoveryConfig {
+    pub kind: DiscoveryKind,
+    /// The store's addresses: `http://127.0.0.1:2379`.
+    pub endpoints: Vec<String>,
+    /// Every key under it is one backend.
+    pub prefix: String,
+    /// The CA the store's certificate must chain to (`https://` only).
+    pub ca: Option<PathBuf>,
+    /// A client certificate and key, for a store that asks for one.
+    pub client: Option<FrontTls>,
+    /// A user name, and the file holding its password.
+    pub user: Option<(String, PathBuf)>,
+}
+
+/// `[discovery] kind`: which store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DiscoveryKind {
+    /// etcd's v3 API (lb built with the `etcd` feature).
+    Etcd,
+}
+
+/// The prefix `[discovery]` reads when the file names none.
+pub const DEFAULT_PREFIX: &str = "/lb/backends/";
 
 /// `[tls]`: the certificate `lb` presents to clients, and how it checks
 /// its `tls://` backends.
@@ -285,6 +314,7 @@ impl Default for Config {
             },
             admin: AdminConfig::default(),
             upgrade: UpgradeConfig::default(),
+            discovery: None,
             backends: lab_common::addr::DEFAULT_BACKENDS
                 .split(',')
                 .map(|address| BackendConfig::at(parse_default(address)))
@@ -499,6 +529,13 @@ impl Config {
         if let Some(tls) = raw.tls {
             config.tls = tls.check(file, folder)?;
         }
+        if let Some(discovery) = &raw.discovery {
+            config.discovery = Some(discovery.get_ref().check(
+                discovery.span(),
+                file,
+                folder,
+            )?);
+        }
         if let Some(timeouts) = raw.timeouts {
             timeouts.apply(file, &mut config.timeouts)?;
         }
@@ -565,10 +602,13 @@ impl Config {
     /// is known: when the file has been read, and again after the flags.
     /// The first rule broken, in the order of the backends, is reported.
     fn rules_between_keys(&self) -> Result<(), Broken> {
-        if self.backends.is_empty() {
+        // With a store, the list may start empty and fill from it.
+        if self.backends.is_empty() && self.discovery.is_none() {
             return Err(Broken {
                 culprit: Culprit::Backends,
-                message: "no [[backends]]: list one at least".to_owned(),
+                message: "no [[backends]]: list one at least (or name a \
+                          store in [discovery])"
+                    .to_owned(),
             });
         }
         let mut ids = HashSet::new();
@@ -852,6 +892,7 @@ struct RawConfig {
     health: Option<RawHealth>,
     admin: Option<RawAdmin>,
     upgrade: Option<RawUpgrade>,
+    discovery: Option<Spanned<RawDiscovery>>,
     backends: Option<Spanned<Vec<RawBackend>>>,
 }
 
@@ -922,6 +963,19 @@ struct RawAdmin {
 #[serde(deny_unknown_fields)]
 struct RawUpgrade {
     socket: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDiscovery {
+    kind: Option<Spanned<String>>,
+    endpoints: Option<Spanned<Vec<String>>>,
+    prefix: Option<Spanned<String>>,
+    ca: Option<Spanned<String>>,
+    cert: Option<Spanned<String>>,
+    key: Option<Spanned<String>>,
+    user: Option<Spanned<String>>,
+    password_file: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -1137,6 +1191,193 @@ impl RawHealth {
     }
 }
 
+impl RawDiscovery {
+    /// `[discovery]`, written at `span` (blamed for a missing key).
+    fn check(
+        &self,
+        span: Range<usize>,
+        file: &Source<'_>,
+        folder: &Path,
+    ) -> Result<DiscoveryConfig, ConfigError> {
+        let raw = self;
+        let Some(kind) = &raw.kind else {
+            return Err(file.error(
+                span.clone(),
+                "discovery.kind",
+                "[discovery] needs `kind`: the store to read (\"etcd\")",
+            ));
+        };
+        let kind =
+            file.check(kind, "discovery.kind", |word| match word.as_str() {
+                "etcd" => Ok(DiscoveryKind::Etcd),
+                other => Err(format!("`{other}`: the one kind is \"etcd\"")),
+            })?;
+        let Some(endpoints) = &raw.endpoints else {
+            return Err(file.error(
+                span.clone(),
+                "discovery.endpoints",
+                "[discovery] needs `endpoints`, such as \
+                 [\"http://127.0.0.1:2379\"]",
+            ));
+        };
+        let endpoints =
+            file.check(endpoints, "discovery.endpoints", |list| {
+                if list.is_empty() {
+                    return Err("an empty list: name one endpoint at least, \
+                            such as \"http://127.0.0.1:2379\""
+                        .to_owned());
+                }
+                for endpoint in list {
+                    let rest = endpoint
+                        .strip_prefix("http://")
+                        .or_else(|| endpoint.strip_prefix("https://"));
+                    if rest.is_none_or(|rest| rest.parse::<HostPort>().is_err())
+                    {
+                        return Err(format!(
+                            "`{endpoint}`: write http://HOST:PORT or \
+                         https://HOST:PORT"
+                        ));
+                    }
+                }
+                Ok(list.clone())
+            })?;
+        let prefix = match &raw.prefix {
+            Some(prefix) => file.check(prefix, "discovery.prefix", |text| {
+                if text.is_empty() {
+                    Err("an empty prefix would read the whole store".into())
+                } else {
+                    Ok(text.clone())
+                }
+            })?,
+            None => DEFAULT_PREFIX.to_owned(),
+        };
+        let path = |value: &Spanned<String>, key: &str| {
+            file_path(file, folder, value, key)
+        };
+        let ca = raw
+            .ca
+            .as_ref()
+            .map(|ca| path(ca, "discovery.ca"))
+            .transpose()?;
+        let client = match (&raw.cert, &raw.key) {
+            (Some(cert), Some(key)) => Some(FrontTls {
+                cert: path(cert, "discovery.cert")?,
+                key: path(key, "discovery.key")?,
+            }),
+            (None, None) => None,
+            (Some(cert), None) => {
+                return Err(file.error(
+                    cert.span(),
+                    "discovery.key",
+                    "`cert` is set but `key` is not: a client certificate \
+                     needs both",
+                ));
+            }
+            (None, Some(key)) => {
+                return Err(file.error(
+                    key.span(),
+                    "discovery.cert",
+                    "`key` is set but `cert` is not: a client certificate \
+                     needs both",
+                ));
+            }
+        };
+        // TLS settings over plain http:// would be ignored: refuse them.
+        let tls_value = raw.ca.as_ref().or(raw.cert.as_ref());
+        if let Some(value) = tls_value
+            && endpoints.iter().any(|e| e.starts_with("http://"))
+        {
+            return Err(file.error(
+                value.span(),
+                "discovery.endpoints",
+                "`ca`, `cert` and `key` are for https:// endpoints, and an \
+                 endpoint is http://",
+            ));
+        }
+        let user = match (&raw.user, &raw.password_file) {
+            (Some(user), Some(password)) => Some((
+                file.check(user, "discovery.user", |name| {
+                    if name.trim().is_empty() {
+                        Err("an empty user name".to_owned())
+                    } else {
+                        Ok(name.clone())
+                    }
+                })?,
+                path(password, "discovery.password_file")?,
+            )),
+            (None, None) => None,
+            (Some(user), None) => {
+                return Err(file.error(
+                    user.span(),
+                    "discovery.password_file",
+                    "`user` is set but `password_file` is not",
+                ));
+            }
+            (None, Some(password)) => {
+                return Err(file.error(
+                    password.span(),
+                    "discovery.user",
+                    "`password_file` is set but `user` is not",
+                ));
+            }
+        };
+        Ok(DiscoveryConfig {
+            kind,
+            endpoints,
+            prefix,
+            ca,
+            client,
+            user,
+        })
+    }
+}
+
+// ANCHOR: backend_from_json
+/// One backend from a store: `text` a JSON object with the keys of a
+/// `[[backends]]` entry (`{"address": "127.0.0.1:4444", "weight": 2}`),
+/// `name` what its id is when the object has none (the key's name after
+/// the prefix). The object goes through the same checks as the file's
+/// entries: it is turned into TOML and read as one.
+pub fn backend_from_json(
+    name: &str,
+    text: &[u8],
+) -> Result<BackendConfig, String> {
+    let object: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(text).map_err(|err| {
+            format!("not a JSON object such as {{\"address\": \"HOST:PORT\"}} ({err})")
+        })?;
+    // JSON's null has no TOML form: an absent key says the same.
+    let table: toml::Table = object
+        .into_iter()
+        .filter(|(_, value)| !value.is_null())
+        .map(|(key, value)| {
+            toml::Value::try_from(value)
+                .map(|value| (key.clone(), value))
+                .map_err(|err| format!("`{key}`: {err}"))
+        })
+        .collect::<Result<_, _>>()?;
+    let toml_text = toml::to_string(&table).map_err(|err| err.to_string())?;
+    let raw: RawBackend = toml::from_str(&toml_text).map_err(|err| {
+        // toml's message, without its excerpt of the generated text.
+        err.message().to_owned()
+    })?;
+    let source = Source {
+        name: name.to_owned(),
+        text: &toml_text,
+    };
+    let mut backend = raw.check_keys(&source, |key| key.to_owned()).map_err(
+        |err| match err.key {
+            Some(key) => format!("{key}: {}", err.message),
+            None => err.message,
+        },
+    )?;
+    if raw.id.is_none() {
+        backend.id = name.to_owned();
+    }
+    Ok(backend)
+}
+// ANCHOR_END: backend_from_json
+
 impl RawBackend {
     /// The `index`th backend (from 0), checked key by key. It borrows the
     /// raw backend, whose spans the rules between keys still need.
@@ -1145,7 +1386,15 @@ impl RawBackend {
         file: &Source<'_>,
         index: usize,
     ) -> Result<BackendConfig, ConfigError> {
-        let key = |name: &str| backend_key(index, name);
+        self.check_keys(file, |name| backend_key(index, name))
+    }
+
+    /// Each key on its own, named in errors by `key`.
+    fn check_keys(
+        &self,
+        file: &Source<'_>,
+        key: impl Fn(&str) -> String,
+    ) -> Result<BackendConfig, ConfigError> {
         let address =
             file.parse_with(&self.address, &key("address"), |text| {
                 text.parse::<Address>()
@@ -1427,6 +1676,98 @@ mod tests {
         for (text, expected) in cases {
             let err = error(&format!("{text}\n{ONE_BACKEND}"));
             assert!(err.starts_with(expected), "{text}: {err}");
+        }
+    }
+
+    #[test]
+    fn the_discovery_keys_refuse_bad_values_by_line_and_key() {
+        let store = "[discovery]\nkind = \"etcd\"\n";
+        let endpoints = "endpoints = [\"http://127.0.0.1:2379\"]\n";
+        let cases = [
+            (
+                "[discovery]\nkind = \"consul\"\n".to_owned(),
+                "lb.toml:2: discovery.kind: `consul`",
+            ),
+            (
+                "[discovery]\nendpoints = []\n".to_owned(),
+                "lb.toml:1: discovery.kind: [discovery] needs `kind`",
+            ),
+            (
+                store.to_owned(),
+                "lb.toml:1: discovery.endpoints: [discovery] needs",
+            ),
+            (
+                format!("{store}endpoints = [\"127.0.0.1:2379\"]\n"),
+                "lb.toml:3: discovery.endpoints: `127.0.0.1:2379`: write \
+                 http://",
+            ),
+            (
+                format!("{store}{endpoints}prefix = \"\"\n"),
+                "lb.toml:4: discovery.prefix: an empty prefix",
+            ),
+            (
+                format!("{store}{endpoints}ca = \"ca.pem\"\n"),
+                "lb.toml:4: discovery.endpoints: `ca`, `cert` and `key` are \
+                 for https://",
+            ),
+            (
+                format!("{store}{endpoints}cert = \"c.pem\"\n"),
+                "lb.toml:4: discovery.key: `cert` is set but `key` is not",
+            ),
+            (
+                format!("{store}{endpoints}user = \"lb\"\n"),
+                "lb.toml:4: discovery.password_file: `user` is set",
+            ),
+            (
+                format!("{store}{endpoints}password_file = \"\"\n"),
+                "lb.toml:4: discovery.user: `password_file` is set",
+            ),
+            (
+                format!("{store}{endpoints}colour = 1\n"),
+                "lb.toml:4: discovery.colour: ",
+            ),
+        ];
+        for (text, expected) in cases {
+            let err = error(&text);
+            assert!(err.starts_with(expected), "{text}: {err}");
+        }
+        // Without [discovery], a file with no backends is refused still.
+        assert!(error("listen = \"127.0.0.1:3000\"\n").contains(
+            "no [[backends]]: list one at least (or name a store in \
+             [discovery])"
+        ));
+    }
+
+    #[test]
+    fn a_backend_from_json_is_checked_as_the_file_s_are() {
+        let backend =
+            backend_from_json("web-1", br#"{"address": "127.0.0.1:4444"}"#)
+                .unwrap();
+        assert_eq!(backend.id, "web-1");
+        assert_eq!(backend.weight, 1);
+        let backend = backend_from_json(
+            "web-1",
+            br#"{"address": "127.0.0.1:4444", "id": "a", "weight": 3,
+                "max_connections": null}"#,
+        )
+        .unwrap();
+        assert_eq!((backend.id.as_str(), backend.weight), ("a", 3));
+        let refused = [
+            (&br#"{"weight": 2}"#[..], "missing field `address`"),
+            (br#"{"address": "nowhere"}"#, "address: "),
+            (
+                br#"{"address": "127.0.0.1:1", "weight": 1.5}"#,
+                "invalid type",
+            ),
+            (
+                br#"{"address": "127.0.0.1:1", "id": " "}"#,
+                "id: an empty id",
+            ),
+            (br#"["127.0.0.1:1"]"#, "not a JSON object"),
+        ];
+        for (json, expected) in refused {
+            let err = backend_from_json("x", json).unwrap_err();
+            assert!(err.contains(expected), "{err}");
         }
     }
 
@@ -1791,6 +2132,7 @@ mod tests {
             ("[health]", field_names::<RawHealth>()),
             ("[admin]", field_names::<RawAdmin>()),
             ("[upgrade]", field_names::<RawUpgrade>()),
+            ("[discovery]", field_names::<RawDiscovery>()),
             ("[[backends]]", field_names::<RawBackend>()),
         ];
         // The keys written (or commented out, `# key = ...`) under each
@@ -1798,12 +2140,14 @@ mod tests {
         let mut written: Vec<(String, String)> = Vec::new();
         let mut table = String::new();
         for line in EXAMPLE.lines() {
+            // A table that is off by default is shown commented out,
+            // `# [discovery]`, its keys too.
             let line = line.trim();
+            let line = line.strip_prefix("# ").unwrap_or(line);
             if line.starts_with('[') {
                 table = line.to_owned();
                 continue;
             }
-            let line = line.strip_prefix("# ").unwrap_or(line);
             if let Some((key, _)) = line.split_once(" = ") {
                 written.push((table.clone(), key.to_owned()));
             }

@@ -25,6 +25,7 @@ pub mod codes;
 pub mod config;
 pub mod connect;
 pub mod decisions;
+pub mod discovery;
 pub mod health;
 pub mod live;
 pub mod metrics;

@@ -21,6 +21,7 @@ use std::sync::Arc;
 use balancer::backend::Address;
 use balancer::codes::EndCode;
 use balancer::config::{BackendConfig, Config, FrontTls, LogFormat};
+use balancer::discovery::Discovered;
 use balancer::reload::Reloader;
 use balancer::select::Algorithm;
 use balancer::{Balancer, admin, upgrade};
@@ -208,6 +209,13 @@ async fn start(
         warn!("{warning}");
     }
     balancer::raise_open_file_limit();
+    // A store's backends join the file's before the pool is built, and
+    // again at every reload; a change in the store is a reload.
+    let discovered = Discovered::start(&config).await?.map(Arc::new);
+    let config = match &discovered {
+        Some(discovered) => discovered.apply(config),
+        None => config,
+    };
     let summary = format!(
         "balancing over {} with {}; health checks: {}",
         balancer::count(config.backends.len(), "backend"),
@@ -220,8 +228,20 @@ async fn start(
         Arc::new(Balancer::new(config.clone()).map_err(|e| e.to_string())?);
     let args = Arc::new(args);
     let source_args = args.clone();
-    let reloader =
-        Reloader::new(lb.clone(), Arc::new(move || configure(&source_args)));
+    let source_store = discovered.clone();
+    let reloader = Reloader::new(
+        lb.clone(),
+        Arc::new(move || {
+            let config = configure(&source_args)?;
+            Ok(match &source_store {
+                Some(store) => store.apply(config),
+                None => config,
+            })
+        }),
+    );
+    if let Some(discovered) = &discovered {
+        discovered.follow(reloader.clone());
+    }
     // Before "listening on": a signal sent as soon as `lb` says it is up
     // must find the handlers in place.
     let signals = Signals::install(reloader.clone())

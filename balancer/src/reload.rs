@@ -175,6 +175,7 @@ fn fixed_keys(old: &Config, new: &Config) -> Result<(), String> {
         ),
         ("[admin]", old.admin != new.admin),
         ("[upgrade]", old.upgrade != new.upgrade),
+        ("[discovery]", old.discovery != new.discovery),
     ];
     for (key, differs) in fixed {
         if differs {

@@ -94,6 +94,25 @@ install_packages() {
     >/dev/null
 }
 
+# What lb's `etcd` feature needs: protoc to build it (Debian's
+# protobuf-compiler), etcd to run against, and etcdctl (etcd-client) to
+# change its keys. Under systemd the etcd-server package starts its own
+# etcd on :2379; the tests and the tutorial run their own, so it is
+# stopped.
+#   install_etcd
+install_etcd() {
+  local missing=()
+  command -v protoc >/dev/null || missing+=(protobuf-compiler)
+  command -v etcd >/dev/null || missing+=(etcd-server)
+  command -v etcdctl >/dev/null || missing+=(etcd-client)
+  (( ${#missing[@]} > 0 )) || return 0
+  install_packages --no-recommends "${missing[@]}"
+  if [[ -d /run/systemd/system ]] && systemctl is-active --quiet etcd; then
+    echo "== the package started etcd.service on :2379; stopping it"
+    systemctl stop etcd
+  fi
+}
+
 # ---------------------------------------------------------------------------
 # The steps: every folder in steps/, read from Cargo (lab-tools' lab-steps,
 # over `cargo metadata`) with what [package.metadata.lab] of its
