@@ -508,11 +508,17 @@ async fn check_config(args: &Args) -> ExitCode {
         Ok(config) => config,
         Err(err) => return fail(err),
     };
+    let mut backends = balancer::count(config.backends.len(), "backend");
+    if let Some(discovery) = &config.discovery {
+        backends.push_str(&format!(
+            " and those under {} in etcd",
+            discovery.prefix
+        ));
+    }
     let summary = format!(
-        "{}: ok: listen {}, {}, {}, health checks {}",
+        "{}: ok: listen {}, {backends}, {}, health checks {}",
         path.display(),
         config.listen,
-        balancer::count(config.backends.len(), "backend"),
         config.algorithm,
         config.health.kind
     );
@@ -521,6 +527,13 @@ async fn check_config(args: &Args) -> ExitCode {
     // fail here, not when `lb` is restarted with it.
     if let Some(token) = &config.admin.token_file
         && let Err(err) = admin::read_token(token)
+    {
+        return fail(format!("{}: {err}", path.display()));
+    }
+    // The store is not asked (it may be down while its list is fine),
+    // but what reaching it needs is read: its files, and the feature.
+    if let Some(discovery) = &config.discovery
+        && let Err(err) = balancer::discovery::source(discovery)
     {
         return fail(format!("{}: {err}", path.display()));
     }

@@ -329,3 +329,31 @@ async fn check_config_reads_the_admin_token() {
         "{stderr}"
     );
 }
+
+/// `[discovery]` in an `lb` built without the feature `etcd` (as `cargo
+/// test` builds it) stops `lb` with what to do, at start and in
+/// `--check-config`; built with it, a missing password file does.
+#[tokio::test]
+async fn a_store_lb_cannot_reach_is_said_before_it_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.toml");
+    std::fs::write(
+        &path,
+        "listen = \"127.0.0.1:0\"\n[discovery]\nkind = \"etcd\"\n\
+         endpoints = [\"http://127.0.0.1:1\"]\nuser = \"lb\"\n\
+         password_file = \"no-such.password\"\n",
+    )
+    .unwrap();
+    let path = path.display().to_string();
+    for flag in ["--check-config", "--config"] {
+        let (code, stdout, stderr) = run_to_end(LB, &[flag, &path]).await;
+        assert_eq!(code, 1, "{flag}: {stderr}");
+        assert!(!stdout.contains("listening on"), "{stdout}");
+        let expected = if cfg!(feature = "etcd") {
+            "no-such.password"
+        } else {
+            "this lb was built without etcd: build it with `--features etcd`"
+        };
+        assert!(stderr.contains(expected), "{flag}: {stderr}");
+    }
+}
