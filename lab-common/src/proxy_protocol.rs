@@ -151,11 +151,14 @@ fn same_family(
 
 /// Why a stream did not start with a usable header.
 #[derive(Debug)]
-pub struct HeaderError(String);
+pub struct HeaderError {
+    message: String,
+    timed_out: bool,
+}
 
 impl fmt::Display for HeaderError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.message)
     }
 }
 
@@ -163,7 +166,16 @@ impl std::error::Error for HeaderError {}
 
 impl HeaderError {
     fn new(message: impl Into<String>) -> HeaderError {
-        HeaderError(message.into())
+        HeaderError {
+            message: message.into(),
+            timed_out: false,
+        }
+    }
+
+    /// Whether no whole header came within the time allowed (rather than
+    /// a wrong one, or a peer that left).
+    pub fn timed_out(&self) -> bool {
+        self.timed_out
     }
 
     fn reading(err: io::Error) -> HeaderError {
@@ -185,9 +197,10 @@ pub async fn read_header(
 ) -> Result<ReceivedHeader, HeaderError> {
     match tokio::time::timeout(timeout, read_header_bytes(stream)).await {
         Ok(result) => result,
-        Err(_) => Err(HeaderError::new(format!(
-            "no PROXY header within {timeout:?}"
-        ))),
+        Err(_) => Err(HeaderError {
+            message: format!("no PROXY header within {timeout:?}"),
+            timed_out: true,
+        }),
     }
 }
 
@@ -577,5 +590,6 @@ mod tests {
             err.to_string().starts_with("no PROXY header within"),
             "{err}"
         );
+        assert!(err.timed_out());
     }
 }

@@ -7,7 +7,9 @@
 //! with SNI and the same certificate verification. A backend whose
 //! certificate clients would refuse fails its checks too. With `kind =
 //! "tcp"` that is the whole check; with `kind = "http"` it then sends
-//! `GET path` and wants a 2xx status back. One `timeout` covers all of it,
+//! `GET path` and wants a 2xx status back. A `send_proxy` backend gets a
+//! PROXY header first, one that names no client (see `Checker::check`).
+//! One `timeout` covers all of it,
 //! so a backend that accepts and then says nothing fails like one that
 //! refuses.
 
@@ -21,6 +23,7 @@ use hyper::Request;
 use hyper::header::{CONNECTION, HOST, USER_AGENT};
 use hyper_util::rt::TokioIo;
 use lab_common::logging::error_chain;
+use lab_common::proxy_protocol;
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -311,10 +314,24 @@ impl Checker {
                 unacknowledged: None,
                 own: self.own,
             };
-            let stream =
-                connect::connect(&backend.address, self.tls.as_ref(), timeouts)
-                    .await
-                    .map_err(|err| err.to_string())?;
+            // A backend that expects a PROXY header refuses a check that
+            // sends none, so a check sends one that says "this is the
+            // proxy itself": v2's LOCAL command, which the specification
+            // gives for connections a proxy makes on its own (health
+            // checks are its example), and whose addresses the server
+            // ignores. v1 has no LOCAL; its nearest is `PROXY UNKNOWN`,
+            // which the server must also accept, with the connection's
+            // own addresses. No client stands behind a check, so no
+            // address is claimed.
+            let header = backend.send_proxy.map(proxy_protocol::local_header);
+            let stream = connect::connect(
+                &backend.address,
+                self.tls.as_ref(),
+                timeouts,
+                header.as_deref(),
+            )
+            .await
+            .map_err(|err| err.to_string())?;
             match self.kind {
                 CheckKind::Http => {
                     phase = "HTTP answer";
