@@ -68,7 +68,8 @@ pub struct Checkers {
 }
 
 /// One backend's checker: its token, and what it checks with. A backend
-/// whose address, `[health]` or backend TLS changes gets a new checker;
+/// whose address, `[health]`, backend TLS or `send_proxy` changes gets a
+/// new checker;
 /// one whose settings stay keeps its checker, and its health (kept in
 /// its live record) whatever happens.
 #[derive(Debug)]
@@ -83,6 +84,7 @@ struct Settings {
     health: HealthConfig,
     ca: Option<std::path::PathBuf>,
     insecure: bool,
+    send_proxy: Option<proxy_protocol::Version>,
 }
 
 impl Checkers {
@@ -125,6 +127,7 @@ impl Checkers {
                 health: config.health.clone(),
                 ca: config.tls.ca.clone(),
                 insecure: config.tls.insecure,
+                send_proxy: backend.send_proxy,
             };
             wanted.insert(backend.id.clone(), (backend.clone(), settings));
         }
