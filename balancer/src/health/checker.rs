@@ -69,9 +69,8 @@ pub struct Checkers {
 
 /// One backend's checker: its token, and what it checks with. A backend
 /// whose address, `[health]`, backend TLS or `send_proxy` changes gets a
-/// new checker;
-/// one whose settings stay keeps its checker, and its health (kept in
-/// its live record) whatever happens.
+/// new checker; one whose settings stay keeps its checker, and its health
+/// (kept in its live record) whatever happens.
 #[derive(Debug)]
 struct Running {
     stop: CancellationToken,
