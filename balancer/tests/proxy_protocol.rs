@@ -14,7 +14,7 @@ mod common;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-use balancer::config::{CheckKind, Config};
+use balancer::config::CheckKind;
 use common::{ControlledLb, config_for, named_config};
 use dummy_servers::testing::{Opening, RunningBackend, get_after};
 use lab_common::proxy_protocol::{Version, local_header, proxy_header};
@@ -101,8 +101,7 @@ async fn a_tls_backend_gets_the_header_before_the_handshake() {
     for (version, client) in [(Version::V1, 4), (Version::V2, 5)] {
         let backend =
             RunningBackend::start_proxied(Some(certs.server_config())).await;
-        let mut config = Config::default();
-        config.backends = config_for(&[backend.addr]).backends;
+        let mut config = config_for(&[backend.addr]);
         config.backends[0].address =
             format!("tls://{}", backend.addr).parse().unwrap();
         config.backends[0].send_proxy = Some(version);
