@@ -16,7 +16,9 @@
 #   scripts/spawn-backends.sh stop             stop exactly the process started
 #
 # FLAGS, for example: --tls (every backend over TLS), --tls-ports 4445,4446
-# (those two over TLS), --ports 4444,4446 (two backends only).
+# (those two over TLS), --ports 4444,4446 (two backends only),
+# --proxy-ports 4444 (expects a PROXY header first, as behind lb's
+# send_proxy; `curl --haproxy-protocol localhost:4444` sends one).
 #
 # Fault modes, one per backend, none at start (curl -X POST
 # localhost:PORT/fault/MODE does the same as `fault PORT MODE`):

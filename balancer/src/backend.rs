@@ -76,6 +76,8 @@ pub struct Backend {
     pub weight: u32,
     /// At most this many client connections at once (`None`: no limit).
     pub max_connections: Option<u32>,
+    /// The PROXY header it is sent before anything else, if any.
+    pub send_proxy: Option<lab_common::proxy_protocol::Version>,
     pub live: Arc<Live>,
     /// Woken when a connection ends: a client waiting for room may go.
     queue: Arc<Queue>,
@@ -93,6 +95,7 @@ impl Backend {
             address: config.address.clone(),
             weight: live.control().weight.unwrap_or(config.weight),
             max_connections: config.max_connections,
+            send_proxy: config.send_proxy,
             live,
             queue,
         }

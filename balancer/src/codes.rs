@@ -13,7 +13,8 @@
 //! full for the whole queue timeout), `K` killed by `lb` (the end of the
 //! drain, or of a removed backend's drain).
 //!
-//! The second is the phase: `H` the client's TLS handshake, `Q` waiting
+//! The second is the phase: `H` the client's opening (its PROXY header
+//! under `accept_proxy`, then its TLS handshake), `Q` waiting
 //! in line for a full backend, `C` choosing and connecting to a backend,
 //! `D` relaying data, `L` the last data (one side had finished), `-` it
 //! finished.
@@ -35,9 +36,11 @@ pub enum Phase {
 pub enum EndCode {
     /// `--`: both sides finished, every byte passed on.
     Finished,
-    /// `CH`: the client's TLS handshake failed, or it left during it.
+    /// `CH`: the client's TLS handshake failed, or it left during it; or,
+    /// under `accept_proxy`, its PROXY header was missing or invalid.
     ClientHandshake,
-    /// `cH`: the client's TLS handshake ran out of time.
+    /// `cH`: the client's TLS handshake (or PROXY header) ran out of
+    /// time.
     ClientHandshakeTimeout,
     /// `NC`: no backend was up to try.
     NoBackend,
@@ -121,10 +124,11 @@ impl EndCode {
                 "finished: both sides ended, every byte passed"
             }
             EndCode::ClientHandshake => {
-                "the client's TLS handshake failed, or it left during it"
+                "the client's TLS handshake or PROXY header failed, or it \
+                 left during it"
             }
             EndCode::ClientHandshakeTimeout => {
-                "the client's TLS handshake ran out of time"
+                "the client's TLS handshake or PROXY header ran out of time"
             }
             EndCode::NoBackend => "no backend was up to try",
             EndCode::ConnectFailed => {

@@ -26,6 +26,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use lab_common::HostPort;
+use lab_common::proxy_protocol;
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -39,6 +40,10 @@ use crate::select::Algorithm;
 pub struct Config {
     /// Where clients connect.
     pub listen: HostPort,
+    /// Every client connection starts with a PROXY header (v1 or v2)
+    /// from the layer-4 balancer in front of `lb`, which gives the
+    /// client's address; a connection without one is closed.
+    pub accept_proxy: bool,
     pub algorithm: Algorithm,
     /// How many other backends a client may be sent to when its first
     /// cannot be reached (`None`: all of them).
@@ -165,6 +170,8 @@ pub struct Timeouts {
     pub connect: Duration,
     /// A TLS handshake, with a client at the front or with a backend.
     pub tls_handshake: Duration,
+    /// Reading a client's PROXY header, under `accept_proxy`.
+    pub proxy_header: Duration,
     /// No byte either way for this long closes both sides.
     pub idle: Duration,
     /// One side has finished; the other may stay silent this long.
@@ -269,6 +276,9 @@ pub struct BackendConfig {
     pub weight: u32,
     /// At most this many client connections (`None`: no limit).
     pub max_connections: Option<u32>,
+    /// Write a PROXY header of this version to the backend before any
+    /// client byte, so that it learns the client's address.
+    pub send_proxy: Option<proxy_protocol::Version>,
 }
 // ANCHOR_END: config
 
@@ -276,6 +286,7 @@ impl Default for Config {
     fn default() -> Config {
         Config {
             listen: parse_default(lab_common::addr::DEFAULT_LISTEN),
+            accept_proxy: false,
             algorithm: Algorithm::RoundRobin,
             retries: None,
             seed: None,
@@ -285,6 +296,7 @@ impl Default for Config {
             timeouts: Timeouts {
                 connect: Duration::from_secs(3),
                 tls_handshake: Duration::from_secs(5),
+                proxy_header: Duration::from_secs(5),
                 idle: Duration::from_secs(300),
                 half_closed: Duration::from_secs(30),
                 unacknowledged: Duration::from_secs(60),
@@ -338,6 +350,7 @@ impl BackendConfig {
             address,
             weight: 1,
             max_connections: None,
+            send_proxy: None,
         }
     }
 }
@@ -445,6 +458,9 @@ impl Config {
             config.listen = file.parse_with(&listen, "listen", |text| {
                 text.parse::<HostPort>()
             })?;
+        }
+        if let Some(accept_proxy) = raw.accept_proxy {
+            config.accept_proxy = accept_proxy;
         }
         if let Some(algorithm) = &raw.algorithm {
             config.algorithm =
@@ -744,6 +760,7 @@ impl Config {
         let longer_than_zero = [
             ("timeouts.connect", self.timeouts.connect),
             ("timeouts.tls_handshake", self.timeouts.tls_handshake),
+            ("timeouts.proxy_header", self.timeouts.proxy_header),
             ("timeouts.idle", self.timeouts.idle),
             ("timeouts.half_closed", self.timeouts.half_closed),
             ("limits.queue_timeout", self.limits.queue_timeout),
@@ -881,6 +898,7 @@ fn whole(n: i64, min: u32) -> Result<u32, String> {
 #[serde(deny_unknown_fields)]
 struct RawConfig {
     listen: Option<Spanned<String>>,
+    accept_proxy: Option<bool>,
     algorithm: Option<Spanned<String>>,
     retries: Option<Spanned<RawRetries>>,
     seed: Option<Spanned<i64>>,
@@ -917,6 +935,7 @@ struct RawTls {
 struct RawTimeouts {
     connect: Option<Spanned<String>>,
     tls_handshake: Option<Spanned<String>>,
+    proxy_header: Option<Spanned<String>>,
     idle: Option<Spanned<String>>,
     half_closed: Option<Spanned<String>>,
     drain: Option<Spanned<String>>,
@@ -985,6 +1004,7 @@ struct RawBackend {
     id: Option<Spanned<String>>,
     weight: Option<Spanned<i64>>,
     max_connections: Option<Spanned<i64>>,
+    send_proxy: Option<Spanned<String>>,
 }
 
 impl RawTls {
@@ -1056,6 +1076,12 @@ impl RawTimeouts {
                 self.tls_handshake,
                 "timeouts.tls_handshake",
                 &mut timeouts.tls_handshake,
+                false,
+            ),
+            (
+                self.proxy_header,
+                "timeouts.proxy_header",
+                &mut timeouts.proxy_header,
                 false,
             ),
             (self.idle, "timeouts.idle", &mut timeouts.idle, false),
@@ -1417,6 +1443,13 @@ impl RawBackend {
             let max = file.count(max, &key("max_connections"), 0)?;
             backend.max_connections = (max > 0).then_some(max);
         }
+        if let Some(version) = &self.send_proxy {
+            backend.send_proxy =
+                Some(file.parse_with(version, &key("send_proxy"), |text| {
+                    text.parse::<proxy_protocol::Version>()
+                        .map_err(|err| format!("{err}: write \"v1\" or \"v2\""))
+                })?);
+        }
         Ok(backend)
     }
 
@@ -1769,6 +1802,38 @@ mod tests {
             let err = backend_from_json("x", json).unwrap_err();
             assert!(err.contains(expected), "{err}");
         }
+    }
+
+    #[test]
+    fn the_proxy_protocol_keys_refuse_bad_values_by_line_and_key() {
+        let cases = [
+            ("accept_proxy = \"yes\"\n", "lb.toml:1: accept_proxy:"),
+            (
+                "[timeouts]\nproxy_header = \"0s\"\n",
+                "lb.toml:2: timeouts.proxy_header:",
+            ),
+            (
+                "[[backends]]\naddress = \"127.0.0.1:1\"\n\
+                 send_proxy = \"v3\"\n",
+                "lb.toml:3: backends[1].send_proxy: `v3` is not v1 or v2: \
+                 write \"v1\" or \"v2\"",
+            ),
+        ];
+        for (text, expected) in cases {
+            let err = error(&format!("{text}{ONE_BACKEND}"));
+            assert!(err.starts_with(expected), "{text}: {err}");
+        }
+        let config = parse(
+            "accept_proxy = true\n[timeouts]\nproxy_header = \"2s\"\n\
+             [[backends]]\naddress = \"127.0.0.1:1\"\nsend_proxy = \"v2\"\n",
+        )
+        .unwrap();
+        assert!(config.accept_proxy);
+        assert_eq!(config.timeouts.proxy_header, Duration::from_secs(2));
+        assert_eq!(
+            config.backends[0].send_proxy,
+            Some(proxy_protocol::Version::V2)
+        );
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! Reaching a backend: a TCP connection within the connect timeout, then
-//! TLS if the backend is `tls://`, within the handshake timeout. Client
+//! Reaching a backend: a TCP connection within the connect timeout, a
+//! PROXY header if the backend has `send_proxy`, then TLS if the backend
+//! is `tls://`, within the handshake timeout. Client
 //! traffic (`proxy`) and the active health checks (`health`) both come
 //! through here, so a check verifies a backend exactly as a client's
 //! connection would.
@@ -11,6 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use lab_common::HostPort;
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::rustls::ClientConfig;
@@ -89,20 +91,39 @@ impl fmt::Display for ConnectError {
 
 impl std::error::Error for ConnectError {}
 
-/// Connects to `address` within `timeouts`, speaking TLS if it is a
-/// `tls://` backend (`tls` must then be given: the config refuses
-/// `tls://` backends without a CA or `insecure`).
+/// Connects to `address` within `timeouts`, writes `proxy_header` (a
+/// PROXY protocol header, for a `send_proxy` backend) and then speaks TLS
+/// if it is a `tls://` backend (`tls` must then be given: the config
+/// refuses `tls://` backends without a CA or `insecure`).
 pub async fn connect(
     address: &Address,
     tls: Option<&BackendTls>,
     timeouts: ConnectTimeouts,
+    proxy_header: Option<&[u8]>,
 ) -> Result<Stream, ConnectError> {
-    let tcp = dial(&address.host_port, timeouts).await.map_err(|error| {
-        ConnectError {
-            phase: "connect",
+    let mut tcp =
+        dial(&address.host_port, timeouts).await.map_err(|error| {
+            ConnectError {
+                phase: "connect",
+                error,
+            }
+        })?;
+    if let Some(header) = proxy_header {
+        // One write, before anything else: the header is the first thing
+        // the backend reads, in the first segment (at most 108 bytes, far
+        // below any send buffer, so the kernel takes it whole), and below
+        // TLS, since it is addressed to the backend's TCP layer. Bounded
+        // by the connect timeout: a fresh connection's send buffer is
+        // empty, so only a broken one can make it wait.
+        let writing = tcp.write_all(header);
+        let written = tokio::time::timeout(timeouts.connect, writing)
+            .await
+            .unwrap_or_else(|_| Err(timed_out(timeouts.connect)));
+        written.map_err(|error| ConnectError {
+            phase: "PROXY header",
             error,
-        }
-    })?;
+        })?;
+    }
     if !address.tls {
         return Ok(Stream::Plain(tcp));
     }

@@ -1,6 +1,7 @@
-//! One client, from its TLS handshake (if the front speaks TLS) to its
-//! last byte: choose the backends to try, reach the first that answers,
-//! relay, and log one line saying how it ended.
+//! One client, from its PROXY header (under `accept_proxy`) and its TLS
+//! handshake (if the front speaks TLS) to its last byte: choose the
+//! backends to try, reach the first that answers, relay, and log one line
+//! saying how it ended.
 //!
 //! Failover happens here, and only before the relay starts. At layer 4 a
 //! client can be moved to another backend only while none of its bytes
@@ -16,6 +17,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use bytes::BytesMut;
+use lab_common::proxy_protocol;
 use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
@@ -49,6 +51,11 @@ pub async fn serve_client(
     let started = Instant::now();
     let _open = Gauge::up(&balancer.stats.open);
     let _ = client.set_nodelay(true);
+    // Where the client connected, for a backend's PROXY header; a
+    // connected socket always knows it.
+    let front_addr = client
+        .local_addr()
+        .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
     // The pool as it is now, for this client's whole life (but for a
     // client that waits in line before any backend is chosen, which
     // takes the newest pool when its turn comes): a reload meanwhile
@@ -57,6 +64,8 @@ pub async fn serve_client(
         pool: balancer.pool(),
         balancer: balancer.clone(),
         client_addr,
+        front_addr,
+        via: None,
         phase: Phase::Handshake,
         last_failure: EndCode::ConnectFailed,
         early: BytesMut::new(),
@@ -70,6 +79,8 @@ pub async fn serve_client(
     // task holds only what the relay needs. Until the relay starts, the
     // end of the drain simply drops the client.
     let setup = Box::pin(async {
+        let mut client = client;
+        connection.read_proxy_header(&mut client).await?;
         let shaking = Instant::now();
         let client = match connection.front_handshake(client).await {
             Ok(client) => {
@@ -87,7 +98,7 @@ pub async fn serve_client(
                     EndCode::ClientHandshake
                 };
                 info!(
-                    client = %client_addr,
+                    client = %connection.client_addr,
                     phase = "client TLS handshake",
                     error = %err,
                     code = %code,
@@ -120,7 +131,7 @@ pub async fn serve_client(
         None => {
             let code = EndCode::Killed(connection.phase);
             info!(
-                client = %client_addr,
+                client = %connection.client_addr,
                 code = %code,
                 "cut at the end of the drain before reaching a backend"
             );
@@ -149,7 +160,8 @@ pub async fn serve_client(
     }
     let code = outcome.end.code();
     info!(
-        client = %client_addr,
+        client = %connection.client_addr,
+        via = connection.via.map(tracing::field::display),
         backend = %chosen.id,
         up = outcome.up,
         down = outcome.down,
@@ -180,7 +192,16 @@ struct Trace {
 pub struct Connection {
     balancer: Arc<Balancer>,
     pool: Arc<Pool>,
+    /// The client: the socket's peer, or the source its PROXY header
+    /// named under `accept_proxy`. Hashed, logged, recorded and passed
+    /// on as the client's.
     client_addr: SocketAddr,
+    /// The address the client connected to: `lb`'s listening socket, or
+    /// the destination its PROXY header named.
+    front_addr: SocketAddr,
+    /// The socket's peer when a PROXY header named another client: the
+    /// balancer in front.
+    via: Option<SocketAddr>,
     /// Where it is: the second letter of its end code if the drain cuts
     /// it before the relay.
     phase: Phase,
@@ -299,11 +320,19 @@ impl Connection {
                 }
                 tries_left -= 1;
                 let tls = pool.backend_tls.as_ref();
+                let header = backend.send_proxy.map(|version| {
+                    proxy_protocol::proxy_header(
+                        version,
+                        self.client_addr,
+                        self.front_addr,
+                    )
+                });
                 let connecting = Instant::now();
                 match connect::connect(
                     &backend.address,
                     tls,
                     self.connect_timeouts(),
+                    header.as_deref(),
                 )
                 .await
                 {
@@ -524,6 +553,54 @@ impl Connection {
             .update_health(|state| state.connection_failed(rules, now, why))
         {
             change.log(&backend.id);
+        }
+    }
+
+    /// Under `accept_proxy`: reads the PROXY header the balancer in front
+    /// wrote before anything else (before the TLS handshake too), and
+    /// takes the client and the front address from it. A header without
+    /// addresses (v2 `LOCAL`, v1 `UNKNOWN`) leaves the socket's own.
+    /// `Err` with the end code, after logging why, when there is no valid
+    /// header in time: the client is then closed.
+    async fn read_proxy_header(
+        &mut self,
+        client: &mut TcpStream,
+    ) -> Result<(), EndCode> {
+        if !self.pool.config.accept_proxy {
+            return Ok(());
+        }
+        let limit = self.pool.config.timeouts.proxy_header;
+        match proxy_protocol::read_header(client, limit).await {
+            Ok(header) => {
+                if let Some(told) = header.addresses {
+                    self.via = Some(self.client_addr);
+                    self.client_addr = told.source;
+                    self.front_addr = told.destination;
+                }
+                debug!(
+                    client = %self.client_addr,
+                    via = self.via.map(tracing::field::display),
+                    version = %header.version,
+                    "PROXY header read"
+                );
+                Ok(())
+            }
+            Err(err) => {
+                let code = if err.timed_out() {
+                    EndCode::ClientHandshakeTimeout
+                } else {
+                    EndCode::ClientHandshake
+                };
+                info!(
+                    client = %self.client_addr,
+                    phase = "PROXY header",
+                    error = %err,
+                    code = %code,
+                    "refused: accept_proxy is on and the connection does \
+                     not start with a valid PROXY header"
+                );
+                Err(code)
+            }
         }
     }
 

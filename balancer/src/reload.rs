@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use lab_common::proxy_protocol;
 use tracing::{info, warn};
 
 use crate::Balancer;
@@ -210,10 +211,16 @@ pub fn changes(old: &Config, new: &Config) -> Vec<String> {
     );
     differs("seed", format!("{:?}", old.seed), format!("{:?}", new.seed));
     differs("watch", old.watch.to_string(), new.watch.to_string());
+    differs(
+        "accept_proxy",
+        old.accept_proxy.to_string(),
+        new.accept_proxy.to_string(),
+    );
     let (a, b) = (&old.timeouts, &new.timeouts);
     for (key, before, after) in [
         ("timeouts.connect", a.connect, b.connect),
         ("timeouts.tls_handshake", a.tls_handshake, b.tls_handshake),
+        ("timeouts.proxy_header", a.proxy_header, b.proxy_header),
         ("timeouts.idle", a.idle, b.idle),
         ("timeouts.half_closed", a.half_closed, b.half_closed),
         ("timeouts.drain", a.drain, b.drain),
@@ -327,6 +334,16 @@ fn backend_changes(
                 show(backend.max_connections)
             ));
         }
+        if before.send_proxy != backend.send_proxy {
+            let show = |version: Option<proxy_protocol::Version>| {
+                version.map_or("none".to_owned(), |v| v.to_string())
+            };
+            what.push(format!(
+                "send_proxy {} → {}",
+                show(before.send_proxy),
+                show(backend.send_proxy)
+            ));
+        }
         if !what.is_empty() {
             changed.push(format!(
                 "backend {}: {}",
@@ -372,12 +389,15 @@ mod tests {
             ..Config::default()
         };
         new.timeouts.idle = Duration::from_secs(60);
+        new.accept_proxy = true;
+        new.backends[0].send_proxy = Some(proxy_protocol::Version::V2);
         assert_eq!(
             changes(&old, &new),
             [
                 "algorithm weighted-round-robin → least-connections",
+                "accept_proxy false → true",
                 "timeouts.idle 5m → 1m",
-                "backend a: weight 1 → 2",
+                "backend a: weight 1 → 2, send_proxy none → v2",
                 "backend c added",
                 "backend b removed",
             ]

@@ -34,7 +34,13 @@
 //!
 //! A backend serves plain HTTP ([`serve`]) or HTTPS ([`serve_tls`], with
 //! the lab certificate); a TLS backend says so in its first line:
-//! `backend-4445 at 127.0.0.1:4445 over TLS, call #1`. A client that
+//! `backend-4445 at 127.0.0.1:4445 over TLS, call #1`. A backend may
+//! expect a PROXY header (v1 or v2) at the start of every connection,
+//! before TLS too ([`serve_proxied`]), as a server behind HAProxy's
+//! `send-proxy` or `lb`'s `send_proxy` does; its answers then show the
+//! client the header named, in a line after the first:
+//! `PROXY v2: client 127.0.0.2:41234, to 127.0.0.1:3000`
+//! (`curl --haproxy-protocol` sends a v1 header). A client that
 //! sends its request and then shuts down its write side (half-close)
 //! still gets its answer.
 //!
@@ -54,6 +60,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use futures_util::stream;
 use lab_common::pattern;
+use lab_common::proxy_protocol::{self, ReceivedHeader};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
@@ -63,7 +70,9 @@ mod serve;
 pub mod testing;
 
 pub use fault::Fault;
-pub use serve::{TlsListener, serve, serve_tls};
+pub use serve::{
+    OpeningListener, ProxiedPeer, serve, serve_proxied, serve_tls,
+};
 
 /// The largest body `/bytes/{n}` will stream: 16 GiB is plenty for any
 /// experiment and keeps a typo from streaming forever.
@@ -155,6 +164,15 @@ pub struct Echo {
     pub version: String,
     /// Headers in the order received, repeated names kept.
     pub headers: Vec<(String, String)>,
+    /// On a port that expects a PROXY header: the client's address it
+    /// named, `None` for one without addresses (v2 `LOCAL`, v1
+    /// `UNKNOWN`) and on other ports.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy_client: Option<String>,
+    /// On such a port, what its header said in a few words:
+    /// `v2: client 127.0.0.2:41234, to 127.0.0.1:3000`, or `v2 LOCAL`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy: Option<String>,
 }
 
 impl Echo {
@@ -178,6 +196,12 @@ impl Echo {
             self.uri,
             self.version
         );
+        if let Some(proxy) = &self.proxy {
+            text.insert_str(
+                text.find('\n').expect("the first line ends in \\n") + 1,
+                &format!("PROXY {proxy}\n"),
+            );
+        }
         for (name, value) in &self.headers {
             text.push_str(&format!("{name}: {value}\n"));
         }
@@ -207,6 +231,7 @@ async fn echo(
     request: Request,
 ) -> Response {
     let call = backend.count_call();
+    let proxy_header = request.extensions().get::<ReceivedHeader>().copied();
     let wants_json = request
         .uri()
         .query()
@@ -225,6 +250,10 @@ async fn echo(
         uri: request.uri().to_string(),
         version: format!("{:?}", request.version()),
         headers: header_pairs(request.headers()),
+        proxy_client: proxy_header
+            .and_then(|header| header.addresses)
+            .map(|told| told.source.to_string()),
+        proxy: proxy_header.map(describe_proxy_header),
     };
     if wants_json {
         axum::Json(seen).into_response()
@@ -292,6 +321,20 @@ async fn echo_body(
             .insert(header::CONTENT_LENGTH, length);
     }
     response
+}
+
+/// `v2: client 127.0.0.2:41234, to 127.0.0.1:3000`; `v2 LOCAL` or `v1
+/// UNKNOWN` for a header without addresses.
+fn describe_proxy_header(header: ReceivedHeader) -> String {
+    let version = header.version;
+    match (header.addresses, version) {
+        (Some(told), _) => format!(
+            "{version}: client {}, to {}",
+            told.source, told.destination
+        ),
+        (None, proxy_protocol::Version::V1) => format!("{version} UNKNOWN"),
+        (None, proxy_protocol::Version::V2) => format!("{version} LOCAL"),
+    }
 }
 
 fn header_pairs(headers: &HeaderMap) -> Vec<(String, String)> {

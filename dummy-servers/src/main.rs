@@ -10,6 +10,14 @@
 //! curl --cacert certs/ca.crt https://localhost:4445
 //! ```
 //!
+//! A port may expect a PROXY header (v1 or v2) before anything else, as
+//! a server behind `lb`'s `send_proxy` does, and show the client it names:
+//!
+//! ```text
+//! cargo run -p dummy-servers -- --proxy-ports 4444
+//! curl --haproxy-protocol localhost:4444
+//! ```
+//!
 //! Each backend takes a fault mode at run time (see the library's docs):
 //! `curl -X POST localhost:4445/fault/stall`, then `.../fault/none`.
 //! Ctrl-C stops them all, closing the connections still open.
@@ -66,6 +74,14 @@ struct Args {
     #[arg(long, value_delimiter = ',', value_name = "PORTS")]
     tls_ports: Vec<u16>,
 
+    /// These of the --ports expect a PROXY header (v1 or v2) at the start
+    /// of every connection, before TLS on a TLS port, and show the client
+    /// it names in their answers; a connection without one is closed
+    /// (comma-separated), e.g. `--proxy-ports 4444`. Try it with
+    /// `curl --haproxy-protocol localhost:4444`.
+    #[arg(long, value_delimiter = ',', value_name = "PORTS")]
+    proxy_ports: Vec<u16>,
+
     #[command(flatten)]
     cert: CertFlags,
 }
@@ -73,14 +89,18 @@ struct Args {
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
-    if let Some(port) = args.tls_ports.iter().find(|p| !args.ports.contains(p))
-    {
-        Args::command()
-            .error(
-                clap::error::ErrorKind::ArgumentConflict,
-                format!("--tls-ports: {port} is not one of --ports"),
-            )
-            .exit();
+    for (flag, ports) in [
+        ("--tls-ports", &args.tls_ports),
+        ("--proxy-ports", &args.proxy_ports),
+    ] {
+        if let Some(port) = ports.iter().find(|p| !args.ports.contains(p)) {
+            Args::command()
+                .error(
+                    clap::error::ErrorKind::ArgumentConflict,
+                    format!("{flag}: {port} is not one of --ports"),
+                )
+                .exit();
+        }
     }
     lab_common::logging::init();
 
@@ -108,7 +128,21 @@ async fn main() -> ExitCode {
             }
         };
         let addr = listener.local_addr().expect("bound listener has an addr");
-        match tls_config.clone().filter(|_| serves_tls(port)) {
+        let tls = tls_config.clone().filter(|_| serves_tls(port));
+        if args.proxy_ports.contains(&port) {
+            let over = if tls.is_some() { ", TLS" } else { "" };
+            lab_common::cli::announce(&format!(
+                "{addr} (backend-{}{over}, expects a PROXY header)",
+                addr.port()
+            ));
+            backends.spawn(dummy_servers::serve_proxied(
+                listener,
+                tls,
+                stop.clone().cancelled_owned(),
+            ));
+            continue;
+        }
+        match tls {
             Some(config) => {
                 lab_common::cli::announce(&format!(
                     "{addr} (backend-{}, TLS)",

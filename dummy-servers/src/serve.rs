@@ -1,6 +1,6 @@
 //! Serving a backend: the accept loop, HTTP/1 on each connection (with
-//! half-closed clients answered), TLS when asked, and stopping on a
-//! shutdown signal.
+//! half-closed clients answered), a PROXY header and TLS when asked, and
+//! stopping on a shutdown signal.
 //!
 //! axum's own `axum::serve` cannot be told to answer a client that
 //! half-closes, so the loop here hands each connection to hyper's HTTP/1
@@ -22,11 +22,13 @@ use hyper::server::conn::http1;
 use hyper::service::{Service, service_fn};
 use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
+use lab_common::proxy_protocol::{self, ReceivedHeader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls::ServerConfig;
 use tokio_rustls::server::TlsStream;
+use tokio_util::either::Either;
 
 use crate::fault::{self, NoAnswer};
 use crate::{Backend, router};
@@ -50,9 +52,59 @@ pub async fn serve_tls(
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
     let backend = Backend::new_tls(listener.local_addr()?);
-    serve_backend(TlsListener::new(listener, tls), backend, shutdown).await;
+    let listener = OpeningListener::new(listener, Some(tls), false);
+    serve_backend(listener, backend, shutdown).await;
     Ok(())
 }
+
+/// [`serve`] or [`serve_tls`] (with `tls`) for a port that expects a
+/// PROXY header (v1 or v2) before anything else, TLS included, as a
+/// server behind HAProxy's `send-proxy` or `lb`'s `send_proxy` does. A
+/// connection without one is closed; the echo shows the client's address
+/// the header gave.
+pub async fn serve_proxied(
+    listener: TcpListener,
+    tls: Option<Arc<ServerConfig>>,
+    shutdown: impl Future<Output = ()>,
+) -> io::Result<()> {
+    let addr = listener.local_addr()?;
+    let backend = match tls {
+        Some(_) => Backend::new_tls(addr),
+        None => Backend::new(addr),
+    };
+    let listener = OpeningListener::new(listener, tls, true);
+    serve_backend(listener, backend, shutdown).await;
+    Ok(())
+}
+
+/// What an accept loop knows of a connection's peer besides its address.
+pub(crate) trait Peer: std::fmt::Debug {
+    /// The PROXY header the connection started with, if its port
+    /// expects one.
+    fn proxy_header(&self) -> Option<ReceivedHeader>;
+}
+
+impl Peer for SocketAddr {
+    fn proxy_header(&self) -> Option<ReceivedHeader> {
+        None
+    }
+}
+
+/// A connection's peer, and the PROXY header it sent first.
+#[derive(Clone, Copy, Debug)]
+pub struct ProxiedPeer {
+    pub addr: SocketAddr,
+    pub header: Option<ReceivedHeader>,
+}
+
+impl Peer for ProxiedPeer {
+    fn proxy_header(&self) -> Option<ReceivedHeader> {
+        self.header
+    }
+}
+
+/// How long a client may take to send its PROXY header.
+const PROXY_HEADER_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The accept loop of [`serve`] and [`serve_tls`], for a backend made
 /// by the caller (tests keep a handle on it to set its fault mode).
@@ -61,7 +113,7 @@ pub(crate) async fn serve_backend<L: Listener>(
     backend: Arc<Backend>,
     shutdown: impl Future<Output = ()>,
 ) where
-    L::Addr: std::fmt::Debug,
+    L::Addr: Peer,
 {
     let routes = TowerToHyperService::new(router(backend.clone()));
     let mut http = http1::Builder::new();
@@ -84,7 +136,13 @@ pub(crate) async fn serve_backend<L: Listener>(
             (io, peer) = listener.accept() => {
                 let backend = backend.clone();
                 let routes = routes.clone();
-                let service = service_fn(move |request| {
+                // Every request on this connection carries what its
+                // PROXY header said, for the echo to show.
+                let told = peer.proxy_header();
+                let service = service_fn(move |mut request: Request<Incoming>| {
+                    if let Some(header) = told {
+                        request.extensions_mut().insert(header);
+                    }
                     answer(backend.clone(), routes.clone(), request)
                 });
                 let connection =
@@ -116,32 +174,70 @@ async fn answer(
     Ok(response)
 }
 
-/// A TCP listener that hands out only connections whose TLS handshake
-/// succeeded.
+/// A TCP listener that hands out connections once their opening is
+/// done: a PROXY header read, if the port expects one, then a TLS
+/// handshake, if it serves TLS.
 ///
-/// Each handshake runs in its own task, so one slow or silent client
+/// Each opening runs in its own task, so one slow or silent client
 /// does not hold up the others; a failed one is logged and dropped.
-/// Dropping the listener closes the port and ends the handshakes in
+/// Dropping the listener closes the port and ends the openings in
 /// flight.
-pub struct TlsListener {
+pub struct OpeningListener {
     tcp: TcpListener,
-    acceptor: TlsAcceptor,
-    handshakes: JoinSet<(io::Result<TlsStream<TcpStream>>, SocketAddr)>,
+    tls: Option<TlsAcceptor>,
+    expect_proxy: bool,
+    openings: JoinSet<Result<Opened, String>>,
 }
 
-impl TlsListener {
-    pub fn new(tcp: TcpListener, tls: Arc<ServerConfig>) -> TlsListener {
-        TlsListener {
+type Opened = (Either<TcpStream, TlsStream<TcpStream>>, ProxiedPeer);
+
+impl OpeningListener {
+    pub fn new(
+        tcp: TcpListener,
+        tls: Option<Arc<ServerConfig>>,
+        expect_proxy: bool,
+    ) -> OpeningListener {
+        OpeningListener {
             tcp,
-            acceptor: TlsAcceptor::from(tls),
-            handshakes: JoinSet::new(),
+            tls: tls.map(TlsAcceptor::from),
+            expect_proxy,
+            openings: JoinSet::new(),
         }
     }
 }
 
-impl Listener for TlsListener {
-    type Io = TlsStream<TcpStream>;
-    type Addr = SocketAddr;
+/// A connection's opening: its PROXY header, then its TLS handshake;
+/// `Err` with the line to log.
+async fn open(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    tls: Option<TlsAcceptor>,
+    expect_proxy: bool,
+) -> Result<Opened, String> {
+    let header = if expect_proxy {
+        let header =
+            proxy_protocol::read_header(&mut stream, PROXY_HEADER_TIMEOUT)
+                .await
+                .map_err(|err| {
+                    format!("PROXY header from client {peer}: {err}")
+                })?;
+        Some(header)
+    } else {
+        None
+    };
+    let proxied = ProxiedPeer { addr: peer, header };
+    match tls {
+        Some(acceptor) => match acceptor.accept(stream).await {
+            Ok(stream) => Ok((Either::Right(stream), proxied)),
+            Err(err) => Err(format!("TLS handshake with client {peer}: {err}")),
+        },
+        None => Ok((Either::Left(stream), proxied)),
+    }
+}
+
+impl Listener for OpeningListener {
+    type Io = Either<TcpStream, TlsStream<TcpStream>>;
+    type Addr = ProxiedPeer;
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
         loop {
@@ -151,28 +247,28 @@ impl Listener for TlsListener {
             tokio::select! {
                 accepted = self.tcp.accept() => match accepted {
                     Ok((stream, peer)) => {
-                        let acceptor = self.acceptor.clone();
-                        self.handshakes.spawn(async move {
-                            (acceptor.accept(stream).await, peer)
-                        });
+                        let opening =
+                            open(stream, peer, self.tls.clone(), self.expect_proxy);
+                        self.openings.spawn(opening);
                     }
                     Err(err) => {
                         tracing::warn!("accept failed: {err}");
                         tokio::time::sleep(Duration::from_millis(100)).await;
                     }
                 },
-                Some(done) = self.handshakes.join_next() => match done {
-                    Ok((Ok(stream), peer)) => return (stream, peer),
-                    Ok((Err(err), peer)) => tracing::info!(
-                        "TLS handshake with client {peer}: {err}"
-                    ),
-                    Err(err) => tracing::warn!("TLS handshake task: {err}"),
+                Some(done) = self.openings.join_next() => match done {
+                    Ok(Ok(opened)) => return opened,
+                    Ok(Err(failed)) => tracing::info!("{failed}"),
+                    Err(err) => tracing::warn!("opening task: {err}"),
                 },
             }
         }
     }
 
     fn local_addr(&self) -> io::Result<Self::Addr> {
-        self.tcp.local_addr()
+        Ok(ProxiedPeer {
+            addr: self.tcp.local_addr()?,
+            header: None,
+        })
     }
 }

@@ -7,7 +7,8 @@
 //! the CLI runner that binds and waits for Ctrl-C, logging set-up, the TLS
 //! flags and reading PEM files into rustls configurations, making the lab's
 //! certificates, reading and writing durations (`500ms`, `2s`), watching a
-//! child's output, and (with the `testing` feature) helpers for the
+//! child's output, the PROXY protocol's headers (for `lb` and the dummy
+//! servers), and (with the `testing` feature) helpers for the
 //! integration tests.
 
 pub mod addr;
@@ -17,6 +18,7 @@ pub mod duration;
 pub mod logging;
 pub mod output;
 pub mod pattern;
+pub mod proxy_protocol;
 pub mod tls;
 
 #[cfg(feature = "testing")]

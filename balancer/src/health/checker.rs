@@ -7,7 +7,9 @@
 //! with SNI and the same certificate verification. A backend whose
 //! certificate clients would refuse fails its checks too. With `kind =
 //! "tcp"` that is the whole check; with `kind = "http"` it then sends
-//! `GET path` and wants a 2xx status back. One `timeout` covers all of it,
+//! `GET path` and wants a 2xx status back. A `send_proxy` backend gets a
+//! PROXY header first, one that names no client (see `Checker::check`).
+//! One `timeout` covers all of it,
 //! so a backend that accepts and then says nothing fails like one that
 //! refuses.
 
@@ -21,6 +23,7 @@ use hyper::Request;
 use hyper::header::{CONNECTION, HOST, USER_AGENT};
 use hyper_util::rt::TokioIo;
 use lab_common::logging::error_chain;
+use lab_common::proxy_protocol;
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -65,9 +68,9 @@ pub struct Checkers {
 }
 
 /// One backend's checker: its token, and what it checks with. A backend
-/// whose address, `[health]` or backend TLS changes gets a new checker;
-/// one whose settings stay keeps its checker, and its health (kept in
-/// its live record) whatever happens.
+/// whose address, `[health]`, backend TLS or `send_proxy` changes gets a
+/// new checker; one whose settings stay keeps its checker, and its health
+/// (kept in its live record) whatever happens.
 #[derive(Debug)]
 struct Running {
     stop: CancellationToken,
@@ -80,6 +83,7 @@ struct Settings {
     health: HealthConfig,
     ca: Option<std::path::PathBuf>,
     insecure: bool,
+    send_proxy: Option<proxy_protocol::Version>,
 }
 
 impl Checkers {
@@ -122,6 +126,7 @@ impl Checkers {
                 health: config.health.clone(),
                 ca: config.tls.ca.clone(),
                 insecure: config.tls.insecure,
+                send_proxy: backend.send_proxy,
             };
             wanted.insert(backend.id.clone(), (backend.clone(), settings));
         }
@@ -311,10 +316,24 @@ impl Checker {
                 unacknowledged: None,
                 own: self.own,
             };
-            let stream =
-                connect::connect(&backend.address, self.tls.as_ref(), timeouts)
-                    .await
-                    .map_err(|err| err.to_string())?;
+            // A backend that expects a PROXY header refuses a check that
+            // sends none, so a check sends one that says "this is the
+            // proxy itself": v2's LOCAL command, which the specification
+            // gives for connections a proxy makes on its own (health
+            // checks are its example), and whose addresses the server
+            // ignores. v1 has no LOCAL; its nearest is `PROXY UNKNOWN`,
+            // which the server must also accept, with the connection's
+            // own addresses. No client stands behind a check, so no
+            // address is claimed.
+            let header = backend.send_proxy.map(proxy_protocol::local_header);
+            let stream = connect::connect(
+                &backend.address,
+                self.tls.as_ref(),
+                timeouts,
+                header.as_deref(),
+            )
+            .await
+            .map_err(|err| err.to_string())?;
             match self.kind {
                 CheckKind::Http => {
                     phase = "HTTP answer";
