@@ -1785,6 +1785,13 @@ mod tests {
         )
         .unwrap();
         assert_eq!((backend.id.as_str(), backend.weight), ("a", 3));
+        // A key added to [[backends]] is a key of the JSON object too.
+        let backend = backend_from_json(
+            "p",
+            br#"{"address": "127.0.0.1:4444", "send_proxy": "v2"}"#,
+        )
+        .unwrap();
+        assert_eq!(backend.send_proxy, Some(proxy_protocol::Version::V2));
         let refused = [
             (&br#"{"weight": 2}"#[..], "missing field `address`"),
             (br#"{"address": "nowhere"}"#, "address: "),
