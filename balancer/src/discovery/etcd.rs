@@ -123,13 +123,14 @@ impl Etcd {
             ),
         )
         .await?;
-        send(lists, &keys);
+        // Said before it is sent: the list's reload logs after it.
         reached(keys.len());
+        send(lists, &keys);
         loop {
             let message = stream
                 .message()
                 .await
-                .map_err(|err| err.to_string())?
+                .map_err(|err| reason(&err))?
                 .ok_or("the watch ended")?;
             if message.canceled() {
                 if message.compact_revision() > 0 {
@@ -194,6 +195,11 @@ impl Discovery for Etcd {
                 };
                 let outcome = self.follow(&lists, &mut reached).await;
                 if let Err(err) = outcome {
+                    if reachable.is_none() {
+                        // `lb` waits at start for the first outcome: a
+                        // list, or this, which wakes it with none.
+                        lists.send_modify(|_| {});
+                    }
                     if reachable != Some(false) {
                         let list = match lists.borrow().as_deref() {
                             Some(list) => format!(
@@ -248,10 +254,32 @@ async fn within<T>(
 ) -> Result<T, String> {
     match tokio::time::timeout(REQUEST, request).await {
         Ok(Ok(value)) => Ok(value),
-        Ok(Err(err)) => Err(err.to_string()),
+        Ok(Err(err)) => Err(reason(&err)),
         Err(_) => Err(format!(
             "no answer within {}",
             crate::config::show_duration(REQUEST)
         )),
     }
+}
+
+/// Why a request failed, in a line: gRPC's message, or the transport's
+/// chain of causes (`connection refused`), without the debug dump that
+/// `Display` gives some of them.
+fn reason(err: &etcd_client::Error) -> String {
+    use std::error::Error as _;
+    let (mut reason, mut cause) = match err {
+        etcd_client::Error::GRpcStatus(status) => {
+            (status.message().to_owned(), status.source())
+        }
+        _ => (err.to_string(), err.source()),
+    };
+    while let Some(inner) = cause {
+        let said = inner.to_string();
+        // Layers often repeat the message of the one below.
+        if !reason.contains(&said) {
+            reason = format!("{reason}: {said}");
+        }
+        cause = inner.source();
+    }
+    reason
 }

@@ -38,6 +38,8 @@ pub trait Discovery: Send + 'static {
     /// Runs until the process ends, sending each list it learns on
     /// `lists`, and keeping the last one sent while the source cannot be
     /// reached: a source that goes away leaves `lb` with what it knew.
+    /// If its first attempt fails, it marks `lists` changed with no list
+    /// (`send_modify`), so that `lb` starts at once with the file's.
     fn run(
         self: Box<Self>,
         lists: watch::Sender<Option<Arc<Listing>>>,
@@ -86,8 +88,9 @@ pub struct Discovered {
 
 impl Discovered {
     /// Starts the source the config names, if any, and waits up to
-    /// [`FIRST_LIST`] for its first list (a source that cannot be
-    /// reached says so itself, and `lb` starts with the file's backends).
+    /// [`FIRST_LIST`] for its first outcome: a list, or a failure to
+    /// reach it (which it logs itself), after which `lb` starts with the
+    /// file's backends.
     pub async fn start(config: &Config) -> Result<Option<Discovered>, String> {
         let Some(discovery) = &config.discovery else {
             return Ok(None);
@@ -96,11 +99,7 @@ impl Discovered {
         let name = source.describe();
         let (tell, mut lists) = watch::channel(None);
         tokio::spawn(source.run(tell));
-        let _ = tokio::time::timeout(
-            FIRST_LIST,
-            lists.wait_for(|list| list.is_some()),
-        )
-        .await;
+        let _ = tokio::time::timeout(FIRST_LIST, lists.changed()).await;
         Ok(Some(Discovered {
             name,
             prefix: discovery.prefix.clone(),
