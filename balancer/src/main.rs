@@ -23,11 +23,12 @@ use balancer::codes::EndCode;
 use balancer::config::{BackendConfig, Config, FrontTls, LogFormat};
 use balancer::reload::Reloader;
 use balancer::select::Algorithm;
-use balancer::{Balancer, admin, upgrade};
+use balancer::{Balancer, admin, service, upgrade};
 use clap::Parser;
 use lab_common::HostPort;
 use lab_common::cli::{announce, fail};
 use lab_common::logging::Format;
+use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -226,12 +227,14 @@ async fn start(
     // must find the handlers in place.
     let signals = Signals::install(reloader.clone())
         .map_err(|err| format!("cannot handle signals: {err}"))?;
+    service::upgrade_on_sigusr2(config.upgrade.socket.clone())?;
     if config.watch {
         let Some(path) = &args.config else {
             return Err("watch = true needs a file (--config FILE)".to_owned());
         };
         reloader.watch(path)?;
     }
+    let upgraded_from_another = args.upgrade;
     let (listener, admin_listener, taken) = if args.upgrade {
         let Some(socket) = config.upgrade.socket.clone() else {
             return Err("--upgrade needs `socket` in the config's \
@@ -267,16 +270,7 @@ async fn start(
         };
         (listener, admin, Some(taken))
     } else {
-        let listen = &config.listen;
-        let listener = balancer::bind(listen, config.limits.backlog)
-            .await
-            .map_err(|err| format!("cannot listen on {listen}: {err}"))?;
-        let admin = match &config.admin.listen {
-            Some(at) => Some(balancer::bind(at, ADMIN_BACKLOG).await.map_err(
-                |err| format!("cannot listen on {at} (admin): {err}"),
-            )?),
-            None => None,
-        };
+        let (listener, admin) = listeners(&config).await?;
         (listener, admin, None)
     };
     let addr = listener
@@ -318,6 +312,10 @@ async fn start(
         stop_on(signals, upgraded_rx, admin_stop.clone(), stopping.clone()),
     ));
     if let Some(taken) = taken {
+        // Under systemd this process is the service's main one from now
+        // on; said before the old one may exit, which would otherwise
+        // look to systemd like the service's end.
+        service::took_over();
         // Accepting now (the task above): the old process may let go.
         tokio::task::spawn_blocking(move || taken.ready())
             .await
@@ -350,6 +348,9 @@ async fn start(
         });
     }
     out.listening(&addr.to_string());
+    if !upgraded_from_another {
+        service::ready();
+    }
     info!("{summary}");
     match serving.await {
         Ok(Ok(_)) => Ok(ExitCode::SUCCESS),
@@ -360,6 +361,59 @@ async fn start(
 
 /// The admin listener's queue: a few operators, not a crowd.
 const ADMIN_BACKLOG: u32 = 64;
+
+/// The listener and the admin listener (if `[admin] listen` is set):
+/// passed by systemd under socket activation, else bound.
+async fn listeners(
+    config: &Config,
+) -> Result<(TcpListener, Option<TcpListener>), String> {
+    let admin_wanted = config.admin.listen.is_some();
+    let (listener, admin) = match service::activated(admin_wanted)? {
+        Some(activated) => {
+            let listener = TcpListener::from_std(activated.main)
+                .map_err(|err| format!("the socket systemd passed: {err}"))?;
+            let at = listener.local_addr().map_err(|e| e.to_string())?;
+            info!(
+                "socket activation: listening on {at}, the socket systemd \
+                 passed (LISTEN_FDS), instead of binding {}",
+                config.listen
+            );
+            let admin = match activated.admin {
+                Some(admin) => {
+                    let admin =
+                        TcpListener::from_std(admin).map_err(|err| {
+                            format!("the admin socket systemd passed: {err}")
+                        })?;
+                    let at = admin.local_addr().map_err(|e| e.to_string())?;
+                    info!(
+                        "socket activation: admin on {at}, the second \
+                         socket systemd passed"
+                    );
+                    Some(admin)
+                }
+                None => None,
+            };
+            (listener, admin)
+        }
+        None => {
+            let listen = &config.listen;
+            let listener = balancer::bind(listen, config.limits.backlog)
+                .await
+                .map_err(|err| format!("cannot listen on {listen}: {err}"))?;
+            (listener, None)
+        }
+    };
+    let admin = match (admin, &config.admin.listen) {
+        (Some(admin), _) => Some(admin),
+        (None, Some(at)) => {
+            Some(balancer::bind(at, ADMIN_BACKLOG).await.map_err(|err| {
+                format!("cannot listen on {at} (admin): {err}")
+            })?)
+        }
+        (None, None) => None,
+    };
+    Ok((listener, admin))
+}
 
 /// Another descriptor for the same listening socket, to hand over.
 fn dup(listener: &tokio::net::TcpListener) -> Result<OwnedFd, String> {
@@ -379,7 +433,8 @@ async fn stop_on(
     stopping: CancellationToken,
 ) {
     tokio::select! {
-        () = signals.first() => {}
+        () = signals.first() => service::stopping(),
+        // Not STOPPING=1: the service goes on, in the new process.
         Ok(()) = upgraded => admin_stop.cancel(),
     }
     stopping.cancel();
