@@ -13,11 +13,13 @@
 #   scripts/faults.sh --lb-only     lb's fault suite at full size
 #   scripts/test-browser.sh         lb's status page in headless Chromium
 #   scripts/test-prometheus.sh      a real Prometheus scrapes lb's metrics
+#   scripts/test-service.sh         lb's systemd units (systemd-analyze
+#                                   verify), lb under socket activation
 #   a lint of the scripts           shellcheck, on scripts/ and .ci/run
 #
 # It installs what it needs besides Rust (shellcheck, curl) with apt-get;
 # test-browser.sh installs chromium and chromium-driver the same way, and
-# test-prometheus.sh prometheus.
+# test-prometheus.sh prometheus, test-service.sh systemd.
 #
 #   scripts/check.sh                all of it
 #   scripts/check.sh --help         this text
@@ -58,6 +60,8 @@ echo "== scripts/test-browser.sh (the status page in headless Chromium)"
 bash scripts/test-browser.sh
 echo "== scripts/test-prometheus.sh (a real Prometheus scrapes lb)"
 bash scripts/test-prometheus.sh
+echo "== scripts/test-service.sh (lb's systemd units, socket activation)"
+bash scripts/test-service.sh
 echo "== shellcheck"
 shellcheck scripts/*.sh scripts/lib/*.sh .ci/run
 echo "== all checks passed"
