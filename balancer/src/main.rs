@@ -106,13 +106,20 @@ Signals:
                    one stops at once
   SIGHUP           read the config again and apply it (a bad one is
                    refused and logged; the running config stays)
+  SIGUSR2          upgrade: start this executable again with the same
+                   arguments and --upgrade; the new process takes the
+                   listeners over ([upgrade] socket) and this one drains
 
 Environment:
   RUST_LOG         what to log, as tracing's EnvFilter reads it
                    (default: info; RUST_LOG=debug for more)
   LAB_LOG_FORMAT   json: one flat JSON object per line (stdout's too);
                    text: sentences. Wins over the config's log_format
-  NO_COLOR         no colours in the log";
+  NO_COLOR         no colours in the log
+  NOTIFY_SOCKET    set by systemd (Type=notify): lb says READY=1,
+                   RELOADING=1, STOPPING=1 and, after an upgrade, MAINPID=
+  LISTEN_FDS       set by systemd's socket activation: lb takes the
+                   listener (and the admin listener) passed, binds none";
 
 /// [`AFTER_HELP`], then the table of end codes.
 fn after_help() -> String {
