@@ -47,9 +47,14 @@ pub fn ready() {
 }
 
 /// `RELOADING=1`: a reload has started; [`ready`] ends it, whatever its
-/// outcome.
+/// outcome. With `MONOTONIC_USEC=` the time it started, which systemd
+/// 253 and later want with it (`Type=notify-reload` fails the reload
+/// without); older ones ignore it.
 pub fn reloading() {
-    notify(&[NotifyState::Reloading]);
+    match NotifyState::monotonic_usec_now() {
+        Ok(now) => notify(&[NotifyState::Reloading, now]),
+        Err(_) => notify(&[NotifyState::Reloading]),
+    }
 }
 
 /// `STOPPING=1`: the drain has started; `lb` exits when it ends.

@@ -91,6 +91,19 @@ fn write_config(dir: &Path, backend: SocketAddr, more: &str) -> String {
     path.display().to_string()
 }
 
+/// `RELOADING=1` and `MONOTONIC_USEC=` the time now, in microseconds
+/// (systemd 253 wants both).
+fn assert_reloading(message: &str) {
+    let usec = message
+        .strip_prefix("RELOADING=1\nMONOTONIC_USEC=")
+        .and_then(|rest| rest.strip_suffix('\n'))
+        .and_then(|usec| usec.parse::<u64>().ok());
+    assert!(
+        usec.is_some_and(|usec| usec > 0),
+        "RELOADING=1 and MONOTONIC_USEC=N, not {message:?}"
+    );
+}
+
 #[tokio::test]
 async fn lb_tells_systemd_it_is_ready_reloading_and_stopping() {
     let backend = RunningBackend::start().await;
@@ -107,14 +120,14 @@ async fn lb_tells_systemd_it_is_ready_reloading_and_stopping() {
     assert_eq!(who_answers(lb.addr).await, name(&backend));
 
     lb.signal(Signal::HUP);
-    assert_eq!(notify.next("RELOADING=1").await, "RELOADING=1\n");
+    assert_reloading(&notify.next("RELOADING=1").await);
     assert_eq!(notify.next("READY=1 after the reload").await, "READY=1\n");
     lb.wait_for_stderr("reloaded").await;
 
     // A reload that is refused ends with READY=1 too.
     std::fs::write(&config, "listen = 7\n").unwrap();
     lb.signal(Signal::HUP);
-    assert_eq!(notify.next("RELOADING=1, refused").await, "RELOADING=1\n");
+    assert_reloading(&notify.next("RELOADING=1, refused").await);
     assert_eq!(notify.next("READY=1, refused").await, "READY=1\n");
     lb.wait_for_stderr("reload refused").await;
     assert_eq!(who_answers(lb.addr).await, name(&backend));
@@ -236,17 +249,125 @@ async fn sigusr2_upgrades_and_the_new_process_says_mainpid() {
     new.stop(&notify).await;
 }
 
-/// Under `systemd-socket-activate` (Debian's systemd), which binds the
-/// port, waits for the first client, and then starts `lb` with the socket
-/// at descriptor 3 and `LISTEN_FDS=1`: that first client is served, and
-/// `lb` bound nothing itself. Then an upgrade (SIGUSR2) hands that socket
-/// on to a new process like a socket `lb` bound.
+/// `lb` under Debian's `systemd-socket-activate`, which binds the ports,
+/// waits for the first client, and then starts `lb` (the same process:
+/// it execs) with the sockets from descriptor 3 on and `LISTEN_FDS`.
+#[cfg(feature = "external-tests")]
+mod activated {
+    use std::net::SocketAddr;
+    use std::process::Stdio;
+
+    use lab_common::output::watch_lines;
+    use lab_common::testing::deadline;
+    use rustix::process::{Pid, Signal};
+    use tokio::process::Child;
+    use tokio::sync::watch;
+
+    use super::{LB, NotifySocket};
+
+    pub struct Activated {
+        /// The addresses systemd-socket-activate listens on, in order.
+        pub addrs: Vec<SocketAddr>,
+        child: Child,
+        pub stdout: watch::Receiver<String>,
+        stderr: watch::Receiver<String>,
+    }
+
+    impl Activated {
+        /// `systemd-socket-activate -l ADDR...` (`sockets` of them) with
+        /// `lb --config CONFIG`, once it listens.
+        pub async fn start(
+            sockets: usize,
+            config: &str,
+            notify: &NotifySocket,
+        ) -> Activated {
+            // It takes no port 0: ports that were free a moment ago,
+            // tried again if someone took one meanwhile.
+            for _ in 0..10 {
+                let mut addrs = Vec::new();
+                let mut held = Vec::new();
+                for _ in 0..sockets {
+                    let listener = lab_common::testing::listener().await;
+                    addrs.push(listener.local_addr().expect("bound"));
+                    held.push(listener);
+                }
+                drop(held);
+                let mut command =
+                    tokio::process::Command::new("systemd-socket-activate");
+                for addr in &addrs {
+                    command.arg("-l").arg(addr.to_string());
+                }
+                let mut child = command
+                    // It passes on only what -E names of its environment.
+                    .args(["-E", "NO_COLOR=1", "-E", "RUST_LOG=info"])
+                    .arg("-E")
+                    .arg(format!("NOTIFY_SOCKET={}", notify.env().1))
+                    .args([LB, "--config", config])
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .kill_on_drop(true)
+                    .spawn()
+                    .expect("systemd-socket-activate runs (Debian's systemd)");
+                let stdout = watch_lines(child.stdout.take().unwrap());
+                let stderr = watch_lines(child.stderr.take().unwrap());
+                let mut activated = Activated {
+                    addrs,
+                    child,
+                    stdout,
+                    stderr,
+                };
+                let last =
+                    format!("Listening on {} ", activated.addrs[sockets - 1]);
+                if activated.wait_for_stderr(&last).await.is_some() {
+                    return activated;
+                }
+                let _ = activated.child.wait().await;
+            }
+            panic!("systemd-socket-activate found no free port in 10 tries");
+        }
+
+        /// Waits until stderr (its log, then lb's) contains `needle`;
+        /// `None` if it ended first.
+        pub async fn wait_for_stderr(
+            &mut self,
+            needle: &str,
+        ) -> Option<String> {
+            let stderr = &mut self.stderr;
+            deadline(&format!("`{needle}` on stderr"), async {
+                loop {
+                    let seen = stderr.borrow_and_update().clone();
+                    if seen.contains(needle) {
+                        return Some(seen);
+                    }
+                    stderr.changed().await.ok()?;
+                }
+            })
+            .await
+        }
+
+        pub fn signal(&self, signal: Signal) {
+            let pid = self.child.id().expect("running") as i32;
+            rustix::process::kill_process(
+                Pid::from_raw(pid).expect("a pid is not 0"),
+                signal,
+            )
+            .unwrap();
+        }
+
+        pub async fn wait(&mut self) -> std::process::ExitStatus {
+            deadline("lb to exit", self.child.wait()).await.unwrap()
+        }
+    }
+}
+
+/// Under `systemd-socket-activate`, the first client starts `lb` and is
+/// served through the socket it was passed; `lb` bound nothing itself.
+/// Then an upgrade (SIGUSR2) hands that socket on to a new process like
+/// a socket `lb` bound.
 #[cfg(feature = "external-tests")]
 #[tokio::test]
 async fn lb_serves_through_the_socket_systemd_passes() {
-    use lab_common::output::watch_lines;
-    use std::process::Stdio;
-
     let backend = RunningBackend::start().await;
     let dir = tempfile::tempdir().unwrap();
     let notify = NotifySocket::bind(dir.path());
@@ -256,91 +377,22 @@ async fn lb_serves_through_the_socket_systemd_passes() {
         backend.addr,
         &format!("[upgrade]\nsocket = \"{}\"\n", socket.display()),
     );
-    // systemd-socket-activate takes no port 0: a port that was free a
-    // moment ago, tried again if someone took it meanwhile.
-    let mut tries = 0;
-    let (mut activator, port, mut stderr) = loop {
-        tries += 1;
-        let port = lab_common::testing::listener()
-            .await
-            .local_addr()
-            .expect("bound")
-            .port();
-        let mut activator =
-            tokio::process::Command::new("systemd-socket-activate")
-                .arg("-l")
-                .arg(format!("127.0.0.1:{port}"))
-                // It passes on only what -E names of its environment.
-                .args(["-E", "NO_COLOR=1", "-E", "RUST_LOG=info"])
-                .arg("-E")
-                .arg(format!("NOTIFY_SOCKET={}", notify.env().1))
-                .args([LB, "--config", &config])
-                .stdin(Stdio::null())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .kill_on_drop(true)
-                .spawn()
-                .expect("systemd-socket-activate runs (Debian's systemd)");
-        let mut stderr = watch_lines(activator.stderr.take().unwrap());
-        let listening = deadline("systemd-socket-activate to listen", async {
-            loop {
-                let seen = stderr.borrow_and_update().clone();
-                if seen.contains("Listening on") {
-                    return true;
-                }
-                if stderr.changed().await.is_err() {
-                    return false;
-                }
-            }
-        })
-        .await;
-        if listening {
-            break (activator, port, stderr);
-        }
-        let _ = activator.wait().await;
-        assert!(tries < 10, "no free port: {}", stderr.borrow().as_str());
-    };
-    let stdout = watch_lines(activator.stdout.take().unwrap());
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let mut lb = activated::Activated::start(1, &config, &notify).await;
+    let addr = lb.addrs[0];
 
     // The first client starts lb, and waits in the socket's queue.
     assert_eq!(who_answers(addr).await, name(&backend));
     assert_eq!(who_answers(addr).await, name(&backend));
-    let said = deadline("lb's socket activation line", async {
-        loop {
-            let seen = stderr.borrow_and_update().clone();
-            if seen.contains("socket activation") {
-                return seen;
-            }
-            stderr.changed().await.expect("lb runs");
-        }
-    })
-    .await;
-    assert!(
-        said.contains(&format!(
-            "socket activation: listening on 127.0.0.1:{port}"
-        )),
-        "{said}"
-    );
-    assert!(
-        stdout
-            .borrow()
-            .contains(&format!("listening on 127.0.0.1:{port}")),
-        "{}",
-        stdout.borrow().as_str()
-    );
-
+    let said = lb.wait_for_stderr("socket activation").await;
+    let listening = format!("socket activation: listening on {addr}");
+    assert!(said.is_some_and(|said| said.contains(&listening)));
+    let stdout = lb.stdout.borrow().clone();
+    assert!(stdout.contains(&format!("listening on {addr}")), "{stdout}");
     assert_eq!(notify.next("READY=1 at start").await, "READY=1\n");
 
-    // systemd-socket-activate execs lb: the same pid.
-    let pid = activator.id().expect("running") as i32;
-    rustix::process::kill_process(
-        Pid::from_raw(pid).expect("a pid is not 0"),
-        Signal::USR2,
-    )
-    .unwrap();
+    lb.signal(Signal::USR2);
     let new = notify.new_main_process().await;
-    let status = deadline("lb to exit", activator.wait()).await.unwrap();
+    let status = lb.wait().await;
     assert!(status.success(), "the old process exits 0: {status}");
     assert_eq!(who_answers(addr).await, name(&backend));
     new.stop(&notify).await;
@@ -348,4 +400,36 @@ async fn lb_serves_through_the_socket_systemd_passes() {
         tokio::net::TcpStream::connect(addr).await.is_err(),
         "nothing listens once the new process has stopped"
     );
+}
+
+/// With `[admin] listen` set, the second socket passed is the admin
+/// listener; the address in the file is not bound.
+#[cfg(feature = "external-tests")]
+#[tokio::test]
+async fn the_second_socket_passed_is_the_admin_listener() {
+    let backend = RunningBackend::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let notify = NotifySocket::bind(dir.path());
+    // A port the test holds: lb must not bind it.
+    let held = lab_common::testing::listener().await;
+    let held_addr = held.local_addr().unwrap();
+    let config = write_config(
+        dir.path(),
+        backend.addr,
+        &format!("[admin]\nlisten = \"{held_addr}\"\n"),
+    );
+    let mut lb = activated::Activated::start(2, &config, &notify).await;
+    let (addr, admin) = (lb.addrs[0], lb.addrs[1]);
+    assert_eq!(who_answers(addr).await, name(&backend));
+    let log = lb.wait_for_stderr("socket activation: admin on").await;
+    assert!(log.is_some_and(|log| log.contains(&format!("admin on {admin}"))));
+    let backends = reqwest::get(format!("http://{admin}/api/backends"))
+        .await
+        .expect("the admin API answers on the second socket");
+    assert!(backends.status().is_success(), "{backends:?}");
+    assert_eq!(notify.next("READY=1 at start").await, "READY=1\n");
+    lb.signal(Signal::TERM);
+    assert_eq!(notify.next("STOPPING=1").await, "STOPPING=1\n");
+    assert!(lb.wait().await.success());
+    drop(held);
 }
