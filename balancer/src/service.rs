@@ -86,6 +86,11 @@ pub struct Activated {
 /// unused, and said so. A socket that is not a listening TCP socket is
 /// refused.
 pub fn activated(admin: bool) -> Result<Option<Activated>, String> {
+    // listenfd holds the one `unsafe` step (a descriptor number made a
+    // socket) that the workspace forbids. It removes the variables with
+    // `std::env::remove_var`, which is sound only while no other thread
+    // reads the environment: called before `lb` serves, when tokio's
+    // threads are idle and no health check resolves a name yet.
     let mut passed = listenfd::ListenFd::from_env();
     let count = passed.len();
     if count == 0 {
