@@ -14,12 +14,14 @@
 #   scripts/test-browser.sh         lb's status page in headless Chromium
 #   scripts/test-prometheus.sh      a real Prometheus scrapes lb's metrics
 #   scripts/test-etcd.sh            two lbs share one backend list in etcd
+#   scripts/test-service.sh         lb's systemd units (systemd-analyze
+#                                   verify), lb under socket activation
 #   a lint of the scripts           shellcheck, on scripts/ and .ci/run
 #
 # It installs what it needs besides Rust (shellcheck, curl, and for lb's
 # `etcd` feature protoc and etcd) with apt-get; test-browser.sh installs
-# chromium and chromium-driver the same way, and test-prometheus.sh
-# prometheus.
+# chromium and chromium-driver the same way, test-prometheus.sh
+# prometheus, and test-service.sh systemd.
 #
 #   scripts/check.sh                all of it
 #   scripts/check.sh --help         this text
@@ -64,6 +66,8 @@ echo "== scripts/test-prometheus.sh (a real Prometheus scrapes lb)"
 bash scripts/test-prometheus.sh
 echo "== scripts/test-etcd.sh (two lbs share one backend list in etcd)"
 bash scripts/test-etcd.sh
+echo "== scripts/test-service.sh (lb's systemd units, socket activation)"
+bash scripts/test-service.sh
 echo "== shellcheck"
 shellcheck scripts/*.sh scripts/lib/*.sh .ci/run
 echo "== all checks passed"

@@ -35,6 +35,7 @@ pub mod queue;
 pub mod relay;
 pub mod reload;
 pub mod select;
+pub mod service;
 pub mod stats;
 pub mod status;
 pub mod stream;

@@ -24,11 +24,12 @@ use balancer::config::{BackendConfig, Config, FrontTls, LogFormat};
 use balancer::discovery::Discovered;
 use balancer::reload::Reloader;
 use balancer::select::Algorithm;
-use balancer::{Balancer, admin, upgrade};
+use balancer::{Balancer, admin, service, upgrade};
 use clap::Parser;
 use lab_common::HostPort;
 use lab_common::cli::{announce, fail};
 use lab_common::logging::Format;
+use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -106,13 +107,20 @@ Signals:
                    one stops at once
   SIGHUP           read the config again and apply it (a bad one is
                    refused and logged; the running config stays)
+  SIGUSR2          upgrade: start this executable again with the same
+                   arguments and --upgrade; the new process takes the
+                   listeners over ([upgrade] socket) and this one drains
 
 Environment:
   RUST_LOG         what to log, as tracing's EnvFilter reads it
                    (default: info; RUST_LOG=debug for more)
   LAB_LOG_FORMAT   json: one flat JSON object per line (stdout's too);
                    text: sentences. Wins over the config's log_format
-  NO_COLOR         no colours in the log";
+  NO_COLOR         no colours in the log
+  NOTIFY_SOCKET    set by systemd (Type=notify): lb says READY=1,
+                   RELOADING=1, STOPPING=1 and, after an upgrade, MAINPID=
+  LISTEN_FDS       set by systemd's socket activation: lb takes the
+                   listener (and the admin listener) passed, binds none";
 
 /// [`AFTER_HELP`], then the table of end codes.
 fn after_help() -> String {
@@ -246,12 +254,14 @@ async fn start(
     // must find the handlers in place.
     let signals = Signals::install(reloader.clone())
         .map_err(|err| format!("cannot handle signals: {err}"))?;
+    service::upgrade_on_sigusr2(config.upgrade.socket.clone())?;
     if config.watch {
         let Some(path) = &args.config else {
             return Err("watch = true needs a file (--config FILE)".to_owned());
         };
         reloader.watch(path)?;
     }
+    let upgraded_from_another = args.upgrade;
     let (listener, admin_listener, taken) = if args.upgrade {
         let Some(socket) = config.upgrade.socket.clone() else {
             return Err("--upgrade needs `socket` in the config's \
@@ -287,16 +297,7 @@ async fn start(
         };
         (listener, admin, Some(taken))
     } else {
-        let listen = &config.listen;
-        let listener = balancer::bind(listen, config.limits.backlog)
-            .await
-            .map_err(|err| format!("cannot listen on {listen}: {err}"))?;
-        let admin = match &config.admin.listen {
-            Some(at) => Some(balancer::bind(at, ADMIN_BACKLOG).await.map_err(
-                |err| format!("cannot listen on {at} (admin): {err}"),
-            )?),
-            None => None,
-        };
+        let (listener, admin) = listeners(&config).await?;
         (listener, admin, None)
     };
     let addr = listener
@@ -338,6 +339,10 @@ async fn start(
         stop_on(signals, upgraded_rx, admin_stop.clone(), stopping.clone()),
     ));
     if let Some(taken) = taken {
+        // Under systemd this process is the service's main one from now
+        // on; said before the old one may exit, which would otherwise
+        // look to systemd like the service's end.
+        service::took_over();
         // Accepting now (the task above): the old process may let go.
         tokio::task::spawn_blocking(move || taken.ready())
             .await
@@ -370,6 +375,9 @@ async fn start(
         });
     }
     out.listening(&addr.to_string());
+    if !upgraded_from_another {
+        service::ready();
+    }
     info!("{summary}");
     match serving.await {
         Ok(Ok(_)) => Ok(ExitCode::SUCCESS),
@@ -380,6 +388,59 @@ async fn start(
 
 /// The admin listener's queue: a few operators, not a crowd.
 const ADMIN_BACKLOG: u32 = 64;
+
+/// The listener and the admin listener (if `[admin] listen` is set):
+/// passed by systemd under socket activation, else bound.
+async fn listeners(
+    config: &Config,
+) -> Result<(TcpListener, Option<TcpListener>), String> {
+    let admin_wanted = config.admin.listen.is_some();
+    let (listener, admin) = match service::activated(admin_wanted)? {
+        Some(activated) => {
+            let listener = TcpListener::from_std(activated.main)
+                .map_err(|err| format!("the socket systemd passed: {err}"))?;
+            let at = listener.local_addr().map_err(|e| e.to_string())?;
+            info!(
+                "socket activation: listening on {at}, the socket systemd \
+                 passed (LISTEN_FDS), instead of binding {}",
+                config.listen
+            );
+            let admin = match activated.admin {
+                Some(admin) => {
+                    let admin =
+                        TcpListener::from_std(admin).map_err(|err| {
+                            format!("the admin socket systemd passed: {err}")
+                        })?;
+                    let at = admin.local_addr().map_err(|e| e.to_string())?;
+                    info!(
+                        "socket activation: admin on {at}, the second \
+                         socket systemd passed"
+                    );
+                    Some(admin)
+                }
+                None => None,
+            };
+            (listener, admin)
+        }
+        None => {
+            let listen = &config.listen;
+            let listener = balancer::bind(listen, config.limits.backlog)
+                .await
+                .map_err(|err| format!("cannot listen on {listen}: {err}"))?;
+            (listener, None)
+        }
+    };
+    let admin = match (admin, &config.admin.listen) {
+        (Some(admin), _) => Some(admin),
+        (None, Some(at)) => {
+            Some(balancer::bind(at, ADMIN_BACKLOG).await.map_err(|err| {
+                format!("cannot listen on {at} (admin): {err}")
+            })?)
+        }
+        (None, None) => None,
+    };
+    Ok((listener, admin))
+}
 
 /// Another descriptor for the same listening socket, to hand over.
 fn dup(listener: &tokio::net::TcpListener) -> Result<OwnedFd, String> {
@@ -399,7 +460,8 @@ async fn stop_on(
     stopping: CancellationToken,
 ) {
     tokio::select! {
-        () = signals.first() => {}
+        () = signals.first() => service::stopping(),
+        // Not STOPPING=1: the service goes on, in the new process.
         Ok(()) = upgraded => admin_stop.cancel(),
     }
     stopping.cancel();

@@ -40,9 +40,12 @@ impl Reloader {
     /// log line. `Ok` lists what changed; `Err` is why it was refused.
     pub async fn reload(&self, trigger: &str) -> Result<Vec<String>, String> {
         let _one_at_a_time = self.balancer.reloading.lock().await;
+        // systemd shows the service `reloading` until READY=1.
+        crate::service::reloading();
         let outcome = (self.source)().and_then(|config| {
             apply(&self.balancer, config).map_err(|err| err.to_string())
         });
+        crate::service::ready();
         self.balancer.stats.reloaded(outcome.is_ok());
         match &outcome {
             Ok(changed) if changed.is_empty() => {
