@@ -11,10 +11,11 @@
 #   scripts/walk-tutorial.sh --fail-fast ...     other flags: lab-walk --help
 #
 # It runs in private namespaces (unshare): its own network, so the
-# tutorial's fixed ports (3000, 4444-4447, 8080) meet nothing else on the
-# machine; its own processes, so nothing it started outlives it; and its
-# own mounts, so it starts from a fresh clone's state (no certificates in
-# certs/, no backends in .lab-run/, an empty /tmp) without touching yours.
+# tutorial's fixed ports (2379-2380, 3000-3003, 4444-4447, 8080, 9000)
+# meet nothing else on the machine; its own processes, so nothing it
+# started outlives it; and its own mounts, so it starts from a fresh
+# clone's state (no certificates in certs/, no backends in .lab-run/, an
+# empty /tmp) without touching yours.
 # That needs root, or unprivileged user namespaces. Without either it says
 # so and walks on this machine's network, if the ports are free and the
 # state is fresh.
@@ -47,6 +48,9 @@ done
 
 echo "building lab-walk..."
 cargo build --quiet -p lab-walk
+# "lb — More than one" runs etcd and etcdctl, and builds lb with its
+# `etcd` feature (protoc).
+install_etcd
 
 # Run inside the namespaces: loopback up, fresh certs/, .lab-run/ and
 # /tmp (tmpfs, gone with the namespace), then the walk. bash stays as the
@@ -99,9 +103,10 @@ fi
 echo "warning: cannot make private namespaces here (unshare needs root or" \
   "unprivileged user namespaces): walking on this machine's own network" \
   "and files" >&2
-for port in 3000 4444 4445 4446 4447 8080; do
+for port in 2379 2380 3000 3001 3002 3003 4444 4445 4446 4447 8080 9000; do
   if port_in_use "$port"; then
-    die "port $port is in use: the walk needs 3000, 4444-4447 and 8080 free" \
+    die "port $port is in use: the walk needs 2379-2380, 3000-3003," \
+      "4444-4447, 8080 and 9000 free" \
       "(stop what runs there, or run this as root)"
   fi
 done

@@ -91,6 +91,7 @@ impl fmt::Display for ConnectError {
 
 impl std::error::Error for ConnectError {}
 
+// ANCHOR: connect
 /// Connects to `address` within `timeouts`, writes `proxy_header` (a
 /// PROXY protocol header, for a `send_proxy` backend) and then speaks TLS
 /// if it is a `tls://` backend (`tls` must then be given: the config
@@ -144,6 +145,7 @@ pub async fn connect(
         }),
     }
 }
+// ANCHOR_END: connect
 
 // ANCHOR: dial
 /// A TCP connection to `host_port` within the connect timeout, with

@@ -204,6 +204,7 @@ pub async fn read_header(
     }
 }
 
+// ANCHOR: read_header
 async fn read_header_bytes(
     stream: &mut TcpStream,
 ) -> Result<ReceivedHeader, HeaderError> {
@@ -223,6 +224,7 @@ async fn read_header_bytes(
         )))
     }
 }
+// ANCHOR_END: read_header
 
 /// After the signature: version and command, family and protocol, the
 /// length of what follows, then that many bytes.
