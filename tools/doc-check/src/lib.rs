@@ -58,6 +58,27 @@
 //! (`04-round-robin`). A `package` column holds the step's package, a `run
 //! it` column `cargo run --bin NAME` with the step's binary.
 //!
+//! **The map** ([`map`]). Every `## ` heading of `tutorial.md` is a
+//! chapter. Its first paragraph is its map line, one line in italics, four
+//! parts joined by ` · `:
+//!
+//! ```text
+//! *Step 07 of 09 · builds on [06](#step-06--tls-at-the-front) · new: `TlsConnector`, `ServerName` · about 20 min*
+//! ```
+//!
+//! where a step's position is `Step NN of MM` (MM the last step) and it
+//! builds on the parent its `Cargo.toml` records, an `lb — ...` chapter's
+//! is `lb, chapter K of N`, a link in "builds on" goes to an earlier
+//! chapter, "new:" names two to four things, and the time is the rule's
+//! ([`map::Estimate`]: prose at 200 words a minute, quoted code at 20
+//! lines a minute, a minute a command) give or take a fifth or 5
+//! minutes, in fives. Its last paragraph is its recap: `**You can now**`
+//! and what the learner can now do, in at most three lines. Before the
+//! first chapter, a table of contents lists every chapter in order, `-
+//! [Title](#anchor) · about N min` with its map line's time, and the
+//! paragraph after it gives the total. Every `[...](#anchor)` in the file
+//! names a heading, by GitHub's anchors ([`map::slug`]).
+//!
 //! **Layout** ([`layout`]). Every workspace member under `steps/` lives in
 //! `steps/NN-slug` (two digits, then lowercase words joined by `-`), its
 //! package is `step-NN-slug`, it has a binary named `NN-slug`, and no two
@@ -70,6 +91,7 @@ use std::path::PathBuf;
 
 pub mod commands;
 pub mod layout;
+pub mod map;
 pub mod markdown;
 pub mod parents;
 pub mod snippets;

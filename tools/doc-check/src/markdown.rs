@@ -52,6 +52,41 @@ pub struct Doc {
     pub chapters: Vec<Line>,
     /// Every table: its rows, the header first.
     pub tables: Vec<Vec<Row>>,
+    /// Every heading of any level, its text without markup.
+    pub headings: Vec<Heading>,
+    /// The destination of every link (`#step-01--ping`, `https://...`).
+    pub links: Vec<Line>,
+    /// The blocks that are not inside another block (a list's items are
+    /// in its block), in order.
+    pub blocks: Vec<Block>,
+}
+
+/// A heading: `level` 2 for `## ...`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Heading {
+    pub level: usize,
+    pub line: usize,
+    pub text: String,
+}
+
+/// What a top-level block is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BlockKind {
+    /// With its level.
+    Heading(usize),
+    Paragraph,
+    List,
+    /// A code block, an HTML block, a table, a quote, a rule...
+    Other,
+}
+
+/// A top-level block: its kind, its first line and its Markdown source,
+/// as written (without the line break that ends it).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Block {
+    pub kind: BlockKind,
+    pub line: usize,
+    pub source: String,
 }
 
 impl Doc {
@@ -68,9 +103,36 @@ impl Doc {
         // The text of the heading or table cell being read.
         let mut text: Option<String> = None;
         let mut row = Row::default();
+        // How many blocks (and inline spans) the event is inside.
+        let mut depth = 0usize;
         let events = Parser::new_ext(markdown, Options::ENABLE_TABLES);
         for (event, range) in events.into_offset_iter() {
             let line = line_of(range.start);
+            match &event {
+                Event::Start(tag) => {
+                    if depth == 0 {
+                        let kind = match tag {
+                            Tag::Heading { level, .. } => {
+                                BlockKind::Heading(*level as usize)
+                            }
+                            Tag::Paragraph => BlockKind::Paragraph,
+                            Tag::List(_) => BlockKind::List,
+                            _ => BlockKind::Other,
+                        };
+                        let source = markdown[range.clone()].trim_end();
+                        let source = source.to_owned();
+                        doc.blocks.push(Block { kind, line, source });
+                    }
+                    depth += 1;
+                }
+                Event::End(_) => depth = depth.saturating_sub(1),
+                Event::Rule if depth == 0 => doc.blocks.push(Block {
+                    kind: BlockKind::Other,
+                    line,
+                    source: markdown[range.clone()].trim_end().to_owned(),
+                }),
+                _ => {}
+            }
             let lines_of = |text: &str| -> Vec<Line> {
                 let lines = text.lines().enumerate();
                 lines.map(|(at, text)| Line::new(line + at, text)).collect()
@@ -123,6 +185,14 @@ impl Doc {
                     if level as usize == 2 {
                         doc.chapters.push(Line::new(line, text.trim()));
                     }
+                    doc.headings.push(Heading {
+                        level: level as usize,
+                        line,
+                        text: text.trim().to_owned(),
+                    });
+                }
+                Event::Start(Tag::Link { dest_url, .. }) => {
+                    doc.links.push(Line::new(line, dest_url.into_string()));
                 }
                 Event::Start(Tag::Table(_)) => doc.tables.push(Vec::new()),
                 Event::Start(Tag::TableHead | Tag::TableRow) => {
@@ -207,5 +277,38 @@ mod tests {
         assert_eq!((header.line, row.line), (5, 7));
         assert_eq!(header.cells, ["step", "run it"]);
         assert_eq!(row.cells, ["01", "cargo run"]);
+    }
+
+    #[test]
+    fn top_level_blocks_headings_and_links() {
+        let doc = Doc::parse(
+            "# T\n\n*one · [two](#t)*\n\n- [a](#a)\n- b\n\n  more\n\n\
+             ```sh\nx\n```\n<!-- c -->\n## T\n---\nlast,\nline <!-- d -->\n",
+        );
+        let blocks: Vec<_> = doc
+            .blocks
+            .iter()
+            .map(|b| (b.kind, b.line, b.source.as_str()))
+            .collect();
+        assert_eq!(
+            blocks,
+            [
+                (BlockKind::Heading(1), 1, "# T"),
+                (BlockKind::Paragraph, 3, "*one · [two](#t)*"),
+                (BlockKind::List, 5, "- [a](#a)\n- b\n\n  more"),
+                (BlockKind::Other, 10, "```sh\nx\n```"),
+                (BlockKind::Other, 13, "<!-- c -->"),
+                (BlockKind::Heading(2), 14, "## T"),
+                (BlockKind::Other, 15, "---"),
+                (BlockKind::Paragraph, 16, "last,\nline <!-- d -->"),
+            ]
+        );
+        let headings: Vec<_> = doc
+            .headings
+            .iter()
+            .map(|h| (h.level, h.line, h.text.as_str()))
+            .collect();
+        assert_eq!(headings, [(1, 1, "T"), (2, 14, "T")]);
+        assert_eq!(doc.links, [Line::new(3, "#t"), Line::new(5, "#a")]);
     }
 }

@@ -29,7 +29,7 @@ pub fn step_title(step: &Member, lib_rs: &str) -> Result<String, Problem> {
 
 /// The number a chapter's heading gives, if it names a step: `04` in
 /// `Step 04 — Round robin`.
-fn step_number(heading: &str) -> Option<&str> {
+pub(crate) fn step_number(heading: &str) -> Option<&str> {
     let rest = heading.strip_prefix("Step ")?;
     let end = rest
         .find(|c: char| !c.is_ascii_digit())

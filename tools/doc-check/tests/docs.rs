@@ -8,7 +8,7 @@ use std::sync::OnceLock;
 use lab_check::commands::{self, Known};
 use lab_check::markdown::Doc;
 use lab_check::workspace::{Member, Workspace};
-use lab_check::{Problem, assert_none, layout, parents, snippets};
+use lab_check::{Problem, assert_none, layout, map, parents, snippets};
 use lab_check::{step_lists, titles};
 
 /// The workspace, read once by `cargo metadata` for all the tests.
@@ -130,4 +130,15 @@ fn steps_follow_the_layout() {
     let ws = workspace();
     assert!(!ws.steps().is_empty(), "no members under steps/");
     assert_none("workspace layout", &layout::check(&ws.members));
+}
+
+#[test]
+fn the_tutorial_has_its_map() {
+    let tutorial = read("tutorial.md").expect("tutorial.md is readable");
+    let steps = workspace().steps();
+    let problems = map::check("tutorial.md", &tutorial, &steps);
+    assert_none(
+        "the map of tutorial.md (contents, map lines, recaps)",
+        &problems,
+    );
 }
