@@ -705,6 +705,15 @@ impl Config {
     /// not as a reader of the file may think.
     pub fn warnings(&self) -> Vec<String> {
         let mut warnings = Vec::new();
+        if let Some(discovery) = &self.discovery
+            && !discovery.prefix.ends_with('/')
+        {
+            warnings.push(format!(
+                "discovery.prefix `{0}` does not end with `/`: it also \
+                 reads keys such as `{0}-old/x`",
+                discovery.prefix
+            ));
+        }
         let health = &self.health;
         if health.kind != CheckKind::Off && health.timeout > health.interval {
             warnings.push(format!(
@@ -1320,6 +1329,24 @@ impl RawDiscovery {
                  endpoint is http://",
             ));
         }
+        // Without a CA, rustls here trusts no one (no system roots are
+        // built in): every handshake would fail, logged as etcd out of
+        // reach. Said now instead.
+        if ca.is_none()
+            && let Some(https) =
+                endpoints.iter().find(|e| e.starts_with("https://"))
+        {
+            let span =
+                raw.endpoints.as_ref().map_or(span.clone(), |e| e.span());
+            return Err(file.error(
+                span,
+                "discovery.ca",
+                format!(
+                    "`{https}` is https://, and nothing says which CA its \
+                     certificate chains to: set `ca`"
+                ),
+            ));
+        }
         let user = match (&raw.user, &raw.password_file) {
             (Some(user), Some(password)) => Some((
                 file.check(user, "discovery.user", |name| {
@@ -1742,6 +1769,10 @@ mod tests {
                 format!("{store}{endpoints}ca = \"ca.pem\"\n"),
                 "lb.toml:4: discovery.endpoints: `ca`, `cert` and `key` are \
                  for https://",
+            ),
+            (
+                format!("{store}endpoints = [\"https://127.0.0.1:2379\"]\n"),
+                "lb.toml:3: discovery.ca: `https://127.0.0.1:2379` is https://",
             ),
             (
                 format!("{store}{endpoints}cert = \"c.pem\"\n"),

@@ -332,6 +332,10 @@ async fn two_lbs_share_one_list() {
 
     one.wait_for_pool(&["a", "c", "d"]).await;
     two.wait_for_pool(&["a", "c", "d"]).await;
+    // Quiet for longer than etcd bears keep-alive pings sent too often
+    // (three strikes at 5 s: it closed such a watch after 8 s): the
+    // watch must stay open, without a word of a loss.
+    tokio::time::sleep(Duration::from_secs(12)).await;
     let after = map_clients(one.addr(), 1000).await;
     assert_eq!(
         after,
@@ -339,6 +343,16 @@ async fn two_lbs_share_one_list() {
         "one choice per client again"
     );
     assert!(!after.contains(&backends[1].name()));
+    for lb in [&mut one, &mut two] {
+        let log = lb
+            .process
+            .wait_for_stderr("reloaded: backend b removed")
+            .await;
+        assert!(
+            !log.contains("cannot reach it"),
+            "a quiet watch was lost:\n{log}"
+        );
+    }
     // Maglev moves few clients: those of `b`, and a share for `d`.
     let moved = before
         .iter()

@@ -40,6 +40,11 @@ const FIRST_RETRY: Duration = Duration::from_millis(50);
 /// pings tell a dead connection from a quiet one.
 const REQUEST: Duration = Duration::from_secs(1);
 
+/// How often an idle connection to etcd is pinged: above the 5 s etcd
+/// allows by default (`--grpc-keepalive-min-time`), as Go's gRPC client
+/// (which enforces 10 s) would.
+const KEEP_ALIVE: Duration = Duration::from_secs(10);
+
 pub struct Etcd {
     endpoints: Vec<String>,
     prefix: String,
@@ -55,10 +60,17 @@ impl Etcd {
                 format!("[discovery] {what} {}: {err}", path.display())
             })
         };
+        // Keep-alive pings tell a dead connection from a quiet watch. Not
+        // more often than every 5 s: etcd counts quicker pings as abuse
+        // and closes the connection after three (`too_many_pings`), which
+        // here cut an idle watch every 8 s. A watch on a member cut off
+        // from its cluster's majority would go silent, not fail: require
+        // a leader, so that it fails and `lb` says so.
         let mut options = ConnectOptions::new()
             .with_connect_timeout(REQUEST)
-            .with_keep_alive(Duration::from_secs(2), Duration::from_secs(2))
-            .with_keep_alive_while_idle(true);
+            .with_keep_alive(KEEP_ALIVE, Duration::from_secs(5))
+            .with_keep_alive_while_idle(true)
+            .with_require_leader(true);
         if config.ca.is_some() || config.client.is_some() {
             let mut tls = TlsOptions::new();
             if let Some(ca) = &config.ca {
@@ -77,7 +89,15 @@ impl Etcd {
             let password = read(password_file, "password_file")?;
             let password = String::from_utf8(password)
                 .map_err(|_| "[discovery] password_file is not UTF-8")?;
-            options = options.with_user(user, password.trim_end());
+            // The first line, as lb.toml says (and `admin.token_file`).
+            let password = password.lines().next().unwrap_or_default();
+            if password.is_empty() {
+                return Err(format!(
+                    "[discovery] password_file {}: its first line is empty",
+                    password_file.display()
+                ));
+            }
+            options = options.with_user(user, password);
         }
         Ok(Etcd {
             endpoints: config.endpoints.clone(),

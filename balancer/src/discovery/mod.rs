@@ -121,8 +121,10 @@ impl Discovered {
 
     /// Reloads whenever the source sends a new list.
     pub fn follow(&self, reloader: Arc<Reloader>) {
+        // Not marked unchanged: a list sent between `apply` at start and
+        // now would be lost until the next change. At worst, one reload
+        // finds nothing changed.
         let mut lists = self.lists.clone();
-        lists.mark_unchanged();
         let trigger = format!("a change in {}", self.name);
         tokio::spawn(async move {
             while lists.changed().await.is_ok() {
