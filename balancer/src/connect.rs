@@ -111,7 +111,7 @@ pub async fn connect(
         })?;
     if let Some(header) = proxy_header {
         // One write, before anything else: the header is the first thing
-        // the backend reads, in the first segment (at most 108 bytes, far
+        // the backend reads, in the first segment (at most 107 bytes, far
         // below any send buffer, so the kernel takes it whole), and below
         // TLS, since it is addressed to the backend's TCP layer. Bounded
         // by the connect timeout: a fresh connection's send buffer is

@@ -217,6 +217,14 @@ async fn start(
         warn!("{warning}");
     }
     balancer::raise_open_file_limit();
+    // Sockets passed by systemd, taken before any task starts (see
+    // `service::activated`); an upgrade takes its sockets from the old
+    // process instead.
+    let activated = if args.upgrade {
+        None
+    } else {
+        service::activated(config.admin.listen.is_some())?
+    };
     // A store's backends join the file's before the pool is built, and
     // again at every reload; a change in the store is a reload.
     let discovered = Discovered::start(&config).await?.map(Arc::new);
@@ -297,7 +305,7 @@ async fn start(
         };
         (listener, admin, Some(taken))
     } else {
-        let (listener, admin) = listeners(&config).await?;
+        let (listener, admin) = listeners(&config, activated).await?;
         (listener, admin, None)
     };
     let addr = listener
@@ -344,14 +352,23 @@ async fn start(
         // look to systemd like the service's end.
         service::took_over();
         // Accepting now (the task above): the old process may let go.
-        tokio::task::spawn_blocking(move || taken.ready())
+        let let_go = tokio::task::spawn_blocking(move || taken.ready())
             .await
-            .map_err(|err| err.to_string())??;
+            .map_err(|err| err.to_string())
+            .and_then(|ready| ready);
+        if let Err(err) = let_go {
+            service::give_back();
+            return Err(err);
+        }
     }
     if let Some(path) = config.upgrade.socket.clone() {
         // Bound before "listening on": an upgrade started as soon as `lb`
         // says it is up finds the socket there.
-        let upgrades = upgrade::bind(&path)?;
+        let upgrades = upgrade::bind(&path).inspect_err(|_| {
+            if upgraded_from_another {
+                service::give_back();
+            }
+        })?;
         let snapshot_of = lb.clone();
         let offer = upgrade::Offer {
             sockets,
@@ -393,9 +410,9 @@ const ADMIN_BACKLOG: u32 = 64;
 /// passed by systemd under socket activation, else bound.
 async fn listeners(
     config: &Config,
+    activated: Option<service::Activated>,
 ) -> Result<(TcpListener, Option<TcpListener>), String> {
-    let admin_wanted = config.admin.listen.is_some();
-    let (listener, admin) = match service::activated(admin_wanted)? {
+    let (listener, admin) = match activated {
         Some(activated) => {
             let listener = TcpListener::from_std(activated.main)
                 .map_err(|err| format!("the socket systemd passed: {err}"))?;
@@ -462,7 +479,10 @@ async fn stop_on(
     tokio::select! {
         () = signals.first() => service::stopping(),
         // Not STOPPING=1: the service goes on, in the new process.
-        Ok(()) = upgraded => admin_stop.cancel(),
+        Ok(()) = upgraded => {
+            service::handed_over();
+            admin_stop.cancel();
+        }
     }
     stopping.cancel();
 }

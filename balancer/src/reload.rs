@@ -45,7 +45,7 @@ impl Reloader {
         let outcome = (self.source)().and_then(|config| {
             apply(&self.balancer, config).map_err(|err| err.to_string())
         });
-        crate::service::ready();
+        crate::service::reloaded();
         self.balancer.stats.reloaded(outcome.is_ok());
         match &outcome {
             Ok(changed) if changed.is_empty() => {

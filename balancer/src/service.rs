@@ -26,7 +26,7 @@ use std::ffi::OsString;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU32, Ordering};
 
 use sd_notify::NotifyState;
 use tokio::signal::unix::{SignalKind, signal};
@@ -41,25 +41,56 @@ fn notify(states: &[NotifyState<'_>]) {
     }
 }
 
-/// `READY=1`: `lb` accepts clients; also the end of a reload.
+/// Where this process is in the service's life, so that it tells systemd
+/// only what is true of the service: a reload (by etcd, the file's
+/// watch, SIGHUP) may run before `lb` listens, in a new process that has
+/// not taken over yet, or in an old one draining after an upgrade, and
+/// none of these may say `READY=1` or `RELOADING=1` for the service.
+static PHASE: AtomicU8 = AtomicU8::new(STARTING);
+/// Not serving yet: nothing to tell.
+const STARTING: u8 = 0;
+/// The service's main process, accepting clients.
+const SERVING: u8 = 1;
+/// Draining after SIGTERM, or after handing the listeners over.
+const LEAVING: u8 = 2;
+
+/// `READY=1`: `lb` accepts clients.
 pub fn ready() {
+    PHASE.store(SERVING, Ordering::SeqCst);
     notify(&[NotifyState::Ready]);
 }
 
-/// `RELOADING=1`: a reload has started; [`ready`] ends it, whatever its
-/// outcome. With `MONOTONIC_USEC=` the time it started, which systemd
-/// 253 and later want with it (`Type=notify-reload` fails the reload
-/// without); older ones ignore it.
+/// `RELOADING=1`, if this process is serving: a reload has started;
+/// [`reloaded`] ends it, whatever its outcome. With `MONOTONIC_USEC=` the
+/// time it started, which systemd 253 and later want with it
+/// (`Type=notify-reload` fails the reload without); older ones ignore it.
 pub fn reloading() {
+    if PHASE.load(Ordering::SeqCst) != SERVING {
+        return;
+    }
     match NotifyState::monotonic_usec_now() {
         Ok(now) => notify(&[NotifyState::Reloading, now]),
         Err(_) => notify(&[NotifyState::Reloading]),
     }
 }
 
+/// `READY=1` at a reload's end, if this process is serving.
+pub fn reloaded() {
+    if PHASE.load(Ordering::SeqCst) == SERVING {
+        notify(&[NotifyState::Ready]);
+    }
+}
+
 /// `STOPPING=1`: the drain has started; `lb` exits when it ends.
 pub fn stopping() {
+    PHASE.store(LEAVING, Ordering::SeqCst);
     notify(&[NotifyState::Stopping]);
+}
+
+/// This process has handed its listeners to a new one, which is the
+/// service's main process now: nothing more to tell.
+pub fn handed_over() {
+    PHASE.store(LEAVING, Ordering::SeqCst);
 }
 
 /// `MAINPID=` this process and `READY=1`, in one message: a process that
@@ -67,7 +98,16 @@ pub fn stopping() {
 /// takes it from a process other than the main one only with
 /// `NotifyAccess=all`.
 pub fn took_over() {
+    PHASE.store(SERVING, Ordering::SeqCst);
     notify(&[NotifyState::MainPid(std::process::id()), NotifyState::Ready]);
+}
+
+/// A process that said [`took_over`] and then failed before the old one
+/// let go: the old one, still serving, is the main process again, so
+/// that systemd does not take this exit for the service's end.
+pub fn give_back() {
+    PHASE.store(LEAVING, Ordering::SeqCst);
+    notify(&[NotifyState::MainPid(std::os::unix::process::parent_id())]);
 }
 
 /// The listening sockets systemd passed (socket activation).
@@ -89,8 +129,9 @@ pub fn activated(admin: bool) -> Result<Option<Activated>, String> {
     // listenfd holds the one `unsafe` step (a descriptor number made a
     // socket) that the workspace forbids. It removes the variables with
     // `std::env::remove_var`, which is sound only while no other thread
-    // reads the environment: called before `lb` serves, when tokio's
-    // threads are idle and no health check resolves a name yet.
+    // reads the environment: called first thing in `start`, before any
+    // task is spawned (the store's, the health checks'), so tokio's
+    // threads are idle.
     let mut passed = listenfd::ListenFd::from_env();
     let count = passed.len();
     if count == 0 {
@@ -120,6 +161,11 @@ pub fn activated(admin: bool) -> Result<Option<Activated>, String> {
         None
     };
     let used = 1 + usize::from(admin.is_some());
+    // The others are closed, not kept: an unused listening socket would
+    // hold its port, and pass on to an upgrade's new process.
+    for index in used..count {
+        drop(passed.take_tcp_listener(index));
+    }
     if count > used {
         warn!(
             "socket activation: {count} sockets passed, {used} used (the \

@@ -37,6 +37,11 @@ pub const V2_SIGNATURE: [u8; 12] = *b"\r\n\r\n\0\r\nQUIT\n";
 /// worst case: `TCP6` with two full IPv6 addresses and 5-digit ports).
 pub const V1_MAX_LENGTH: usize = 107;
 
+/// The longest rest of a version 2 header this reader takes: the
+/// largest addresses (two Unix paths, 216 bytes) and room for TLVs
+/// (a TLS or cloud provider's extensions are a few hundred bytes).
+pub const V2_MAX_LENGTH: usize = 1024;
+
 /// The shortest version 1 header, `PROXY UNKNOWN\r\n`, is 15 bytes and
 /// a version 2 header at least 16: 12 bytes can be read before knowing
 /// which it is without ever reading a client byte.
@@ -239,6 +244,15 @@ async fn read_v2_rest(
         .map_err(HeaderError::reading)?;
     header.extend_from_slice(&fixed);
     let length = usize::from(u16::from_be_bytes([fixed[2], fixed[3]]));
+    // Up to 64 KiB by the field's size, allocated on the word of 16
+    // bytes: bounded to what a real header carries, so that many
+    // connections trickling headers cannot make `lb` hold 64 KiB each.
+    if length > V2_MAX_LENGTH {
+        return Err(HeaderError::new(format!(
+            "a PROXY v2 header of {length} bytes after its fixed part: \
+             more than the {V2_MAX_LENGTH} this reader takes"
+        )));
+    }
     let start = header.len();
     header.resize(start + length, 0);
     stream
@@ -571,6 +585,16 @@ mod tests {
         let (header, _) = read_then_rest(long.as_bytes()).await;
         let err = header.unwrap_err().to_string();
         assert!(err.contains("no \\r\\n within 107 bytes"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_v2_length_past_the_bound_is_refused_before_it_is_read() {
+        let mut header = V2_SIGNATURE.to_vec();
+        // PROXY over TCP/IPv4, and a length of 65,535.
+        header.extend_from_slice(&[0x21, 0x11, 0xff, 0xff]);
+        let (header, _) = read_then_rest(&header).await;
+        let err = header.unwrap_err().to_string();
+        assert!(err.contains("65535 bytes after its fixed part"), "{err}");
     }
 
     #[tokio::test]
