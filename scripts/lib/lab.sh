@@ -101,12 +101,12 @@ install_packages() {
 # stopped.
 #   install_etcd
 install_etcd() {
-  local missing=()
-  command -v protoc >/dev/null || missing+=(protobuf-compiler)
-  command -v etcd >/dev/null || missing+=(etcd-server)
-  command -v etcdctl >/dev/null || missing+=(etcd-client)
-  (( ${#missing[@]} > 0 )) || return 0
-  install_packages --no-recommends "${missing[@]}"
+  local needed=()
+  command -v protoc >/dev/null || needed+=(protobuf-compiler)
+  command -v etcd >/dev/null || needed+=(etcd-server)
+  command -v etcdctl >/dev/null || needed+=(etcd-client)
+  (( ${#needed[@]} > 0 )) || return 0
+  install_packages --no-recommends "${needed[@]}"
   if [[ -d /run/systemd/system ]] && systemctl is-active --quiet etcd; then
     echo "== the package started etcd.service on :2379; stopping it"
     systemctl stop etcd
