@@ -244,6 +244,10 @@ async fn sigusr2_upgrades_and_the_new_process_says_mainpid() {
     deadline("the clients", clients)
         .await
         .expect("no client failed");
+    eprintln!(
+        "{} clients served across the SIGUSR2 upgrade, 0 failed",
+        served.load(Ordering::SeqCst)
+    );
     assert!(log.contains("SIGUSR2: started"), "{log}");
 
     new.stop(&notify).await;
