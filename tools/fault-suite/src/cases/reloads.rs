@@ -88,8 +88,8 @@ struct Shape {
     transfers: usize,
     transfer: u64,
     rate: u64,
-    /// New connections served between two steps of a case (a reload,
-    /// an upgrade) and the checks that follow it.
+    /// New connections served before a case starts changing `lb`, and
+    /// between two upgrades.
     settle: u64,
 }
 
@@ -439,21 +439,36 @@ fn names_the_fault(error: &str) -> bool {
     error.contains(&format!("lb.toml:{RISE_LINE}: health.rise"))
 }
 
-/// Checks that the backend `out` gets no new client while `settle` more
-/// new connections are served: the configuration that leaves it out is
-/// the one that applies. `false` if it got one (or the load stalled).
-async fn left_out_stays_out(
-    load: &Load,
+/// New connections the test opens itself after each reload has
+/// answered, one after another: enough that the configuration left
+/// behind would send some of them to the backend it keeps (a quarter of
+/// them, in version A).
+const PROBES: u64 = 8;
+
+/// Whether the backend `out` got none of `PROBES` clients opened after
+/// the reload number `tag` answered. The load's clients cannot tell:
+/// one `lb` accepted just before the change may reach its backend
+/// after any number of later ones. A probe opened after the answer is
+/// accepted after the pool was swapped, so it can only see the new one.
+/// Each probe asks for a size no other client asks (`request + tag`),
+/// so the backend's record says where it went. Probes not served whole
+/// are counted in `tally`.
+async fn probes_avoid(
+    addr: SocketAddr,
     backends: &[FaultBackend],
     out: usize,
-    settle: u64,
+    shape: Shape,
+    tag: u64,
+    tally: &mut Tally,
 ) -> bool {
-    // Clients accepted before the change may still be dialling: let
-    // `settle` connections through first, then watch.
-    let settled = load.served_more(settle).await;
-    let before = backends[out].stats().accepted();
-    let watched = load.served_more(settle).await;
-    settled && watched && backends[out].stats().accepted() == before
+    let n = shape.request + tag;
+    for _ in 0..PROBES {
+        let got =
+            client::connect_and_get(addr, &Front::Plain, n, secs(10), None)
+                .await;
+        tally.count(got, n);
+    }
+    !backends[out].stats().asked().contains(&n)
 }
 
 /// What the load saw, as the report's figure and checks.
@@ -514,6 +529,7 @@ pub(super) async fn reloads(ctx: &Ctx, report: &mut Report) -> Ran {
     let (mut active, mut applied, mut wrong, mut strays) =
         (Version::A, 0, 0, 0);
     let mut first_wrong = None;
+    let mut probes = Tally::default();
     let mut broken_refused = None;
     let mut first_said = Vec::new();
     let mut fewest_in_flight = usize::MAX;
@@ -559,19 +575,16 @@ pub(super) async fn reloads(ctx: &Ctx, report: &mut Report) -> Ran {
                 }
             }
         }
-        if !left_out_stays_out(
-            &load,
-            &backends,
-            active.left_out(),
-            shape.settle,
-        )
-        .await
+        let out = active.left_out();
+        let tag = i as u64;
+        if !probes_avoid(lb.addr, &backends, out, shape, tag, &mut probes).await
         {
             strays += 1;
         }
     }
     let took = started.elapsed();
-    let (connects, transfers) = load.finish().await?;
+    let (mut connects, transfers) = load.finish().await?;
+    connects.add(probes);
     report.figure(format!(
         "{count} reloads in {} (SIGHUP and POST /api/reload in turn; \
          number {broken_at} a broken file), at least {} transfers in \
@@ -586,6 +599,7 @@ pub(super) async fn reloads(ctx: &Ctx, report: &mut Report) -> Ran {
     for (how, said) in &first_said {
         report.figure(format!("first applied by {how}: {said}"));
     }
+    // The probes are new connections too: counted with the load's.
     report_load(report, connects, transfers, "during the reloads");
     report.check(
         applied == count - 1 && wrong == 0,
@@ -613,9 +627,10 @@ pub(super) async fn reloads(ctx: &Ctx, report: &mut Report) -> Ran {
     report.check(
         strays == 0,
         format!(
-            "after each reload no new client reached the backend the \
-             file in force leaves out, so nothing changed at the broken \
-             one ({strays} of {count} times one did)"
+            "after each reload, none of {PROBES} clients opened once it \
+             answered reached the backend the file in force leaves out, \
+             so nothing changed at the broken one ({strays} of {count} \
+             times one did)"
         ),
     );
     Ok(())
