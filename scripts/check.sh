@@ -8,6 +8,8 @@
 #   scripts/test-scripts.sh         the scripts, run as processes
 #   scripts/walk-tutorial.sh        README.md and tutorial.md, command by
 #                                   command, output compared with the text
+#   scripts/exercise.sh --prove     each exercise's worked solution,
+#                                   applied, passes its test
 #   LAB_FULL_SIZE=1 cargo test ...  the tests whose issue names a size
 #                                   too slow for every cargo test
 #   scripts/faults.sh --lb-only     lb's fault suite at full size
@@ -56,6 +58,8 @@ echo "== scripts/test-scripts.sh (the scripts, run as processes)"
 bash scripts/test-scripts.sh
 echo "== scripts/walk-tutorial.sh (README.md and tutorial.md, command by command)"
 bash scripts/walk-tutorial.sh
+echo "== scripts/exercise.sh --prove (each solution passes its exercise's test)"
+bash scripts/exercise.sh --prove
 echo "== full-size tests (the sizes the issues name; cargo test runs them smaller)"
 LAB_FULL_SIZE=1 cargo test -p balancer --test carry_over -- a_removed_backend
 echo "== scripts/faults.sh --lb-only (lb's fault suite, full size)"
