@@ -226,6 +226,7 @@ fn first_tick(
 }
 
 // ANCHOR: check_loop
+// ANCHOR: check_task
 /// Checks one backend now, then at `first_tick` and every interval after
 /// it, until `shutdown`.
 async fn check_loop(
@@ -258,6 +259,7 @@ async fn check_loop(
         }
     }
 }
+// ANCHOR_END: check_task
 
 /// Gives one check's outcome to the backend's state and logs what
 /// changed.

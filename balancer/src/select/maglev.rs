@@ -336,6 +336,7 @@ mod tests {
         assert!(is_prime(65_609) && !(65_600..65_609).any(is_prime));
     }
 
+    // ANCHOR: golden_tables
     /// Pins small tables, the offsets and skips behind them, the start of
     /// a full-size table and the client key, so that a change of hash,
     /// of seeds or of the filling order cannot go unnoticed: it would
@@ -379,6 +380,7 @@ mod tests {
             0x54e8_211e_31db_05c1
         );
     }
+    // ANCHOR_END: golden_tables
 
     #[test]
     fn same_key_same_backend_in_every_instance() {
