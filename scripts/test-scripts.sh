@@ -14,6 +14,8 @@
 #                round robin exactly even, random uneven but complete,
 #                one backend per kept-alive connection at layer 4, a
 #                backend per request at layer 7.
+#   exercise.sh  --list names every solution; an unknown exercise and
+#                a missing id are clear errors (exit 2).
 #   diff-steps.sh  a pair and the summary of every step against its
 #                parent, which tutorial.md must print as the script does.
 #   spawn-backends.sh  start, the same flags again, other flags (replaced,
@@ -212,6 +214,30 @@ test_help() {
 
 # ---------------------------------------------------------------------------
 # diff-steps.sh
+
+test_exercise() {
+  local name="exercise.sh: the list, an unknown exercise, a wrong command line"
+  local out="$work/exercise.out" patches listed
+  run 30 "$out" "$scripts/exercise.sh" --list
+  patches=$(find "$root/solutions" -name '*.patch' | wc -l)
+  listed=$(grep -c . "$out" || true)
+  if (( rc != 0 || patches == 0 || listed != patches )); then
+    fail "$name" "--list: $listed lines for $patches solutions (rc $rc)" "$out"
+    return
+  fi
+  run 30 "$out" "$scripts/exercise.sh" 99-none
+  if (( rc != 2 )) || ! grep -q 'no exercise 99-none' "$out"; then
+    fail "$name" "an unknown exercise is not a clear error (rc $rc)" "$out"
+    return
+  fi
+  run 30 "$out" "$scripts/exercise.sh" --solution
+  if (( rc != 2 )) || ! grep -q '^usage:' "$out"; then
+    fail "$name" "--solution without an id is not a usage error (rc $rc)" \
+      "$out"
+    return
+  fi
+  pass "$name"
+}
 
 test_diff_steps() {
   local name="diff-steps.sh: a pair, the summary, an unknown step"
@@ -611,6 +637,7 @@ test_bakeoff_quick() {
 
 test_help
 test_diff_steps
+test_exercise
 if $have_curl; then
   test_spawn_backends
   test_demo_round_robin
