@@ -79,6 +79,17 @@
 //! paragraph after it gives the total. Every `[...](#anchor)` in the file
 //! names a heading, by GitHub's anchors ([`map::slug`]).
 //!
+//! **No forward references** ([`order`]). A quoted block (a snippet, or
+//! the new side of a diff) must not use an item of the workspace that the
+//! tutorial introduces only in a later chapter: an item is introduced in
+//! the chapter of the first quote that defines it (`fn`, `struct`,
+//! `enum`, `trait`, `type`, `const`, `static`, `macro_rules!`, an inherent
+//! `impl`'s methods), and items are known by name. Items no quote defines
+//! are not checked. A use the text keeps on purpose is listed in
+//! `tools/doc-check/forward-references.toml`, an `[[exception]]` with
+//! `item`, `chapter` (the chapter of the quote that uses it) and
+//! `reason`; an exception that no longer matches a use fails too.
+//!
 //! **Layout** ([`layout`]). Every workspace member under `steps/` lives in
 //! `steps/NN-slug` (two digits, then lowercase words joined by `-`), its
 //! package is `step-NN-slug`, it has a binary named `NN-slug`, and no two
@@ -93,6 +104,7 @@ pub mod commands;
 pub mod layout;
 pub mod map;
 pub mod markdown;
+pub mod order;
 pub mod parents;
 pub mod snippets;
 pub mod step_lists;

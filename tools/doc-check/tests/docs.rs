@@ -9,7 +9,7 @@ use lab_check::commands::{self, Known};
 use lab_check::markdown::Doc;
 use lab_check::workspace::{Member, Workspace};
 use lab_check::{Problem, assert_none, layout, map, parents, snippets};
-use lab_check::{step_lists, titles};
+use lab_check::{order, step_lists, titles};
 
 /// The workspace, read once by `cargo metadata` for all the tests.
 fn workspace() -> &'static Workspace {
@@ -141,4 +141,18 @@ fn the_tutorial_has_its_map() {
         "the map of tutorial.md (contents, map lines, recaps)",
         &problems,
     );
+}
+
+#[test]
+fn no_quote_uses_an_item_a_later_chapter_introduces() {
+    let tutorial = read("tutorial.md").expect("tutorial.md is readable");
+    let file = order::EXCEPTIONS;
+    let text = read(file).unwrap_or_default();
+    let exceptions =
+        order::exceptions(file, &text).unwrap_or_else(|problems| {
+            assert_none("the exceptions to the order of quotes", &problems);
+            unreachable!("assert_none panics on problems")
+        });
+    let problems = order::check("tutorial.md", &tutorial, file, &exceptions);
+    assert_none("quotes that use what a later chapter introduces", &problems);
 }
