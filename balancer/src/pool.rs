@@ -121,7 +121,7 @@ impl Pool {
         })
     }
 
-    // ANCHOR: order
+    // ANCHOR: order_fn
     /// Fills `order` with the backends to try for the client `key`, in the
     /// algorithm's order, leaving out those that `failed` it and those
     /// that may not take a client now (down, cooling down, full, drained,
@@ -136,6 +136,7 @@ impl Pool {
         self.candidates(failed, candidates);
         self.selector.order(candidates, key, order);
     }
+    // ANCHOR_END: order_fn
 
     /// Each backend as an algorithm sees it now: its weight (lowered in a
     /// slow start), its open connections, and whether it may take this
@@ -258,7 +259,6 @@ impl Pool {
         };
         (candidate, seen)
     }
-    // ANCHOR_END: order
 
     /// What `order` would give the next client from `key`, without
     /// taking its turn: on a copy of the algorithm's state, if it has
