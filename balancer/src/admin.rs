@@ -187,6 +187,7 @@ async fn guard(
     }
     next.run(request).await
 }
+// ANCHOR_END: guard
 
 /// Whether a request that changes state names this listener in `Host`
 /// and, if it says where it comes from, comes from it.
@@ -216,7 +217,6 @@ fn same_site(headers: &HeaderMap, hosts: &[String]) -> Result<(), String> {
     }
     Ok(())
 }
-// ANCHOR_END: guard
 
 /// Compares two secrets in a time that does not depend on where they
 /// first differ.
