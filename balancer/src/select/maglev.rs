@@ -15,9 +15,11 @@
 //!   shared among the others, and most other slots keep their backend,
 //!   so most clients stay where they were.
 //!
-//! A backend that is down keeps its slots; its clients go on along the
-//! table from their slot to the next usable backend they meet (see
-//! `order`), and the others' clients do not move at all.
+//! A backend that is down keeps its slots; its clients walk the table
+//! from their slot in steps of their own (a second hash of the key), and
+//! go to the first usable backend they meet (see `order`): not to the
+//! slot next door, which would favour some backends. The others' clients
+//! do not move at all.
 
 use std::fmt;
 
