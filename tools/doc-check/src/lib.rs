@@ -32,6 +32,18 @@
 //! its source (and inserts the block when a marker has none yet), then
 //! checks as usual.
 //!
+//! **Quoted diffs** ([`diffs`]). What a step changes may be quoted as a
+//! diff: a marker `<!-- diff: OLD.rs:anchor NEW.rs:anchor -->` (then
+//! optionally `context=N`) followed by a ```` ```diff ```` block, which
+//! must equal the unified diff of the two anchored regions, each hunk
+//! opening with a bare `@@`. Blessing does not write these blocks; the
+//! failure shows the first line that differs and what it should be.
+//!
+//! **Repetition** ([`repetition`]). Of the Rust lines that the chapters
+//! of steps 02 to 08 show (a diff shows its `+` lines), at most a tenth
+//! may repeat a line shown earlier, from step 01 on; punctuation-only
+//! lines are not counted.
+//!
 //! **Named commands** ([`commands`]). In `README.md` and `tutorial.md`,
 //! inside code blocks and `inline code`, every `scripts/PATH.sh` must be a
 //! file under `scripts/`, and in every `cargo` command (before a bare
@@ -101,11 +113,13 @@ use std::fmt;
 use std::path::PathBuf;
 
 pub mod commands;
+pub mod diffs;
 pub mod layout;
 pub mod map;
 pub mod markdown;
 pub mod order;
 pub mod parents;
+pub mod repetition;
 pub mod snippets;
 pub mod step_lists;
 pub mod titles;

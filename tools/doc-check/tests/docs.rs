@@ -156,3 +156,29 @@ fn no_quote_uses_an_item_a_later_chapter_introduces() {
     let problems = order::check("tutorial.md", &tutorial, file, &exceptions);
     assert_none("quotes that use what a later chapter introduces", &problems);
 }
+
+#[test]
+fn tutorial_diffs_match_their_sources() {
+    let root = workspace().root.as_path();
+    let sources = |path: &str| fs::read_to_string(root.join(path)).ok();
+    let tutorial = read("tutorial.md").expect("tutorial.md is readable");
+    let problems = lab_check::diffs::check("tutorial.md", &tutorial, &sources);
+    assert_none("diffs quoted in tutorial.md", &problems);
+}
+
+#[test]
+fn steps_02_to_08_show_little_code_shown_before() {
+    use lab_check::repetition;
+    let tutorial = read("tutorial.md").expect("tutorial.md is readable");
+    let (figure, counts, problems) =
+        repetition::check("tutorial.md", &tutorial);
+    println!("Rust in steps 02 to 08 shown before: {figure}");
+    for count in &counts {
+        let one = repetition::Figure::of(std::slice::from_ref(count));
+        println!("  {}: {one}", count.chapter);
+        for (line, text) in &count.repeated {
+            println!("    tutorial.md:{line}: {text}");
+        }
+    }
+    assert_none("Rust repeated in steps 02 to 08", &problems);
+}
