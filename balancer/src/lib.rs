@@ -513,7 +513,6 @@ fn kernel_backlog_cap() -> Option<u32> {
         .ok()
 }
 
-// ANCHOR: run
 /// Runs the balancer `config` describes on `listener` until `shutdown`
 /// completes, then drains: the listener closes at once (new connects are
 /// refused), open connections get up to `timeouts.drain` to finish, and
@@ -526,6 +525,7 @@ pub async fn run(
     serve(listener, Arc::new(Balancer::new(config)?), shutdown).await
 }
 
+// ANCHOR: serve
 /// [`run`] for a balancer already built: `main` builds it (loading the
 /// certificates) before it binds and says it listens, so that a bad
 /// certificate stops `lb` before anyone is told it is up, and keeps it
@@ -595,7 +595,7 @@ pub async fn serve(
     checkers.wait().await;
     Ok(drained)
 }
-// ANCHOR_END: run
+// ANCHOR_END: serve
 
 // ANCHOR: drain
 /// Waits up to `drain` for the open connections to finish, then cuts the
@@ -635,6 +635,7 @@ async fn drain_connections(
     );
     drained
 }
+// ANCHOR_END: drain
 
 /// `1 connection`, `3 connections`: a count and what it counts, in the
 /// log's words.
@@ -645,7 +646,6 @@ pub fn count(n: usize, what: &str) -> String {
         format!("{n} {what}s")
     }
 }
-// ANCHOR_END: drain
 
 /// `max_connections`, lowered if the open-file limit cannot hold that
 /// many: each client takes two descriptors (its own and its backend's),

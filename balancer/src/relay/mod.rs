@@ -208,6 +208,7 @@ pub async fn relay(
         Poll::Pending
     })
     .await;
+    // ANCHOR_END: relay
     // An abort stays an abort. With a zero linger, closing a socket sends
     // RST instead of FIN, so its peer sees the connection cut, not ended.
     // A reset from one side is passed on to the other; and when `lb`
@@ -236,7 +237,6 @@ pub async fn relay(
         end,
     }
 }
-// ANCHOR_END: relay
 
 /// Polls both directions; ready when the relay is over.
 fn poll_both(
