@@ -525,7 +525,6 @@ pub async fn run(
     serve(listener, Arc::new(Balancer::new(config)?), shutdown).await
 }
 
-// ANCHOR: serve
 /// [`run`] for a balancer already built: `main` builds it (loading the
 /// certificates) before it binds and says it listens, so that a bad
 /// certificate stops `lb` before anyone is told it is up, and keeps it
@@ -539,6 +538,7 @@ pub async fn serve(
         let _ = balancer.bound.set(addr);
     }
     balancer.sync_checkers();
+    // ANCHOR: serve
     // A permit per open client connection, taken *before* accepting: at
     // the limit `lb` stops calling accept, and new clients wait in the
     // kernel's listen queue instead of being accepted and dropped.
@@ -587,6 +587,7 @@ pub async fn serve(
             .instrument(span),
         );
     }
+    // ANCHOR_END: serve
     drop(listener);
     lock(&balancer.checkers).stop();
     let drain = balancer.pool().config.timeouts.drain;
@@ -595,7 +596,6 @@ pub async fn serve(
     checkers.wait().await;
     Ok(drained)
 }
-// ANCHOR_END: serve
 
 // ANCHOR: drain
 /// Waits up to `drain` for the open connections to finish, then cuts the
