@@ -1,32 +1,47 @@
 //! The exercise of the chapter "lb — when things go wrong".
 
-use std::sync::Arc;
+use fault_suite::certs::Certs;
+use fault_suite::subject::{Kind, Subject};
+use fault_suite::{Case, Ctx, Size, cases};
+use lab_common::testing::deadline;
 
-use balancer::Balancer;
-use balancer::config::Config;
-use balancer::status;
+/// The case to write: clients that send their request, close their
+/// sending side (`shutdown`, as `nc -N` does), and wait for the answer.
+const CASE: &str = "half-closed-clients";
 
-/// When `buffer_budget` is lent out, relays go on with small buffers and
-/// bulk transfers lose most of their speed, without a word. `/api/stats`
-/// should say how much of the budget is left.
-#[tokio::test]
-#[ignore = "exercise lb-budget-left: scripts/exercise.sh lb-budget-left"]
-async fn stats_say_how_much_buffer_budget_is_left() {
-    let mut config = Config::default();
-    config.limits.buffer_budget = 1 << 20;
-    let balancer =
-        Arc::new(Balancer::new(config).expect("the config is usable"));
-    let stats = status::stats(&balancer);
-    let left = &stats["listener"]["buffer_budget_left"];
+/// The suite has a case `half-closed-clients` that checks something,
+/// and `lb` passes it at the small size, as `tests/faults.rs` runs
+/// every case.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "exercise lb-fault-case: scripts/exercise.sh lb-fault-case"]
+async fn a_case_of_your_own_holds_for_lb() {
+    let Some(case) = Case::from_name(CASE) else {
+        panic!(
+            "the fault suite has no case {CASE}: write it in \
+             tools/fault-suite/src/cases/clients.rs and list it in \
+             cases/mod.rs"
+        );
+    };
+    let ctx = Ctx {
+        subject: Subject {
+            kind: Kind::Lb,
+            program: env!("CARGO_BIN_EXE_lb").into(),
+        },
+        size: Size::Small,
+        certs: Certs::new().expect("test certificates"),
+        // Other tests share this network namespace.
+        private_network: false,
+    };
+    let report = deadline(CASE, cases::run(case, &ctx)).await;
+    let failures = report.failures();
     assert!(
-        !left.is_null(),
-        "/api/stats has no listener.buffer_budget_left: nobody can see \
-         that the relays' big buffers are all lent out, and that new \
-         transfers relay in 512-byte steps"
+        failures.is_empty(),
+        "lb fails {CASE}: {}\n{report}",
+        failures.join("; ")
     );
-    assert_eq!(
-        left.as_u64(),
-        Some(1 << 20),
-        "with nothing relayed, all of a 1 MiB budget is left"
+    assert!(
+        report.to_string().contains("\n  ok   "),
+        "{CASE} checks nothing: a case makes its promise with \
+         report.check\n{report}"
     );
 }

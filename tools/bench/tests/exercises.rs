@@ -1,8 +1,11 @@
-//! The exercise of the chapter "Comparing the steps". `cargo test`
-//! leaves it out (ignored); `scripts/exercise.sh compare-chain` runs it,
-//! and it fails until the exercise is done.
+//! The exercises of the chapters "Comparing the steps" and "How fast is
+//! it?". `cargo test` leaves them out (ignored); `scripts/exercise.sh
+//! compare-chain` and `scripts/exercise.sh bench-failed-direct` run them,
+//! and each fails until its exercise is done.
 
 use std::process::Command;
+
+use lab_tools::bench::stats::ratio_to_neighbours;
 
 const LAB_STEPS: &str = env!("CARGO_BIN_EXE_lab-steps");
 
@@ -52,5 +55,34 @@ fn chain_follows_the_parents_back_to_step_01() {
     assert!(
         stderr.starts_with("error: no step \"99\""),
         "an unknown step is an error that names it: {stderr}"
+    );
+}
+
+/// A contender's rate is set against the direct runs just before and
+/// after it. When one of those measured nothing (0 requests/s: the load
+/// failed), the ratio is to the other one alone; when both ran, it is to
+/// their mean, as before.
+#[test]
+#[ignore = "exercise bench-failed-direct: scripts/exercise.sh bench-failed-direct"]
+fn a_failed_direct_run_leaves_the_ratio_to_the_other() {
+    let both = ratio_to_neighbours(60_000.0, 100_000.0, 140_000.0);
+    assert!(
+        (both - 0.5).abs() < 1e-12,
+        "60,000 req/s between direct runs of 100,000 and 140,000 should \
+         still be 0.50 x direct (their mean is 120,000), not {both:.2}"
+    );
+    let failed_before = ratio_to_neighbours(60_000.0, 0.0, 120_000.0);
+    assert!(
+        (failed_before - 0.5).abs() < 1e-12,
+        "60,000 req/s after a direct run that failed (0 req/s) and before \
+         one of 120,000 came out at {failed_before:.2} x direct, not 0.50: \
+         the failed run halved the mean; set the contender against the \
+         direct run that worked"
+    );
+    let failed_after = ratio_to_neighbours(60_000.0, 120_000.0, 0.0);
+    assert!(
+        (failed_after - 0.5).abs() < 1e-12,
+        "60,000 req/s after a direct run of 120,000 and before one that \
+         failed (0 req/s) came out at {failed_after:.2} x direct, not 0.50"
     );
 }
