@@ -56,7 +56,6 @@ struct Checker {
     own: Option<SocketAddr>,
 }
 
-// ANCHOR: checkers
 /// The running checkers, one per backend, following the pool: a reload
 /// or the operator starts and stops them one backend at a time.
 #[derive(Debug)]
@@ -95,6 +94,7 @@ impl Checkers {
         }
     }
 
+    // ANCHOR: follow
     /// Starts a checker for each backend of `pool` that wants one (not
     /// disabled, checks not off) and has none with the same settings,
     /// and stops the others. With `kind = "off"` none runs, and only
@@ -163,6 +163,7 @@ impl Checkers {
             self.running.insert(id, Running { stop, settings });
         }
     }
+    // ANCHOR_END: follow
 
     /// Stops every checker (`lb` is shutting down).
     pub fn stop(&mut self) {
@@ -182,7 +183,6 @@ impl Default for Checkers {
         Checkers::new()
     }
 }
-// ANCHOR_END: checkers
 
 impl Checker {
     fn new(
