@@ -206,6 +206,7 @@ pub fn explain(balancer: &Balancer, ip: IpAddr) -> Value {
         .iter()
         .map(|&i| pool.backends[i].id.as_str())
         .collect();
+    // ANCHOR_END: explain
     let note = match algorithm {
         Algorithm::Maglev => {
             "the address's key picks a slot of the table, which names the \
@@ -236,7 +237,6 @@ pub fn explain(balancer: &Balancer, ip: IpAddr) -> Value {
         "note": note,
     })
 }
-// ANCHOR_END: explain
 
 /// An instant as seconds since the Unix epoch, for a JSON reader.
 pub fn wall_clock(at: Instant) -> f64 {
