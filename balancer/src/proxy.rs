@@ -318,6 +318,7 @@ impl Connection {
                         self.balancer.queue().place_freed();
                     }
                 }
+                // ANCHOR: try_backend
                 tries_left -= 1;
                 let tls = pool.backend_tls.as_ref();
                 let header = backend.send_proxy.map(|version| {
@@ -367,6 +368,7 @@ impl Connection {
                         self.connection_failed(backend, &err);
                     }
                 }
+                // ANCHOR_END: try_backend
             }
         }
         Err(self.unreachable(&failed))
