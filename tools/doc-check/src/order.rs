@@ -186,15 +186,16 @@ fn tokens(code: &str) -> Vec<Token> {
             }
             between.push(' ');
         } else if c == '/' && next == '*' {
-            let mut depth = 0;
+            // Block comments nest.
+            let mut nested = 0;
             while at < chars.len() {
                 if chars[at] == '/' && chars.get(at + 1) == Some(&'*') {
-                    depth += 1;
+                    nested += 1;
                     at += 2;
                 } else if chars[at] == '*' && chars.get(at + 1) == Some(&'/') {
-                    depth -= 1;
+                    nested -= 1;
                     at += 2;
-                    if depth == 0 {
+                    if nested == 0 {
                         break;
                     }
                 } else {
