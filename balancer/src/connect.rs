@@ -125,6 +125,7 @@ pub async fn connect(
             error,
         })?;
     }
+    // ANCHOR_END: connect
     if !address.tls {
         return Ok(Stream::Plain(tcp));
     }
@@ -145,7 +146,6 @@ pub async fn connect(
         }),
     }
 }
-// ANCHOR_END: connect
 
 // ANCHOR: dial
 /// A TCP connection to `host_port` within the connect timeout, with

@@ -45,6 +45,7 @@ pub trait Discovery: Send + 'static {
         lists: watch::Sender<Option<Arc<Listing>>>,
     ) -> Pin<Box<dyn Future<Output = ()> + Send>>;
 }
+// ANCHOR_END: discovery
 
 /// One list as a source holds it: its entries in the source's order,
 /// which decides which of two entries with one id wins.
@@ -60,7 +61,6 @@ pub struct Entry {
     pub key: String,
     pub value: Vec<u8>,
 }
-// ANCHOR_END: discovery
 
 /// The source a `[discovery]` table names.
 pub fn source(config: &DiscoveryConfig) -> Result<Box<dyn Discovery>, String> {
