@@ -1003,8 +1003,15 @@ pub fn run(args: Vec<String>) -> Result<(), String> {
         configs: bench.configs.clone(),
         work: work.display().to_string(),
     };
-    let text = report.markdown();
     let out = &bench.plan.out;
+    let mut text = report.markdown();
+    // The trials written by hand at the end of the file outlive the run.
+    if let Ok(old) = std::fs::read_to_string(out)
+        && let Some(trials) = hand_written_trials(&old)
+    {
+        text.push('\n');
+        text.push_str(trials);
+    }
     let partial = out.with_extension("md.tmp");
     std::fs::write(&partial, &text)
         .and_then(|()| std::fs::rename(&partial, out))
@@ -1123,9 +1130,29 @@ fn release_profile(root: &Path) -> String {
         .unwrap_or_default()
 }
 
+/// The heading of the part of BENCHMARKS.md written by hand: the trials
+/// that decided `lb`'s design, which a run keeps as they are.
+const TRIALS: &str = "# Trials";
+
+/// The hand-written trials at the end of a report, from their heading on.
+fn hand_written_trials(report: &str) -> Option<&str> {
+    let at = report.find(&format!("\n{TRIALS}"))?;
+    Some(&report[at + 1..])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_run_keeps_the_hand_written_trials() {
+        let old = "# Benchmarks\n\n| a |\n\n# Trials: kept\n\n## One\n";
+        assert_eq!(
+            hand_written_trials(old),
+            Some("# Trials: kept\n\n## One\n")
+        );
+        assert_eq!(hand_written_trials("# Benchmarks\n\n| a |\n"), None);
+    }
 
     #[test]
     fn the_command_line_is_quoted_as_a_shell_would_need() {
