@@ -96,8 +96,9 @@
 //! tutorial introduces only in a later chapter: an item is introduced in
 //! the chapter of the first quote that defines it (`fn`, `struct`,
 //! `enum`, `trait`, `type`, `const`, `static`, `macro_rules!`, an inherent
-//! `impl`'s methods), and items are known by name. Items no quote defines
-//! are not checked. A use the text keeps on purpose is listed in
+//! `impl`'s methods), and items are known by name (the steps sharing
+//! theirs, each other crate keeping its own). Items no quote defines are
+//! not checked. A use the text keeps on purpose is listed in
 //! `tools/doc-check/forward-references.toml`, an `[[exception]]` with
 //! `item`, `chapter` (the chapter of the quote that uses it) and
 //! `reason`; an exception that no longer matches a use fails too.

@@ -17,11 +17,14 @@
 //! The items of an `impl Trait for Type` define nothing: `fn default` in
 //! `impl Default` names `Default`'s item, which the reader knows from
 //! std. A name is *introduced* in the chapter of the first quote that
-//! defines it. Items are known by name: each step has its own `run` and
-//! `proxy`, and once step 01 has shown a `run`, a later one is no new
-//! idea. A name no quote defines is not the tutorial's to explain in a
-//! quote (tokio's `OwnedSemaphorePermit`, an `lb` function never quoted),
-//! so it is not checked.
+//! defines it. Items are known by name, within a family of files: the
+//! steps are one family, since each step is copied from the one before
+//! (each has its own `run` and `proxy`, and once step 01 has shown a
+//! `run`, a later one is no new idea); any other crate is its own, so
+//! `lb`'s `Config` is not step 09's; and `lab-common`'s names are every
+//! family's. A name no quote defines is not the tutorial's to explain in
+//! a quote (tokio's `OwnedSemaphorePermit`, an `lb` function never
+//! quoted), so it is not checked.
 //!
 //! **Uses.** A quote *uses* a name where its code names an item rather
 //! than a value, and the form of the use says which definitions it may
@@ -448,10 +451,11 @@ fn read(code: &str) -> (Vec<Def>, Vec<(String, Use)>) {
         let capital = |text: &str| text.starts_with(char::is_uppercase);
         let how = if path {
             match token.prev.as_deref() {
-                Some(first) if token.before != "::" => {
-                    let _ = first;
-                    Use::Any
-                }
+                // `Type::<T>::name`: an item of a generic type, which
+                // the tokens do not name; a workspace type is not
+                // written so in the quotes.
+                _ if token.before.ends_with(">::") => continue,
+                Some(_) if token.before != "::" => Use::Any,
                 Some(ty) if capital(ty) => Use::Of(ty.to_owned()),
                 Some(module) if !KEYWORDS.contains(&module) => {
                     Use::In(module.to_owned())
@@ -505,8 +509,26 @@ struct Read {
     /// `select` for `.../select/mod.rs`); `None` for a crate root, which
     /// any path may name.
     module: Option<String>,
+    /// Whose names it may use: see [`family_of`].
+    family: String,
     defines: Vec<Def>,
     uses: Vec<(String, Use)>,
+}
+
+/// The crates whose items any other may use.
+const SHARED: &str = "lab-common";
+
+/// The family of the file `path`: `steps` for every step, since each is
+/// copied from the one before and a name keeps its meaning along them;
+/// otherwise its first folder (`balancer`, `lab-common`), or its first
+/// two under `tools/`.
+fn family_of(path: &str) -> String {
+    let folders: Vec<&str> = path.split('/').collect();
+    match folders[..] {
+        ["tools", tool, _, ..] => format!("tools/{tool}"),
+        [first, _, ..] => first.to_owned(),
+        _ => String::new(),
+    }
 }
 
 /// The module of the file `path`: see [`Read::module`].
@@ -607,6 +629,7 @@ pub fn find(tutorial: &str) -> Vec<Finding> {
         read_quotes.push(Read {
             line,
             module: module_of(path),
+            family: family_of(path),
             name,
             chapter: chapter_of(line),
             defines,
@@ -619,10 +642,12 @@ pub fn find(tutorial: &str) -> Vec<Finding> {
         for (name, how) in &quote.uses {
             // The first quote that defines what this use may name.
             let first = read_quotes.iter().find(|other| {
-                other
-                    .defines
-                    .iter()
-                    .any(|def| &def.name == name && may_name(how, def, other))
+                let related =
+                    other.family == quote.family || other.family == SHARED;
+                related
+                    && other.defines.iter().any(|def| {
+                        &def.name == name && may_name(how, def, other)
+                    })
             });
             let Some(first) = first else { continue };
             if first.chapter > quote.chapter && reported.insert(name) {
@@ -780,6 +805,7 @@ mod tests {
                     select::pick(&pool);\n\
                     self.cooling_down(now);\n\
                     tokio::select! { x = f::<u8>() => {} }\n\
+                    Empty::<Bytes>::new(); Vec::<u8>::with_capacity(1);\n\
                     run.map(tracing::field::display); x.stop(); self.take();\n\
                     }\n\
                     struct Pool; const MAX: usize = 1; const fn g() {}\n\
@@ -817,6 +843,9 @@ mod tests {
                 ("cooling_down", &Use::Method),
                 ("select", &into("tokio")),
                 ("f", &Use::Call),
+                ("Empty", &Use::Call),
+                ("Bytes", &Use::Any),
+                ("Vec", &Use::Call),
                 ("display", &into("field")),
                 ("stop", &Use::Method),
                 ("take", &Use::Method),
@@ -853,6 +882,24 @@ mod tests {
         assert_eq!(seen, [(5, "run", "Two"), (5, "usable", "Three")]);
         assert_eq!(found[0].chapter, "One");
         assert_eq!(found[0].later_line, 12);
+    }
+
+    #[test]
+    fn steps_share_their_names_and_lb_has_its_own() {
+        let text = "## One\n\n<!-- snippet: steps/01-a/src/lib.rs:a -->\n\
+                    ```rust\nfn a(c: Config) { helper() }\n```\n\n\
+                    <!-- snippet: balancer/src/b.rs:b -->\n```rust\n\
+                    fn b(c: Config) { helper() }\n```\n\n## Two\n\n\
+                    <!-- snippet: steps/09-b/src/lib.rs:c -->\n```rust\n\
+                    struct Config;\n```\n\n\
+                    <!-- snippet: lab-common/src/x.rs:h -->\n```rust\n\
+                    fn helper() {}\n```\n";
+        let found: Vec<_> =
+            find(text).into_iter().map(|f| (f.line, f.item)).collect();
+        // Step 09's `Config` is a later step's, not `lb`'s; lab-common's
+        // `helper` is everyone's.
+        let expected = [(3, "Config"), (3, "helper"), (8, "helper")];
+        assert_eq!(found, expected.map(|(l, i)| (l, i.to_owned())));
     }
 
     #[test]
