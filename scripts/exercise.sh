@@ -100,7 +100,7 @@ list() {
   local patch id
   for patch in "$solutions"/*.patch; do
     id=$(basename "$patch" .patch)
-    printf '%-24s %s (%s)\n' "$id" "$(field "$patch" Exercise)" \
+    printf '%-26s %s (%s)\n' "$id" "$(field "$patch" Exercise)" \
       "$(field "$patch" Chapter)"
   done
 }
