@@ -77,7 +77,6 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use tracing::{Instrument, info, info_span, warn};
 
-// ANCHOR: round_robin
 /// Hands out backends in a fixed rotation, one per request.
 ///
 /// Step 04's `RoundRobin` was owned by the accept loop, which picked once
@@ -105,6 +104,7 @@ impl RoundRobin {
         })
     }
 
+    // ANCHOR: pick_backend
     /// The backend for the next request.
     pub fn pick_backend(&self) -> &Authority {
         // `fetch_add` hands each caller a different turn even when two
@@ -114,8 +114,8 @@ impl RoundRobin {
         let turn = self.next.fetch_add(1, Ordering::Relaxed);
         &self.backends[turn % self.backends.len()]
     }
+    // ANCHOR_END: pick_backend
 }
-// ANCHOR_END: round_robin
 
 // ANCHOR: hop_by_hop
 /// Headers that describe one connection, not the message, and so must not
@@ -138,6 +138,7 @@ const HOP_BY_HOP: [&str; 9] = [
     "proxy-authorization",
     "proxy-authenticate",
 ];
+// ANCHOR_END: hop_by_hop
 
 /// Removes the hop-by-hop headers: the fixed list above, and every header
 /// that `Connection` names (`Connection: close, x-session` makes
@@ -158,9 +159,7 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
         headers.remove(name);
     }
 }
-// ANCHOR_END: hop_by_hop
 
-// ANCHOR: forwarded_headers
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_HOST: HeaderName =
     HeaderName::from_static("x-forwarded-host");
@@ -168,6 +167,7 @@ const X_FORWARDED_PROTO: HeaderName =
     HeaderName::from_static("x-forwarded-proto");
 const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 
+// ANCHOR: forwarded_headers
 /// Tells the backend what only the proxy knows: who the client is, and
 /// which host and scheme it asked for.
 ///
@@ -207,6 +207,7 @@ pub fn add_forwarded_headers(
     };
     headers.append(VIA, HeaderValue::from_static(via));
 }
+// ANCHOR_END: forwarded_headers
 
 /// Puts `ours` at the end of the comma-separated list `name`, joining the
 /// values already there (maybe on several lines) into one.
@@ -237,7 +238,6 @@ fn forwarded_element(client_ip: IpAddr, host: Option<&HeaderValue>) -> String {
     element.push_str(";proto=http");
     element
 }
-// ANCHOR_END: forwarded_headers
 
 // ANCHOR: target_host
 /// The host a request is for, which the backend will see in `Host`, or
@@ -275,6 +275,7 @@ pub fn target_host<B>(
         None => Ok(host.cloned()),
     }
 }
+// ANCHOR_END: target_host
 
 /// Whether a `Host` header's text is `host[:port]`: it must read as a
 /// URI's authority (no space, slash or other character one cannot hold),
@@ -297,7 +298,6 @@ fn is_host_port(authority: &Authority) -> bool {
         None => after_host.is_empty(),
     }
 }
-// ANCHOR_END: target_host
 
 // ANCHOR: backend_request
 /// Turns the request a client sent into the one the backend gets: same
@@ -368,7 +368,6 @@ struct Proxy {
     response_timeout: Duration,
 }
 
-// ANCHOR: config
 /// What `run` needs besides the listener and the shutdown signal.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -408,7 +407,6 @@ impl Config {
         }
     }
 }
-// ANCHOR_END: config
 
 // ANCHOR: run
 /// Accepts clients until `shutdown` completes, and serves each one's
@@ -444,6 +442,7 @@ pub async fn run(
         header_timeout: config.header_timeout,
         response_timeout: config.response_timeout,
     });
+    // ANCHOR_END: run
 
     tokio::pin!(shutdown);
     loop {
@@ -470,7 +469,6 @@ pub async fn run(
         tokio::spawn(serving.instrument(span));
     }
 }
-// ANCHOR_END: run
 
 /// `backend` as the URIs sent to it name it. A `HostPort` takes any text
 /// as its host, and a URI's authority does not (`a/b:80` is a path, and
@@ -538,6 +536,7 @@ async fn serve_client(
     // Polled "without shutdown": when hyper gives up on a late head, the
     // socket is still ours to answer on (see `answer_late_head`).
     let served = poll_fn(|cx| connection.poll_without_shutdown(cx)).await;
+    // ANCHOR_END: serve_client
     let parts = connection.into_parts();
     let mut client = parts.io.into_inner();
     match served {
@@ -553,7 +552,6 @@ async fn serve_client(
     // What hyper does when it is done with a connection: say so (FIN).
     let _ = client.shutdown().await;
 }
-// ANCHOR_END: serve_client
 
 // ANCHOR: answer_late_head
 /// hyper gives up on a request head that does not arrive in time by
@@ -609,6 +607,7 @@ async fn forward(
     let backend = proxy.round_robin.pick_backend();
     let (request, client_turn) = Upload::of(request);
     let outgoing = backend_request(request, backend, host, client_ip);
+    // ANCHOR_END: forward
     let waiting = proxy.backend_pool.request(outgoing);
     let limit = proxy.response_timeout;
     match answer_within(limit, client_turn, waiting).await {
@@ -657,9 +656,7 @@ async fn forward(
         }
     }
 }
-// ANCHOR_END: forward
 
-// ANCHOR: upload
 /// A client's request body on its way to the backend, which says whether
 /// the proxy is waiting for the client's next bytes.
 ///
@@ -692,6 +689,7 @@ impl Upload {
     }
 }
 
+// ANCHOR: upload
 impl Body for Upload {
     type Data = Bytes;
     type Error = hyper::Error;
@@ -787,6 +785,7 @@ fn own_answer(
     }
     response
 }
+// ANCHOR_END: own_answer
 
 /// The answer to `CONNECT host:port`, which asks for a tunnel to any
 /// address: a forward proxy's job. A reverse proxy opens none, or anyone
@@ -811,7 +810,6 @@ fn bad_gateway(
     let reason = format!("backend {backend} failed");
     own_answer(StatusCode::BAD_GATEWAY, &reason, close_connection)
 }
-// ANCHOR_END: own_answer
 
 #[cfg(test)]
 mod tests {
