@@ -380,6 +380,7 @@ async fn http_check(
         .header(CONNECTION, "close")
         .body(Empty::<Bytes>::new())
         .map_err(|err| format!("HTTP: {path}: {err}"))?;
+    // ANCHOR_END: http_check
     // The connection does the reading and writing: it must be polled
     // while we wait for the answer. It may finish first: after the answer
     // to a `Connection: close` request it is done, and the answer is
@@ -404,7 +405,6 @@ async fn http_check(
         Err(format!("HTTP GET {path} answered {status}"))
     }
 }
-// ANCHOR_END: http_check
 
 #[cfg(test)]
 mod tests {

@@ -19,7 +19,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bytes::BytesMut;
 
-// ANCHOR: buffer
 /// What a direction holds while it waits: enough for a request or a
 /// small answer.
 pub const SMALL: usize = 512;
@@ -108,6 +107,7 @@ impl Buffer {
         &self.bytes
     }
 
+    // ANCHOR: drained
     /// Everything read has been written: empty the buffer and choose its
     /// size for the next read.
     pub fn drained(&mut self) {
@@ -126,6 +126,7 @@ impl Buffer {
             self.bytes.clear();
         }
     }
+    // ANCHOR_END: drained
 }
 
 impl Drop for Buffer {
@@ -135,7 +136,6 @@ impl Drop for Buffer {
         }
     }
 }
-// ANCHOR_END: buffer
 
 #[cfg(test)]
 mod tests {

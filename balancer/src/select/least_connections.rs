@@ -36,13 +36,13 @@ impl Select for LeastConnections {
         }))
     }
 
-    // ANCHOR: least_connections
     fn order(&self, backends: &[Candidate], _key: u64, order: &mut Vec<usize>) {
         order.clear();
         push_usable(backends, order);
         if order.is_empty() {
             return;
         }
+        // ANCHOR: least_connections
         // Least loaded first (`cmp_load` compares (active + 1) ÷ weight by
         // cross-multiplying, without floats); equal loads in list order,
         // so the sort is deterministic.
@@ -57,8 +57,8 @@ impl Select for LeastConnections {
             .count();
         let turn = self.next_tie.fetch_add(1, Ordering::Relaxed);
         order[..tied].rotate_left(turn % tied);
+        // ANCHOR_END: least_connections
     }
-    // ANCHOR_END: least_connections
 }
 
 #[cfg(test)]

@@ -134,7 +134,6 @@ fn gcd(mut a: u64, mut b: u64) -> u64 {
     a
 }
 
-// ANCHOR: maglev_table
 /// Fills a table of `size` slots (a prime) for `members`.
 ///
 /// As in the paper, the backends take turns; on its turn a backend takes
@@ -157,6 +156,7 @@ fn fill(members: &[Member], size: usize) -> Vec<u32> {
         .map(|member| Preference::new(&member.id, size))
         .collect();
 
+    // ANCHOR: maglev_table
     const EMPTY: u32 = u32::MAX;
     let mut table = vec![EMPTY; size];
     let mut held = vec![0; members.len()];
@@ -181,8 +181,8 @@ fn fill(members: &[Member], size: usize) -> Vec<u32> {
         }
     }
     table
+    // ANCHOR_END: maglev_table
 }
-// ANCHOR_END: maglev_table
 
 /// Consistent hashing over Maglev's lookup table.
 pub struct Maglev {
@@ -251,7 +251,6 @@ impl fmt::Debug for Maglev {
 }
 
 impl Select for Maglev {
-    // ANCHOR: maglev_lookup
     fn order(&self, backends: &[Candidate], key: u64, order: &mut Vec<usize>) {
         order.clear();
         let usable =
@@ -261,6 +260,7 @@ impl Select for Maglev {
             .filter(|&index| usable(index) && self.slots[index] > 0)
             .count();
         if in_table > 0 {
+            // ANCHOR: maglev_lookup
             // The key names a slot, whose backend is the client's. From
             // there the key walks the table in steps of its own `skip`,
             // as each backend walked it when the table was filled, and
@@ -291,6 +291,7 @@ impl Select for Maglev {
                 }
                 slot = (slot + step) % size;
             }
+            // ANCHOR_END: maglev_lookup
         }
         // Usable backends with no slot at all come last, in list order.
         for index in 0..backends.len() {
@@ -299,7 +300,6 @@ impl Select for Maglev {
             }
         }
     }
-    // ANCHOR_END: maglev_lookup
 }
 
 #[cfg(test)]

@@ -199,7 +199,6 @@ fn build_with(
     }
 }
 
-// ANCHOR: client_key
 /// The key `proxy` passes to [`Select::order`] for a client: a hash of
 /// its IP address (not the port, which changes with every connection).
 ///
@@ -218,7 +217,6 @@ pub fn client_key(ip: IpAddr) -> u64 {
         IpAddr::V6(v6) => xxh3_64(&v6.octets()),
     }
 }
-// ANCHOR_END: client_key
 
 impl Candidate {
     // ANCHOR: cmp_load

@@ -71,13 +71,13 @@ impl Select for PowerOfTwo {
         Some(Box::new(PowerOfTwo::new(lock(&self.rng).clone())))
     }
 
-    // ANCHOR: power_of_two
     fn order(&self, backends: &[Candidate], _key: u64, order: &mut Vec<usize>) {
         order.clear();
         push_usable(backends, order);
         if order.len() < 2 {
             return;
         }
+        // ANCHOR: power_of_two
         let weight =
             |position: usize| u64::from(backends[order[position]].weight);
         let total: u64 = (0..order.len()).map(weight).sum();
@@ -87,6 +87,7 @@ impl Select for PowerOfTwo {
         let other_total = total - weight(one);
         let two =
             landing(backends, order, Some(one), self.draw_below(other_total));
+        // ANCHOR_END: power_of_two
 
         // Move them to the front, the less loaded first; on equal loads
         // the first drawn, itself a fair weighted choice.
@@ -107,7 +108,6 @@ impl Select for PowerOfTwo {
         order.insert(0, worse);
         order.insert(0, better);
     }
-    // ANCHOR_END: power_of_two
 }
 
 #[cfg(test)]

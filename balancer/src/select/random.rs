@@ -45,13 +45,13 @@ impl Select for WeightedRandom {
         Some(Box::new(WeightedRandom::new(lock(&self.rng).clone())))
     }
 
-    // ANCHOR: weighted_random
     fn order(&self, backends: &[Candidate], _key: u64, order: &mut Vec<usize>) {
         order.clear();
         push_usable(backends, order);
         if order.len() < 2 {
             return;
         }
+        // ANCHOR: weighted_random
         // One draw per client. Each backend's own random number is
         // derived from it and its index by a hash, so it can be computed
         // again whenever the sort compares two backends, instead of being
@@ -68,8 +68,8 @@ impl Select for WeightedRandom {
         order.sort_unstable_by(|&a, &b| {
             finish_time(a).total_cmp(&finish_time(b)).then(a.cmp(&b))
         });
+        // ANCHOR_END: weighted_random
     }
-    // ANCHOR_END: weighted_random
 }
 
 #[cfg(test)]
