@@ -91,6 +91,16 @@
 //! paragraph after it gives the total. Every `[...](#anchor)` in the file
 //! names a heading, by GitHub's anchors ([`map::slug`]).
 //!
+//! **Exercises** ([`exercises`]). Every chapter but those
+//! [`exercises::WITHOUT_EXERCISE`] lists (each with why) has a section
+//! `### Exercise: ...` that prints `$ scripts/exercise.sh ID` in a console
+//! block; `solutions/ID.patch` exists and its `Chapter:` is that chapter;
+//! its `Package:` has, in its `exercises` test target, the `Test:` it
+//! names, marked `#[ignore = "exercise ID: ..."]`; and every solution is
+//! checked by exactly one chapter. That each test fails without its
+//! solution and passes with it is for `scripts/exercise.sh` to show (the
+//! walker runs the first, `scripts/check.sh` the second).
+//!
 //! **No forward references** ([`order`]). A quoted block (a snippet, or
 //! the new side of a diff) must not use an item of the workspace that the
 //! tutorial introduces only in a later chapter: an item is introduced in
@@ -115,6 +125,7 @@ use std::path::PathBuf;
 
 pub mod commands;
 pub mod diffs;
+pub mod exercises;
 pub mod layout;
 pub mod map;
 pub mod markdown;

@@ -182,3 +182,37 @@ fn steps_02_to_08_show_little_code_shown_before() {
     }
     assert_none("Rust repeated in steps 02 to 08", &problems);
 }
+
+#[test]
+fn every_chapter_has_a_whole_exercise() {
+    use lab_check::exercises::{self, Solution};
+    let root = workspace().root.as_path();
+    let mut solutions = Vec::new();
+    let entries = fs::read_dir(root.join("solutions")).expect("solutions/");
+    for entry in entries {
+        let path = entry.expect("a file in solutions/").path();
+        let Some(id) = path.file_stem().and_then(|s| s.to_str()) else {
+            continue;
+        };
+        if path.extension().is_some_and(|e| e == "patch") {
+            let patch = fs::read_to_string(&path).expect("a readable patch");
+            solutions.push(Solution::parse(id, &patch));
+        }
+    }
+    let mut tests = Vec::new();
+    for member in &workspace().members {
+        let dir = root.join(&member.dir).join("tests");
+        let mut files = vec![dir.join("exercises.rs")];
+        if let Ok(entries) = fs::read_dir(dir.join("exercises")) {
+            files.extend(entries.filter_map(|e| e.ok().map(|e| e.path())));
+        }
+        for file in files {
+            if let Ok(source) = fs::read_to_string(&file) {
+                tests.extend(exercises::tests_in(&member.package, &source));
+            }
+        }
+    }
+    let tutorial = read("tutorial.md").expect("tutorial.md is readable");
+    let problems = exercises::check(&tutorial, &solutions, &tests);
+    assert_none("the exercises", &problems);
+}
