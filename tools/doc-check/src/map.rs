@@ -26,7 +26,7 @@ const RECAP_CHARS: usize = 240;
 const SEPARATOR: &str = " · ";
 
 /// The rule for a chapter's time: prose read at 200 words a minute,
-/// quoted code (`rust`, `toml`) at 20 lines a minute, and a minute for
+/// quoted code (`rust`, `toml`, `diff`) at 20 lines a minute, and a minute for
 /// each command the reader runs (a `$ ` line of a `console` block, a
 /// command line of an `sh` block), its output read with it. Stated
 /// times are rounded to 5 minutes; one may differ from the rule by 5
@@ -69,7 +69,7 @@ impl Estimate {
                     estimate.words += words(trimmed);
                     continued = false;
                 }
-                (Some(_), "rust" | "toml") if !trimmed.is_empty() => {
+                (Some(_), "rust" | "toml" | "diff") if !trimmed.is_empty() => {
                     estimate.code_lines += 1;
                 }
                 (Some(_), "console") if trimmed.starts_with("$ ") => {
@@ -157,6 +157,15 @@ fn about_minutes(text: &str) -> Option<u32> {
     let after = &rest[digits..];
     (digits > 0 && after.starts_with(" min"))
         .then(|| rest[..digits].parse().ok())?
+}
+
+/// Whether `text` gives the time `wanted` (`about 9 h`) whole: not as
+/// the start of a longer one (`about 9 h 20 min`).
+fn gives_time(text: &str, wanted: &str) -> bool {
+    text.match_indices(wanted).any(|(at, _)| {
+        let rest = text[at + wanted.len()..].trim_start();
+        !rest.starts_with(|c: char| c.is_ascii_digit())
+    })
 }
 
 /// `about 9 h 25 min`, or `about 40 min`.
@@ -564,9 +573,7 @@ pub fn check(file: &str, markdown: &str, steps: &[&Member]) -> Vec<Problem> {
     let after = intro.get(toc + 1);
     let says_total = after.is_some_and(|b| {
         b.kind == BlockKind::Paragraph && {
-            let plain = plain(&b.source);
-            plain.contains(&format!("{wanted}."))
-                || plain.contains(&format!("{wanted} "))
+            gives_time(&plain(&b.source), &wanted)
         }
     });
     if !says_total {
@@ -624,6 +631,13 @@ mod tests {
             ..Estimate::default()
         };
         assert!(long.allows(35) && !long.allows(40) && !long.allows(20));
+    }
+
+    #[test]
+    fn a_total_is_read_whole() {
+        assert!(gives_time("In all, about 9 h.", "about 9 h"));
+        assert!(gives_time("In all, about 9 h 20 min.", "about 9 h 20 min"));
+        assert!(!gives_time("In all, about 9 h 20 min.", "about 9 h"));
     }
 
     #[test]
