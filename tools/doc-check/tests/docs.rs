@@ -216,3 +216,30 @@ fn every_chapter_has_a_whole_exercise() {
     let problems = exercises::check(&tutorial, &solutions, &tests);
     assert_none("the exercises", &problems);
 }
+
+/// Step 09 teaches one idea, requests rather than connections: its
+/// chapter stays at most this long, and the rules of the middle live in
+/// the appendix.
+const STEP_09_MOST_LINES: usize = 450;
+
+#[test]
+fn step_09_keeps_to_its_idea() {
+    let tutorial = read("tutorial.md").expect("tutorial.md is readable");
+    let lines: Vec<&str> = tutorial.lines().collect();
+    let start = lines
+        .iter()
+        .position(|l| l.starts_with("## Step 09 "))
+        .expect("a chapter for step 09");
+    let end = lines[start + 1..]
+        .iter()
+        .position(|l| l.starts_with("## "))
+        .map_or(lines.len(), |at| start + 1 + at);
+    assert!(
+        end - start <= STEP_09_MOST_LINES,
+        "tutorial.md:{}: step 09's chapter is {} lines, over {}: move what \
+         is not its idea to «Appendix — The rules of the middle»",
+        start + 1,
+        end - start,
+        STEP_09_MOST_LINES
+    );
+}
