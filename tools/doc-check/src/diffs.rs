@@ -157,27 +157,20 @@ pub fn check(
             .iter()
             .map(|l| l.trim_end())
             .collect();
-        let differs = |at: &usize| {
-            quoted.get(*at).copied() != expected.get(*at).map(String::as_str)
-        };
-        let Some(at) = (0..quoted.len().max(expected.len())).find(differs)
+        let Some((at, was, wanted)) =
+            crate::snippets::first_difference(&quoted, &expected)
         else {
             continue;
-        };
-        let show = |line: Option<&str>| {
-            line.map_or("(end of block)".into(), |line| format!("`{line}`"))
         };
         let [old_name, new_name] = names;
         report(
             block.line + 1 + at,
             format!(
                 "the diff from `{old_name}` to `{new_name}` differs from the \
-                 sources (block line {}: {}; expected: {}); write the block \
-                 as `diff -U{context}` of the two regions would, each hunk \
-                 opening with a bare `@@`",
+                 sources (block line {}: {was}; expected: {wanted}); write \
+                 the block as `diff -U{context}` of the two regions would, \
+                 each hunk opening with a bare `@@`",
                 at + 1,
-                show(quoted.get(at).copied()),
-                show(expected.get(at).map(String::as_str)),
             ),
         );
     }

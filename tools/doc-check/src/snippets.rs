@@ -239,28 +239,40 @@ pub fn check(
         // A region that cannot be found is reported already.
         let Some(expected) = expected else { continue };
         let quoted = &lines[block.body];
-        let differs = |at: &usize| {
-            quoted.get(*at).copied() != expected.get(*at).map(String::as_str)
-        };
-        let Some(at) = (0..quoted.len().max(expected.len())).find(differs)
+        let Some((at, was, wanted)) = first_difference(quoted, &expected)
         else {
             continue;
-        };
-        let show = |line: Option<&str>| {
-            line.map_or("(end of block)".into(), |line| format!("`{line}`"))
         };
         report(
             block.line + 1 + at,
             format!(
                 "the block quoting `{name}` differs from the source (block \
-                 line {}: {}; source: {}); {BLESS_HINT}",
+                 line {}: {was}; source: {wanted}); {BLESS_HINT}",
                 at + 1,
-                show(quoted.get(at).copied()),
-                show(expected.get(at).map(String::as_str)),
             ),
         );
     }
     problems
+}
+
+/// Where a quoted block first differs from what it should say: the line
+/// (from 0), and each side's line, in backquotes, or `(end of block)`.
+pub fn first_difference(
+    quoted: &[&str],
+    expected: &[String],
+) -> Option<(usize, String, String)> {
+    let differs = |at: &usize| {
+        quoted.get(*at).copied() != expected.get(*at).map(String::as_str)
+    };
+    let at = (0..quoted.len().max(expected.len())).find(differs)?;
+    let show = |line: Option<&str>| {
+        line.map_or("(end of block)".into(), |line| format!("`{line}`"))
+    };
+    Some((
+        at,
+        show(quoted.get(at).copied()),
+        show(expected.get(at).map(String::as_str)),
+    ))
 }
 
 /// `tutorial` with every quoted block rewritten from its source region;
