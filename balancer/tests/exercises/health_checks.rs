@@ -3,20 +3,10 @@
 use std::time::Duration;
 
 use balancer::config::show_duration;
-use balancer::health::{ChangeKind, HealthRules, HealthState};
-use tokio::time::Instant;
+use balancer::health::{ChangeKind, HealthState};
 
-fn rules() -> HealthRules {
-    HealthRules {
-        rise: 2,
-        fall: 3,
-        failures: 3,
-        cooldown: Duration::from_secs(10),
-        may_eject: true,
-        hold_down: Duration::ZERO,
-        stable: Duration::from_secs(30),
-    }
-}
+use crate::rules;
+use tokio::time::Instant;
 
 /// Checks every 2 s: `passes_first` passed ones, failed ones until the
 /// backend goes DOWN, then passed ones until it comes UP; the why of its
