@@ -25,7 +25,7 @@
 use similar::{ChangeTag, TextDiff};
 
 use crate::markdown::Doc;
-use crate::snippets::{Sources, anchors, dedent};
+use crate::snippets::{Sources, anchors, block_after, dedent};
 use crate::{Problem, list};
 
 /// Unchanged lines around each change when the marker does not say.
@@ -125,11 +125,7 @@ pub fn check(
             );
             continue;
         };
-        let next = (line..lines.len()).find(|&at| !lines[at].trim().is_empty());
-        let block = doc.fences.iter().find(|fence| {
-            Some(fence.line) == next.map(|at| at + 1)
-                && fence.info.split([' ', ',']).next() == Some("diff")
-        });
+        let block = block_after(&doc, &lines, line, "diff");
         let Some(block) = block else {
             report(
                 line,

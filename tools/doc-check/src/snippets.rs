@@ -151,13 +151,7 @@ pub fn quotes(
             );
             continue;
         };
-        // The next line that is not blank must open the block (lines
-        // count from 1, indexes from 0).
-        let next = (line..lines.len()).find(|&at| !lines[at].trim().is_empty());
-        let block = doc.fences.iter().find(|fence| {
-            Some(fence.line) == next.map(|at| at + 1)
-                && fence.info.split([' ', ',']).next() == Some("rust")
-        });
+        let block = block_after(&doc, &lines, line, "rust");
         let source = if path.starts_with('/')
             || path.split('/').any(|p| p == "..")
         {
@@ -253,6 +247,22 @@ pub fn check(
         );
     }
     problems
+}
+
+/// The fenced block in `language` that a marker on line `line` (from 1)
+/// announces: the next line that is not blank must open it.
+pub fn block_after<'a>(
+    doc: &'a Doc,
+    lines: &[&str],
+    line: usize,
+    language: &str,
+) -> Option<&'a Fence> {
+    // Lines count from 1, indexes from 0: index `line` is the next line.
+    let next = (line..lines.len()).find(|&at| !lines[at].trim().is_empty())?;
+    doc.fences.iter().find(|fence| {
+        fence.line == next + 1
+            && fence.info.split([' ', ',']).next() == Some(language)
+    })
 }
 
 /// Where a quoted block first differs from what it should say: the line
