@@ -5,22 +5,11 @@
 //! alone, and fails if any of its checks does. `scripts/faults.sh` runs
 //! the same cases at full size, beside step 08.
 
-use fault_suite::certs::Certs;
-use fault_suite::subject::{Kind, Subject};
-use fault_suite::{Case, Ctx, Size, cases};
+use fault_suite::{Case, Ctx, cases};
 use lab_common::testing::deadline;
 
 async fn holds(case: Case) {
-    let ctx = Ctx {
-        subject: Subject {
-            kind: Kind::Lb,
-            program: env!("CARGO_BIN_EXE_lb").into(),
-        },
-        size: Size::Small,
-        certs: Certs::new().expect("test certificates"),
-        // Other tests share this network namespace.
-        private_network: false,
-    };
+    let ctx = Ctx::small_lb(env!("CARGO_BIN_EXE_lb")).expect("a context");
     let report = deadline(case.name(), cases::run(case, &ctx)).await;
     println!("== {}: {}\n{report}", case.name(), case.about());
     let failures = report.failures();

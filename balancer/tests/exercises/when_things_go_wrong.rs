@@ -1,8 +1,6 @@
 //! The exercise of the chapter "lb — when things go wrong".
 
-use fault_suite::certs::Certs;
-use fault_suite::subject::{Kind, Subject};
-use fault_suite::{Case, Ctx, Size, cases};
+use fault_suite::{Case, Ctx, cases};
 use lab_common::testing::deadline;
 
 /// The case to write: clients that send their request, close their
@@ -22,16 +20,7 @@ async fn a_case_of_your_own_holds_for_lb() {
              cases/mod.rs"
         );
     };
-    let ctx = Ctx {
-        subject: Subject {
-            kind: Kind::Lb,
-            program: env!("CARGO_BIN_EXE_lb").into(),
-        },
-        size: Size::Small,
-        certs: Certs::new().expect("test certificates"),
-        // Other tests share this network namespace.
-        private_network: false,
-    };
+    let ctx = Ctx::small_lb(env!("CARGO_BIN_EXE_lb")).expect("a context");
     let report = deadline(CASE, cases::run(case, &ctx)).await;
     let failures = report.failures();
     assert!(

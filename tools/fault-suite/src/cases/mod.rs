@@ -59,6 +59,26 @@ pub struct Ctx {
     pub private_network: bool,
 }
 
+impl Ctx {
+    /// The context a test of the `lb` at `program` runs a case in: the
+    /// small size, new certificates, and a network namespace shared
+    /// with the other tests.
+    pub fn small_lb(
+        program: impl Into<std::path::PathBuf>,
+    ) -> Result<Ctx, String> {
+        Ok(Ctx {
+            subject: Subject {
+                kind: Kind::Lb,
+                program: program.into(),
+            },
+            size: Size::Small,
+            certs: Certs::new()
+                .map_err(|err| format!("certificates: {err}"))?,
+            private_network: false,
+        })
+    }
+}
+
 // ANCHOR: cases
 /// Every case of the suite.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
