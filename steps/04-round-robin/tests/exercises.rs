@@ -2,21 +2,11 @@
 //! (ignored); `scripts/exercise.sh 04-next-backend` runs it, and it fails
 //! until the exercise is done.
 
-use std::net::SocketAddr;
+mod common;
 
+use common::step_in_front_of;
 use dummy_servers::testing::RunningBackend;
-use lab_common::testing::RunningStep;
-use lab_common::testing::host_ports;
 use lab_common::testing::http::fresh_client;
-use step_04_round_robin::run;
-
-async fn step_in_front_of(backends: &[SocketAddr]) -> RunningStep {
-    let backends = host_ports(backends);
-    RunningStep::start(move |listener, shutdown| {
-        run(listener, backends, shutdown)
-    })
-    .await
-}
 
 /// One backend of three is stopped: every client must still be served,
 /// by the next backend in the rotation when its turn's dial fails.

@@ -1,29 +1,20 @@
 //! Step 04 as a client sees it: real backends, the step on 127.0.0.1:0,
 //! real HTTP and raw TCP clients.
 
-use std::net::SocketAddr;
+mod common;
 
+use common::step_in_front_of;
 use dummy_servers::testing::{RunningBackend, addrs, backend_list};
 use lab_common::testing::http::{
     check_big_request, check_download, check_upload, closed_without_answer,
     fresh_client, keep_alive_client, who_answers, who_answers_with,
 };
 use lab_common::testing::{
-    RunningBinary, RunningStep, check_half_close, half_close_backend,
-    host_ports, run_to_end,
+    RunningBinary, check_half_close, half_close_backend, run_to_end,
 };
-use step_04_round_robin::run;
 
 const BINARY: &str = env!("CARGO_BIN_EXE_04-round-robin");
 const MIB: u64 = 1024 * 1024;
-
-async fn step_in_front_of(backends: &[SocketAddr]) -> RunningStep {
-    let backends = host_ports(backends);
-    RunningStep::start(move |listener, shutdown| {
-        run(listener, backends, shutdown)
-    })
-    .await
-}
 
 #[tokio::test]
 async fn connections_go_to_the_backends_in_turn() {

@@ -2,12 +2,13 @@
 //! (ignored); `scripts/exercise.sh 06-handshake-timeout` runs it, and it
 //! fails until the exercise is done.
 
-use std::net::SocketAddr;
+mod common;
+
 use std::time::Duration;
 
+use common::step_in_front_of;
 use dummy_servers::testing::{RunningBackend, addrs};
-use lab_common::testing::{RunningStep, TestCerts, deadline, host_ports};
-use step_06_tls_front::run;
+use lab_common::testing::{TestCerts, deadline};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
@@ -16,18 +17,6 @@ use tokio_rustls::rustls::pki_types::ServerName;
 /// The exercise asks for 5 seconds; the test gives the step this long to
 /// let the silent client go.
 const PATIENCE: Duration = Duration::from_secs(8);
-
-async fn step_in_front_of(
-    backends: &[SocketAddr],
-    certs: &TestCerts,
-) -> RunningStep {
-    let backends = host_ports(backends);
-    let tls = certs.server_config();
-    RunningStep::start(move |listener, shutdown| {
-        run(listener, backends, tls, shutdown)
-    })
-    .await
-}
 
 /// A client that connects and never starts its handshake is let go after
 /// a few seconds; a client that finished its handshake before that, and

@@ -2,33 +2,20 @@
 //! real plain backends, the step on 127.0.0.1:0, HTTPS clients that trust
 //! only the test CA, and raw TCP for clients that do not speak TLS.
 
-use std::net::SocketAddr;
+mod common;
 
+use common::step_in_front_of;
 use dummy_servers::testing::{RunningBackend, addrs, backend_list};
 use lab_common::testing::http::{
     check_download, check_upload, https_client_builder, https_url,
     raw_exchange, who_answers_with,
 };
 use lab_common::testing::{
-    RunningBinary, RunningStep, TestCerts, check_missing_certificates,
-    deadline, host_ports, run_to_end,
+    RunningBinary, TestCerts, check_missing_certificates, deadline, run_to_end,
 };
-use step_06_tls_front::run;
 
 const BINARY: &str = env!("CARGO_BIN_EXE_06-tls-front");
 const MIB: u64 = 1024 * 1024;
-
-async fn step_in_front_of(
-    backends: &[SocketAddr],
-    certs: &TestCerts,
-) -> RunningStep {
-    let backends = host_ports(backends);
-    let tls = certs.server_config();
-    RunningStep::start(move |listener, shutdown| {
-        run(listener, backends, tls, shutdown)
-    })
-    .await
-}
 
 #[tokio::test]
 async fn https_connections_go_to_the_backends_in_turn() {
