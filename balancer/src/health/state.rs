@@ -227,6 +227,11 @@ impl HealthState {
         self.status
     }
 
+    /// While failed connections keep it out: when that ends.
+    pub fn out_until(&self) -> Option<Instant> {
+        self.out_until
+    }
+
     /// Whether failed connections keep the backend out at `now`.
     pub fn cooling_down(&self, now: Instant) -> bool {
         self.out_until.is_some_and(|until| now < until)
