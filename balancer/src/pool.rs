@@ -138,6 +138,36 @@ impl Pool {
     }
     // ANCHOR_END: order_fn
 
+    // ANCHOR: pick_fn
+    /// The backend `order` would list first, without ordering the rest
+    /// (see [`Select::pick`]): all a new client needs until a backend
+    /// fails it.
+    pub fn pick(
+        &self,
+        key: u64,
+        failed: &[bool],
+        candidates: &mut Vec<Candidate>,
+    ) -> Option<usize> {
+        // One look at the backend the algorithm would pick if all were
+        // usable. Outside a panic only: whether one begins takes a look
+        // at every backend, and only the full look below logs its end.
+        if !self.panicking.load(Ordering::Relaxed)
+            && let Some(index) = self.selector.probe(self.backends.len(), key)
+            && let Some(backend) = self.backends.get(index)
+            && !failed.get(index).copied().unwrap_or(true)
+        {
+            let now = Instant::now();
+            let (candidate, _) =
+                self.candidate(backend, false, now, self.slow_start());
+            if candidate.usable {
+                return Some(index);
+            }
+        }
+        self.candidates(failed, candidates);
+        self.selector.pick(candidates, key)
+    }
+    // ANCHOR_END: pick_fn
+
     /// Each backend as an algorithm sees it now: its weight (lowered in a
     /// slow start), its open connections, and whether it may take this
     /// client. In a panic (too few backends healthy, see

@@ -279,7 +279,7 @@ impl Connection {
         // Its place in line, once it has had to wait.
         let mut ticket = None;
         while tries_left > 0 {
-            let order = self
+            let (mut order, mut whole) = self
                 .wait_for_candidates(
                     key,
                     client,
@@ -296,10 +296,22 @@ impl Connection {
             }
             // The pool it chose in (a wait may have brought a newer one).
             let pool = self.pool.clone();
-            for &index in &order {
-                if tries_left == 0 {
-                    break;
-                }
+            // Only the first choice, until it fails or is full: then the
+            // rest of the order, once.
+            let mut position = 0;
+            while tries_left > 0 {
+                let Some(&index) = order.get(position) else {
+                    if whole {
+                        break;
+                    }
+                    whole = true;
+                    let first = order[0];
+                    pool.order(key, &failed, &mut Vec::new(), &mut order);
+                    order.retain(|&index| index != first);
+                    position = 0;
+                    continue;
+                };
+                position += 1;
                 let backend = &pool.backends[index];
                 // Counted from now, so least-connections sees it while
                 // the connect is in flight; `None` if it filled up
@@ -312,9 +324,7 @@ impl Connection {
                 // freed at once, a reload), the next in line may have it.
                 if let Some(ticket) = ticket.take() {
                     ticket.served();
-                    let mut left = (Vec::new(), Vec::new());
-                    pool.order(key, &failed, &mut left.0, &mut left.1);
-                    if !left.1.is_empty() {
+                    if pool.pick(key, &failed, &mut Vec::new()).is_some() {
                         self.balancer.queue().place_freed();
                     }
                 }
@@ -385,7 +395,9 @@ impl Connection {
 
     // ANCHOR: wait_for_candidates
     /// The candidates for a client in the algorithm's order, leaving out
-    /// those that already `failed` it. When every backend left that is
+    /// those that already `failed` it, and whether that is the whole
+    /// order: until a backend fails the client, only the first is
+    /// chosen (unless a decision record shows the whole). When every backend left that is
     /// up is full, or clients are already waiting, it waits in line
     /// (`queue.rs`) until `deadline`, with `ticket` as its place in line.
     /// `Err` with the end code, after logging why, when there is nothing
@@ -397,7 +409,7 @@ impl Connection {
         deadline: Instant,
         failed: &mut Vec<bool>,
         ticket: &mut Option<Ticket>,
-    ) -> Result<Vec<usize>, EndCode> {
+    ) -> Result<(Vec<usize>, bool), EndCode> {
         let queue = self.balancer.queue().clone();
         let mut order = Vec::with_capacity(self.pool.backends.len());
         let mut candidates: Vec<Candidate> =
@@ -415,9 +427,18 @@ impl Connection {
             // a place free at this instant is being handed to the first
             // in line. One whose turn came looks.
             if ticket.is_some() || queue.waiting() == 0 {
-                pool.order(key, failed, &mut candidates, &mut order);
+                // Until a backend fails it, a client needs only the
+                // first in the algorithm's order (a decision record
+                // shows the whole).
+                let whole = self.trace.is_some() || failed.contains(&true);
+                if whole {
+                    pool.order(key, failed, &mut candidates, &mut order);
+                } else {
+                    order.clear();
+                    order.extend(pool.pick(key, failed, &mut candidates));
+                }
                 if !order.is_empty() {
-                    return Ok(order);
+                    return Ok((order, whole));
                 }
             }
             if !pool.any_up_but_full(failed) {
@@ -444,8 +465,7 @@ impl Connection {
             };
             // Looked once more now that it is in line: a place freed
             // between the look above and joining is not missed.
-            pool.order(key, failed, &mut candidates, &mut order);
-            if !order.is_empty() {
+            if pool.pick(key, failed, &mut candidates).is_some() {
                 queue.place_freed();
             }
             // A limit that a slow start raises grows with no event to

@@ -59,6 +59,19 @@ impl Select for LeastConnections {
         order[..tied].rotate_left(turn % tied);
         // ANCHOR_END: least_connections
     }
+
+    fn pick(&self, backends: &[Candidate], _key: u64) -> Option<usize> {
+        // Two passes and no sort: the least load, then the tie it falls
+        // to (ties in list order, as the sort above leaves them).
+        let least = *backends
+            .iter()
+            .filter(|backend| backend.usable)
+            .min_by(|a, b| a.cmp_load(b))?;
+        let tied = |index: &usize| backends[*index].cmp_load(&least).is_eq();
+        let count = super::usable(backends).filter(tied).count();
+        let turn = self.next_tie.fetch_add(1, Ordering::Relaxed);
+        super::usable(backends).filter(tied).nth(turn % count)
+    }
 }
 
 #[cfg(test)]

@@ -250,7 +250,50 @@ impl fmt::Debug for Maglev {
     }
 }
 
+impl Maglev {
+    /// The backends of the slots a client's key visits: its own slot,
+    /// then on in steps of a second hash of the key, one lap at most.
+    /// The table must not be empty.
+    fn walk(&self, key: u64) -> impl Iterator<Item = usize> + '_ {
+        let size = self.table.len() as u64;
+        let step =
+            xxh3_64_with_seed(&key.to_le_bytes(), SKIP_SEED) % (size - 1) + 1;
+        let mut slot = self.slot(key) as u64;
+        (0..size).map(move |_| {
+            let backend = self.table[slot as usize] as usize;
+            slot = (slot + step) % size;
+            backend
+        })
+    }
+}
+
 impl Select for Maglev {
+    /// The owner of the client's own slot (when usable, `pick`'s
+    /// answer whatever the others' state).
+    fn probe(&self, _count: usize, key: u64) -> Option<usize> {
+        if self.table.is_empty() {
+            return None;
+        }
+        Some(self.table[self.slot(key)] as usize)
+    }
+
+    fn pick(&self, backends: &[Candidate], key: u64) -> Option<usize> {
+        let usable =
+            |index: usize| backends.get(index).is_some_and(|b| b.usable);
+        // The client's own slot, or the first usable backend its walk
+        // meets: a few slots while most backends are usable. Should the
+        // first 64 miss, the whole order finds it (or that there is
+        // none) at the cost of a pass over the backends.
+        if !self.table.is_empty()
+            && let Some(backend) = self.walk(key).take(64).find(|&b| usable(b))
+        {
+            return Some(backend);
+        }
+        let mut order = Vec::new();
+        self.order(backends, key, &mut order);
+        order.first().copied()
+    }
+
     fn order(&self, backends: &[Candidate], key: u64, order: &mut Vec<usize>) {
         order.clear();
         let usable =
@@ -276,20 +319,15 @@ impl Select for Maglev {
             // The size is prime, so the walk could visit every slot; it
             // meets all N backends after about N × ln N steps, stops
             // there, and at worst after one lap.
-            let size = self.table.len() as u64;
-            let mut slot = self.slot(key) as u64;
-            let step = xxh3_64_with_seed(&key.to_le_bytes(), SKIP_SEED)
-                % (size - 1)
-                + 1;
-            for _ in 0..size {
-                let backend = self.table[slot as usize] as usize;
-                if usable(backend) && !order.contains(&backend) {
+            let mut listed = vec![false; backends.len()];
+            for backend in self.walk(key) {
+                if usable(backend) && !listed[backend] {
+                    listed[backend] = true;
                     order.push(backend);
                     if order.len() == in_table {
                         break;
                     }
                 }
-                slot = (slot + step) % size;
             }
             // ANCHOR_END: maglev_lookup
         }

@@ -73,6 +73,28 @@ pub trait Select: Send + Sync + fmt::Debug {
     /// algorithm was built for.
     fn order(&self, backends: &[Candidate], key: u64, order: &mut Vec<usize>);
 
+    /// The client's backend: what `order` would list first, taking the
+    /// same turn. A new client needs one backend, and only failover the
+    /// others, so the six algorithms here find it without ordering the
+    /// rest; this default, for any other, orders them all. `None` when
+    /// no backend is usable.
+    fn pick(&self, backends: &[Candidate], key: u64) -> Option<usize> {
+        let mut order = Vec::with_capacity(backends.len());
+        self.order(backends, key, &mut order);
+        order.first().copied()
+    }
+
+    /// The client's backend if it is usable, found without looking at
+    /// the others: what `pick` gives, and the same turn taken, when
+    /// every backend is usable. The caller checks that one backend and
+    /// calls `pick` only if it is not usable, so with many backends a
+    /// client costs one look instead of one per backend. `None` from the
+    /// algorithms whose choice depends on all of them (loads, weights,
+    /// turns shared among the usable ones).
+    fn probe(&self, _count: usize, _key: u64) -> Option<usize> {
+        None
+    }
+
     /// A copy of its state (a turn, a generator, current weights), on
     /// which `order` tells what the next client would get without
     /// taking that client's turn (`/api/explain`). `None` for an
@@ -248,15 +270,44 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// The indices of the usable backends, in list order.
+fn usable(backends: &[Candidate]) -> impl Iterator<Item = usize> + Clone + '_ {
+    backends
+        .iter()
+        .enumerate()
+        .filter(|(_, backend)| backend.usable)
+        .map(|(index, _)| index)
+}
+
+/// The total weight of the usable backends, `skip` left out.
+fn usable_weight(backends: &[Candidate], skip: Option<usize>) -> u64 {
+    usable(backends)
+        .filter(|&index| Some(index) != skip)
+        .map(|index| u64::from(backends[index].weight))
+        .sum()
+}
+
+/// The usable backend (not `skip`) that the weighted draw `point`, in
+/// `0..` their [`usable_weight`], lands on: the usable backends lined up
+/// end to end in list order, each as long as its weight.
+fn landing(
+    backends: &[Candidate],
+    skip: Option<usize>,
+    mut point: u64,
+) -> usize {
+    for index in usable(backends).filter(|&index| Some(index) != skip) {
+        let weight = u64::from(backends[index].weight);
+        if point < weight {
+            return index;
+        }
+        point -= weight;
+    }
+    unreachable!("the draw is below the total of the weights")
+}
+
 /// Appends to `order` the indices of the usable backends, in list order.
 fn push_usable(backends: &[Candidate], order: &mut Vec<usize>) {
-    order.extend(
-        backends
-            .iter()
-            .enumerate()
-            .filter(|(_, backend)| backend.usable)
-            .map(|(index, _)| index),
-    );
+    order.extend(usable(backends));
 }
 
 #[cfg(test)]
@@ -319,6 +370,68 @@ mod tests {
             select.order(&down, 7, &mut order);
             assert!(order.is_empty(), "{algorithm}: {order:?}");
         }
+    }
+
+    /// `pick` is what `order` lists first, and takes the same turn: two
+    /// copies of an algorithm, one asked for the whole order and one
+    /// for the first only, agree client after client, over random
+    /// weights, loads, keys and usable sets, from 1 to 40 backends.
+    #[test]
+    fn pick_is_the_head_of_the_order_and_takes_the_same_turn() {
+        let mut rng = SmallRng::seed_from_u64(3);
+        let mut order = Vec::new();
+        for algorithm in Algorithm::ALL {
+            for count in [1, 2, 3, 7, 40] {
+                let whole = build_seeded(algorithm, &members(count), 3);
+                let head = build_seeded(algorithm, &members(count), 3);
+                for round in 0..300 {
+                    let backends: Vec<Candidate> = (0..count)
+                        .map(|_| Candidate {
+                            weight: rng.random_range(1..=4),
+                            active: rng.random_range(0..3),
+                            usable: rng.random_bool(0.7),
+                        })
+                        .collect();
+                    let key = rng.next_u64();
+                    whole.order(&backends, key, &mut order);
+                    assert_eq!(
+                        head.pick(&backends, key),
+                        order.first().copied(),
+                        "{algorithm}, {count} backends, round {round}: \
+                         {backends:?}"
+                    );
+                }
+            }
+        }
+    }
+
+    /// `probe`, where an algorithm has one, is `pick` when every backend
+    /// is usable, turn for turn.
+    #[test]
+    fn a_probe_is_the_first_choice_while_every_backend_is_usable() {
+        let mut rng = SmallRng::seed_from_u64(4);
+        let mut probed = 0;
+        for algorithm in Algorithm::ALL {
+            for count in [1, 2, 3, 40] {
+                let whole = build_seeded(algorithm, &members(count), 4);
+                let probe = build_seeded(algorithm, &members(count), 4);
+                let backends = testing::up(count);
+                for _ in 0..100 {
+                    let key = rng.next_u64();
+                    let Some(index) = probe.probe(count, key) else {
+                        break;
+                    };
+                    probed += 1;
+                    assert_eq!(
+                        Some(index),
+                        whole.pick(&backends, key),
+                        "{algorithm}, {count} backends"
+                    );
+                }
+            }
+        }
+        // Round robin and Maglev have one.
+        assert_eq!(probed, 2 * 4 * 100);
     }
 
     /// With backend 1 of 4 down, each of the other three gets a third of

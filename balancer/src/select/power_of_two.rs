@@ -21,7 +21,7 @@ use std::sync::Mutex;
 use rand::RngExt;
 use rand::rngs::SmallRng;
 
-use super::{Candidate, Select, lock, push_usable};
+use super::{Candidate, Select, landing, lock, push_usable, usable_weight};
 
 /// Two weighted random choices, the less loaded first.
 #[derive(Debug)]
@@ -38,32 +38,31 @@ impl PowerOfTwo {
         }
     }
 
+    /// The two drawn, the less loaded first. At least two backends must
+    /// be usable.
+    fn pair(&self, backends: &[Candidate]) -> (usize, usize) {
+        // ANCHOR: power_of_two
+        let weight = |index: usize| u64::from(backends[index].weight);
+        let total = usable_weight(backends, None);
+        // Two distinct backends: the second is drawn from the others
+        // only, so it is never the first again.
+        let one = landing(backends, None, self.draw_below(total));
+        let two =
+            landing(backends, Some(one), self.draw_below(total - weight(one)));
+        // ANCHOR_END: power_of_two
+        // The less loaded first; on equal loads the first drawn, itself a
+        // fair weighted choice.
+        if backends[two].cmp_load(&backends[one]).is_lt() {
+            (two, one)
+        } else {
+            (one, two)
+        }
+    }
+
     /// A number drawn uniformly from `0..bound`.
     fn draw_below(&self, bound: u64) -> u64 {
         lock(&self.rng).random_range(0..bound)
     }
-}
-
-/// The position in `order` of the backend that the weighted draw `point`
-/// (in `0..` the weights' total, `skip` left out) lands on: the backends
-/// lined up end to end, each as long as its weight.
-fn landing(
-    backends: &[Candidate],
-    order: &[usize],
-    skip: Option<usize>,
-    mut point: u64,
-) -> usize {
-    for (position, &index) in order.iter().enumerate() {
-        if Some(position) == skip {
-            continue;
-        }
-        let weight = u64::from(backends[index].weight);
-        if point < weight {
-            return position;
-        }
-        point -= weight;
-    }
-    unreachable!("the draw is below the total of the weights")
 }
 
 impl Select for PowerOfTwo {
@@ -77,27 +76,7 @@ impl Select for PowerOfTwo {
         if order.len() < 2 {
             return;
         }
-        // ANCHOR: power_of_two
-        let weight =
-            |position: usize| u64::from(backends[order[position]].weight);
-        let total: u64 = (0..order.len()).map(weight).sum();
-        // Two distinct backends: the second is drawn from the others
-        // only, so it is never the first again.
-        let one = landing(backends, order, None, self.draw_below(total));
-        let other_total = total - weight(one);
-        let two =
-            landing(backends, order, Some(one), self.draw_below(other_total));
-        // ANCHOR_END: power_of_two
-
-        // Move them to the front, the less loaded first; on equal loads
-        // the first drawn, itself a fair weighted choice.
-        let (one, two) = (order[one], order[two]);
-        let (better, worse) = if backends[two].cmp_load(&backends[one]).is_lt()
-        {
-            (two, one)
-        } else {
-            (one, two)
-        };
+        let (better, worse) = self.pair(backends);
         // The others by ascending load, then the two in front. Taking
         // two out and putting two back stays within the capacity the
         // vector has: nothing is allocated.
@@ -107,6 +86,15 @@ impl Select for PowerOfTwo {
         });
         order.insert(0, worse);
         order.insert(0, better);
+    }
+
+    fn pick(&self, backends: &[Candidate], _key: u64) -> Option<usize> {
+        let mut usable = super::usable(backends);
+        let only = usable.next()?;
+        if usable.next().is_none() {
+            return Some(only);
+        }
+        Some(self.pair(backends).0)
     }
 }
 

@@ -49,6 +49,23 @@ impl Select for RoundRobin {
         order.rotate_left(turn % usable);
     }
     // ANCHOR_END: round_robin
+
+    fn pick(&self, backends: &[Candidate], _key: u64) -> Option<usize> {
+        let usable = super::usable(backends).count();
+        if usable == 0 {
+            return None;
+        }
+        let turn = self.next.fetch_add(1, Ordering::Relaxed);
+        super::usable(backends).nth(turn % usable)
+    }
+
+    /// The turn's backend in the whole list. When it is not usable, the
+    /// caller's `first` takes another turn among the usable ones, so a
+    /// backend that is down still spreads its share over the others.
+    fn probe(&self, count: usize, _key: u64) -> Option<usize> {
+        let turn = self.next.fetch_add(1, Ordering::Relaxed);
+        Some(turn % count.max(1))
+    }
 }
 
 #[cfg(test)]

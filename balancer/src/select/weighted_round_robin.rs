@@ -17,6 +17,8 @@
 
 use std::sync::Mutex;
 
+use std::sync::MutexGuard;
+
 use super::{Candidate, Select, lock, push_usable};
 
 /// nginx's smooth weighted round robin over the usable backends.
@@ -53,27 +55,9 @@ impl Select for SmoothWeighted {
         let weight = |index: usize| i64::from(backends[index].weight);
         // The lock is held to the end, over the failover sort too: a few
         // dozen comparisons for a handful of backends.
-        let mut current = lock(&self.current);
-        if current.len() != backends.len() {
-            // Never happens (`backends` has the length `new` was given),
-            // but a resize is better than an index out of bounds.
-            current.resize(backends.len(), 0);
-        }
-
-        // ANCHOR: smooth_weighted
-        let total: i64 = order.iter().map(|&index| weight(index)).sum();
-        // Every usable backend climbs by its weight; the highest wins
-        // (the first one listed, on a tie, as in nginx).
-        let mut best = order[0];
-        for &index in order.iter() {
-            current[index] += weight(index);
-            if current[index] > current[best] {
-                best = index;
-            }
-        }
-        // The winner pays for its turn with everyone's weights.
-        current[best] -= total;
-        // ANCHOR_END: smooth_weighted
+        let mut current = self.current(backends.len());
+        let (best, total) =
+            climb(&mut current, backends, order.iter().copied());
 
         // ANCHOR: smooth_weighted_failover
         // Failover: the others in the order their turns would come.
@@ -102,6 +86,52 @@ impl Select for SmoothWeighted {
         });
         // ANCHOR_END: smooth_weighted_failover
     }
+
+    fn pick(&self, backends: &[Candidate], _key: u64) -> Option<usize> {
+        super::usable(backends).next()?;
+        let mut current = self.current(backends.len());
+        let (best, _) = climb(&mut current, backends, super::usable(backends));
+        Some(best)
+    }
+}
+
+impl SmoothWeighted {
+    /// The current weights, locked, one per backend.
+    fn current(&self, backends: usize) -> MutexGuard<'_, Vec<i64>> {
+        let mut current = lock(&self.current);
+        if current.len() != backends {
+            // Never happens (`backends` has the length `new` was given),
+            // but a resize is better than an index out of bounds.
+            current.resize(backends, 0);
+        }
+        current
+    }
+}
+
+/// One turn: the winner among the `usable` backends (at least one), and
+/// the total of their weights.
+fn climb(
+    current: &mut [i64],
+    backends: &[Candidate],
+    usable: impl Iterator<Item = usize> + Clone,
+) -> (usize, i64) {
+    let weight = |index: usize| i64::from(backends[index].weight);
+    // ANCHOR: smooth_weighted
+    let total: i64 = usable.clone().map(weight).sum();
+    // Every usable backend climbs by its weight; the highest wins
+    // (the first one listed, on a tie, as in nginx).
+    let mut best = None;
+    for index in usable {
+        current[index] += weight(index);
+        if best.is_none_or(|best| current[index] > current[best]) {
+            best = Some(index);
+        }
+    }
+    let best = best.expect("at least one backend is usable");
+    // The winner pays for its turn with everyone's weights.
+    current[best] -= total;
+    // ANCHOR_END: smooth_weighted
+    (best, total)
 }
 
 #[cfg(test)]
