@@ -40,6 +40,20 @@ fn maglev_moves_the_clients_of_a_busy_backend_only() {
         );
         maglev.order(&candidates([2, 2, 30]), key, &mut now);
         let name = |index: usize| &members[index].id;
+        // What lb itself asks for a new client.
+        let picked = maglev
+            .probe(3, key)
+            .or_else(|| maglev.pick(&candidates([2, 2, 30]), key));
+        assert_eq!(
+            picked,
+            Some(now[0]),
+            "client {client}: `order` puts {} first but lb would send it \
+             to {}, from Maglev's `probe` or `pick`, which a new client \
+             asks (balancer/src/select/maglev.rs): they must agree with \
+             `order`",
+            name(now[0]),
+            picked.map_or("none", |index| name(index).as_str())
+        );
         if idle[0] == 2 {
             moved += 1;
             assert!(
