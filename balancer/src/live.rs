@@ -98,15 +98,22 @@ pub struct Since {
     pub why: String,
 }
 
-/// What the picks read of a backend's health, without its lock: every
-/// new client reads it for every backend (a lock there would cost about
-/// 20 ns a backend, 20 µs a client with 1,000 backends). Written under
-/// the health lock after each change. The two fields are read apart, so
-/// a pick may see a change half made: one pick's worth of staleness,
-/// which the lock did not prevent either (the state may change right
-/// after it is read).
+/// What a pick reads of a backend, without a lock and side by side (a
+/// new client reads it for every backend, and with 1,000 backends each
+/// cache line it spans is 1,000 more to fetch): its open connections,
+/// whether it takes clients, and the health state's verdict, copied out
+/// of the health lock after every change (a lock per backend would cost
+/// about 20 ns each). The verdict's two fields are read apart, so a pick
+/// may see a change half made: one pick's worth of staleness, which the
+/// lock did not prevent either (the state may change right after it is
+/// read). Aligned to a cache line, so that it is exactly one.
 #[derive(Debug)]
-struct Verdict {
+#[repr(align(64))]
+struct PickState {
+    /// Client connections open to it now; see `backend::ActiveGuard`.
+    active: AtomicU32,
+    /// Enabled and not retiring (the two locks it sums up).
+    accepting: AtomicBool,
     /// What `out_until` counts from.
     epoch: Instant,
     /// The active checks say UP.
@@ -116,17 +123,20 @@ struct Verdict {
     out_until: AtomicU64,
 }
 
-impl Verdict {
-    fn new(health: &HealthState) -> Verdict {
-        let verdict = Verdict {
+impl PickState {
+    fn new(health: &HealthState) -> PickState {
+        let state = PickState {
+            active: AtomicU32::new(0),
+            accepting: AtomicBool::new(true),
             epoch: Instant::now(),
             up: AtomicBool::new(false),
             out_until: AtomicU64::new(0),
         };
-        verdict.publish(health);
-        verdict
+        state.publish(health);
+        state
     }
 
+    /// Copies the health state's verdict.
     fn publish(&self, health: &HealthState) {
         let out_until = health.out_until().map_or(0, |until| {
             let after = until.saturating_duration_since(self.epoch);
@@ -156,14 +166,11 @@ impl Verdict {
 #[derive(Debug)]
 pub struct Live {
     pub id: String,
-    /// Client connections open to it now; see `backend::ActiveGuard`.
-    active: AtomicU32,
     /// Client connections it has been given since `lb` started.
     total: AtomicU64,
     health: Mutex<HealthState>,
-    /// The health state's verdict, copied out of its lock after every
-    /// change: read for every backend at every pick.
-    verdict: Verdict,
+    /// Open connections, taking clients, health: what a pick reads.
+    pick: PickState,
     /// When the active checks last brought it up after it was down: the
     /// start of its slow start. `None` at first: a backend `lb` starts
     /// with takes its whole share at once, as HAProxy does.
@@ -171,9 +178,6 @@ pub struct Live {
     control: Mutex<Control>,
     since: Mutex<Since>,
     retiring: Mutex<Option<Instant>>,
-    /// Enabled and not retiring: read for every backend at every pick,
-    /// so kept as one atomic beside the two locks it sums up.
-    accepting: AtomicBool,
     /// Cancelled to end this backend's connections: when it retires and
     /// its drain runs out, or (being a child of `lb`'s own) at the end of
     /// `lb`'s drain.
@@ -190,10 +194,9 @@ impl Live {
     pub fn new(id: &str, cut: &CancellationToken) -> Live {
         Live {
             id: id.to_owned(),
-            active: AtomicU32::new(0),
             total: AtomicU64::new(0),
             health: Mutex::new(HealthState::new()),
-            verdict: Verdict::new(&HealthState::new()),
+            pick: PickState::new(&HealthState::new()),
             recovered_at: Mutex::new(None),
             control: Mutex::new(Control {
                 admin: Admin::Enabled,
@@ -204,7 +207,6 @@ impl Live {
                 why: "new".to_owned(),
             }),
             retiring: Mutex::new(None),
-            accepting: AtomicBool::new(true),
             cut: cut.child_token(),
             idle: Notify::new(),
             stats: BackendStats::new(),
@@ -213,7 +215,7 @@ impl Live {
 
     /// Client connections open to this backend now.
     pub fn active(&self) -> u32 {
-        self.active.load(Ordering::Acquire)
+        self.pick.active.load(Ordering::Acquire)
     }
 
     /// Client connections it has been given in all.
@@ -226,6 +228,7 @@ impl Live {
     /// both take the last place.
     pub(crate) fn try_add(&self, max: u32) -> bool {
         let added = self
+            .pick
             .active
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |active| {
                 (active < max).then_some(active + 1)
@@ -239,7 +242,7 @@ impl Live {
 
     /// One connection fewer.
     pub(crate) fn remove(&self) {
-        if self.active.fetch_sub(1, Ordering::AcqRel) == 1 {
+        if self.pick.active.fetch_sub(1, Ordering::AcqRel) == 1 {
             self.idle.notify_waiters();
         }
     }
@@ -266,7 +269,7 @@ impl Live {
     ) -> Option<Change> {
         let mut health = lock(&self.health);
         let change = update(&mut health);
-        self.verdict.publish(&health);
+        self.pick.publish(&health);
         drop(health);
         let change = change?;
         let now = Instant::now();
@@ -289,13 +292,13 @@ impl Live {
     /// The two verdicts at `now`, read at once: whether the checks say
     /// UP, and whether failed connections hold it out.
     pub fn verdicts(&self, now: Instant) -> (bool, bool) {
-        self.verdict.read(now)
+        self.pick.read(now)
     }
 
     /// Whether the operator lets it take new clients, and it is not
     /// retiring.
     pub fn accepting(&self) -> bool {
-        self.accepting.load(Ordering::Acquire)
+        self.pick.accepting.load(Ordering::Acquire)
     }
 
     /// How far along its slow start it is at `now`: a share of its
@@ -380,7 +383,7 @@ impl Live {
     fn update_accepting(&self) {
         let control = lock(&self.control);
         let accepting = control.admin == Admin::Enabled && !self.is_retiring();
-        self.accepting.store(accepting, Ordering::Release);
+        self.pick.accepting.store(accepting, Ordering::Release);
     }
 
     pub fn is_retiring(&self) -> bool {
@@ -430,7 +433,7 @@ impl Live {
         if snapshot.down {
             let mut health = lock(&self.health);
             health.force_down();
-            self.verdict.publish(&health);
+            self.pick.publish(&health);
         }
         if snapshot.down || snapshot.admin != Admin::Enabled {
             *lock(&self.since) = Since {
