@@ -100,7 +100,8 @@ pub struct Balancer {
     pub decisions: Decisions,
     /// The address the listener is bound to (`listen` may say port 0).
     bound: std::sync::OnceLock<SocketAddr>,
-    /// What the relays' big buffers draw on (`limits.buffer_budget`).
+    /// What the relays' big buffers and splice pipes draw on
+    /// (`limits.buffer_budget`, `limits.splice_pipes`).
     pub buffers: Arc<relay::Budget>,
     /// While at `max_connections`: since when, and the clients accepted
     /// by then.
@@ -201,7 +202,10 @@ impl Balancer {
             stats: ListenerStats::new(),
             decisions: Decisions::new(config.admin.decisions),
             bound: std::sync::OnceLock::new(),
-            buffers: relay::Budget::new(config.limits.buffer_budget),
+            buffers: relay::Budget::with_pipes(
+                config.limits.buffer_budget,
+                config.limits.splice_pipes as usize,
+            ),
             limit_episode: Mutex::new(None),
         })
     }
@@ -649,19 +653,21 @@ pub fn count(n: usize, what: &str) -> String {
 
 /// `max_connections`, lowered if the open-file limit cannot hold that
 /// many: each client takes two descriptors (its own and its backend's),
-/// and a few are kept for the listener, the health checks and the logs.
-/// Without this, `lb` would accept clients it then cannot connect.
+/// each splice pipe two, and a few are kept for the listener, the health
+/// checks and the logs. Without this, `lb` would accept clients it then
+/// cannot connect.
 pub(crate) fn connection_limit(config: &Config) -> usize {
     let wanted = config.limits.max_connections as usize;
     let files = rustix::process::getrlimit(rustix::process::Resource::Nofile)
         .current
         .map_or(usize::MAX, |n| n as usize);
-    let reserved = 32 + 2 * config.backends.len();
+    let pipes = 2 * config.limits.splice_pipes as usize;
+    let reserved = 32 + 2 * config.backends.len() + pipes;
     let fits = files.saturating_sub(reserved) / 2;
     if wanted > fits {
         warn!(
             "max_connections {wanted} lowered to {fits}: the open-file limit \
-             is {files}, and each client needs two"
+             is {files}, each client needs two, and the splice pipes {pipes}"
         );
         return fits.max(1);
     }
