@@ -315,7 +315,7 @@ impl Default for Config {
                 queue_timeout: Duration::from_secs(5),
                 max_handshakes: 256,
                 buffer_budget: 256 << 20,
-                splice_pipes: 256,
+                splice_pipes: 0,
             },
             health: HealthConfig {
                 kind: CheckKind::Tcp,

@@ -204,7 +204,7 @@ impl Balancer {
             bound: std::sync::OnceLock::new(),
             buffers: relay::Budget::with_pipes(
                 config.limits.buffer_budget,
-                config.limits.splice_pipes as usize,
+                splice_pipe_limit(&config),
             ),
             limit_episode: Mutex::new(None),
         })
@@ -653,25 +653,55 @@ pub fn count(n: usize, what: &str) -> String {
 
 /// `max_connections`, lowered if the open-file limit cannot hold that
 /// many: each client takes two descriptors (its own and its backend's),
-/// each splice pipe two, and a few are kept for the listener, the health
-/// checks and the logs. Without this, `lb` would accept clients it then
-/// cannot connect.
+/// and a few are kept for the listener, the health checks and the logs.
+/// Without this, `lb` would accept clients it then cannot connect.
 pub(crate) fn connection_limit(config: &Config) -> usize {
     let wanted = config.limits.max_connections as usize;
-    let files = rustix::process::getrlimit(rustix::process::Resource::Nofile)
-        .current
-        .map_or(usize::MAX, |n| n as usize);
-    let pipes = 2 * config.limits.splice_pipes as usize;
-    let reserved = 32 + 2 * config.backends.len() + pipes;
-    let fits = files.saturating_sub(reserved) / 2;
+    let files = open_file_limit();
+    let fits = files.saturating_sub(reserved_descriptors(config)) / 2;
     if wanted > fits {
         warn!(
             "max_connections {wanted} lowered to {fits}: the open-file limit \
-             is {files}, each client needs two, and the splice pipes {pipes}"
+             is {files}, and each client needs two"
         );
         return fits.max(1);
     }
     wanted
+}
+
+/// `splice_pipes`, lowered to what the open-file limit holds once every
+/// client has its two descriptors: each pipe takes two as well, and the
+/// clients come first, since without a pipe a stream is only relayed
+/// buffered, while without a descriptor a client is not served.
+pub(crate) fn splice_pipe_limit(config: &Config) -> usize {
+    let wanted = config.limits.splice_pipes as usize;
+    let files = open_file_limit();
+    let reserved = reserved_descriptors(config);
+    // As `connection_limit` fits them (without saying so a second time).
+    let max_connections = config.limits.max_connections as usize;
+    let clients = 2 * max_connections.min(files.saturating_sub(reserved) / 2);
+    let left = files.saturating_sub(reserved + clients);
+    let fits = left / 2;
+    if wanted > fits {
+        warn!(
+            "splice_pipes {wanted} lowered to {fits}: the open-file limit is \
+             {files}, and the clients need {clients}"
+        );
+        return fits;
+    }
+    wanted
+}
+
+/// This process's open-file limit (no limit: `usize::MAX`).
+fn open_file_limit() -> usize {
+    rustix::process::getrlimit(rustix::process::Resource::Nofile)
+        .current
+        .map_or(usize::MAX, |n| n as usize)
+}
+
+/// Descriptors kept for the listener, the health checks and the logs.
+fn reserved_descriptors(config: &Config) -> usize {
+    32 + 2 * config.backends.len()
 }
 
 /// Raises this process's open-file limit to its hard limit, as HAProxy
