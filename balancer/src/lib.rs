@@ -785,6 +785,31 @@ mod tests {
     use crate::config::BackendConfig;
     use crate::select::Algorithm;
 
+    /// Pipes give way first: whatever the caps ask, the clients' two
+    /// descriptors each and the pipes' two each fit the open-file limit,
+    /// and the clients get all they can before any pipe.
+    #[test]
+    fn splice_pipes_give_way_to_clients_at_the_open_file_limit() {
+        let mut config = Config {
+            backends: vec![BackendConfig::at(
+                "127.0.0.1:4444".parse().expect("a test address"),
+            )],
+            ..Config::default()
+        };
+        let files = open_file_limit();
+        let reserved = reserved_descriptors(&config);
+        config.limits.max_connections = u32::MAX;
+        config.limits.splice_pipes = crate::config::MAX_SPLICE_PIPES;
+        let clients = connection_limit(&config);
+        assert_eq!(clients, (files - reserved) / 2, "clients fill the limit");
+        assert!(splice_pipe_limit(&config) <= 1, "no room left for pipes");
+        config.limits.max_connections = 10;
+        let pipes = splice_pipe_limit(&config);
+        assert!(reserved + 2 * 10 + 2 * pipes <= files, "everything fits");
+        let wanted = crate::config::MAX_SPLICE_PIPES as usize;
+        assert_eq!(pipes, wanted.min((files - reserved - 20) / 2));
+    }
+
     /// A config built in code obeys the rules the file's parse enforces:
     /// what would panic later (power-of-two dividing by a weight of 0, a
     /// `tls://` backend with nothing to check it by) is refused here.
