@@ -595,11 +595,27 @@ mod tests {
 
     #[tokio::test]
     async fn every_size_around_the_buffers_arrives_whole_and_the_end_follows() {
+        every_size_arrives_whole(Budget::new(1 << 20)).await;
+    }
+
+    /// The same through splice pipes, where a full small read hands the
+    /// rest of the stream to a pipe.
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn every_size_arrives_whole_spliced_and_the_end_follows() {
+        let budget = Budget::with_pipes(1 << 20, 2);
+        every_size_arrives_whole(budget.clone()).await;
+        assert!(budget.pipes().leases() > 0, "spliced");
+        assert_eq!(budget.pipes().lent(), 0, "every pipe is back");
+    }
+
+    async fn every_size_arrives_whole(budget: Arc<Budget>) {
         use buffer::{BIG, SMALL};
         let sizes =
             [0, 1, SMALL - 1, SMALL, SMALL + 1, BIG - 1, BIG, BIG + SMALL];
         for size in sizes {
-            let (mut client, mut backend, task) = relayed(LONG).await;
+            let (mut client, mut backend, task) =
+                relayed_through(budget.clone()).await;
             let data = pattern(size);
             let sent = data.clone();
             let writer = tokio::spawn(async move {
@@ -801,6 +817,62 @@ mod tests {
         assert_eq!(outcome.end.code(), EndCode::Killed(Phase::Data));
         assert_eq!(seen(&mut client).await.1, RESET, "client");
         assert_eq!(seen(&mut backend).await.1, RESET, "backend");
+    }
+
+    /// TLS records must pass through rustls: a TLS side never splices,
+    /// however much streams.
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn a_tls_side_relays_buffered_with_pipes_free() {
+        use tokio_rustls::rustls::pki_types::ServerName;
+        use tokio_rustls::{TlsAcceptor, TlsConnector};
+
+        let certs = lab_common::testing::TestCerts::new();
+        let (client_tcp, lb_client_tcp) = connected().await;
+        let acceptor = TlsAcceptor::from(certs.server_config());
+        let connector = TlsConnector::from(certs.client_config());
+        let name = ServerName::try_from("localhost").unwrap();
+        let (client, lb_client_side) = tokio::join!(
+            connector.connect(name, client_tcp),
+            acceptor.accept(lb_client_tcp)
+        );
+        let (mut client, lb_client_side) =
+            (client.unwrap(), lb_client_side.unwrap());
+        let (lb_backend_side, mut backend) = connected().await;
+        let budget = Budget::with_pipes(1 << 20, 2);
+        let task = tokio::spawn({
+            let budget = budget.clone();
+            async move {
+                relay(
+                    Stream::Tls(Box::new(lb_client_side.into())),
+                    Stream::Plain(lb_backend_side),
+                    LONG,
+                    &budget,
+                    BytesMut::new(),
+                    &CancellationToken::new(),
+                )
+                .await
+            }
+        });
+        let data = pattern(4 << 20);
+        let sent = data.clone();
+        let writer = tokio::spawn(async move {
+            client.write_all(&sent).await.unwrap();
+            client.shutdown().await.unwrap();
+            client
+        });
+        let mut got = Vec::new();
+        backend.read_to_end(&mut got).await.unwrap();
+        assert!(got == data, "the bytes came out different");
+        backend.write_all(&data).await.unwrap();
+        backend.shutdown().await.unwrap();
+        let mut client = writer.await.unwrap();
+        let mut back = Vec::new();
+        client.read_to_end(&mut back).await.unwrap();
+        assert!(back == data, "the bytes came back different");
+        let outcome = task.await.unwrap();
+        assert!(matches!(outcome.end, End::Finished), "{outcome:?}");
+        assert_eq!(budget.pipes().leases(), 0, "no pipe for a TLS side");
     }
 
     #[tokio::test]
