@@ -286,4 +286,47 @@ mod linux {
             }
         }
     }
+
+    #[cfg(test)]
+    mod tests {
+        use std::os::fd::AsRawFd;
+
+        use super::*;
+
+        #[test]
+        fn no_more_pipes_than_the_cap_and_an_empty_one_is_kept() {
+            let pipes = Arc::new(Pipes::new(2));
+            let one = pipes.take().expect("under the cap");
+            let two = pipes.take().expect("at the cap");
+            assert!(pipes.take().is_none(), "past the cap");
+            assert_eq!(pipes.lent(), 2);
+            let first = one.pipe().out.as_raw_fd();
+            drop(one);
+            assert_eq!((pipes.lent(), pipes.pooled()), (1, 1));
+            let again = pipes.take().expect("the pooled one");
+            assert_eq!(again.pipe().out.as_raw_fd(), first, "the same pipe");
+            drop((two, again));
+            assert_eq!(
+                (pipes.lent(), pipes.pooled(), pipes.leases()),
+                (0, 2, 3)
+            );
+        }
+
+        #[test]
+        fn a_pipe_left_holding_bytes_is_closed_not_kept() {
+            let pipes = Arc::new(Pipes::new(1));
+            let mut lease = pipes.take().expect("under the cap");
+            // As if the destination failed with bytes still in the pipe.
+            let stale = b"stale";
+            let n = rustix::io::write(&lease.pipe().into, stale).unwrap();
+            lease.held = n;
+            drop(lease);
+            assert_eq!((pipes.lent(), pipes.pooled()), (0, 0), "not kept");
+            // Its place under the cap is free: a new, empty pipe.
+            let fresh = pipes.take().expect("the closed pipe's place");
+            let mut buffer = [0u8; 8];
+            let read = rustix::io::read(&fresh.pipe().out, &mut buffer);
+            assert_eq!(read, Err(rustix::io::Errno::AGAIN), "empty");
+        }
+    }
 }
