@@ -196,7 +196,14 @@ pub struct Limits {
     pub max_handshakes: u32,
     /// Bytes of big relay buffers out at once, over every connection.
     pub buffer_budget: usize,
+    /// Kernel pipes that streaming directions between plain TCP sockets
+    /// splice through, at most (Linux; 0: never splice).
+    pub splice_pipes: u32,
 }
+
+/// The most pipes `[limits] splice_pipes` may allow: each holds two
+/// descriptors, taken from what clients could have.
+pub const MAX_SPLICE_PIPES: u32 = 16_384;
 
 /// Reads a size: a whole number of bytes, or one with a unit (`KiB`,
 /// `MiB`, `GiB`), such as `"256MiB"`.
@@ -308,6 +315,7 @@ impl Default for Config {
                 queue_timeout: Duration::from_secs(5),
                 max_handshakes: 256,
                 buffer_budget: 256 << 20,
+                splice_pipes: 0,
             },
             health: HealthConfig {
                 kind: CheckKind::Tcp,
@@ -787,6 +795,9 @@ impl Config {
         }
         check_request_target(&self.health.path)
             .map_err(|message| error("health.path".to_owned(), message))?;
+        check_splice_pipes(self.limits.splice_pipes).map_err(|message| {
+            error("limits.splice_pipes".to_owned(), message)
+        })?;
         for (i, backend) in self.backends.iter().enumerate() {
             if backend.weight == 0 {
                 return Err(error(
@@ -891,6 +902,14 @@ pub fn is_loopback(at: &HostPort) -> bool {
 }
 
 /// `n` as a u32 of at least `min`, or why not.
+/// `limits.splice_pipes` within [`MAX_SPLICE_PIPES`].
+fn check_splice_pipes(n: u32) -> Result<(), String> {
+    if n > MAX_SPLICE_PIPES {
+        return Err(format!("must be at most {MAX_SPLICE_PIPES}, found {n}"));
+    }
+    Ok(())
+}
+
 fn whole(n: i64, min: u32) -> Result<u32, String> {
     match u32::try_from(n) {
         Ok(n) if n >= min => Ok(n),
@@ -959,6 +978,7 @@ struct RawLimits {
     queue_timeout: Option<Spanned<String>>,
     max_handshakes: Option<Spanned<i64>>,
     buffer_budget: Option<Spanned<String>>,
+    splice_pipes: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -1142,6 +1162,13 @@ impl RawLimits {
             limits.buffer_budget =
                 file.check(&value, "limits.buffer_budget", |text| {
                     parse_size(text)
+                })?;
+        }
+        if let Some(value) = self.splice_pipes {
+            limits.splice_pipes =
+                file.check(&value, "limits.splice_pipes", |&n| {
+                    let n = whole(n, 0)?;
+                    check_splice_pipes(n).map(|()| n)
                 })?;
         }
         Ok(())
@@ -1727,6 +1754,18 @@ mod tests {
             (
                 "[limits]\nbuffer_budget = \"12MB\"",
                 "lb.toml:2: limits.buffer_budget: `MB`",
+            ),
+            (
+                "[limits]\nsplice_pipes = -1",
+                "lb.toml:2: limits.splice_pipes: must be at least 0",
+            ),
+            (
+                "[limits]\n\nsplice_pipes = 20000",
+                "lb.toml:3: limits.splice_pipes: must be at most 16384",
+            ),
+            (
+                "[limits]\nsplice_pipes = \"on\"",
+                "lb.toml:2: limits.splice_pipes:",
             ),
             (
                 "[admin]\ndecisions = 200000",

@@ -100,7 +100,8 @@ pub struct Balancer {
     pub decisions: Decisions,
     /// The address the listener is bound to (`listen` may say port 0).
     bound: std::sync::OnceLock<SocketAddr>,
-    /// What the relays' big buffers draw on (`limits.buffer_budget`).
+    /// What the relays' big buffers and splice pipes draw on
+    /// (`limits.buffer_budget`, `limits.splice_pipes`).
     pub buffers: Arc<relay::Budget>,
     /// While at `max_connections`: since when, and the clients accepted
     /// by then.
@@ -201,7 +202,10 @@ impl Balancer {
             stats: ListenerStats::new(),
             decisions: Decisions::new(config.admin.decisions),
             bound: std::sync::OnceLock::new(),
-            buffers: relay::Budget::new(config.limits.buffer_budget),
+            buffers: relay::Budget::with_pipes(
+                config.limits.buffer_budget,
+                splice_pipe_limit(&config),
+            ),
             limit_episode: Mutex::new(None),
         })
     }
@@ -653,11 +657,8 @@ pub fn count(n: usize, what: &str) -> String {
 /// Without this, `lb` would accept clients it then cannot connect.
 pub(crate) fn connection_limit(config: &Config) -> usize {
     let wanted = config.limits.max_connections as usize;
-    let files = rustix::process::getrlimit(rustix::process::Resource::Nofile)
-        .current
-        .map_or(usize::MAX, |n| n as usize);
-    let reserved = 32 + 2 * config.backends.len();
-    let fits = files.saturating_sub(reserved) / 2;
+    let files = open_file_limit();
+    let fits = files.saturating_sub(reserved_descriptors(config)) / 2;
     if wanted > fits {
         warn!(
             "max_connections {wanted} lowered to {fits}: the open-file limit \
@@ -666,6 +667,41 @@ pub(crate) fn connection_limit(config: &Config) -> usize {
         return fits.max(1);
     }
     wanted
+}
+
+/// `splice_pipes`, lowered to what the open-file limit holds once every
+/// client has its two descriptors: each pipe takes two as well, and the
+/// clients come first, since without a pipe a stream is only relayed
+/// buffered, while without a descriptor a client is not served.
+pub(crate) fn splice_pipe_limit(config: &Config) -> usize {
+    let wanted = config.limits.splice_pipes as usize;
+    let files = open_file_limit();
+    let reserved = reserved_descriptors(config);
+    // As `connection_limit` fits them (without saying so a second time).
+    let max_connections = config.limits.max_connections as usize;
+    let clients = 2 * max_connections.min(files.saturating_sub(reserved) / 2);
+    let left = files.saturating_sub(reserved + clients);
+    let fits = left / 2;
+    if wanted > fits {
+        warn!(
+            "splice_pipes {wanted} lowered to {fits}: the open-file limit is \
+             {files}, and the clients need {clients}"
+        );
+        return fits;
+    }
+    wanted
+}
+
+/// This process's open-file limit (no limit: `usize::MAX`).
+fn open_file_limit() -> usize {
+    rustix::process::getrlimit(rustix::process::Resource::Nofile)
+        .current
+        .map_or(usize::MAX, |n| n as usize)
+}
+
+/// Descriptors kept for the listener, the health checks and the logs.
+fn reserved_descriptors(config: &Config) -> usize {
+    32 + 2 * config.backends.len()
 }
 
 /// Raises this process's open-file limit to its hard limit, as HAProxy
@@ -748,6 +784,31 @@ mod tests {
     use super::*;
     use crate::config::BackendConfig;
     use crate::select::Algorithm;
+
+    /// Pipes give way first: whatever the caps ask, the clients' two
+    /// descriptors each and the pipes' two each fit the open-file limit,
+    /// and the clients get all they can before any pipe.
+    #[test]
+    fn splice_pipes_give_way_to_clients_at_the_open_file_limit() {
+        let mut config = Config {
+            backends: vec![BackendConfig::at(
+                "127.0.0.1:4444".parse().expect("a test address"),
+            )],
+            ..Config::default()
+        };
+        let files = open_file_limit();
+        let reserved = reserved_descriptors(&config);
+        config.limits.max_connections = u32::MAX;
+        config.limits.splice_pipes = crate::config::MAX_SPLICE_PIPES;
+        let clients = connection_limit(&config);
+        assert_eq!(clients, (files - reserved) / 2, "clients fill the limit");
+        assert!(splice_pipe_limit(&config) <= 1, "no room left for pipes");
+        config.limits.max_connections = 10;
+        let pipes = splice_pipe_limit(&config);
+        assert!(reserved + 2 * 10 + 2 * pipes <= files, "everything fits");
+        let wanted = crate::config::MAX_SPLICE_PIPES as usize;
+        assert_eq!(pipes, wanted.min((files - reserved - 20) / 2));
+    }
 
     /// A config built in code obeys the rules the file's parse enforces:
     /// what would panic later (power-of-two dividing by a weight of 0, a

@@ -166,6 +166,30 @@ impl Collector for Metrics {
             None,
             &ConstGauge::new(load(&stats.handshakes) as i64),
         )?;
+        let pipes = balancer.buffers.pipes();
+        single(
+            e,
+            "lb_relay_splice_pipes_in_use",
+            "Splice pipes lent to streaming directions now (each holds \
+             two descriptors).",
+            None,
+            &ConstGauge::new(pipes.lent() as i64),
+        )?;
+        single(
+            e,
+            "lb_relay_splice_pipes_pooled",
+            "Empty splice pipes kept for the next stream (each holds two \
+             descriptors).",
+            None,
+            &ConstGauge::new(pipes.pooled() as i64),
+        )?;
+        single(
+            e,
+            "lb_relay_splice_leases",
+            "Times a streaming direction took a splice pipe.",
+            None,
+            &ConstCounter::new(pipes.leases()),
+        )?;
         let mut ended = e.encode_descriptor(
             "lb_connections_ended",
             "Client connections ended, by end code (lb --help lists them).",

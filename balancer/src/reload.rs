@@ -177,6 +177,10 @@ fn fixed_keys(old: &Config, new: &Config) -> Result<(), String> {
             "limits.buffer_budget",
             old.limits.buffer_budget != new.limits.buffer_budget,
         ),
+        (
+            "limits.splice_pipes",
+            old.limits.splice_pipes != new.limits.splice_pipes,
+        ),
         ("[admin]", old.admin != new.admin),
         ("[upgrade]", old.upgrade != new.upgrade),
         ("[discovery]", old.discovery != new.discovery),

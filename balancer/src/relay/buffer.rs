@@ -13,11 +13,17 @@
 //! small buffer and relays on, in smaller steps. So the relay's memory
 //! has a bound a user can compute, `max_connections × 2 × SMALL +
 //! buffer_budget`, however many slow readers hold big buffers full.
+//!
+//! The budget also holds the splice pipes (`splice.rs`), the kernel's
+//! own big buffers, which a direction between two plain TCP sockets
+//! borrows instead on Linux.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bytes::BytesMut;
+
+use super::splice::Pipes;
 
 /// What a direction holds while it waits: enough for a request or a
 /// small answer.
@@ -29,17 +35,30 @@ pub const SMALL: usize = 512;
 pub const BIG: usize = 128 * 1024;
 
 /// The bytes of big buffers that may be out at once, over every
-/// connection of a balancer.
+/// connection of a balancer, and the splice pipes.
 #[derive(Debug)]
 pub struct Budget {
     left: AtomicUsize,
+    pipes: Arc<Pipes>,
 }
 
 impl Budget {
+    /// `bytes` of big buffers, and no splice pipes.
     pub fn new(bytes: usize) -> Arc<Budget> {
+        Budget::with_pipes(bytes, 0)
+    }
+
+    /// `bytes` of big buffers, and up to `pipes` splice pipes.
+    pub fn with_pipes(bytes: usize, pipes: usize) -> Arc<Budget> {
         Arc::new(Budget {
             left: AtomicUsize::new(bytes),
+            pipes: Arc::new(Pipes::new(pipes)),
         })
+    }
+
+    /// The splice pipes.
+    pub fn pipes(&self) -> &Arc<Pipes> {
+        &self.pipes
     }
 
     /// Takes what a big buffer needs beyond a small one, if that is left.
@@ -105,6 +124,31 @@ impl Buffer {
     /// What the last read put in.
     pub fn filled(&self) -> &[u8] {
         &self.bytes
+    }
+
+    /// Whether the last read filled all the room it had: more is surely
+    /// waiting.
+    pub fn came_full(&self) -> bool {
+        !self.bytes.is_empty() && self.bytes.len() == self.room
+    }
+
+    /// Where its big buffer comes from, and the splice pipes.
+    pub fn budget(&self) -> &Arc<Budget> {
+        &self.budget
+    }
+
+    /// Everything read has been written, and a splice pipe carries the
+    /// stream from here: empty the buffer and make it small again, for
+    /// when the stream pauses and the direction waits with it.
+    pub fn emptied_for_pipe(&mut self) {
+        if self.bytes.capacity() > 2 * SMALL {
+            if self.is_big() {
+                self.budget.give_back();
+            }
+            self.bytes = BytesMut::with_capacity(SMALL);
+        } else {
+            self.bytes.clear();
+        }
     }
 
     // ANCHOR: drained

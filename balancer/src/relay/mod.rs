@@ -45,8 +45,14 @@
 //! (as `tokio::io::copy_bidirectional` is) rather than two tasks: one
 //! task per connection, no locks, and the two directions can share the
 //! timer.
+//!
+//! On Linux, a direction between two plain TCP sockets that streams
+//! borrows a kernel pipe instead of a big buffer, and splices its bytes
+//! through it (`splice`, `[limits] splice_pipes`); every rule above holds
+//! the same.
 
 mod buffer;
+mod splice;
 
 use std::fmt;
 use std::future::{Future, poll_fn};
@@ -66,6 +72,9 @@ use crate::codes::{EndCode, Phase};
 use crate::stream::Stream;
 pub use buffer::Budget;
 use buffer::Buffer;
+pub use splice::Pipes;
+#[cfg(target_os = "linux")]
+use splice::{Lease, Spliced};
 
 /// The two timeouts of a relay.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -307,6 +316,10 @@ struct Direction {
     moved: bool,
     state: State,
     bytes: u64,
+    /// The pipe the direction splices through while it streams between
+    /// two plain TCP sockets; none while it waits.
+    #[cfg(target_os = "linux")]
+    spliced: Option<Lease>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -329,6 +342,8 @@ impl Direction {
             moved: false,
             state: State::Copying,
             bytes: 0,
+            #[cfg(target_os = "linux")]
+            spliced: None,
         }
     }
 
@@ -365,6 +380,25 @@ impl Direction {
                         .map_err(Failure::Write)?;
                     self.state = State::Done;
                 }
+                #[cfg(target_os = "linux")]
+                State::Copying if self.spliced.is_some() => {
+                    let lease = self.spliced.as_mut().expect("just checked");
+                    let (source, destination) = both_plain(from, to)
+                        .expect("a pipe is taken only between plain sockets");
+                    let spliced = ready!(lease.poll_relay(
+                        cx,
+                        source,
+                        destination,
+                        &mut self.bytes,
+                        &mut self.moved,
+                    ))?;
+                    // Back to the pool, empty: the direction waits with
+                    // its small buffer again, or its source has ended.
+                    self.spliced = None;
+                    if spliced == Spliced::Ended {
+                        self.state = State::Closing;
+                    }
+                }
                 State::Copying if self.written < self.buffer.filled().len() => {
                     let pending = &self.buffer.filled()[self.written..];
                     let n = ready!(Pin::new(&mut *to).poll_write(cx, pending))
@@ -378,9 +412,15 @@ impl Direction {
                     self.unflushed = true;
                     self.moved = true;
                     if self.written == self.buffer.filled().len() {
-                        // All out: empty the buffer for the next read.
-                        self.buffer.drained();
                         self.written = 0;
+                        if self.start_splicing(from, to) {
+                            // Every byte read is out, so bytes stay in
+                            // order: the pipe carries the rest.
+                            self.buffer.emptied_for_pipe();
+                        } else {
+                            // All out: empty the buffer for the next read.
+                            self.buffer.drained();
+                        }
                     }
                 }
                 State::Copying => {
@@ -419,6 +459,32 @@ impl Direction {
         }
     }
     // ANCHOR_END: direction
+
+    /// Takes a splice pipe if the direction streams (its last read came
+    /// full) between two plain TCP sockets and one is free.
+    fn start_splicing(&mut self, from: &Stream, to: &Stream) -> bool {
+        #[cfg(target_os = "linux")]
+        if self.buffer.came_full() && both_plain(from, to).is_some() {
+            self.spliced = self.buffer.budget().pipes().take();
+            return self.spliced.is_some();
+        }
+        #[cfg(not(target_os = "linux"))]
+        let _ = (from, to);
+        false
+    }
+}
+
+/// The two TCP sockets, if neither side speaks TLS: splice moves raw
+/// bytes, and TLS records must go through rustls in userspace.
+#[cfg(target_os = "linux")]
+fn both_plain<'a>(
+    from: &'a Stream,
+    to: &'a Stream,
+) -> Option<(&'a tokio::net::TcpStream, &'a tokio::net::TcpStream)> {
+    match (from, to) {
+        (Stream::Plain(from), Stream::Plain(to)) => Some((from, to)),
+        _ => None,
+    }
 }
 
 #[cfg(test)]
@@ -459,6 +525,65 @@ mod tests {
         (client, backend, task)
     }
 
+    /// Like [`relayed`], with `budget` (and its pipes).
+    async fn relayed_through(
+        budget: Arc<Budget>,
+    ) -> (TcpStream, TcpStream, tokio::task::JoinHandle<Outcome>) {
+        let (client, lb_client_side) = connected().await;
+        let (lb_backend_side, backend) = connected().await;
+        let task = tokio::spawn(async move {
+            relay(
+                Stream::Plain(lb_client_side),
+                Stream::Plain(lb_backend_side),
+                LONG,
+                &budget,
+                BytesMut::new(),
+                &CancellationToken::new(),
+            )
+            .await
+        });
+        (client, backend, task)
+    }
+
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn a_spliced_stream_arrives_whole_and_its_pipes_go_back() {
+        let budget = Budget::with_pipes(1 << 20, 2);
+        let (client, backend, task) = relayed_through(budget.clone()).await;
+        let data = pattern(8 << 20);
+        // Each side sends everything, then ends, while reading the other.
+        let exchange = |mut side: TcpStream, data: Vec<u8>| async move {
+            let (mut reading, mut writing) = side.split();
+            let write = async {
+                writing.write_all(&data).await.unwrap();
+                writing.shutdown().await.unwrap();
+            };
+            let mut got = Vec::new();
+            let read = reading.read_to_end(&mut got);
+            let ((), read) = tokio::join!(write, read);
+            read.unwrap();
+            got
+        };
+        let (at_backend, at_client) =
+            tokio::time::timeout(Duration::from_secs(30), async {
+                tokio::join!(
+                    exchange(client, data.clone()),
+                    exchange(backend, data.clone())
+                )
+            })
+            .await
+            .expect("both ends come");
+        assert!(at_backend == data, "up came out different");
+        assert!(at_client == data, "down came out different");
+        let outcome = task.await.unwrap();
+        assert!(matches!(outcome.end, End::Finished), "{outcome:?}");
+        assert_eq!((outcome.up, outcome.down), (8 << 20, 8 << 20));
+        let pipes = budget.pipes();
+        assert!(pipes.leases() > 0, "the stream was spliced");
+        assert_eq!(pipes.lent(), 0, "every pipe is back");
+        assert!(pipes.pooled() <= 2, "never more than the cap");
+    }
+
     const LONG: RelayTimeouts = RelayTimeouts {
         idle: Duration::from_secs(60),
         half_closed: Duration::from_secs(60),
@@ -470,11 +595,27 @@ mod tests {
 
     #[tokio::test]
     async fn every_size_around_the_buffers_arrives_whole_and_the_end_follows() {
+        every_size_arrives_whole(Budget::new(1 << 20)).await;
+    }
+
+    /// The same through splice pipes, where a full small read hands the
+    /// rest of the stream to a pipe.
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn every_size_arrives_whole_spliced_and_the_end_follows() {
+        let budget = Budget::with_pipes(1 << 20, 2);
+        every_size_arrives_whole(budget.clone()).await;
+        assert!(budget.pipes().leases() > 0, "spliced");
+        assert_eq!(budget.pipes().lent(), 0, "every pipe is back");
+    }
+
+    async fn every_size_arrives_whole(budget: Arc<Budget>) {
         use buffer::{BIG, SMALL};
         let sizes =
             [0, 1, SMALL - 1, SMALL, SMALL + 1, BIG - 1, BIG, BIG + SMALL];
         for size in sizes {
-            let (mut client, mut backend, task) = relayed(LONG).await;
+            let (mut client, mut backend, task) =
+                relayed_through(budget.clone()).await;
             let data = pattern(size);
             let sent = data.clone();
             let writer = tokio::spawn(async move {
@@ -676,6 +817,62 @@ mod tests {
         assert_eq!(outcome.end.code(), EndCode::Killed(Phase::Data));
         assert_eq!(seen(&mut client).await.1, RESET, "client");
         assert_eq!(seen(&mut backend).await.1, RESET, "backend");
+    }
+
+    /// TLS records must pass through rustls: a TLS side never splices,
+    /// however much streams.
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn a_tls_side_relays_buffered_with_pipes_free() {
+        use tokio_rustls::rustls::pki_types::ServerName;
+        use tokio_rustls::{TlsAcceptor, TlsConnector};
+
+        let certs = lab_common::testing::TestCerts::new();
+        let (client_tcp, lb_client_tcp) = connected().await;
+        let acceptor = TlsAcceptor::from(certs.server_config());
+        let connector = TlsConnector::from(certs.client_config());
+        let name = ServerName::try_from("localhost").unwrap();
+        let (client, lb_client_side) = tokio::join!(
+            connector.connect(name, client_tcp),
+            acceptor.accept(lb_client_tcp)
+        );
+        let (mut client, lb_client_side) =
+            (client.unwrap(), lb_client_side.unwrap());
+        let (lb_backend_side, mut backend) = connected().await;
+        let budget = Budget::with_pipes(1 << 20, 2);
+        let task = tokio::spawn({
+            let budget = budget.clone();
+            async move {
+                relay(
+                    Stream::Tls(Box::new(lb_client_side.into())),
+                    Stream::Plain(lb_backend_side),
+                    LONG,
+                    &budget,
+                    BytesMut::new(),
+                    &CancellationToken::new(),
+                )
+                .await
+            }
+        });
+        let data = pattern(4 << 20);
+        let sent = data.clone();
+        let writer = tokio::spawn(async move {
+            client.write_all(&sent).await.unwrap();
+            client.shutdown().await.unwrap();
+            client
+        });
+        let mut got = Vec::new();
+        backend.read_to_end(&mut got).await.unwrap();
+        assert!(got == data, "the bytes came out different");
+        backend.write_all(&data).await.unwrap();
+        backend.shutdown().await.unwrap();
+        let mut client = writer.await.unwrap();
+        let mut back = Vec::new();
+        client.read_to_end(&mut back).await.unwrap();
+        assert!(back == data, "the bytes came back different");
+        let outcome = task.await.unwrap();
+        assert!(matches!(outcome.end, End::Finished), "{outcome:?}");
+        assert_eq!(budget.pipes().leases(), 0, "no pipe for a TLS side");
     }
 
     #[tokio::test]
