@@ -197,7 +197,7 @@ pub struct Limits {
     /// Bytes of big relay buffers out at once, over every connection.
     pub buffer_budget: usize,
     /// Kernel pipes that streaming directions between plain TCP sockets
-    /// splice through, at most (Linux; 0: never splice).
+    /// splice through, lent at once at most (Linux; 0: never splice).
     pub splice_pipes: u32,
 }
 
@@ -315,7 +315,7 @@ impl Default for Config {
                 queue_timeout: Duration::from_secs(5),
                 max_handshakes: 256,
                 buffer_budget: 256 << 20,
-                splice_pipes: 0,
+                splice_pipes: 256,
             },
             health: HealthConfig {
                 kind: CheckKind::Tcp,

@@ -177,14 +177,6 @@ impl Collector for Metrics {
         )?;
         single(
             e,
-            "lb_relay_splice_pipes_pooled",
-            "Empty splice pipes kept for the next stream (each holds two \
-             descriptors).",
-            None,
-            &ConstGauge::new(pipes.pooled() as i64),
-        )?;
-        single(
-            e,
             "lb_relay_splice_leases",
             "Times a streaming direction took a splice pipe.",
             None,

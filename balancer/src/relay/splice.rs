@@ -12,10 +12,14 @@
 //! connection instead of two. So pipes are lent as the big buffers are
 //! (`buffer.rs`): a direction waits with its small buffer, takes a pipe
 //! when a read fills that buffer (the stream is flowing), and gives it
-//! back as soon as the source has nothing more for now. An idle
-//! connection holds no pipe. At most `[limits] splice_pipes` pipes exist;
-//! a direction that finds none free relays buffered, as it would without
-//! them.
+//! back as soon as the source has nothing more for now. A pipe given back
+//! is closed, not kept: an idle connection holds no pipe, and neither
+//! does an idle `lb`, whose descriptors are then two per client and its
+//! listeners, whatever streamed before. Making one costs two system calls
+//! (pipe2, and fcntl for its size) per burst, against the hundreds of
+//! splices a burst takes. At most `[limits] splice_pipes` pipes are lent
+//! at once; a direction that finds none free relays buffered, as it
+//! would without them.
 //!
 //! One rule removes the ambiguity of `EAGAIN`, which a non-blocking
 //! splice returns both when the source socket is empty and when the pipe
@@ -25,28 +29,18 @@
 //! pipe goes back.
 
 use std::os::fd::OwnedFd;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
-/// The pipes of a balancer: made on demand up to a cap, lent to
-/// streaming directions, kept for the next one when given back.
+/// The pipes of a balancer: made for a streaming direction, closed when
+/// it gives its pipe back, at most `cap` at once.
 #[derive(Debug)]
 pub struct Pipes {
-    /// Pipes that may exist at once (`limits.splice_pipes`; 0: off).
+    /// Pipes that may be lent at once (`limits.splice_pipes`; 0: off).
     cap: usize,
-    pool: Mutex<Pool>,
     /// Lent now (a gauge on `/metrics`).
     lent: AtomicUsize,
     /// Lent so far, ever (a counter on `/metrics`).
     leases: AtomicU64,
-}
-
-#[derive(Debug, Default)]
-struct Pool {
-    /// Empty pipes waiting for a direction.
-    idle: Vec<Pipe>,
-    /// Pipes open now, lent or idle: never more than the cap.
-    made: usize,
 }
 
 /// One kernel pipe: its two ends, and how many bytes it holds.
@@ -64,7 +58,6 @@ impl Pipes {
     pub fn new(cap: usize) -> Pipes {
         Pipes {
             cap,
-            pool: Mutex::new(Pool::default()),
             lent: AtomicUsize::new(0),
             leases: AtomicU64::new(0),
         }
@@ -73,11 +66,6 @@ impl Pipes {
     /// Pipes lent to directions now.
     pub fn lent(&self) -> usize {
         self.lent.load(Ordering::Relaxed)
-    }
-
-    /// Empty pipes kept for the next direction that streams.
-    pub fn pooled(&self) -> usize {
-        self.pool.lock().expect("not poisoned").idle.len()
     }
 
     /// Pipes lent since the start.
@@ -132,55 +120,44 @@ mod linux {
 
     impl Pipes {
         /// A pipe for a direction that starts streaming, if the cap
-        /// allows one: an idle one, or a new one.
+        /// allows one more.
         pub fn take(self: &Arc<Pipes>) -> Option<Lease> {
-            if self.cap == 0 {
+            // Counted before the pipe is made, so that two directions
+            // cannot both pass the cap.
+            let under_cap = self.lent.fetch_update(
+                Ordering::AcqRel,
+                Ordering::Acquire,
+                |lent| (lent < self.cap).then_some(lent + 1),
+            );
+            if under_cap.is_err() {
                 return None;
             }
-            let pipe = {
-                let mut pool = self.pool.lock().expect("not poisoned");
-                match pool.idle.pop() {
-                    Some(pipe) => Some(pipe),
-                    None if pool.made < self.cap => {
-                        // Counted before it is made, so that two
-                        // directions cannot both pass the cap.
-                        pool.made += 1;
-                        None
-                    }
-                    None => return None,
+            match Pipe::open() {
+                Ok(pipe) => {
+                    self.leases.fetch_add(1, Ordering::Relaxed);
+                    Some(Lease {
+                        pipe,
+                        pipes: self.clone(),
+                        held: 0,
+                    })
                 }
-            };
-            let pipe = match pipe {
-                Some(pipe) => pipe,
-                None => match Pipe::open() {
-                    Ok(pipe) => pipe,
-                    Err(err) => {
-                        // Out of descriptors, most likely: relay
-                        // buffered, and try again at the next burst.
-                        debug!("no splice pipe: {err}");
-                        self.pool.lock().expect("not poisoned").made -= 1;
-                        return None;
-                    }
-                },
-            };
-            self.lent.fetch_add(1, Ordering::Relaxed);
-            self.leases.fetch_add(1, Ordering::Relaxed);
-            Some(Lease {
-                pipe: Some(pipe),
-                pipes: self.clone(),
-                held: 0,
-            })
+                Err(err) => {
+                    // Out of descriptors, most likely: relay buffered,
+                    // and try again at the next burst.
+                    debug!("no splice pipe: {err}");
+                    self.lent.fetch_sub(1, Ordering::Release);
+                    None
+                }
+            }
         }
     }
 
-    /// A pipe lent to one direction. Dropped, it goes back to the pool
-    /// if empty; a pipe still holding bytes (its destination failed, or
-    /// the relay was cut) is closed instead, so that no stale bytes
-    /// reach the next connection.
+    /// A pipe lent to one direction, closed when dropped (bytes still
+    /// in it, if its destination failed or the relay was cut, go with
+    /// it).
     #[derive(Debug)]
     pub struct Lease {
-        /// Always there until the lease is dropped.
-        pipe: Option<Pipe>,
+        pipe: Pipe,
         pipes: Arc<Pipes>,
         /// Bytes spliced in and not yet out.
         held: usize,
@@ -198,9 +175,7 @@ mod linux {
 
     impl Lease {
         fn pipe(&self) -> &Pipe {
-            self.pipe
-                .as_ref()
-                .expect("a lease holds its pipe until dropped")
+            &self.pipe
         }
 
         /// Moves bytes from `from` through the pipe to `to` until the
@@ -274,16 +249,7 @@ mod linux {
 
     impl Drop for Lease {
         fn drop(&mut self) {
-            let pipe = self.pipe.take().expect("dropped once");
-            self.pipes.lent.fetch_sub(1, Ordering::Relaxed);
-            let mut pool = self.pipes.pool.lock().expect("not poisoned");
-            if self.held == 0 {
-                pool.idle.push(pipe);
-            } else {
-                pool.made -= 1;
-                drop(pool);
-                drop(pipe);
-            }
+            self.pipes.lent.fetch_sub(1, Ordering::Release);
         }
     }
 
@@ -294,26 +260,26 @@ mod linux {
         use super::*;
 
         #[test]
-        fn no_more_pipes_than_the_cap_and_an_empty_one_is_kept() {
+        fn no_more_pipes_than_the_cap_and_one_given_back_is_closed() {
             let pipes = Arc::new(Pipes::new(2));
             let one = pipes.take().expect("under the cap");
             let two = pipes.take().expect("at the cap");
             assert!(pipes.take().is_none(), "past the cap");
             assert_eq!(pipes.lent(), 2);
-            let first = one.pipe().out.as_raw_fd();
+            let end = one.pipe().out.try_clone().expect("a second descriptor");
             drop(one);
-            assert_eq!((pipes.lent(), pipes.pooled()), (1, 1));
-            let again = pipes.take().expect("the pooled one");
-            assert_eq!(again.pipe().out.as_raw_fd(), first, "the same pipe");
+            // The write end is closed with the lease: reading the pipe
+            // through the descriptor kept here finds its end.
+            let mut buffer = [0u8; 8];
+            assert_eq!(rustix::io::read(&end, &mut buffer), Ok(0), "closed");
+            assert_eq!(pipes.lent(), 1);
+            let again = pipes.take().expect("the closed pipe's place");
             drop((two, again));
-            assert_eq!(
-                (pipes.lent(), pipes.pooled(), pipes.leases()),
-                (0, 2, 3)
-            );
+            assert_eq!((pipes.lent(), pipes.leases()), (0, 3));
         }
 
         #[test]
-        fn a_pipe_left_holding_bytes_is_closed_not_kept() {
+        fn a_new_pipe_is_empty_though_the_last_held_bytes() {
             let pipes = Arc::new(Pipes::new(1));
             let mut lease = pipes.take().expect("under the cap");
             // As if the destination failed with bytes still in the pipe.
@@ -321,8 +287,6 @@ mod linux {
             let n = rustix::io::write(&lease.pipe().into, stale).unwrap();
             lease.held = n;
             drop(lease);
-            assert_eq!((pipes.lent(), pipes.pooled()), (0, 0), "not kept");
-            // Its place under the cap is free: a new, empty pipe.
             let fresh = pipes.take().expect("the closed pipe's place");
             let mut buffer = [0u8; 8];
             let read = rustix::io::read(&fresh.pipe().out, &mut buffer);
