@@ -255,7 +255,6 @@ mod linux {
 
     #[cfg(test)]
     mod tests {
-        use std::os::fd::AsRawFd;
 
         use super::*;
 
