@@ -2,10 +2,12 @@
 //! waits, big while bytes stream.
 //!
 //! Thousands of idle connections should cost little, and a bulk transfer
-//! should move data in few, large reads and writes. So a direction waits
-//! with `SMALL` bytes, takes `BIG` when a read fills the small buffer
+//! should move data in few, large reads and writes. So a direction reads
+//! into `SMALL` bytes, takes `BIG` when a read fills the small buffer
 //! (more is surely waiting), and gives the big one back after a read
-//! that did not fill it. `scripts/bench.sh` measures both sides of the
+//! that did not fill it. Between two exchanges it holds no buffer at
+//! all: the small one is made when there is something to read (a plain
+//! socket is waited on without one) and freed once written out. `scripts/bench.sh` measures both sides of the
 //! trade: bytes per idle connection, and Gbit/s in bulk.
 //!
 //! The big buffers of all connections together draw on one [`Budget`]
@@ -25,8 +27,8 @@ use bytes::BytesMut;
 
 use super::splice::Pipes;
 
-/// What a direction holds while it waits: enough for a request or a
-/// small answer.
+/// What a direction reads into first: enough for a request or a small
+/// answer.
 pub const SMALL: usize = 512;
 
 /// What it borrows while bytes come faster than that. (128 KiB moved
@@ -80,8 +82,8 @@ impl Budget {
     }
 }
 
-/// A direction's buffer: `SMALL` or `BIG` bytes of room, read into only
-/// when empty. `BytesMut` is read into without being zeroed first, which
+/// A direction's buffer: none, `SMALL` or `BIG` bytes of room, read
+/// into only when empty. `BytesMut` is read into without being zeroed first, which
 /// matters when 128 KiB are taken for every burst.
 pub struct Buffer {
     bytes: BytesMut,
@@ -94,10 +96,15 @@ pub struct Buffer {
 impl Buffer {
     pub fn new(budget: Arc<Budget>) -> Buffer {
         Buffer {
-            bytes: BytesMut::with_capacity(SMALL),
+            bytes: BytesMut::new(),
             room: SMALL,
             budget,
         }
+    }
+
+    /// Whether it holds no memory: a direction between two exchanges.
+    pub fn is_none(&self) -> bool {
+        self.bytes.capacity() == 0
     }
 
     /// Starts with `bytes` in it, to be written before anything is read
@@ -117,6 +124,9 @@ impl Buffer {
     /// room.
     pub fn for_reading(&mut self) -> &mut BytesMut {
         debug_assert!(self.bytes.is_empty());
+        if self.is_none() {
+            self.bytes = BytesMut::with_capacity(SMALL);
+        }
         self.room = self.bytes.capacity();
         &mut self.bytes
     }
@@ -138,17 +148,13 @@ impl Buffer {
     }
 
     /// Everything read has been written, and a splice pipe carries the
-    /// stream from here: empty the buffer and make it small again, for
-    /// when the stream pauses and the direction waits with it.
+    /// stream from here: the buffer goes, for when the stream pauses and
+    /// the direction waits without one.
     pub fn emptied_for_pipe(&mut self) {
-        if self.bytes.capacity() > 2 * SMALL {
-            if self.is_big() {
-                self.budget.give_back();
-            }
-            self.bytes = BytesMut::with_capacity(SMALL);
-        } else {
-            self.bytes.clear();
+        if self.is_big() {
+            self.budget.give_back();
         }
+        self.bytes = BytesMut::new();
     }
 
     // ANCHOR: drained
@@ -159,15 +165,16 @@ impl Buffer {
         if read == self.room && self.room < BIG && self.budget.take() {
             // The small buffer came back full: more is waiting.
             self.bytes = BytesMut::with_capacity(BIG);
-        } else if read < self.room && self.is_big() {
-            // The big one came back partly empty: the burst is over.
-            self.bytes = BytesMut::with_capacity(SMALL);
-            self.budget.give_back();
-        } else if !self.is_big() && self.bytes.capacity() > 2 * SMALL {
-            // A start (`start_with`) bigger than a small buffer: done.
-            self.bytes = BytesMut::with_capacity(SMALL);
-        } else {
+        } else if read == self.room && self.is_big() {
+            // The big one came back full: the burst goes on.
             self.bytes.clear();
+        } else {
+            // The exchange is over (or the budget is spent): no buffer
+            // until the next one.
+            if self.is_big() {
+                self.budget.give_back();
+            }
+            self.bytes = BytesMut::new();
         }
     }
     // ANCHOR_END: drained
@@ -211,6 +218,27 @@ mod tests {
             read_then_drain(&mut buffer, BIG - 1) < BIG,
             "short: shrinks"
         );
+    }
+
+    #[test]
+    fn between_two_exchanges_it_holds_no_memory() {
+        let budget = Budget::new(BIG);
+        let mut buffer = Buffer::new(budget.clone());
+        assert!(buffer.is_none(), "before the first read");
+        buffer
+            .for_reading()
+            .extend_from_slice(b"GET / HTTP/1.1\r\n\r\n");
+        buffer.drained();
+        assert!(buffer.is_none(), "after a request");
+        // A burst: the small buffer comes back full, then the big one.
+        let room = buffer.for_reading().capacity();
+        buffer.for_reading().extend(std::iter::repeat_n(7u8, room));
+        buffer.drained();
+        assert!(buffer.is_big(), "streaming");
+        buffer.for_reading().extend_from_slice(b"the end");
+        buffer.drained();
+        assert!(buffer.is_none(), "after the burst");
+        assert_eq!(budget.left(), BIG, "the big one given back");
     }
 
     #[test]

@@ -424,11 +424,7 @@ impl Direction {
                     }
                 }
                 State::Copying => {
-                    let read = tokio_util::io::poll_read_buf(
-                        Pin::new(&mut *from),
-                        cx,
-                        self.buffer.for_reading(),
-                    );
+                    let read = self.poll_read(cx, from);
                     match read {
                         Poll::Pending => {
                             // Nothing more for now: push out what a TLS
@@ -459,6 +455,26 @@ impl Direction {
         }
     }
     // ANCHOR_END: direction
+
+    /// Reads into the buffer. A plain socket is waited on first with no
+    /// buffer at all, so that a connection between two exchanges holds
+    /// none; a TLS stream needs one to be polled.
+    fn poll_read(
+        &mut self,
+        cx: &mut Context<'_>,
+        from: &mut Stream,
+    ) -> Poll<io::Result<usize>> {
+        if let Stream::Plain(tcp) = from
+            && self.buffer.is_none()
+        {
+            ready!(tcp.poll_read_ready(cx))?;
+        }
+        tokio_util::io::poll_read_buf(
+            Pin::new(&mut *from),
+            cx,
+            self.buffer.for_reading(),
+        )
+    }
 
     /// Takes a splice pipe if the direction streams (its last read came
     /// full) between two plain TCP sockets and one is free.
