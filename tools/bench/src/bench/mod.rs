@@ -112,9 +112,9 @@ pub const SCALE_ALGORITHMS: [&str; 6] = [
 pub const SCALE_SIZES: [usize; 2] = [3, 1000];
 
 /// The scale workload's contender key for `algorithm` with `size`
-/// backends, e.g. `maglev/1000`.
+/// backends, e.g. `maglev-1000` (also a process and file name).
 pub fn scale_key(algorithm: &str, size: usize) -> String {
-    format!("{algorithm}/{size}")
+    format!("{algorithm}-{size}")
 }
 
 /// The run's certificate: one ECDSA P-256 key (rcgen's default) for
@@ -1186,7 +1186,11 @@ pub fn run(args: Vec<String>) -> Result<(), String> {
     let mut wanted_bins = vec!["dummy-servers".to_owned()];
     for key in &plan.contenders {
         match key.as_str() {
-            "lb" | "lb-lc" | "lb-splice" => wanted_bins.push("lb".into()),
+            "lb" | "lb-lc" | "lb-splice" => {
+                if !wanted_bins.iter().any(|bin| bin == "lb") {
+                    wanted_bins.push("lb".into());
+                }
+            }
             // Debian's, not built here.
             "haproxy" | "haproxy-splice" | "nginx" | "nginx-reuseport" => {}
             step => match step_bin(step) {

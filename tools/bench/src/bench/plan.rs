@@ -14,7 +14,7 @@ const AFTER_HELP: &str = "\
 Modes:
   (none), --full  full run (about 50 min): writes BENCHMARKS.md and
                   bench-ratios.svg
-  --quick         one short round of everything (about 4 min), for
+  --quick         one short round of everything (about 8 min), for
                   development: writes target/bench/quick.md and
                   target/bench/ratios.svg
   --smoke         self-test in ~15 s, needing only curl: direct vs

@@ -698,7 +698,8 @@ impl Report {
             "\n## lb beside 08-final\n\n`lb` relays what step 08 relays, with \
              its own relay (a small buffer while\na connection waits, a big \
              one while bytes stream) where 08 uses\n`copy_bidirectional`, and \
-             adds health checks and least-connections\nbookkeeping. Its bar: \
+             adds health checks and its algorithm's\nbookkeeping \
+             (round robin here). Its bar: \
              CPU per request at most 1.05 × 08-final's, and at\nmost 3,500 \
              bytes per idle connection. \"—\": not measured (a run too \
              short\nfor the clock tick, or a workload not run).\n\n\
