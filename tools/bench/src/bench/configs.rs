@@ -1,9 +1,11 @@
 //! The configuration files the benchmark writes for the programs it runs:
 //! the nginx that serves as backend, HAProxy and nginx's stream module as
-//! contenders, `lb`, and the Lua script that makes wrk print one line.
+//! contenders (plain, or in their second configuration, or with TLS at
+//! the front), `lb` (the same, and with 1,000 backends for the scale
+//! workload), and the Lua script that makes wrk print one line.
 
 use std::fmt::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::reloads::Version;
 
@@ -16,13 +18,47 @@ pub struct Machine<'a> {
     pub work: &'a Path,
 }
 
+/// The run's certificate for the TLS workloads (one ECDSA P-256 key for
+/// every program): PEM files, and both in one for HAProxy.
+#[derive(Clone, Debug)]
+pub struct CertFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// Certificate then key, as HAProxy's `crt` wants them.
+    pub combined: PathBuf,
+}
+
+/// nginx's TLS lines, without session resumption of either kind: every
+/// handshake a client starts is a full one.
+fn nginx_tls(certs: &CertFiles, indent: &str) -> String {
+    format!(
+        "{indent}ssl_certificate {};
+{indent}ssl_certificate_key {};
+{indent}ssl_session_cache off;
+{indent}ssl_session_tickets off;
+",
+        certs.cert.display(),
+        certs.key.display()
+    )
+}
+
 /// One nginx answering a fixed small body on every port of `ports`: fast
-/// enough not to be what limits a balancer.
-pub fn backend_nginx(m: &Machine<'_>, ports: &[u16]) -> String {
+/// enough not to be what limits a balancer; with `tls`, the same body over
+/// TLS on that port too (the TLS workloads' direct runs).
+pub fn backend_nginx(
+    m: &Machine<'_>,
+    ports: &[u16],
+    tls: Option<(u16, &CertFiles)>,
+) -> String {
     let work = m.work.display();
     let mut listens = String::new();
     for port in ports {
         writeln!(listens, "    listen 127.0.0.1:{port};").expect("a String");
+    }
+    if let Some((port, certs)) = tls {
+        writeln!(listens, "    listen 127.0.0.1:{port} ssl;")
+            .expect("a String");
+        listens.push_str(&nginx_tls(certs, "    "));
     }
     format!(
         "worker_processes {cores};
@@ -55,31 +91,65 @@ http {{
     )
 }
 
-/// HAProxy in `mode tcp`, round robin over `backends`, on `port`.
-pub fn haproxy(m: &Machine<'_>, port: u16, backends: &[String]) -> String {
+/// HAProxy's splice-auto configuration sizes its descriptors from
+/// `maxconn` with pipes included: 9,000 asks for more than the 20,000
+/// open files this machine allows, 4,000 fits (BENCH-NOTES.md).
+pub const HAPROXY_SPLICE_MAXCONN: u64 = 4000;
+
+/// HAProxy in `mode tcp`, round robin over `backends`, on `port`; with
+/// `splice`, `option splice-auto`; with `tls`, TLS at the front (OpenSSL),
+/// with neither tickets nor a session cache.
+pub fn haproxy(
+    m: &Machine<'_>,
+    port: u16,
+    backends: &[String],
+    splice: bool,
+    tls: Option<&CertFiles>,
+) -> String {
     let mut servers = String::new();
     for (i, backend) in backends.iter().enumerate() {
         write!(servers, "\n  server s{} {backend}", i + 1).expect("a String");
     }
+    let fit = m.nofile.saturating_sub(200) / 2;
+    let (maxconn, option) = if splice {
+        (fit.min(HAPROXY_SPLICE_MAXCONN), "  option splice-auto\n")
+    } else {
+        (fit, "")
+    };
+    let (cache, bind) = match tls {
+        Some(certs) => (
+            "  tune.ssl.cachesize 0\n",
+            format!(" ssl crt {} no-tls-tickets", certs.combined.display()),
+        ),
+        None => ("", String::new()),
+    };
     format!(
         "# No log lines, as the lab's balancers run with RUST_LOG=warn.
 global
   nbthread {cores}
   maxconn {maxconn}
-defaults
+{cache}defaults
   mode tcp
-  timeout connect 5s
+{option}  timeout connect 5s
   timeout client 600s
   timeout server 600s
 frontend balancer
-  bind 127.0.0.1:{port}
+  bind 127.0.0.1:{port}{bind}
   default_backend servers
 backend servers
   balance roundrobin{servers}
 ",
         cores = m.cores,
-        maxconn = m.nofile.saturating_sub(200) / 2,
     )
+}
+
+/// How nginx's stream module is set up beyond its defaults.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct StreamTuning<'a> {
+    /// `listen ... reuseport` (a listening socket per worker, which the
+    /// kernel balances) and `proxy_buffer_size 64k` (default 16k).
+    pub reuseport: bool,
+    pub tls: Option<&'a CertFiles>,
 }
 
 /// nginx's stream module, round robin over `backends`, on `port`; `name`
@@ -89,11 +159,22 @@ pub fn nginx_stream(
     name: &str,
     port: u16,
     backends: &[String],
+    tuning: StreamTuning<'_>,
 ) -> String {
     let work = m.work.display();
     let mut servers = String::new();
     for backend in backends {
         writeln!(servers, "    server {backend};").expect("a String");
+    }
+    let mut listen = format!("127.0.0.1:{port}");
+    let mut extra = String::new();
+    if tuning.reuseport {
+        listen.push_str(" reuseport");
+        extra.push_str("    proxy_buffer_size 64k;\n");
+    }
+    if let Some(certs) = tuning.tls {
+        listen.push_str(" ssl");
+        extra.push_str(&nginx_tls(certs, "    "));
     }
     format!(
         "load_module /usr/lib/nginx/modules/ngx_stream_module.so;
@@ -107,10 +188,10 @@ stream {{
   upstream servers {{
 {servers}  }}
   server {{
-    listen 127.0.0.1:{port};
+    listen {listen};
     proxy_pass servers;
     proxy_timeout 600s;
-  }}
+{extra}  }}
 }}
 ",
         cores = m.cores,
@@ -119,27 +200,92 @@ stream {{
     )
 }
 
-/// `lb`'s file: least connections over `backends`, each with its own id
-/// (the iperf3 set names one address three times), and TCP health checks
-/// unless `checks` is false (iperf3's server takes one client at a time,
-/// and a check's connection would be that client).
-pub fn lb(port: u16, backends: &[String], checks: bool) -> String {
-    let kind = if checks { "tcp" } else { "off" };
+/// How a benchmark's `lb` is set up.
+#[derive(Clone, Copy, Debug)]
+pub struct LbSetup<'a> {
+    /// As lb's `algorithm` key names it: round robin, like every peer,
+    /// for the comparisons; least connections for `lb-lc`.
+    pub algorithm: &'a str,
+    /// TCP health checks, or none (iperf3's server takes one client at a
+    /// time, and a check's connection would be that client).
+    pub checks: bool,
+    /// `[limits] splice_pipes`, written only when set: an lb without the
+    /// key refuses the file.
+    pub splice_pipes: Option<u32>,
+    /// `[tls]`: the certificate lb presents to clients.
+    pub tls: Option<&'a CertFiles>,
+}
+
+impl LbSetup<'_> {
+    /// Round robin, TCP checks, nothing else: the comparisons' `lb`.
+    pub const PLAIN: LbSetup<'static> = LbSetup {
+        algorithm: "round-robin",
+        checks: true,
+        splice_pipes: None,
+        tls: None,
+    };
+}
+
+/// `lb`'s file: `setup` over `backends`, each with its own id (the iperf3
+/// set names one address three times).
+pub fn lb(port: u16, backends: &[String], setup: LbSetup<'_>) -> String {
+    let kind = if setup.checks { "tcp" } else { "off" };
     let mut text = format!(
         "# Written by scripts/bench.sh.
 listen = \"127.0.0.1:{port}\"
-algorithm = \"least-connections\"
+algorithm = \"{algorithm}\"
 
 [health]
 kind = \"{kind}\"
 interval = \"1s\"
-"
+",
+        algorithm = setup.algorithm
     );
+    if let Some(pipes) = setup.splice_pipes {
+        write!(text, "\n[limits]\nsplice_pipes = {pipes}\n").expect("a String");
+    }
+    if let Some(certs) = setup.tls {
+        write!(
+            text,
+            "\n[tls]\ncert = '{}'\nkey = '{}'\n",
+            certs.cert.display(),
+            certs.key.display()
+        )
+        .expect("a String");
+    }
     for (i, backend) in backends.iter().enumerate() {
         write!(
             text,
             "\n[[backends]]\nid = \"s{}\"\naddress = \"{backend}\"\n",
             i + 1
+        )
+        .expect("a String");
+    }
+    text
+}
+
+/// `lb`'s file for the scale workload: `count` backend entries `s1..`,
+/// every one at `address` (lb takes one address under several ids), and
+/// no health checks, so that 1,000 checkers do not load the machine.
+pub fn lb_scale(
+    port: u16,
+    address: &str,
+    algorithm: &str,
+    count: usize,
+) -> String {
+    let mut text = format!(
+        "# Written by scripts/bench.sh.
+listen = \"127.0.0.1:{port}\"
+algorithm = \"{algorithm}\"
+
+[health]
+kind = \"off\"
+"
+    );
+    for i in 1..=count {
+        write!(
+            text,
+            "\n[[backends]]\nid = \"s{i}\"\naddress = \"{address}\"\n"
         )
         .expect("a String");
     }
@@ -267,8 +413,9 @@ mod tests {
 
     #[test]
     fn haproxy_balances_over_every_backend() {
-        let text = haproxy(&machine(), 20104, &backends());
+        let text = haproxy(&machine(), 20104, &backends(), false, None);
         assert!(text.contains("  maxconn 9900\n"));
+        assert!(!text.contains("splice") && !text.contains("ssl"));
         assert!(text.contains("  bind 127.0.0.1:20104\n"));
         assert!(text.ends_with(
             "  balance roundrobin\n  server s1 127.0.0.1:20001\n  \
@@ -278,12 +425,18 @@ mod tests {
 
     #[test]
     fn nginx_files_name_their_ports_and_folder() {
-        let stream =
-            nginx_stream(&machine(), "nginx-stream-nginx", 20105, &backends());
+        let stream = nginx_stream(
+            &machine(),
+            "nginx-stream-nginx",
+            20105,
+            &backends(),
+            StreamTuning::default(),
+        );
+        assert!(stream.contains("    listen 127.0.0.1:20105;\n"));
         assert!(stream.contains("pid /tmp/w/nginx-stream-nginx.pid;"));
         assert!(stream.contains("    server 127.0.0.1:20003;\n  }"));
         assert!(stream.contains("events { worker_connections 10000; }"));
-        let backend = backend_nginx(&machine(), &[20001, 20002]);
+        let backend = backend_nginx(&machine(), &[20001, 20002], None);
         assert!(backend.contains(
             "    listen 127.0.0.1:20001;\n    listen 127.0.0.1:20002;\n    location / {"
         ));
@@ -324,18 +477,59 @@ mod tests {
         assert!(lb_b.contains("[upgrade]\nsocket = '/tmp/w/haproxy-x.sock'"));
     }
 
+    fn certs() -> CertFiles {
+        CertFiles {
+            cert: "/tmp/w/bench.crt".into(),
+            key: "/tmp/w/bench.key".into(),
+            combined: "/tmp/w/bench.pem".into(),
+        }
+    }
+
+    #[test]
+    fn the_second_configurations_and_tls_fronts() {
+        let splice = haproxy(&machine(), 20113, &backends(), true, None);
+        assert!(splice.contains("  maxconn 4000\n"));
+        assert!(splice.contains("  mode tcp\n  option splice-auto\n"));
+        let tls =
+            haproxy(&machine(), 20404, &backends(), false, Some(&certs()));
+        assert!(tls.contains(
+            "  bind 127.0.0.1:20404 ssl crt /tmp/w/bench.pem no-tls-tickets\n"
+        ));
+        assert!(tls.contains("  tune.ssl.cachesize 0\n"));
+        let tuned = StreamTuning {
+            reuseport: true,
+            tls: Some(&certs()),
+        };
+        let stream = nginx_stream(&machine(), "n", 20405, &backends(), tuned);
+        assert!(stream.contains("    listen 127.0.0.1:20405 reuseport ssl;\n"));
+        assert!(stream.contains("    proxy_buffer_size 64k;\n"));
+        assert!(stream.contains(
+            "    ssl_session_cache off;\n    ssl_session_tickets off;\n  }"
+        ));
+        let backend =
+            backend_nginx(&machine(), &[20001], Some((20004, &certs())));
+        assert!(backend.contains("    listen 127.0.0.1:20004 ssl;\n"));
+        assert!(
+            backend.contains("    ssl_certificate_key /tmp/w/bench.key;\n")
+        );
+    }
+
     /// The file is one `lb` itself accepts, with the settings the report
-    /// claims: least connections, checks on or off, one id per slot.
+    /// claims: round robin, checks on or off, one id per slot.
     #[test]
     fn lb_accepts_the_config_the_benchmark_writes() {
         use balancer::config::{CheckKind, Config};
         let iperf = vec!["127.0.0.1:20021".to_owned(); 3];
         for (list, checks) in [(backends(), true), (iperf, false)] {
-            let text = lb(20106, &list, checks);
+            let setup = LbSetup {
+                checks,
+                ..LbSetup::PLAIN
+            };
+            let text = lb(20106, &list, setup);
             let config = Config::parse(Path::new("lb-bench.toml"), &text)
                 .unwrap_or_else(|err| panic!("{err}\n{text}"));
             assert_eq!(config.listen.to_string(), "127.0.0.1:20106");
-            assert_eq!(config.algorithm.to_string(), "least-connections");
+            assert_eq!(config.algorithm.to_string(), "round-robin");
             let expected = if checks {
                 CheckKind::Tcp
             } else {
@@ -344,6 +538,35 @@ mod tests {
             assert_eq!(config.health.kind, expected);
             assert_eq!(config.backends.len(), 3);
             assert_eq!(config.backends[2].address.to_string(), list[2]);
+        }
+        // lb-lc: least connections.
+        let setup = LbSetup {
+            algorithm: "least-connections",
+            ..LbSetup::PLAIN
+        };
+        let text = lb(20111, &backends(), setup);
+        let config = Config::parse(Path::new("lb-lc.toml"), &text).unwrap();
+        assert_eq!(config.algorithm.to_string(), "least-connections");
+        // lb-splice's key, which this lb may not know yet.
+        let setup = LbSetup {
+            splice_pipes: Some(256),
+            ..LbSetup::PLAIN
+        };
+        assert!(
+            lb(20112, &backends(), setup)
+                .contains("\n[limits]\nsplice_pipes = 256\n")
+        );
+        // The scale files: 1,000 ids at one address, for every
+        // algorithm lb knows.
+        for algorithm in balancer::select::Algorithm::ALL {
+            let name = algorithm.to_string();
+            let text = lb_scale(20501, "127.0.0.1:20001", &name, 1000);
+            let config = Config::parse(Path::new("lb-scale.toml"), &text)
+                .unwrap_or_else(|err| panic!("{name}: {err}"));
+            assert_eq!(config.backends.len(), 1000);
+            assert_eq!(config.backends[999].id, "s1000");
+            assert_eq!(config.health.kind, CheckKind::Off);
+            assert_eq!(config.algorithm.to_string(), name);
         }
         // The reload workload's two files (without `[upgrade]`, which
         // the upgrade work adds).

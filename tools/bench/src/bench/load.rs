@@ -37,6 +37,7 @@ pub fn parse_wrk(output: &str) -> Option<Run> {
         work: requests,
         errors: errors as u64,
         cpu_ns: 0,
+        load_cpu_ns: 0,
     })
 }
 
@@ -72,6 +73,7 @@ pub fn parse_curl_times(output: &str, asked: usize, elapsed: Duration) -> Run {
         work: n as f64,
         errors: asked.saturating_sub(n) as u64,
         cpu_ns: 0,
+        load_cpu_ns: 0,
     }
 }
 
@@ -99,11 +101,13 @@ pub struct Loader {
 }
 
 impl Loader {
-    /// HTTP load on `port`; `cpu_pid`'s CPU time is measured meanwhile.
+    /// HTTP load on `port` (HTTPS with `tls`); `cpu_pid`'s CPU time is
+    /// measured meanwhile, and wrk's own.
     pub fn http(
         &self,
         procs: &mut Procs,
         kind: Http,
+        tls: bool,
         port: u16,
         cpu_pid: Option<u32>,
     ) -> Result<Run, String> {
@@ -117,15 +121,22 @@ impl Loader {
                 .arg(format!("-c{}", self.connections))
                 .arg(format!("-d{}s", self.duration));
             if kind == Http::Close {
+                // Exactly so: wrk passes "Connection:close" (no space)
+                // on in a way that keeps the connections alive
+                // (BENCH-NOTES.md).
                 wrk.args(["-H", "Connection: close"]);
             }
+            let scheme = if tls { "https" } else { "http" };
             wrk.arg("-s")
                 .arg(self.work.join("report.lua"))
-                .arg(format!("http://127.0.0.1:{port}/"));
-            let output = procs.run("wrk", &mut wrk, limit)?;
-            parse_wrk(&output).ok_or_else(|| {
+                .arg(format!("{scheme}://127.0.0.1:{port}/"));
+            let (output, wrk_ns) =
+                procs.run_with_cpu("wrk", &mut wrk, limit)?;
+            let mut run = parse_wrk(&output).ok_or_else(|| {
                 format!("wrk against port {port} gave no result")
-            })
+            })?;
+            run.load_cpu_ns = wrk_ns;
+            Ok(run)
         })?;
         run.cpu_ns = ticks;
         Ok(run)

@@ -10,6 +10,7 @@
 //! programs read in [`configs`], the loads in [`load`], the write-up in
 //! [`report`].
 
+pub mod chart;
 pub mod configs;
 pub mod load;
 pub mod plan;
@@ -90,6 +91,65 @@ struct Bench {
     /// The fetches of admin pages during each scraped contender's runs,
     /// by contender key, summed over its runs.
     scrapes: BTreeMap<String, scrape::Counts>,
+    /// The TLS workloads' certificate files (none in a smoke run).
+    certs: Option<configs::CertFiles>,
+    /// Contenders that would not start, by key: why (the last line they
+    /// printed). The run goes on without them.
+    skipped: BTreeMap<String, String>,
+}
+
+/// The scale workload's algorithms, as lb's `algorithm` key names them.
+pub const SCALE_ALGORITHMS: [&str; 6] = [
+    "round-robin",
+    "weighted-round-robin",
+    "random",
+    "least-connections",
+    "power-of-two",
+    "maglev",
+];
+
+/// The scale workload's two sizes of `lb`'s backend list.
+pub const SCALE_SIZES: [usize; 2] = [3, 1000];
+
+/// The scale workload's contender key for `algorithm` with `size`
+/// backends, e.g. `maglev-1000` (also a process and file name).
+pub fn scale_key(algorithm: &str, size: usize) -> String {
+    format!("{algorithm}-{size}")
+}
+
+/// The run's certificate: one ECDSA P-256 key (rcgen's default) for
+/// `127.0.0.1` and `localhost`, written into `work`.
+fn write_certs(work: &Path) -> Result<configs::CertFiles, String> {
+    let names = ["127.0.0.1".to_owned(), "localhost".to_owned()];
+    let set = lab_common::certs::CertSet::generate(&names)
+        .map_err(|err| format!("making the TLS certificate: {err}"))?;
+    let files = configs::CertFiles {
+        cert: work.join("bench-cert.pem"),
+        key: work.join("bench-key.pem"),
+        combined: work.join("bench-haproxy.pem"),
+    };
+    let combined = format!("{}{}", set.server_cert_pem, set.server_key_pem);
+    for (path, text) in [
+        (&files.cert, &set.server_cert_pem),
+        (&files.key, &set.server_key_pem),
+        (&files.combined, &combined),
+    ] {
+        std::fs::write(path, text)
+            .map_err(|err| format!("{}: {err}", path.display()))?;
+    }
+    Ok(files)
+}
+
+/// The last line a program printed that says something, cut to a
+/// readable length: why it would not start.
+fn last_words(error: &str) -> String {
+    let line = error
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|line| !line.is_empty())
+        .unwrap_or("no output");
+    line.chars().take(200).collect()
 }
 
 fn clock() -> String {
@@ -235,12 +295,40 @@ fn words(line: &str, n: usize) -> String {
 }
 
 impl Bench {
-    fn taking_part(&self, workload: Workload) -> Vec<Contender> {
+    fn taking_part(&self, workload: Workload, set: Set) -> Vec<Contender> {
         self.contenders
             .iter()
-            .filter(|c| c.takes_part(workload))
+            .filter(|c| c.takes_part(workload, set))
+            .filter(|c| !self.skipped.contains_key(&c.key))
             .cloned()
             .collect()
+    }
+
+    /// Starts each of `contenders`; one that will not start (lb-splice
+    /// with an lb that does not know `splice_pipes` yet) is logged, left
+    /// out of the rest of the run, and named in the report. Returns
+    /// those that started.
+    fn start_or_skip(
+        &mut self,
+        contenders: Vec<Contender>,
+        set: Set,
+    ) -> Vec<Contender> {
+        let mut started = Vec::new();
+        for contender in contenders {
+            match self.start_contender(&contender, set) {
+                Ok(()) => started.push(contender),
+                Err(err) => {
+                    self.procs.stop(&Bench::instance(&contender, set));
+                    let why = last_words(&err);
+                    log(&format!(
+                        "skipping {}: it did not start ({why})",
+                        contender.label
+                    ));
+                    self.skipped.insert(contender.key.clone(), why);
+                }
+            }
+        }
+        started
     }
 
     fn machine(&self) -> configs::Machine<'_> {
@@ -272,7 +360,11 @@ impl Bench {
         let name = format!("backend-{}", set.name());
         match set {
             Set::Nginx => {
-                let text = configs::backend_nginx(&self.machine(), &ports);
+                let tls = self
+                    .certs
+                    .as_ref()
+                    .map(|certs| (self.ports.backend_tls(), certs));
+                let text = configs::backend_nginx(&self.machine(), &ports, tls);
                 let conf = self.write_config("backend-nginx.conf", text)?;
                 let temp = self.work.join("nginx-temp");
                 std::fs::create_dir_all(&temp)
@@ -305,6 +397,9 @@ impl Bench {
                     .arg(ports[0].to_string());
                 self.procs.start(&name, &mut iperf)?;
             }
+            Set::Tls | Set::Scale => {
+                unreachable!("the {} set uses the nginx backend", set.name())
+            }
         }
         for port in BTreeSet::from_iter(ports) {
             self.procs.wait_port(&name, port)?;
@@ -325,6 +420,11 @@ impl Bench {
         let port = self.ports.contender(contender, set);
         let backends = self.ports.backend_addresses(set);
         let listen = format!("127.0.0.1:{port}");
+        let tls = if set == Set::Tls {
+            Some(self.certs.clone().ok_or("no certificate for TLS")?)
+        } else {
+            None
+        };
         let mut command = match &contender.launch {
             Launch::Step(binary) => {
                 let mut command = Command::new(binary);
@@ -340,17 +440,50 @@ impl Bench {
                 command
             }
             Launch::Lb(binary) => {
-                let text = configs::lb(port, &backends, set != Set::Iperf);
-                let file = self
-                    .write_config(&format!("lb-{}.toml", set.name()), text)?;
+                let setup = configs::LbSetup {
+                    algorithm: if contender.key == "lb-lc" {
+                        "least-connections"
+                    } else {
+                        "round-robin"
+                    },
+                    checks: set != Set::Iperf,
+                    splice_pipes: (contender.key == "lb-splice").then_some(256),
+                    tls: tls.as_ref(),
+                };
+                let text = configs::lb(port, &backends, setup);
+                let file = self.write_config(
+                    &format!("{}-{}.toml", contender.key, set.name()),
+                    text,
+                )?;
+                let mut command = Command::new(binary);
+                command.env("RUST_LOG", "warn").arg("--config").arg(file);
+                command
+            }
+            Launch::LbScale {
+                binary,
+                algorithm,
+                backends: count,
+            } => {
+                let text =
+                    configs::lb_scale(port, &backends[0], algorithm, *count);
+                let file = self.write_config(
+                    &format!("lb-scale-{algorithm}-{count}.toml"),
+                    text,
+                )?;
                 let mut command = Command::new(binary);
                 command.env("RUST_LOG", "warn").arg("--config").arg(file);
                 command
             }
             Launch::Haproxy => {
-                let text = configs::haproxy(&self.machine(), port, &backends);
+                let text = configs::haproxy(
+                    &self.machine(),
+                    port,
+                    &backends,
+                    contender.key == "haproxy-splice",
+                    tls.as_ref(),
+                );
                 let file = self.write_config(
-                    &format!("haproxy-{}.cfg", set.name()),
+                    &format!("{}-{}.cfg", contender.key, set.name()),
                     text,
                 )?;
                 let mut command = Command::new("haproxy");
@@ -358,12 +491,21 @@ impl Bench {
                 command
             }
             Launch::Nginx => {
-                let conf_name = format!("nginx-stream-{}", set.name());
+                let conf_name = if contender.key == "nginx" {
+                    format!("nginx-stream-{}", set.name())
+                } else {
+                    format!("{}-{}", contender.key, set.name())
+                };
+                let tuning = configs::StreamTuning {
+                    reuseport: contender.key == "nginx-reuseport",
+                    tls: tls.as_ref(),
+                };
                 let text = configs::nginx_stream(
                     &self.machine(),
                     &conf_name,
                     port,
                     &backends,
+                    tuning,
                 );
                 let file =
                     self.write_config(&format!("{conf_name}.conf"), text)?;
@@ -447,18 +589,130 @@ impl Bench {
             connections,
             work: self.work.clone(),
         };
-        match workload {
-            Workload::KeepAlive => {
-                loader.http(&mut self.procs, Http::KeepAlive, port, cpu_pid)
+        let (kind, tls) = match workload {
+            Workload::KeepAlive => (Http::KeepAlive, false),
+            Workload::TlsKeepAlive => (Http::KeepAlive, true),
+            Workload::Close | Workload::Scale => (Http::Close, false),
+            Workload::TlsNew => (Http::Close, true),
+            Workload::Bulk => {
+                return loader.bulk(&mut self.procs, port, cpu_pid);
             }
-            Workload::Close => {
-                loader.http(&mut self.procs, Http::Close, port, cpu_pid)
-            }
-            Workload::Bulk => loader.bulk(&mut self.procs, port, cpu_pid),
             Workload::Memory | Workload::Reloads => {
                 unreachable!("{} has no load run", workload.name())
             }
+        };
+        loader.http(&mut self.procs, kind, tls, port, cpu_pid)
+    }
+
+    /// The scale workload: new connections through `lb` with 3 and with
+    /// 1,000 backends, for every algorithm. Each round runs, per
+    /// algorithm, the 3 and the 1,000 runs back to back between two
+    /// direct runs, so that their ratio sees the same machine.
+    fn run_scale(
+        &mut self,
+        lb: &Path,
+        connections: usize,
+    ) -> Result<(), String> {
+        let set = Set::Scale;
+        let rounds = self.plan.scale_runs;
+        log(&format!(
+            "scale: lb with {} backends, every algorithm ({rounds} rounds of {} s runs)",
+            SCALE_SIZES.map(|n| n.to_string()).join(" and "),
+            self.plan.duration
+        ));
+        let mut pairs: Vec<[Contender; 2]> = Vec::new();
+        let mut slot = 0;
+        for algorithm in SCALE_ALGORITHMS {
+            let pair = SCALE_SIZES.map(|size| {
+                slot += 1;
+                Contender {
+                    key: scale_key(algorithm, size),
+                    label: format!("lb {algorithm}, {size} backends"),
+                    slot,
+                    launch: Launch::LbScale {
+                        binary: lb.to_path_buf(),
+                        algorithm,
+                        backends: size,
+                    },
+                }
+            });
+            for contender in &pair {
+                self.start_contender(contender, set)?;
+            }
+            pairs.push(pair);
         }
+        let direct_port = self.ports.direct(set);
+        let backend_pid = self.procs.pid("backend-nginx");
+        let mut table = Table {
+            rounds,
+            ..Table::default()
+        };
+        let workload = Workload::Scale;
+        for round in 1..=rounds {
+            self.wait_quiet();
+            let mut before =
+                self.measure(workload, direct_port, backend_pid, connections)?;
+            table
+                .samples
+                .entry("direct".into())
+                .or_default()
+                .push(Sample {
+                    round,
+                    run: before,
+                    ratio: None,
+                });
+            for pair in rotated(&pairs, round) {
+                let mut runs = Vec::new();
+                for contender in &pair {
+                    let (run, other) = self.contender_run(
+                        workload,
+                        set,
+                        contender,
+                        connections,
+                    )?;
+                    log(&format!(
+                        "  scale round {round}: {} {:.0} req/s, CPU {}, other work {other:.2} cores",
+                        contender.label,
+                        run.rate,
+                        cpu_text(workload, &run),
+                    ));
+                    runs.push((contender.key.clone(), run));
+                }
+                let after = self.measure(
+                    workload,
+                    direct_port,
+                    backend_pid,
+                    connections,
+                )?;
+                for (key, run) in runs {
+                    let ratio = stats::ratio_to_neighbours(
+                        run.rate,
+                        before.rate,
+                        after.rate,
+                    );
+                    table.samples.entry(key).or_default().push(Sample {
+                        round,
+                        run,
+                        ratio: Some(ratio),
+                    });
+                }
+                table.samples.entry("direct".into()).or_default().push(
+                    Sample {
+                        round,
+                        run: after,
+                        ratio: None,
+                    },
+                );
+                before = after;
+            }
+        }
+        for pair in &pairs {
+            for contender in pair {
+                self.procs.stop(&Bench::instance(contender, set));
+            }
+        }
+        self.tables.insert((workload, set), table);
+        Ok(())
     }
 
     fn run_workload(
@@ -477,12 +731,10 @@ impl Bench {
             set.name(),
             self.plan.duration
         ));
-        let taking_part = self.taking_part(workload);
-        for contender in &taking_part {
-            self.start_contender(contender, set)?;
-        }
+        let taking_part = self.taking_part(workload, set);
+        let taking_part = self.start_or_skip(taking_part, set);
         let direct_port = self.ports.direct(set);
-        let backend = format!("backend-{}", set.name());
+        let backend = backend_name(set);
         // A direct HTTP run measures the backend's CPU (bulk: none).
         let backend_pid = match workload {
             Workload::Bulk => None,
@@ -572,7 +824,7 @@ impl Bench {
         let instance = Bench::instance(contender, set);
         let pid = self.procs.pid(&instance);
         let port = self.ports.contender(contender, set);
-        let backend = self.procs.pid(&format!("backend-{}", set.name()));
+        let backend = self.procs.pid(&backend_name(set));
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -628,7 +880,7 @@ impl Bench {
             "memory: {n} idle connections through each balancer, backends: {}",
             set.name()
         ));
-        let taking_part = self.taking_part(Workload::Memory);
+        let taking_part = self.taking_part(Workload::Memory, set);
         for round in 1..=self.plan.memory_runs {
             let order = rotated(&taking_part, round);
             for contender in &order {
@@ -676,6 +928,16 @@ impl Bench {
         }
         Ok(())
     }
+}
+
+/// The process name of the backends behind `set`: the TLS and scale
+/// workloads use the nginx backend.
+fn backend_name(set: Set) -> String {
+    let set = match set {
+        Set::Tls | Set::Scale => Set::Nginx,
+        other => other,
+    };
+    format!("backend-{}", set.name())
 }
 
 /// A run's CPU per request (per GB for bulk), for the log.
@@ -746,11 +1008,24 @@ fn choose_contenders(
         }
         let (label, launch) = match key {
             "haproxy" => ("HAProxy".to_owned(), Launch::Haproxy),
+            "haproxy-splice" => {
+                ("HAProxy splice-auto".to_owned(), Launch::Haproxy)
+            }
             "nginx" => ("nginx stream".to_owned(), Launch::Nginx),
-            "lb" => match binaries.get("lb") {
-                Some(path) => ("lb".to_owned(), Launch::Lb(path.clone())),
+            "nginx-reuseport" => {
+                ("nginx stream reuseport".to_owned(), Launch::Nginx)
+            }
+            "lb" | "lb-lc" | "lb-splice" => match binaries.get("lb") {
+                Some(path) => {
+                    let label = match key {
+                        "lb-lc" => "lb least-connections",
+                        "lb-splice" => "lb splice",
+                        _ => "lb",
+                    };
+                    (label.to_owned(), Launch::Lb(path.clone()))
+                }
                 None => {
-                    log("no lb: skipped");
+                    log(&format!("no lb: {key} skipped"));
                     continue;
                 }
             },
@@ -911,9 +1186,13 @@ pub fn run(args: Vec<String>) -> Result<(), String> {
     let mut wanted_bins = vec!["dummy-servers".to_owned()];
     for key in &plan.contenders {
         match key.as_str() {
-            "lb" => wanted_bins.push("lb".into()),
+            "lb" | "lb-lc" | "lb-splice" => {
+                if !wanted_bins.iter().any(|bin| bin == "lb") {
+                    wanted_bins.push("lb".into());
+                }
+            }
             // Debian's, not built here.
-            "haproxy" | "nginx" => {}
+            "haproxy" | "haproxy-splice" | "nginx" | "nginx-reuseport" => {}
             step => match step_bin(step) {
                 Some(bin) => wanted_bins.push(bin),
                 None => log(&format!("no step {step} in steps/: skipped")),
@@ -967,9 +1246,19 @@ pub fn run(args: Vec<String>) -> Result<(), String> {
         reloads: Vec::new(),
         reload_shape: None,
         scrapes: BTreeMap::new(),
+        certs: None,
+        skipped: BTreeMap::new(),
     };
-    let result =
-        measure_everything(&mut bench, &dummy_servers, options.connections);
+    if !smoke {
+        bench.certs = Some(write_certs(&work)?);
+    }
+    let lb_binary = binaries.get("lb").cloned();
+    let result = measure_everything(
+        &mut bench,
+        &dummy_servers,
+        lb_binary.as_deref(),
+        options.connections,
+    );
     bench.procs.stop_all();
     if options.keep {
         let kept = work_dir.keep();
@@ -1002,8 +1291,31 @@ pub fn run(args: Vec<String>) -> Result<(), String> {
         scrapes: bench.scrapes.clone(),
         configs: bench.configs.clone(),
         work: work.display().to_string(),
+        skipped: bench.skipped.clone(),
+        chart: None,
     };
     let out = &bench.plan.out;
+    // The chart sits beside the report: bench-ratios.svg for a full run
+    // (committed with BENCHMARKS.md), ratios.svg for a quick one.
+    let mut report = report;
+    let bars = report.chart_bars();
+    if bench.plan.mode != Mode::Smoke && !bars.is_empty() {
+        let name = if bench.plan.mode == Mode::Full {
+            "bench-ratios.svg"
+        } else {
+            "ratios.svg"
+        };
+        let title = format!(
+            "lb's CPU per request (per GB) ÷ the best peer's ({} run)",
+            bench.plan.mode.name()
+        );
+        let svg = chart::ratios_svg(&title, &bars)?;
+        let path = out.with_file_name(name);
+        std::fs::write(&path, svg)
+            .map_err(|err| format!("{}: {err}", path.display()))?;
+        log(&format!("drew {}", path.display()));
+        report.chart = Some(name.to_owned());
+    }
     let mut text = report.markdown();
     // The trials written by hand at the end of the file outlive the run.
     if let Ok(old) = std::fs::read_to_string(out)
@@ -1032,6 +1344,7 @@ pub fn run(args: Vec<String>) -> Result<(), String> {
 fn measure_everything(
     bench: &mut Bench,
     dummy_servers: &Path,
+    lb: Option<&Path>,
     connections: usize,
 ) -> Result<(), String> {
     let plan = bench.plan.clone();
@@ -1060,6 +1373,19 @@ fn measure_everything(
     for workload in http {
         if plan.wants(workload) {
             bench.run_workload(workload, Set::Nginx, plan.runs, connections)?;
+        }
+    }
+    for workload in [Workload::TlsNew, Workload::TlsKeepAlive] {
+        if plan.wants(workload) {
+            bench.run_workload(workload, Set::Tls, plan.runs, connections)?;
+        }
+    }
+    if plan.wants(Workload::Scale) {
+        match lb {
+            Some(lb) if plan.contenders.iter().any(|c| c == "lb") => {
+                bench.run_scale(lb, connections)?;
+            }
+            _ => log("scale: no lb among the contenders: skipped"),
         }
     }
     if plan.dummy_runs > 0 && http.iter().any(|w| plan.wants(*w)) {

@@ -12,18 +12,33 @@ on this machine, in one run, and writes the tables to BENCHMARKS.md.";
 
 const AFTER_HELP: &str = "\
 Modes:
-  (none), --full  full run (about 25 min): writes BENCHMARKS.md
-  --quick         one short round of everything (< 2 min), for
-                  development: writes target/bench/quick.md
+  (none), --full  full run (about 50 min): writes BENCHMARKS.md and
+                  bench-ratios.svg
+  --quick         one short round of everything (about 8 min), for
+                  development: writes target/bench/quick.md and
+                  target/bench/ratios.svg
   --smoke         self-test in ~15 s, needing only curl: direct vs
                   04-round-robin (debug build), the dummy servers as
                   backends, curl as the load; writes target/bench/smoke.md
 
 Contenders, each on its own 127.0.0.1 port: \"direct\" (the client talks to
 a backend itself: the limit), 04-round-robin, 08-final, 09-http-proxy (HTTP
-workloads only: it is a layer-7 proxy), lb (least connections, TCP health
-checks; checks off for iperf3, whose server takes one client at a time),
-HAProxy (mode tcp, balance roundrobin) and nginx (stream, round robin).
+workloads only: it is a layer-7 proxy), lb (round robin, like every peer,
+TCP health checks; checks off for iperf3, whose server takes one client at
+a time), HAProxy (mode tcp, balance roundrobin) and nginx (stream, round
+robin). Further configurations, on the nginx backends and for bulk only:
+lb-lc (lb with least connections), lb-splice (lb with [limits]
+splice_pipes = 256; skipped with a log line if this lb does not know the
+key), haproxy-splice (option splice-auto, maxconn 4000) and nginx-reuseport
+(listen ... reuseport, proxy_buffer_size 64k). Each table names the best
+configuration of each peer and gives lb ÷ best peer.
+
+TLS workloads (tls-new: a new handshake per request, tls-keepalive): lb,
+HAProxy and nginx stream terminate TLS with one ECDSA P-256 certificate
+made for the run, no session resumption; the backends are the nginx set,
+and \"direct\" is that nginx terminating TLS itself. The scale workload:
+new connections through lb with 3 and with 1,000 backends (health checks
+off), for every algorithm, the two runs back to back.
 The reloads workload (lb and HAProxy, not in --smoke) counts the
 connections refused, reset or cut while each is reloaded between two
 configurations under load: lb by SIGHUP, HAProxy by a new process with
@@ -89,14 +104,15 @@ pub struct Options {
     /// Idle connections held for the memory table (full: 5000).
     #[arg(long, value_name = "N")]
     pub idle: Option<usize>,
-    /// A subset of: 04,08,09,lb,haproxy,nginx; "none" for the --also
-    /// contenders alone.
+    /// A subset of: 04,08,09,lb,lb-lc,lb-splice,haproxy,haproxy-splice,
+    /// nginx,nginx-reuseport; "none" for the --also contenders alone.
     #[arg(long, value_name = "LIST", value_delimiter = ',')]
     pub contenders: Option<Vec<String>>,
-    /// A subset of: memory,keepalive,close,bulk,reloads.
+    /// A subset of: memory,keepalive,close,bulk,reloads,tls-new,
+    /// tls-keepalive,scale.
     #[arg(long, value_name = "LIST", value_delimiter = ',')]
     pub workloads: Option<Vec<String>>,
-    /// Ports used: P+1 .. P+399 on 127.0.0.1.
+    /// Ports used: P+1 .. P+599 on 127.0.0.1.
     #[arg(long, value_name = "P", default_value_t = 20000)]
     pub port_base: u16,
     /// One more layer-4 contender (up to 4): CMD is run with {listen} and
@@ -149,6 +165,13 @@ pub enum Workload {
     /// Connections lost while a balancer is reloaded (and `lb`
     /// upgraded) under load: `lb` and HAProxy only, not in a smoke run.
     Reloads,
+    /// A TLS handshake per request (`Connection: close` over https).
+    TlsNew,
+    /// Small requests over kept-alive TLS connections.
+    TlsKeepAlive,
+    /// New connections through `lb` with 3 and with 1,000 backends, for
+    /// every algorithm.
+    Scale,
 }
 
 impl Workload {
@@ -159,19 +182,30 @@ impl Workload {
             Workload::Close => "close",
             Workload::Bulk => "bulk",
             Workload::Reloads => "reloads",
+            Workload::TlsNew => "tls-new",
+            Workload::TlsKeepAlive => "tls-keepalive",
+            Workload::Scale => "scale",
         }
     }
 }
 
 impl Workload {
     /// Every workload, in the order of the report.
-    const ALL: [Workload; 5] = [
+    const ALL: [Workload; 8] = [
         Workload::Memory,
         Workload::KeepAlive,
         Workload::Close,
         Workload::Bulk,
         Workload::Reloads,
+        Workload::TlsNew,
+        Workload::TlsKeepAlive,
+        Workload::Scale,
     ];
+
+    /// The workloads with TLS at the balancer's front.
+    pub fn tls(self) -> bool {
+        matches!(self, Workload::TlsNew | Workload::TlsKeepAlive)
+    }
 }
 
 /// Cargo's target folder for the workspace at `root`: `CARGO_TARGET_DIR`
@@ -191,6 +225,11 @@ pub enum Set {
     Dummy,
     /// One iperf3 server behind every slot.
     Iperf,
+    /// The nginx backends, with TLS at the contenders' front; direct is
+    /// the backend nginx terminating TLS itself.
+    Tls,
+    /// One nginx port behind every backend entry of `lb` (3 or 1,000).
+    Scale,
 }
 
 impl Set {
@@ -199,6 +238,8 @@ impl Set {
             Set::Nginx => 1,
             Set::Dummy => 2,
             Set::Iperf => 3,
+            Set::Tls => 4,
+            Set::Scale => 5,
         }
     }
 
@@ -207,6 +248,8 @@ impl Set {
             Set::Nginx => "nginx",
             Set::Dummy => "dummy",
             Set::Iperf => "iperf",
+            Set::Tls => "tls",
+            Set::Scale => "scale",
         }
     }
 }
@@ -218,6 +261,13 @@ pub enum Launch {
     Step(PathBuf),
     /// `lb --config FILE`.
     Lb(PathBuf),
+    /// `lb --config FILE` with `backends` entries (all one address, no
+    /// health checks) and `algorithm`: the scale workload.
+    LbScale {
+        binary: PathBuf,
+        algorithm: &'static str,
+        backends: usize,
+    },
     Haproxy,
     Nginx,
     /// `--also`: a shell command with {listen} and {backends}.
@@ -241,8 +291,35 @@ impl Contender {
         self.key == "09"
     }
 
-    pub fn takes_part(&self, workload: Workload) -> bool {
-        !(self.layer7() && workload == Workload::Bulk)
+    /// A second configuration of a contender (`lb-lc`, `haproxy-splice`):
+    /// run on the nginx backends and for bulk only, to keep the full run
+    /// short.
+    pub fn variant(&self) -> bool {
+        VARIANTS.contains(&self.key.as_str())
+    }
+
+    /// The program whose configurations compete as one peer of `lb`:
+    /// "HAProxy" or "nginx"; `None` for the lab's own.
+    pub fn peer(&self) -> Option<&'static str> {
+        match self.key.as_str() {
+            "haproxy" | "haproxy-splice" => Some("HAProxy"),
+            "nginx" | "nginx-reuseport" => Some("nginx"),
+            _ => None,
+        }
+    }
+
+    pub fn takes_part(&self, workload: Workload, set: Set) -> bool {
+        match workload {
+            Workload::Bulk => !self.layer7(),
+            Workload::KeepAlive | Workload::Close => {
+                !self.variant() || set == Set::Nginx
+            }
+            Workload::Memory => !self.variant(),
+            Workload::TlsNew | Workload::TlsKeepAlive => {
+                matches!(self.key.as_str(), "lb" | "haproxy" | "nginx")
+            }
+            Workload::Reloads | Workload::Scale => false,
+        }
     }
 
     /// An `--also` command that asks for an admin listener (`{admin}`),
@@ -254,14 +331,26 @@ impl Contender {
 
 /// The contenders `--contenders` may name, in the report's order, and
 /// their slots (`--also` takes 7 to 10).
-pub const KNOWN: [(&str, u16); 6] = [
+pub const KNOWN: [(&str, u16); 10] = [
     ("04", 1),
     ("08", 2),
     ("09", 3),
     ("lb", 6),
+    ("lb-lc", 11),
+    ("lb-splice", 12),
     ("haproxy", 4),
+    ("haproxy-splice", 13),
     ("nginx", 5),
+    ("nginx-reuseport", 14),
 ];
+
+/// The second configurations of `lb` and its peers.
+pub const VARIANTS: [&str; 4] =
+    ["lb-lc", "lb-splice", "haproxy-splice", "nginx-reuseport"];
+
+/// Slots in each set's block of ports (the scale workload's twelve `lb`
+/// instances use 1 to 12 of its own set).
+pub const SLOTS: u16 = 19;
 
 /// What a mode runs.
 #[derive(Clone, Debug, PartialEq)]
@@ -270,6 +359,8 @@ pub struct Plan {
     pub runs: u32,
     /// Rounds with the dummy servers behind (none in quick and smoke).
     pub dummy_runs: u32,
+    /// Rounds of the scale workload: twelve runs each (none in smoke).
+    pub scale_runs: u32,
     pub duration: u64,
     pub memory_runs: u32,
     pub idle: usize,
@@ -347,9 +438,9 @@ impl Plan {
                 .collect::<Result<_, _>>()?,
         };
         let base = u32::from(options.port_base);
-        if !(1024..=32768 - 400).contains(&base) {
+        if !(1024..=32768 - 600).contains(&base) {
             return Err(
-                "--port-base must leave P..P+399 between 1024 and 32767".into(),
+                "--port-base must leave P..P+599 between 1024 and 32767".into(),
             );
         }
         if options.also.len() > 4 {
@@ -364,6 +455,12 @@ impl Plan {
                 (Mode::Full, Some(asked)) => asked,
                 (Mode::Full, None) => runs.min(3),
                 _ => 0,
+            },
+            scale_runs: match (mode, options.runs) {
+                (Mode::Smoke, _) => 0,
+                (_, Some(asked)) => asked,
+                (Mode::Full, None) => 3,
+                (Mode::Quick, None) => 1,
             },
             duration: options.duration.unwrap_or(duration),
             memory_runs,
@@ -405,8 +502,8 @@ pub fn parse_baselines(
 }
 
 /// The ports of one run: set `s` uses base+100*s+slot for its contenders;
-/// backends sit at base+1..3 (nginx), base+11..13 (dummy), base+21
-/// (iperf3).
+/// backends sit at base+1..3 (nginx), base+4 (the nginx backend's TLS
+/// port), base+11..13 (dummy), base+21 (iperf3).
 #[derive(Clone, Copy, Debug)]
 pub struct Ports {
     pub base: u16,
@@ -420,11 +517,22 @@ impl Ports {
             // iperf3's control and data connections must reach the same
             // server: every slot points at the one iperf3 server.
             Set::Iperf => vec![self.base + 21; 3],
+            Set::Tls => self.backends(Set::Nginx),
+            // The scale workload's backend entries all name one port.
+            Set::Scale => vec![self.base + 1],
         }
     }
 
+    /// The backend nginx's TLS port: direct's for the TLS workloads.
+    pub fn backend_tls(self) -> u16 {
+        self.base + 4
+    }
+
     pub fn direct(self, set: Set) -> u16 {
-        self.backends(set)[0]
+        match set {
+            Set::Tls => self.backend_tls(),
+            _ => self.backends(set)[0],
+        }
     }
 
     pub fn contender(self, contender: &Contender, set: Set) -> u16 {
@@ -438,14 +546,15 @@ impl Ports {
     }
 
     /// Every port a run may use, for a check that they are free before
-    /// it starts: each set's backends, each set's ten contender slots
-    /// (six known, four `--also`) and their admin ports.
+    /// it starts: each set's backends, each set's contender slots and
+    /// their admin ports.
     pub fn all(self) -> Vec<u16> {
-        let sets = [Set::Nginx, Set::Dummy, Set::Iperf];
+        let sets = [Set::Nginx, Set::Dummy, Set::Iperf, Set::Tls, Set::Scale];
         let mut ports: Vec<u16> =
             sets.iter().flat_map(|&set| self.backends(set)).collect();
+        ports.push(self.backend_tls());
         for set in sets {
-            for slot in 1..=10 {
+            for slot in 1..=SLOTS {
                 let port = self.base + 100 * set.number() + slot;
                 ports.extend([port, port + 20]);
             }
@@ -484,7 +593,18 @@ mod tests {
         assert_eq!(full.out, root.join("BENCHMARKS.md"));
         assert_eq!(
             full.contenders,
-            ["04", "08", "09", "lb", "haproxy", "nginx"]
+            [
+                "04",
+                "08",
+                "09",
+                "lb",
+                "lb-lc",
+                "lb-splice",
+                "haproxy",
+                "haproxy-splice",
+                "nginx",
+                "nginx-reuseport"
+            ]
         );
         let smoke = Plan::new(&options(&["--smoke"]), root).unwrap();
         assert_eq!(
@@ -502,13 +622,14 @@ mod tests {
         let err = Plan::new(&options(&["--contenders", "04,envoy"]), root);
         assert_eq!(
             err.unwrap_err(),
-            "--contenders: unknown \"envoy\" (04, 08, 09, lb, haproxy, nginx)"
+            "--contenders: unknown \"envoy\" (04, 08, 09, lb, lb-lc, \
+             lb-splice, haproxy, haproxy-splice, nginx, nginx-reuseport)"
         );
         let err = Plan::new(&options(&["--workloads", "bulk,soak"]), root);
         assert_eq!(
             err.unwrap_err(),
             "--workloads: unknown \"soak\" (memory, keepalive, close, bulk, \
-             reloads)"
+             reloads, tls-new, tls-keepalive, scale)"
         );
         let err = Plan::new(&options(&["--port-base", "40000"]), root);
         assert!(err.unwrap_err().starts_with("--port-base must leave"));
@@ -564,11 +685,14 @@ mod tests {
             vec!["127.0.0.1:20021"; 3]
         );
         assert_eq!(ports.admin(&lb, Set::Dummy), 20226);
-        // Seven backend ports (iperf3's slots share one), ten slots a set
-        // and an admin port for each.
+        assert_eq!(ports.direct(Set::Tls), 20004);
+        assert_eq!(ports.backends(Set::Scale), [20001]);
+        // Eight backend ports (iperf3's slots share one, and the nginx
+        // backend has a TLS port), 19 slots a set in five sets and an
+        // admin port for each.
         let all = ports.all();
-        assert_eq!(all.len(), 7 + 3 * 10 * 2);
-        assert!(all.contains(&20106) && all.contains(&20310));
-        assert!(all.contains(&20330) && !all.contains(&20331));
+        assert_eq!(all.len(), 8 + 5 * 19 * 2);
+        assert!(all.contains(&20106) && all.contains(&20519));
+        assert!(all.contains(&20539) && !all.contains(&20540));
     }
 }

@@ -570,9 +570,12 @@ impl Bench {
             .contenders
             .iter()
             .flat_map(|c| {
-                let hows: &[How] = match c.launch {
-                    Launch::Lb(_) => &[How::LbSignal, How::LbUpgrade],
-                    Launch::Haproxy => &[How::HaproxySf, How::HaproxySeamless],
+                // The first configuration of each only.
+                let hows: &[How] = match (&c.launch, c.variant()) {
+                    (Launch::Lb(_), false) => &[How::LbSignal, How::LbUpgrade],
+                    (Launch::Haproxy, false) => {
+                        &[How::HaproxySf, How::HaproxySeamless]
+                    }
                     _ => &[],
                 };
                 hows.iter().map(|&how| (c.clone(), how)).collect::<Vec<_>>()

@@ -1,7 +1,9 @@
 //! The write-up: BENCHMARKS.md (or quick.md, smoke.md) from the figures
 //! of one run. It prints only what was measured: the contenders that ran,
 //! a × HAProxy column only when HAProxy ran, and a CPU column only when
-//! the runs were long enough for the clock tick to measure it.
+//! the runs were long enough for the clock tick to measure it. Under each
+//! comparison it names every peer's best configuration and `lb` ÷ the best
+//! peer, which [`Report::chart_bars`] also hands to the chart.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -46,6 +48,24 @@ pub struct Report {
     pub configs: BTreeMap<String, String>,
     /// The work folder's path, shown as $TMP in the configurations.
     pub work: String,
+    /// Contenders that would not start, by key: why.
+    pub skipped: BTreeMap<String, String>,
+    /// The chart of lb ÷ best peer, as the report links it.
+    pub chart: Option<String>,
+}
+
+/// `lb` against the best configuration of its peers in one table.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BestPeer {
+    /// Per peer ("HAProxy", "nginx"): its best configuration's key and
+    /// CPU per unit (lowest; by rate where no CPU figure exists).
+    pub per_peer: Vec<(&'static str, String, Option<f64>)>,
+    /// The best of them all, its key.
+    pub best: String,
+    /// lb's CPU per unit ÷ the best's, and its rate ÷ the best's, each
+    /// paired round by round.
+    pub cpu: Option<Paired>,
+    pub rate: Option<Paired>,
 }
 
 /// `"—"` for no figure, else the figure.
@@ -77,11 +97,60 @@ fn median_of(count: u32, what: &str) -> String {
     }
 }
 
+/// Above this rate, a "new connection per request" run cannot have made
+/// a TLS handshake per request here: handshakes run at a few thousand a
+/// second on this machine's 2 cores, kept-alive requests at tens of
+/// thousands.
+pub const HANDSHAKE_RATE_LIMIT: f64 = 15_000.0;
+
+/// A line saying whether the TLS handshake table's rates tell a new
+/// connection per request, as they must.
+fn handshake_check(table: &Table) -> String {
+    let fastest = table
+        .samples
+        .values()
+        .flatten()
+        .map(|sample| sample.run.rate)
+        .fold(0.0, f64::max);
+    if fastest <= 0.0 {
+        String::new()
+    } else if fastest <= HANDSHAKE_RATE_LIMIT {
+        format!(
+            "\nEvery run under {} req/s (the fastest: {}): a new connection, \
+             and a full handshake, per request.\n",
+            thousands(HANDSHAKE_RATE_LIMIT),
+            thousands(fastest)
+        )
+    } else {
+        format!(
+            "\n**Check this table**: a run reached {} req/s, above the {} a \
+             handshake per request allows here; connections were kept \
+             alive.\n",
+            thousands(fastest),
+            thousands(HANDSHAKE_RATE_LIMIT)
+        )
+    }
+}
+
+/// A workload's CPU scale (per CPU-second), its unit, and its rate's.
+fn per_unit(workload: Workload) -> (f64, &'static str, &'static str) {
+    match workload {
+        Workload::Bulk => (1e3, "ms/GB", "Gbit/s"),
+        _ => (1e6, "µs/req", "req/s"),
+    }
+}
+
 fn set_name(set: Set) -> &'static str {
     match set {
         Set::Nginx => "nginx answering a fixed body",
         Set::Dummy => "the lab's dummy servers (axum)",
         Set::Iperf => "one iperf3 server behind every slot",
+        Set::Tls => {
+            "nginx answering a fixed body (plain HTTP behind the TLS front)"
+        }
+        Set::Scale => {
+            "nginx answering a fixed body, one port behind every entry"
+        }
     }
 }
 
@@ -179,6 +248,123 @@ impl Report {
         stats::median_cpu(&Report::runs(table, key), scale)
     }
 
+    /// The best configuration of each peer in `table` (lowest CPU per
+    /// unit, `scale` as in [`stats::cpu_per_unit`]; highest rate where no
+    /// CPU figure exists), the best of all, and `lb` ÷ that one.
+    pub fn best_peer(&self, table: &Table, scale: f64) -> Option<BestPeer> {
+        if !table.samples.contains_key("lb") {
+            return None;
+        }
+        let mut per_peer: Vec<(&'static str, String, Option<f64>)> = Vec::new();
+        for peer in ["HAProxy", "nginx"] {
+            let configs: Vec<&Contender> = self
+                .contenders
+                .iter()
+                .filter(|c| c.peer() == Some(peer))
+                .filter(|c| table.samples.contains_key(&c.key))
+                .collect();
+            let by_cpu = configs
+                .iter()
+                .filter_map(|c| Some((c, self.cpu(table, &c.key, scale)?)))
+                .min_by(|a, b| a.1.total_cmp(&b.1));
+            let chosen = match by_cpu {
+                Some((c, cpu)) => Some((c.key.clone(), Some(cpu))),
+                None => configs
+                    .iter()
+                    .filter_map(|c| {
+                        Some((c, Report::median_by(table, &c.key, |r| r.rate)?))
+                    })
+                    .max_by(|a, b| a.1.total_cmp(&b.1))
+                    .map(|(c, _)| (c.key.clone(), None)),
+            };
+            if let Some((key, cpu)) = chosen {
+                per_peer.push((peer, key, cpu));
+            }
+        }
+        let best = if per_peer.iter().all(|p| p.2.is_some()) {
+            per_peer.iter().min_by(|a, b| {
+                a.2.unwrap_or(0.0).total_cmp(&b.2.unwrap_or(0.0))
+            })
+        } else {
+            per_peer.iter().max_by(|a, b| {
+                let rate = |key: &str| {
+                    Report::median_by(table, key, |r| r.rate).unwrap_or(0.0)
+                };
+                rate(&a.1).total_cmp(&rate(&b.1))
+            })
+        }?
+        .1
+        .clone();
+        let lb = Report::rounds(table, "lb");
+        let theirs = Report::rounds(table, &best);
+        Some(BestPeer {
+            cpu: Paired::cpu(&lb, &theirs, scale),
+            rate: Paired::rate(&lb, &theirs),
+            per_peer,
+            best,
+        })
+    }
+
+    /// The lines under a table: each peer's best configuration, and lb ÷
+    /// the best peer.
+    fn best_peer_text(&self, table: &Table, workload: Workload) -> String {
+        let (scale, unit, rate_unit) = per_unit(workload);
+        let Some(best) = self.best_peer(table, scale) else {
+            return String::new();
+        };
+        let peers: Vec<String> = best
+            .per_peer
+            .iter()
+            .map(|(peer, key, cpu)| {
+                let figure = cell(*cpu, |v| format!("{v:.1} {unit}"));
+                format!("{peer}: {} ({figure})", self.label(key))
+            })
+            .collect();
+        let paired = |p: &Option<Paired>| {
+            cell(p.as_ref().map(|p| p.median), |r| format!("**{r:.2}**"))
+                + &p.as_ref()
+                    .filter(|p| p.per_round.len() > 1)
+                    .map_or(String::new(), |p| {
+                        format!(" ({:.2}–{:.2})", p.low, p.high)
+                    })
+        };
+        format!(
+            "\nBest configuration of each peer, by CPU {unit}: {}. \
+             lb ÷ best peer ({}), round by round: CPU {unit} {}, {rate_unit} {}.\n",
+            peers.join("; "),
+            self.label(&best.best),
+            paired(&best.cpu),
+            paired(&best.rate),
+        )
+    }
+
+    /// The chart's bars: per compared workload, lb's CPU ÷ the best
+    /// peer's (the median of the per-round ratios).
+    pub fn chart_bars(&self) -> Vec<(String, f64)> {
+        let mut bars = Vec::new();
+        for ((workload, set), table) in &self.tables {
+            let name = match (workload, set) {
+                (Workload::KeepAlive, Set::Nginx) => "kept-alive",
+                (Workload::Close, Set::Nginx) => "new connection",
+                (Workload::KeepAlive, Set::Dummy) => "kept-alive (dummy)",
+                (Workload::Close, Set::Dummy) => "new conn. (dummy)",
+                (Workload::Bulk, _) => "bulk",
+                (Workload::TlsNew, _) => "TLS handshake",
+                (Workload::TlsKeepAlive, _) => "TLS kept-alive",
+                _ => continue,
+            };
+            let (scale, _, _) = per_unit(*workload);
+            if let Some(ratio) = self
+                .best_peer(table, scale)
+                .and_then(|best| best.cpu)
+                .map(|cpu| cpu.median)
+            {
+                bars.push((name.to_owned(), ratio));
+            }
+        }
+        bars
+    }
+
     fn http_table(&self, table: &Table) -> String {
         let rows = self.rows(table);
         let haproxy = self.has_haproxy();
@@ -194,6 +380,14 @@ impl Report {
         align.extend(["--:", "--:"]);
         if with_cpu {
             head.push("CPU µs/req");
+            align.push("--:");
+        }
+        // wrk's own CPU: on 2 cores it is often what limits the rate.
+        let with_load = rows.iter().any(|key| {
+            Report::runs(table, key).iter().any(|r| r.load_cpu_ns > 0)
+        }) && self.duration > 0;
+        if with_load {
+            head.push("wrk cores");
             align.push("--:");
         }
         let mut out =
@@ -223,6 +417,15 @@ impl Report {
                 } else {
                     cell(cpu, |v| format!("{v:.1}"))
                 });
+            }
+            if with_load {
+                let seconds = self.duration as f64;
+                cells.push(cell(
+                    Report::median_by(table, &key, |r| {
+                        r.load_cpu_ns as f64 / 1e9 / seconds
+                    }),
+                    |v| format!("{v:.2}"),
+                ));
             }
             writeln!(out, "| {} |", cells.join(" | ")).expect("a String");
         }
@@ -365,7 +568,11 @@ impl Report {
                     Workload::KeepAlive => ("kept-alive", 1e6),
                     Workload::Close => ("new connection", 1e6),
                     Workload::Bulk => ("bulk (per GB)", 1e3),
-                    Workload::Memory | Workload::Reloads => continue,
+                    Workload::TlsNew => ("TLS handshake", 1e6),
+                    Workload::TlsKeepAlive => ("TLS kept-alive", 1e6),
+                    Workload::Memory | Workload::Reloads | Workload::Scale => {
+                        continue;
+                    }
                 };
                 let mine = Report::rounds(table, contender);
                 let theirs = Report::rounds(table, baseline);
@@ -437,7 +644,11 @@ impl Report {
                 Workload::KeepAlive => ("CPU µs per request, kept-alive", 1e6),
                 Workload::Close => ("CPU µs per request, new connection", 1e6),
                 Workload::Bulk => ("CPU ms per GB, bulk", 1e3),
-                Workload::Memory | Workload::Reloads => continue,
+                Workload::Memory
+                | Workload::Reloads
+                | Workload::TlsNew
+                | Workload::TlsKeepAlive
+                | Workload::Scale => continue,
             };
             let bound = if *workload == Workload::Bulk {
                 ""
@@ -487,7 +698,8 @@ impl Report {
             "\n## lb beside 08-final\n\n`lb` relays what step 08 relays, with \
              its own relay (a small buffer while\na connection waits, a big \
              one while bytes stream) where 08 uses\n`copy_bidirectional`, and \
-             adds health checks and least-connections\nbookkeeping. Its bar: \
+             adds health checks and its algorithm's\nbookkeeping \
+             (round robin here). Its bar: \
              CPU per request at most 1.05 × 08-final's, and at\nmost 3,500 \
              bytes per idle connection. \"—\": not measured (a run too \
              short\nfor the clock tick, or a workload not run).\n\n\
@@ -521,16 +733,142 @@ impl Report {
                 },
                 self.bulk_table(table),
             ),
-            Workload::Memory | Workload::Reloads => return None,
+            Workload::TlsNew => (
+                "TLS: a new handshake per request (`Connection: close`)"
+                    .to_owned(),
+                self.http_table(table) + &handshake_check(table),
+            ),
+            Workload::TlsKeepAlive => (
+                "TLS: small requests over kept-alive TLS connections"
+                    .to_owned(),
+                self.http_table(table),
+            ),
+            Workload::Memory | Workload::Reloads | Workload::Scale => {
+                return None;
+            }
         };
-        let only = if workload == Workload::Bulk {
-            " Layer-4 balancers only."
-        } else {
-            ""
+        let only = match workload {
+            Workload::Bulk => " Layer-4 balancers only.",
+            Workload::TlsNew | Workload::TlsKeepAlive => {
+                " The balancer terminates TLS (one ECDSA P-256 certificate \
+                 for all, no session cache, no tickets); direct: the backend \
+                 nginx terminating TLS itself; wrk cores: wrk's own CPU \
+                 time over the run's length."
+            }
+            _ => "",
         };
         Some(format!(
-            "\n## {heading}\n\nBackends: {}.{only} {rounds}.\n\n{body}",
-            set_name(set)
+            "\n## {heading}\n\nBackends: {}.{only} {rounds}.\n\n{body}{}",
+            set_name(set),
+            self.best_peer_text(table, workload)
+        ))
+    }
+
+    /// The scale workload: per algorithm, lb's CPU per new connection
+    /// with 1,000 backends ÷ with 3, paired round by round.
+    fn scale_section(&self) -> Option<String> {
+        let table = self.tables.get(&(Workload::Scale, Set::Scale))?;
+        let mut out = format!(
+            "\n## Scale: lb with 3 and with 1,000 backends\n\n\
+             A new TCP connection per request (`Connection: close`) through \
+             `lb` with 3 backend entries and with 1,000 (`s1` to `s1000`), \
+             every one at the same nginx port, health checks off. In each \
+             round the two runs of an algorithm come back to back, between \
+             two direct runs; the ratio is taken round by round. Target: \
+             1,000 ÷ 3 ≤ 1.2. {}.\n\n\
+             | algorithm | req/s, 3 | req/s, 1,000 | CPU µs/conn, 3 | \
+             CPU µs/conn, 1,000 | CPU 1,000 ÷ 3 (range) | target |\n\
+             |---|--:|--:|--:|--:|--:|---|\n",
+            median_of(table.rounds, "round")
+        );
+        for algorithm in super::SCALE_ALGORITHMS {
+            let [few, many] = super::SCALE_SIZES
+                .map(|size| super::scale_key(algorithm, size));
+            if !table.samples.contains_key(&few) {
+                continue;
+            }
+            let rate = |key: &str| {
+                cell(Report::median_by(table, key, |r| r.rate), thousands)
+            };
+            let cpu = |key: &str| {
+                cell(self.cpu(table, key, 1e6), |v| format!("{v:.1}"))
+            };
+            let paired = Paired::cpu(
+                &Report::rounds(table, &many),
+                &Report::rounds(table, &few),
+                1e6,
+            );
+            let (ratio, verdict) = match &paired {
+                Some(p) => {
+                    let mut text = format!("**{:.2}**", p.median);
+                    if p.per_round.len() > 1 {
+                        write!(text, " ({:.2}–{:.2})", p.low, p.high)
+                            .expect("a String");
+                    }
+                    let met =
+                        if p.median <= 1.2 { "met" } else { "**missed**" };
+                    (text, met)
+                }
+                None => ("—".to_owned(), "—"),
+            };
+            writeln!(
+                out,
+                "| {algorithm} | {} | {} | {} | {} | {ratio} | ≤ 1.2: {verdict} |",
+                rate(&few),
+                rate(&many),
+                cpu(&few),
+                cpu(&many),
+            )
+            .expect("a String");
+        }
+        Some(out)
+    }
+
+    /// All workloads' lb ÷ best peer in one table, and the chart.
+    fn best_peer_section(&self) -> Option<String> {
+        let mut rows = String::new();
+        for ((workload, set), table) in &self.tables {
+            let what = match workload {
+                Workload::KeepAlive => "kept-alive",
+                Workload::Close => "new connection",
+                Workload::Bulk => "bulk",
+                Workload::TlsNew => "TLS, new handshake per request",
+                Workload::TlsKeepAlive => "TLS, kept-alive",
+                _ => continue,
+            };
+            let (scale, unit, rate_unit) = per_unit(*workload);
+            let Some(best) = self.best_peer(table, scale) else {
+                continue;
+            };
+            let median = |p: &Option<Paired>| {
+                cell(p.as_ref().map(|p| p.median), |r| format!("{r:.2}"))
+            };
+            writeln!(
+                rows,
+                "| {what} ({} backends) | {} | {} {unit} | {} {unit} | **{}** | {} ({rate_unit}) |",
+                set.name(),
+                self.label(&best.best),
+                cell(self.cpu(table, "lb", scale), |v| format!("{v:.1}")),
+                cell(self.cpu(table, &best.best, scale), |v| format!("{v:.1}")),
+                median(&best.cpu),
+                median(&best.rate),
+            )
+            .expect("a String");
+        }
+        if rows.is_empty() {
+            return None;
+        }
+        let chart = self.chart.as_ref().map_or(String::new(), |link| {
+            format!("\n![lb's CPU ÷ the best peer's, per workload]({link})\n")
+        });
+        Some(format!(
+            "\n## lb ÷ the best peer\n\nPer workload, the best configuration \
+             among HAProxy's and nginx's (lowest CPU per request, or per GB), \
+             and lb's CPU and rate divided by that one's, round by round \
+             (the median). Every balancer here balances round robin. Target: \
+             CPU ≤ 0.9.\n\n\
+             | workload | best peer | lb CPU | best peer CPU | lb ÷ best, CPU | \
+             lb ÷ best, rate |\n|---|---|--:|--:|--:|--:|\n{rows}{chart}"
         ))
     }
 
@@ -629,20 +967,41 @@ impl Report {
                     contender.label
                 ),
                 "lb" => "- **lb**: the lab's balancer to keep (`balancer/`), \
-                         `algorithm =\n  \"least-connections\"`, TCP health checks \
-                         every second. For the iperf3\n  bulk run its checks are \
-                         off (`kind = \"off\"`): iperf3's server takes one\n  \
-                         client at a time, and a check's connection would take \
-                         its place."
+                         `algorithm =\n  \"round-robin\"` (as every peer here), \
+                         TCP health checks every second. For the iperf3\n  bulk run \
+                         its checks are off (`kind = \"off\"`): iperf3's server takes \
+                         one\n  client at a time, and a check's connection would take \
+                         its place. With TLS: `[tls] cert`, `key`."
+                    .to_owned(),
+                "lb-lc" => "- **lb least-connections**: lb with `algorithm = \
+                            \"least-connections\"`\n  (nginx backends and bulk only)."
+                    .to_owned(),
+                "lb-splice" => "- **lb splice**: lb with `[limits] splice_pipes = 256` \
+                                (kernel pipes for\n  splice(2)); nginx backends and bulk \
+                                only."
+                    .to_owned(),
+                "haproxy-splice" => format!(
+                    "- **HAProxy splice-auto**: as HAProxy, with `option splice-auto` \
+                     and\n  `maxconn {}` (more does not fit the open-file limit with \
+                     pipes); nginx\n  backends and bulk only.",
+                    super::configs::HAPROXY_SPLICE_MAXCONN
+                ),
+                "nginx-reuseport" => "- **nginx stream reuseport**: as nginx stream, with \
+                                      `listen ... reuseport`\n  (a listening socket per \
+                                      worker) and `proxy_buffer_size 64k`; nginx\n  \
+                                      backends and bulk only."
                     .to_owned(),
                 "haproxy" => format!(
                     "- **HAProxy**: `mode tcp`, `balance roundrobin`, `nbthread {}`, no\n  \
-                     logging, default buffers (16 KiB), no `option splice-auto`.",
+                     logging, default buffers (16 KiB), no `option splice-auto`. With\n  \
+                     TLS: `bind ... ssl crt PEM no-tls-tickets`, `tune.ssl.cachesize 0`.",
                     self.cores
                 ),
                 "nginx" => format!(
                     "- **nginx stream**: `stream {{ upstream ... }}` (round robin by default),\n  \
-                     `worker_processes {}`, no logging, default buffers (16 KiB).",
+                     `worker_processes {}`, no logging, default buffers (16 KiB),\n  \
+                     `tcp_nodelay on` (the default). With TLS: `listen ... ssl`,\n  \
+                     `ssl_session_cache off`, `ssl_session_tickets off`.",
                     self.cores
                 ),
                 key if key.starts_with('x') => match &contender.launch {
@@ -671,6 +1030,14 @@ impl Report {
                 _ => continue,
             };
             writeln!(out, "{line}").expect("a String");
+        }
+        for (key, why) in &self.skipped {
+            writeln!(
+                out,
+                "- **{}**: did not start, so not measured: {why}",
+                self.label(key)
+            )
+            .expect("a String");
         }
         if self.mode == Mode::Smoke {
             out.push_str(
@@ -850,6 +1217,10 @@ your own figures; between machines, or moments, compare the ratios.
         }
         out.extend(self.section(Workload::Bulk, Set::Iperf));
         out.extend(self.section(Workload::Bulk, Set::Dummy));
+        out.extend(self.section(Workload::TlsNew, Set::Tls));
+        out.extend(self.section(Workload::TlsKeepAlive, Set::Tls));
+        out.extend(self.best_peer_section());
+        out.extend(self.scale_section());
         if !self.memory.is_empty() {
             let n = self.idle;
             write!(
@@ -875,8 +1246,15 @@ costs less here than it will once memory is reused.
         if self.mode != Mode::Smoke {
             let shown: Vec<(&String, &String)> = [
                 "haproxy-nginx.cfg",
+                "haproxy-splice-nginx.cfg",
+                "haproxy-tls.cfg",
                 "nginx-stream-nginx.conf",
+                "nginx-reuseport-nginx.conf",
+                "nginx-stream-tls.conf",
                 "lb-nginx.toml",
+                "lb-lc-nginx.toml",
+                "lb-splice-nginx.toml",
+                "lb-tls.toml",
                 "backend-nginx.conf",
             ]
             .iter()
@@ -917,7 +1295,8 @@ costs less here than it will once memory is reused.
                 }
             }
             for contender in &self.contenders {
-                if contender.takes_part(*workload)
+                if contender.takes_part(*workload, *set)
+                    && !self.skipped.contains_key(&contender.key)
                     && !table.samples.contains_key(&contender.key)
                 {
                     missing.push(format!(
@@ -956,6 +1335,7 @@ mod tests {
             work: rate * 5.0,
             errors: 0,
             cpu_ns: ticks * 10_000_000,
+            load_cpu_ns: 0,
         }
     }
 
@@ -1019,6 +1399,8 @@ mod tests {
             scrapes: BTreeMap::new(),
             configs: BTreeMap::new(),
             work: "/tmp/w".into(),
+            skipped: BTreeMap::new(),
+            chart: None,
         }
     }
 

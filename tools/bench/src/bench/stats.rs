@@ -18,6 +18,9 @@ pub struct Run {
     /// nanoseconds (`schedstat`): the contender's, or the backend's for a
     /// direct run.
     pub cpu_ns: u64,
+    /// CPU time of the load generator (wrk) during the run, in
+    /// nanoseconds; 0 where not measured.
+    pub load_cpu_ns: u64,
 }
 
 /// One run in the table: a contender's, with its ratio to the direct runs
