@@ -304,8 +304,8 @@ impl Bench {
             .collect()
     }
 
-    /// Starts each of `contenders`; one that will not start (lb-splice
-    /// with an lb that does not know `splice_pipes` yet) is logged, left
+    /// Starts each of `contenders`; one that will not start (an extra
+    /// command that fails, say) is logged, left
     /// out of the rest of the run, and named in the report. Returns
     /// those that started.
     fn start_or_skip(
@@ -447,7 +447,7 @@ impl Bench {
                         "round-robin"
                     },
                     checks: set != Set::Iperf,
-                    splice_pipes: (contender.key == "lb-splice").then_some(256),
+                    splice_pipes: (contender.key == "lb-nosplice").then_some(0),
                     tls: tls.as_ref(),
                 };
                 let text = configs::lb(port, &backends, setup);
@@ -1015,11 +1015,11 @@ fn choose_contenders(
             "nginx-reuseport" => {
                 ("nginx stream reuseport".to_owned(), Launch::Nginx)
             }
-            "lb" | "lb-lc" | "lb-splice" => match binaries.get("lb") {
+            "lb" | "lb-lc" | "lb-nosplice" => match binaries.get("lb") {
                 Some(path) => {
                     let label = match key {
                         "lb-lc" => "lb least-connections",
-                        "lb-splice" => "lb splice",
+                        "lb-nosplice" => "lb no splice",
                         _ => "lb",
                     };
                     (label.to_owned(), Launch::Lb(path.clone()))
@@ -1186,7 +1186,7 @@ pub fn run(args: Vec<String>) -> Result<(), String> {
     let mut wanted_bins = vec!["dummy-servers".to_owned()];
     for key in &plan.contenders {
         match key.as_str() {
-            "lb" | "lb-lc" | "lb-splice" => {
+            "lb" | "lb-lc" | "lb-nosplice" => {
                 if !wanted_bins.iter().any(|bin| bin == "lb") {
                     wanted_bins.push("lb".into());
                 }

@@ -23,13 +23,12 @@ Modes:
 
 Contenders, each on its own 127.0.0.1 port: \"direct\" (the client talks to
 a backend itself: the limit), 04-round-robin, 08-final, 09-http-proxy (HTTP
-workloads only: it is a layer-7 proxy), lb (round robin, like every peer,
+workloads only: it is a layer-7 proxy), lb (round robin, like every peer, splice on as by default,
 TCP health checks; checks off for iperf3, whose server takes one client at
 a time), HAProxy (mode tcp, balance roundrobin) and nginx (stream, round
 robin). Further configurations, on the nginx backends and for bulk only:
-lb-lc (lb with least connections), lb-splice (lb with [limits]
-splice_pipes = 256; skipped with a log line if this lb does not know the
-key), haproxy-splice (option splice-auto, maxconn 4000) and nginx-reuseport
+lb-lc (lb with least connections), lb-nosplice (lb with [limits]
+splice_pipes = 0: its buffered relay alone), haproxy-splice (option splice-auto, maxconn 4000) and nginx-reuseport
 (listen ... reuseport, proxy_buffer_size 64k). Each table names the best
 configuration of each peer and gives lb ÷ best peer.
 
@@ -104,7 +103,7 @@ pub struct Options {
     /// Idle connections held for the memory table (full: 5000).
     #[arg(long, value_name = "N")]
     pub idle: Option<usize>,
-    /// A subset of: 04,08,09,lb,lb-lc,lb-splice,haproxy,haproxy-splice,
+    /// A subset of: 04,08,09,lb,lb-lc,lb-nosplice,haproxy,haproxy-splice,
     /// nginx,nginx-reuseport; "none" for the --also contenders alone.
     #[arg(long, value_name = "LIST", value_delimiter = ',')]
     pub contenders: Option<Vec<String>>,
@@ -337,7 +336,7 @@ pub const KNOWN: [(&str, u16); 10] = [
     ("09", 3),
     ("lb", 6),
     ("lb-lc", 11),
-    ("lb-splice", 12),
+    ("lb-nosplice", 12),
     ("haproxy", 4),
     ("haproxy-splice", 13),
     ("nginx", 5),
@@ -346,7 +345,7 @@ pub const KNOWN: [(&str, u16); 10] = [
 
 /// The second configurations of `lb` and its peers.
 pub const VARIANTS: [&str; 4] =
-    ["lb-lc", "lb-splice", "haproxy-splice", "nginx-reuseport"];
+    ["lb-lc", "lb-nosplice", "haproxy-splice", "nginx-reuseport"];
 
 /// Slots in each set's block of ports (the scale workload's twelve `lb`
 /// instances use 1 to 12 of its own set).
@@ -599,7 +598,7 @@ mod tests {
                 "09",
                 "lb",
                 "lb-lc",
-                "lb-splice",
+                "lb-nosplice",
                 "haproxy",
                 "haproxy-splice",
                 "nginx",
@@ -623,7 +622,7 @@ mod tests {
         assert_eq!(
             err.unwrap_err(),
             "--contenders: unknown \"envoy\" (04, 08, 09, lb, lb-lc, \
-             lb-splice, haproxy, haproxy-splice, nginx, nginx-reuseport)"
+             lb-nosplice, haproxy, haproxy-splice, nginx, nginx-reuseport)"
         );
         let err = Plan::new(&options(&["--workloads", "bulk,soak"]), root);
         assert_eq!(

@@ -976,9 +976,9 @@ impl Report {
                 "lb-lc" => "- **lb least-connections**: lb with `algorithm = \
                             \"least-connections\"`\n  (nginx backends and bulk only)."
                     .to_owned(),
-                "lb-splice" => "- **lb splice**: lb with `[limits] splice_pipes = 256` \
-                                (kernel pipes for\n  splice(2)); nginx backends and bulk \
-                                only."
+                "lb-nosplice" => "- **lb no splice**: lb with `[limits] splice_pipes = 0` \
+                                  (no kernel pipes for\n  splice(2): the buffered relay \
+                                  alone); nginx backends and bulk only."
                     .to_owned(),
                 "haproxy-splice" => format!(
                     "- **HAProxy splice-auto**: as HAProxy, with `option splice-auto` \
@@ -1253,7 +1253,7 @@ costs less here than it will once memory is reused.
                 "nginx-stream-tls.conf",
                 "lb-nginx.toml",
                 "lb-lc-nginx.toml",
-                "lb-splice-nginx.toml",
+                "lb-nosplice-nginx.toml",
                 "lb-tls.toml",
                 "backend-nginx.conf",
             ]
