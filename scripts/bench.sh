@@ -2,8 +2,9 @@
 # Measures the lab's balancers beside HAProxy and nginx on this machine, in
 # one run, and writes the table to BENCHMARKS.md.
 #
-#   scripts/bench.sh           full run (about 25 min): writes BENCHMARKS.md
-#   scripts/bench.sh --quick   one short round of everything (< 2 min)
+#   scripts/bench.sh           full run (about 50 min): writes BENCHMARKS.md
+#                              and bench-ratios.svg
+#   scripts/bench.sh --quick   one short round of everything (about 8 min)
 #   scripts/bench.sh --smoke   a self-test in seconds, needing only curl
 #   scripts/bench.sh --help    every option
 #
