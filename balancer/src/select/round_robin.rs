@@ -58,14 +58,6 @@ impl Select for RoundRobin {
         let turn = self.next.fetch_add(1, Ordering::Relaxed);
         super::usable(backends).nth(turn % usable)
     }
-
-    /// The turn's backend in the whole list. When it is not usable, the
-    /// caller's `first` takes another turn among the usable ones, so a
-    /// backend that is down still spreads its share over the others.
-    fn probe(&self, count: usize, _key: u64) -> Option<usize> {
-        let turn = self.next.fetch_add(1, Ordering::Relaxed);
-        Some(turn % count.max(1))
-    }
 }
 
 #[cfg(test)]
