@@ -176,6 +176,7 @@ impl Pool {
         let now = Instant::now();
         let slow_start = self.slow_start();
         candidates.clear();
+        candidates.reserve(self.backends.len());
         let (mut accepting, mut healthy) = (0, 0);
         for (backend, &failed) in self.backends.iter().zip(failed) {
             let (candidate, seen) =

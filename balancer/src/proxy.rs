@@ -411,9 +411,8 @@ impl Connection {
         ticket: &mut Option<Ticket>,
     ) -> Result<(Vec<usize>, bool), EndCode> {
         let queue = self.balancer.queue().clone();
-        let mut order = Vec::with_capacity(self.pool.backends.len());
-        let mut candidates: Vec<Candidate> =
-            Vec::with_capacity(self.pool.backends.len());
+        // Grown only if used: a probe that hits needs neither.
+        let (mut order, mut candidates) = (Vec::new(), Vec::<Candidate>::new());
         loop {
             if ticket.is_some() {
                 // Back from waiting: a reload meanwhile may have brought

@@ -520,6 +520,27 @@ mod tests {
         (near.unwrap(), far.unwrap().0)
     }
 
+    /// A TLS client connected to `lb`'s side of its TLS session, the
+    /// handshake done.
+    async fn tls_client() -> (
+        tokio_rustls::client::TlsStream<TcpStream>,
+        tokio_rustls::server::TlsStream<TcpStream>,
+    ) {
+        use tokio_rustls::rustls::pki_types::ServerName;
+        use tokio_rustls::{TlsAcceptor, TlsConnector};
+
+        let certs = lab_common::testing::TestCerts::new();
+        let (client_tcp, lb_client_tcp) = connected().await;
+        let acceptor = TlsAcceptor::from(certs.server_config());
+        let connector = TlsConnector::from(certs.client_config());
+        let name = ServerName::try_from("localhost").unwrap();
+        let (client, lb_client_side) = tokio::join!(
+            connector.connect(name, client_tcp),
+            acceptor.accept(lb_client_tcp)
+        );
+        (client.unwrap(), lb_client_side.unwrap())
+    }
+
     /// A client, a backend, and a relay between them running in a task:
     /// what the client writes comes out at `backend`, and back.
     async fn relayed(
@@ -839,20 +860,7 @@ mod tests {
     #[cfg(target_os = "linux")]
     #[tokio::test]
     async fn a_tls_side_relays_buffered_with_pipes_free() {
-        use tokio_rustls::rustls::pki_types::ServerName;
-        use tokio_rustls::{TlsAcceptor, TlsConnector};
-
-        let certs = lab_common::testing::TestCerts::new();
-        let (client_tcp, lb_client_tcp) = connected().await;
-        let acceptor = TlsAcceptor::from(certs.server_config());
-        let connector = TlsConnector::from(certs.client_config());
-        let name = ServerName::try_from("localhost").unwrap();
-        let (client, lb_client_side) = tokio::join!(
-            connector.connect(name, client_tcp),
-            acceptor.accept(lb_client_tcp)
-        );
-        let (mut client, lb_client_side) =
-            (client.unwrap(), lb_client_side.unwrap());
+        let (mut client, lb_client_side) = tls_client().await;
         let (lb_backend_side, mut backend) = connected().await;
         let budget = Budget::with_pipes(1 << 20, 2);
         let task = tokio::spawn({
@@ -892,20 +900,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_client_that_breaks_its_tls_stream_gets_its_backend_reset() {
-        use tokio_rustls::rustls::pki_types::ServerName;
-        use tokio_rustls::{TlsAcceptor, TlsConnector};
-
-        let certs = lab_common::testing::TestCerts::new();
-        let (client_tcp, lb_client_tcp) = connected().await;
-        let acceptor = TlsAcceptor::from(certs.server_config());
-        let connector = TlsConnector::from(certs.client_config());
-        let name = ServerName::try_from("localhost").unwrap();
-        let (client, lb_client_side) = tokio::join!(
-            connector.connect(name, client_tcp),
-            acceptor.accept(lb_client_tcp)
-        );
-        let (mut client, lb_client_side) =
-            (client.unwrap(), lb_client_side.unwrap());
+        let (mut client, lb_client_side) = tls_client().await;
         let (lb_backend_side, mut backend) = connected().await;
         let task = tokio::spawn(async move {
             relay(

@@ -174,10 +174,6 @@ mod linux {
     }
 
     impl Lease {
-        fn pipe(&self) -> &Pipe {
-            &self.pipe
-        }
-
         /// Moves bytes from `from` through the pipe to `to` until the
         /// source pauses or ends, adding what it writes to `bytes` and
         /// setting `moved` when anything moves.
@@ -195,7 +191,7 @@ mod linux {
                     // when to try; `try_io` forgets it on `EAGAIN`, so
                     // the next poll waits for the socket to have room.
                     ready!(to.poll_write_ready(cx)).map_err(Failure::Write)?;
-                    let pipe = self.pipe();
+                    let pipe = &self.pipe;
                     let out = to.try_io(Interest::WRITABLE, || {
                         rustix::pipe::splice(
                             &pipe.out, None, to, None, self.held, FLAGS,
@@ -222,7 +218,7 @@ mod linux {
                     // In only while the pipe is empty: `EAGAIN` can then
                     // only mean that the socket is.
                     ready!(from.poll_read_ready(cx)).map_err(Failure::Read)?;
-                    let pipe = self.pipe();
+                    let pipe = &self.pipe;
                     let into = from.try_io(Interest::READABLE, || {
                         rustix::pipe::splice(
                             from, None, &pipe.into, None, pipe.room, FLAGS,
@@ -265,7 +261,7 @@ mod linux {
             let two = pipes.take().expect("at the cap");
             assert!(pipes.take().is_none(), "past the cap");
             assert_eq!(pipes.lent(), 2);
-            let end = one.pipe().out.try_clone().expect("a second descriptor");
+            let end = one.pipe.out.try_clone().expect("a second descriptor");
             drop(one);
             // The write end is closed with the lease: reading the pipe
             // through the descriptor kept here finds its end.
@@ -283,12 +279,12 @@ mod linux {
             let mut lease = pipes.take().expect("under the cap");
             // As if the destination failed with bytes still in the pipe.
             let stale = b"stale";
-            let n = rustix::io::write(&lease.pipe().into, stale).unwrap();
+            let n = rustix::io::write(&lease.pipe.into, stale).unwrap();
             lease.held = n;
             drop(lease);
             let fresh = pipes.take().expect("the closed pipe's place");
             let mut buffer = [0u8; 8];
-            let read = rustix::io::read(&fresh.pipe().out, &mut buffer);
+            let read = rustix::io::read(&fresh.pipe.out, &mut buffer);
             assert_eq!(read, Err(rustix::io::Errno::AGAIN), "empty");
         }
     }

@@ -279,6 +279,18 @@ fn usable(backends: &[Candidate]) -> impl Iterator<Item = usize> + Clone + '_ {
         .map(|(index, _)| index)
 }
 
+/// The one usable backend, when there is only one: `Ok(None)` with none,
+/// `Ok(Some(index))` with one, `Err(())` with two or more. The random
+/// algorithms draw only in the last case, as their `order` does.
+fn nothing_to_draw(backends: &[Candidate]) -> Result<Option<usize>, ()> {
+    let mut usable = usable(backends);
+    match (usable.next(), usable.next()) {
+        (None, _) => Ok(None),
+        (Some(only), None) => Ok(Some(only)),
+        (Some(_), Some(_)) => Err(()),
+    }
+}
+
 /// The total weight of the usable backends, `skip` left out.
 fn usable_weight(backends: &[Candidate], skip: Option<usize>) -> u64 {
     usable(backends)

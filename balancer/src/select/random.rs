@@ -91,12 +91,8 @@ impl Select for WeightedRandom {
     }
 
     fn pick(&self, backends: &[Candidate], _key: u64) -> Option<usize> {
-        let mut usable = super::usable(backends);
-        let only = usable.next()?;
-        if usable.next().is_none() {
-            return Some(only);
-        }
-        Some(self.draw(backends).0)
+        super::nothing_to_draw(backends)
+            .unwrap_or_else(|()| Some(self.draw(backends).0))
     }
 }
 

@@ -556,6 +556,13 @@ mod tests {
         let config =
             Config::parse(Path::new("lb-nosplice.toml"), &text).unwrap();
         assert_eq!(config.limits.splice_pipes, 0);
+        // The scale workload tries every algorithm lb knows (its list is
+        // written out, lb being only the tests' dependency).
+        let known: Vec<&str> = balancer::select::Algorithm::ALL
+            .iter()
+            .map(|algorithm| algorithm.name())
+            .collect();
+        assert_eq!(super::super::SCALE_ALGORITHMS.as_slice(), known);
         // The scale files: 1,000 ids at one address, for every
         // algorithm lb knows.
         for algorithm in balancer::select::Algorithm::ALL {

@@ -53,6 +53,17 @@ pub struct Table {
     pub samples: BTreeMap<String, Vec<Sample>>,
 }
 
+impl Table {
+    /// Records `run` of `key` in `round`, with its ratio to the direct
+    /// runs beside it (`None` for a direct run).
+    fn record(&mut self, key: &str, round: u32, run: Run, ratio: Option<f64>) {
+        self.samples
+            .entry(key.to_owned())
+            .or_default()
+            .push(Sample { round, run, ratio });
+    }
+}
+
 /// How quiet the machine was.
 #[derive(Clone, Debug, Default)]
 pub struct Quiet {
@@ -652,15 +663,7 @@ impl Bench {
             self.wait_quiet();
             let mut before =
                 self.measure(workload, direct_port, backend_pid, connections)?;
-            table
-                .samples
-                .entry("direct".into())
-                .or_default()
-                .push(Sample {
-                    round,
-                    run: before,
-                    ratio: None,
-                });
+            table.record("direct", round, before, None);
             for pair in rotated(&pairs, round) {
                 let mut runs = Vec::new();
                 for contender in &pair {
@@ -690,19 +693,9 @@ impl Bench {
                         before.rate,
                         after.rate,
                     );
-                    table.samples.entry(key).or_default().push(Sample {
-                        round,
-                        run,
-                        ratio: Some(ratio),
-                    });
+                    table.record(&key, round, run, Some(ratio));
                 }
-                table.samples.entry("direct".into()).or_default().push(
-                    Sample {
-                        round,
-                        run: after,
-                        ratio: None,
-                    },
-                );
+                table.record("direct", round, after, None);
                 before = after;
             }
         }
@@ -749,15 +742,7 @@ impl Bench {
             self.wait_quiet();
             let mut before =
                 self.measure(workload, direct_port, backend_pid, connections)?;
-            table
-                .samples
-                .entry("direct".into())
-                .or_default()
-                .push(Sample {
-                    round,
-                    run: before,
-                    ratio: None,
-                });
+            table.record("direct", round, before, None);
             for contender in &order {
                 let (run, other) =
                     self.contender_run(workload, set, contender, connections)?;
@@ -781,22 +766,8 @@ impl Bench {
                     run.rate,
                     cpu_text(workload, &run),
                 ));
-                table
-                    .samples
-                    .entry(contender.key.clone())
-                    .or_default()
-                    .push(Sample {
-                        round,
-                        run,
-                        ratio: Some(ratio),
-                    });
-                table.samples.entry("direct".into()).or_default().push(
-                    Sample {
-                        round,
-                        run: after,
-                        ratio: None,
-                    },
-                );
+                table.record(&contender.key, round, run, Some(ratio));
+                table.record("direct", round, after, None);
                 before = after;
             }
         }
