@@ -142,11 +142,14 @@ impl PickState {
             let after = until.saturating_duration_since(self.epoch);
             u64::try_from(after.as_nanos()).unwrap_or(u64::MAX - 1) + 1
         });
-        self.out_until.store(out_until, Ordering::Release);
-        self.up.store(
-            health.status() == crate::health::Status::Up,
-            Ordering::Release,
+        let up = health.status() == crate::health::Status::Up;
+        let before = (
+            self.out_until.swap(out_until, Ordering::AcqRel),
+            self.up.swap(up, Ordering::AcqRel),
         );
+        if before != (out_until, up) {
+            changed();
+        }
     }
 
     /// Whether the checks say UP, and whether failed connections keep
@@ -160,6 +163,27 @@ impl PickState {
                 > now.saturating_duration_since(self.epoch).as_nanos();
         (up, cooling)
     }
+}
+
+/// How many times, since `lb` started, a backend's health verdict or its
+/// say on taking clients changed: what can take a backend out of the
+/// candidates with no client's doing. A pool that looked at every
+/// backend and found each usable at its configured weight notes the
+/// count it read first; while the count stays the same, a new client
+/// may skip the look at each backend (`Pool::pick`). One count for the
+/// whole process: a change anywhere only costs the next client one full
+/// look, and a backend coming back (a cool-down that ends) needs no
+/// count, since the pools that miss it are already looking.
+static CHANGES: AtomicU64 = AtomicU64::new(0);
+
+/// The count of [`CHANGES`] now.
+pub fn changes() -> u64 {
+    CHANGES.load(Ordering::Acquire)
+}
+
+/// Counts one change, after the change itself is stored.
+fn changed() {
+    CHANGES.fetch_add(1, Ordering::Release);
 }
 
 /// One backend's live record. See the module's docs.
@@ -383,7 +407,9 @@ impl Live {
     fn update_accepting(&self) {
         let control = lock(&self.control);
         let accepting = control.admin == Admin::Enabled && !self.is_retiring();
-        self.pick.accepting.store(accepting, Ordering::Release);
+        if self.pick.accepting.swap(accepting, Ordering::AcqRel) != accepting {
+            changed();
+        }
     }
 
     pub fn is_retiring(&self) -> bool {

@@ -14,7 +14,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use lab_common::Error;
@@ -25,7 +25,7 @@ use crate::backend::Backend;
 use crate::config::Config;
 use crate::connect::BackendTls;
 use crate::health::HealthRules;
-use crate::live::{Live, State};
+use crate::live::{self, Live, State};
 use crate::queue::Queue;
 use crate::select::{self, Candidate, Member, Select};
 
@@ -35,6 +35,10 @@ pub struct Pool {
     /// What it was built from.
     pub config: Arc<Config>,
     pub backends: Vec<Arc<Backend>>,
+    /// Each backend's live record, in the order of `backends`: one
+    /// pointer away instead of two, for the quick path of `pick` that
+    /// reads every backend's open connections.
+    lives: Vec<Arc<Live>>,
     selector: Box<dyn Select>,
     pub rules: HealthRules,
     /// How `tls://` backends are verified; `None` if there are none.
@@ -42,6 +46,15 @@ pub struct Pool {
     /// Whether it balances in panic now (`panic_threshold`), so that
     /// entering and leaving it are logged once each.
     panicking: AtomicBool,
+    /// Each backend as the algorithm sees it when every one is usable at
+    /// its configured weight, its load left at 0: what a client chooses
+    /// from while nothing changed since a look found them so (`pick`).
+    all_usable: Vec<Candidate>,
+    /// [`live::changes`] as read before the last look at every backend
+    /// that found each usable at its configured weight, plus one; 0 if
+    /// none has. Never set when a backend has a `max_connections`:
+    /// whether it is full changes with every client, not by a change.
+    usable_since: AtomicU64,
 }
 
 /// What decided whether a backend is a candidate, read once per pick.
@@ -50,6 +63,8 @@ struct Seen {
     full: bool,
     accepting: bool,
     healthy: bool,
+    /// In a slow start: its weight is not the configured one.
+    ramping: bool,
 }
 
 /// One backend as a client's choice saw it.
@@ -111,13 +126,25 @@ impl Pool {
                 weight: backend.weight,
             })
             .collect();
+        let scale = weight_scale(slow_start(&config));
+        let all_usable = backends
+            .iter()
+            .map(|backend| Candidate {
+                weight: backend.weight.saturating_mul(scale),
+                active: 0,
+                usable: true,
+            })
+            .collect();
         Ok(Pool {
+            lives: backends.iter().map(|b| b.live.clone()).collect(),
             selector: select::build(config.algorithm, &members, config.seed),
             rules: HealthRules::from(&config.health),
             backends,
             backend_tls,
             config,
             panicking: AtomicBool::new(false),
+            all_usable,
+            usable_since: AtomicU64::new(0),
         })
     }
 
@@ -163,8 +190,33 @@ impl Pool {
                 return Some(index);
             }
         }
+        // Nothing changed since every backend was usable: no look at
+        // each, but at most a read of each one's open connections, for
+        // the algorithms that weigh them.
+        if let Some(all_usable) = self.all_usable(failed) {
+            if !self.selector.reads_loads() {
+                return self.selector.pick(all_usable, key);
+            }
+            candidates.clear();
+            candidates.extend(all_usable.iter().zip(&self.lives).map(
+                |(candidate, live)| Candidate {
+                    active: live.active(),
+                    ..*candidate
+                },
+            ));
+            return self.selector.pick(candidates, key);
+        }
         self.candidates(failed, candidates);
         self.selector.pick(candidates, key)
+    }
+
+    /// Every backend as a candidate, if none failed this client and none
+    /// changed since a look found every one usable at its configured
+    /// weight.
+    fn all_usable(&self, failed: &[bool]) -> Option<&[Candidate]> {
+        let since = self.usable_since.load(Ordering::Relaxed);
+        (since != 0 && since - 1 == live::changes() && !failed.contains(&true))
+            .then_some(self.all_usable.as_slice())
     }
     // ANCHOR_END: pick_fn
 
@@ -173,11 +225,15 @@ impl Pool {
     /// client. In a panic (too few backends healthy, see
     /// [`Pool::panic`]) every backend its checks have not seen DOWN may.
     fn candidates(&self, failed: &[bool], candidates: &mut Vec<Candidate>) {
+        // Read before the backends: a change made during the look makes
+        // the count it leaves stale, never a stale look current.
+        let changes = live::changes();
         let now = Instant::now();
         let slow_start = self.slow_start();
         candidates.clear();
         candidates.reserve(self.backends.len());
         let (mut accepting, mut healthy) = (0, 0);
+        let mut all_usable = true;
         for (backend, &failed) in self.backends.iter().zip(failed) {
             let (candidate, seen) =
                 self.candidate(backend, failed, now, slow_start);
@@ -185,7 +241,14 @@ impl Pool {
                 accepting += 1;
                 healthy += usize::from(seen.healthy);
             }
+            all_usable &= seen.accepting
+                && seen.healthy
+                && !seen.ramping
+                && backend.max_connections.is_none();
             candidates.push(candidate);
+        }
+        if all_usable {
+            self.usable_since.store(changes + 1, Ordering::Relaxed);
         }
         if !self.panic(healthy, accepting) {
             return;
@@ -264,7 +327,7 @@ impl Pool {
         now: Instant,
         slow_start: Duration,
     ) -> (Candidate, Seen) {
-        let scale = if slow_start.is_zero() { 1 } else { RAMP_SCALE };
+        let scale = weight_scale(slow_start);
         let live = &backend.live;
         let ramp = live.ramp(now, slow_start);
         let weight = match ramp {
@@ -282,6 +345,7 @@ impl Pool {
             full,
             accepting: live.accepting(),
             healthy: live.healthy(now),
+            ramping: ramp.is_some(),
         };
         let candidate = Candidate {
             weight,
@@ -364,11 +428,8 @@ impl Pool {
     /// How long a backend back up takes to reach its whole share: zero
     /// (at once) under Maglev, whose table is built once for the pool
     /// and cannot give a backend part of its slots.
-    pub fn slow_start(&self) -> std::time::Duration {
-        if self.config.algorithm == crate::select::Algorithm::Maglev {
-            return std::time::Duration::ZERO;
-        }
-        self.config.health.slow_start
+    pub fn slow_start(&self) -> Duration {
+        slow_start(&self.config)
     }
 
     /// Whether a backend's `max_connections` is rising with its slow
@@ -394,6 +455,21 @@ impl Pool {
             None => usize::MAX,
         }
     }
+}
+
+/// The slow start `config` gives: none with Maglev, whose clients stay
+/// on their backend whatever its weight.
+fn slow_start(config: &Config) -> Duration {
+    if config.algorithm == crate::select::Algorithm::Maglev {
+        return Duration::ZERO;
+    }
+    config.health.slow_start
+}
+
+/// What weights are multiplied by with `slow_start`: [`RAMP_SCALE`] if
+/// there is one.
+fn weight_scale(slow_start: Duration) -> u32 {
+    if slow_start.is_zero() { 1 } else { RAMP_SCALE }
 }
 
 /// How `tls://` backends are checked, from `[tls]`: loaded again with
@@ -465,5 +541,112 @@ mod tests {
         assert_eq!(order, [0, 1]);
         drop(guard);
         assert_eq!(one.backends[1].active(), 0);
+    }
+
+    /// A pool of three backends weighted 1, 2 and 3, seeded.
+    fn weighted(algorithm: Algorithm) -> Pool {
+        let mut config =
+            Arc::unwrap_or_clone(config(&["a", "b", "c"], algorithm));
+        for (backend, weight) in config.backends.iter_mut().zip(1..) {
+            backend.weight = weight;
+        }
+        config.seed = Some(7);
+        let (queue, cut) = (Queue::new(), CancellationToken::new());
+        Pool::build(Arc::new(config), &mut HashMap::new(), &queue, &cut)
+            .unwrap()
+    }
+
+    /// Looks at every backend until the next client would take the quick
+    /// path of `pick` (the look found each usable, and nothing changed
+    /// since): other tests in this process may count changes of their
+    /// own in between.
+    fn quick_path_open(pool: &Pool) {
+        let none = [false; 3];
+        for _ in 0..100 {
+            pool.candidates(&none, &mut Vec::new());
+            if pool.all_usable(&none).is_some() {
+                return;
+            }
+        }
+        panic!("100 looks and none found every backend usable");
+    }
+
+    #[test]
+    fn the_quick_path_picks_what_a_look_at_every_backend_would() {
+        for algorithm in Algorithm::ALL {
+            let pool = weighted(algorithm);
+            // Open connections, for the algorithms that weigh loads.
+            let _guards = [0, 0, 2]
+                .map(|index| pool.backends[index].try_track(None).unwrap());
+            let alone = select::build(
+                algorithm,
+                &pool
+                    .backends
+                    .iter()
+                    .map(|b| Member {
+                        id: b.id.clone(),
+                        weight: b.weight,
+                    })
+                    .collect::<Vec<_>>(),
+                Some(7),
+            );
+            let candidates: Vec<Candidate> = pool
+                .backends
+                .iter()
+                .map(|b| Candidate {
+                    weight: b.weight,
+                    active: b.active(),
+                    usable: true,
+                })
+                .collect();
+            quick_path_open(&pool);
+            let mut picked = Vec::new();
+            let mut alone_picked = Vec::new();
+            for key in 0..40 {
+                picked.push(pool.pick(key, &[false; 3], &mut Vec::new()));
+                alone_picked.push(alone.pick(&candidates, key));
+            }
+            assert_eq!(picked, alone_picked, "{algorithm}");
+        }
+    }
+
+    #[test]
+    fn a_backend_taken_out_is_not_the_next_clients_pick() {
+        let rules = HealthRules {
+            failures: 1,
+            ..HealthRules::from(&Config::default().health)
+        };
+        // How to take backend b out, by name.
+        type TakeOut = (&'static str, fn(&Live, &HealthRules));
+        let take_out: [TakeOut; 4] = [
+            ("down", |live, _| {
+                live.update_health(|health| {
+                    health.force_down();
+                    None
+                });
+            }),
+            ("cooling down", |live, rules| {
+                live.update_health(|health| {
+                    health.connection_failed(rules, Instant::now(), "test")
+                });
+            }),
+            ("disabled", |live, _| {
+                live.set_admin(crate::live::Admin::Disabled);
+            }),
+            ("retiring", |live, _| {
+                live.retire();
+            }),
+        ];
+        for algorithm in Algorithm::ALL {
+            for (how, take_out) in take_out {
+                let pool = weighted(algorithm);
+                quick_path_open(&pool);
+                take_out(&pool.backends[1].live, &rules);
+                for key in 0..30 {
+                    let picked = pool.pick(key, &[false; 3], &mut Vec::new());
+                    assert_ne!(picked, Some(1), "{algorithm}: b {how}");
+                }
+            }
+        }
     }
 }

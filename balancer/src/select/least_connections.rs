@@ -61,14 +61,19 @@ impl Select for LeastConnections {
     }
 
     fn pick(&self, backends: &[Candidate], _key: u64) -> Option<usize> {
-        // Two passes and no sort: the least load, then the tie it falls
-        // to (ties in list order, as the sort above leaves them).
-        let least = *backends
-            .iter()
-            .filter(|backend| backend.usable)
-            .min_by(|a, b| a.cmp_load(b))?;
+        // Two passes and no sort: the least load and how many tie at it,
+        // then the tie this client's turn falls to (ties in list order,
+        // as the sort above leaves them).
+        let mut usable = backends.iter().filter(|backend| backend.usable);
+        let (mut least, mut count) = (*usable.next()?, 1);
+        for backend in usable {
+            match backend.cmp_load(&least) {
+                std::cmp::Ordering::Less => (least, count) = (*backend, 1),
+                std::cmp::Ordering::Equal => count += 1,
+                std::cmp::Ordering::Greater => {}
+            }
+        }
         let tied = |index: &usize| backends[*index].cmp_load(&least).is_eq();
-        let count = super::usable(backends).filter(tied).count();
         let turn = self.next_tie.fetch_add(1, Ordering::Relaxed);
         super::usable(backends).filter(tied).nth(turn % count)
     }

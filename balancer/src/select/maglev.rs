@@ -268,6 +268,10 @@ impl Maglev {
 }
 
 impl Select for Maglev {
+    fn reads_loads(&self) -> bool {
+        false
+    }
+
     /// The owner of the client's own slot (when usable, `pick`'s
     /// answer whatever the others' state).
     fn probe(&self, _count: usize, key: u64) -> Option<usize> {

@@ -18,12 +18,13 @@
 //!   ([`client_key`]).
 //!
 //! Every algorithm skips the backends that are not usable, and spreads
-//! their share over the others rather than over one neighbour. `order`
-//! runs for every new client, so it allocates nothing itself (it fills
-//! the caller's vector), costs about a sort of the N backends (Maglev: a
-//! walk of about N ln N slots), and holds a lock, where there is one,
-//! only for a draw or, in weighted round robin, one pass and a sort of N
-//! indices.
+//! their share over the others rather than over one neighbour. `pick`
+//! runs for every new client: at most a pass over the N candidates
+//! (Maglev: a few slots), and a lock, where there is one, only for a
+//! draw or, in weighted round robin, one pass. `order` runs for a client
+//! whose first backend failed it: it allocates nothing itself (it fills
+//! the caller's vector) and costs about a sort of the N backends
+//! (Maglev: a walk of about N ln N slots).
 
 mod least_connections;
 mod maglev;
@@ -93,6 +94,14 @@ pub trait Select: Send + Sync + fmt::Debug {
     /// turns shared among the usable ones).
     fn probe(&self, _count: usize, _key: u64) -> Option<usize> {
         None
+    }
+
+    /// Whether it reads [`Candidate::active`]. While every backend is
+    /// usable the pool hands those that do not the same candidates
+    /// each time instead of reading every backend's open connections.
+    /// Yes unless an algorithm says no.
+    fn reads_loads(&self) -> bool {
+        true
     }
 
     /// A copy of its state (a turn, a generator, current weights), on

@@ -57,6 +57,10 @@ impl WeightedRandom {
 }
 
 impl Select for WeightedRandom {
+    fn reads_loads(&self) -> bool {
+        false
+    }
+
     fn copy(&self) -> Option<Box<dyn Select>> {
         Some(Box::new(WeightedRandom::new(lock(&self.rng).clone())))
     }

@@ -25,6 +25,10 @@ impl RoundRobin {
 }
 
 impl Select for RoundRobin {
+    fn reads_loads(&self) -> bool {
+        false
+    }
+
     fn copy(&self) -> Option<Box<dyn Select>> {
         let next = self.next.load(Ordering::Relaxed);
         Some(Box::new(RoundRobin {

@@ -39,6 +39,10 @@ impl SmoothWeighted {
 }
 
 impl Select for SmoothWeighted {
+    fn reads_loads(&self) -> bool {
+        false
+    }
+
     fn copy(&self) -> Option<Box<dyn Select>> {
         let current = lock(&self.current).clone();
         Some(Box::new(SmoothWeighted {
