@@ -146,7 +146,7 @@ pub const DEFAULT_PREFIX: &str = "/lb/backends/";
 
 /// `[tls]`: the certificate `lb` presents to clients, and how it checks
 /// its `tls://` backends.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TlsConfig {
     /// Certificate chain and key for the front: clients must speak TLS.
     /// `None`: plain TCP at the front.
@@ -155,6 +155,20 @@ pub struct TlsConfig {
     pub ca: Option<PathBuf>,
     /// Accept any backend certificate (encrypted, but not verified).
     pub insecure: bool,
+    /// Let a client resume a TLS session at the front: the next
+    /// connection skips the key exchange and the signature.
+    pub resumption: bool,
+}
+
+impl Default for TlsConfig {
+    fn default() -> TlsConfig {
+        TlsConfig {
+            front: None,
+            ca: None,
+            insecure: false,
+            resumption: true,
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -956,6 +970,7 @@ struct RawTls {
     key: Option<Spanned<String>>,
     ca: Option<Spanned<String>>,
     insecure: Option<bool>,
+    resumption: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -1084,6 +1099,7 @@ impl RawTls {
             front,
             ca,
             insecure,
+            resumption: self.resumption.unwrap_or(true),
         })
     }
 }
@@ -2133,6 +2149,11 @@ mod tests {
             (
                 format!("tls = 3\n{ONE_BACKEND}"),
                 "lb.toml:1: tls: invalid type: integer `3`, expected a table",
+            ),
+            (
+                format!("[tls]\nresumption = \"no\"\n{ONE_BACKEND}"),
+                "lb.toml:2: tls.resumption: invalid type: string \"no\", \
+                 expected a boolean",
             ),
         ];
         for (text, want) in cases {

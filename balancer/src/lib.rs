@@ -55,6 +55,7 @@ use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
+use tokio_rustls::rustls::server::NoServerSessionStorage;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, info, warn};
@@ -446,14 +447,19 @@ fn front_digest(config: &Config) -> Option<u64> {
 
 /// The acceptor for the front's TLS, if `[tls]` names a certificate: read
 /// again at every reload, so a rotated certificate is what the next
-/// handshake presents.
+/// handshake presents. With `resumption = false`, no session is kept
+/// and no ticket sent: every handshake is a full one.
 fn front_tls(config: &Config) -> Result<Option<TlsAcceptor>, Error> {
-    match &config.tls.front {
-        Some(front) => Ok(Some(TlsAcceptor::from(
-            lab_common::tls::server_config(&front.cert, &front.key)?,
-        ))),
-        None => Ok(None),
+    let Some(front) = &config.tls.front else {
+        return Ok(None);
+    };
+    let mut server = lab_common::tls::server_config(&front.cert, &front.key)?;
+    if !config.tls.resumption {
+        let server = Arc::make_mut(&mut server);
+        server.session_storage = Arc::new(NoServerSessionStorage {});
+        server.send_tls13_tickets = 0;
     }
+    Ok(Some(TlsAcceptor::from(server)))
 }
 
 /// Locks `mutex` even if a thread panicked while holding it: every update

@@ -1,5 +1,6 @@
 //! `lb` with TLS: at the front, to `tls://` backends, and both, with
-//! certificates made for the test.
+//! certificates made for the test; the front's cipher suite and session
+//! resumption, as a rustls client sees them.
 
 mod common;
 
@@ -13,6 +14,11 @@ use lab_common::testing::TestCerts;
 use lab_common::testing::http::{
     check_download, check_upload, https_url, who_answers_with,
 };
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::rustls::pki_types::ServerName;
+use tokio_rustls::rustls::{CipherSuite, HandshakeKind};
 
 /// A config whose backends are `tls://` at `addrs`, verified against the
 /// CA of `certs`.
@@ -95,5 +101,69 @@ async fn clients_that_never_start_their_handshake_take_no_handshake_place() {
     let seen = who_answers_with(&client, &https_url(lb.addr)).await;
     assert_eq!(seen, backend.name());
     drop(silent);
+    lb.stop().await;
+}
+
+/// One client's TLS session with `lb` at `addr`: its cipher suite and
+/// whether it resumed an earlier one. The client asks for a page and
+/// reads the answer to its end, so that the tickets a TLS 1.3 server
+/// sends after the handshake have arrived before the next connection.
+async fn session(
+    addr: SocketAddr,
+    connector: &TlsConnector,
+) -> (CipherSuite, HandshakeKind) {
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let name = ServerName::try_from("127.0.0.1").expect("an IP address");
+    let mut tls = connector.connect(name, tcp).await.unwrap();
+    tls.write_all(b"GET / HTTP/1.1\r\nHost: lab\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    tls.read_to_end(&mut answer).await.unwrap();
+    assert!(answer.starts_with(b"HTTP/1.1 200"), "{answer:?}");
+    let (_, connection) = tls.get_ref();
+    (
+        connection.negotiated_cipher_suite().unwrap().suite(),
+        connection.handshake_kind().unwrap(),
+    )
+}
+
+#[tokio::test]
+async fn a_client_resumes_its_session_and_gets_aes_128_though_it_asks_aes_256_first()
+ {
+    let certs = TestCerts::new();
+    let backend = RunningBackend::start().await;
+    let lb =
+        RunningLb::start(with_tls_front(config_for(&[backend.addr]), &certs))
+            .await;
+    // rustls' client asks as OpenSSL's does: AES-256 first.
+    let client = certs.client_config();
+    assert_eq!(
+        client.crypto_provider().cipher_suites[0].suite(),
+        CipherSuite::TLS13_AES_256_GCM_SHA384
+    );
+    let connector = TlsConnector::from(client);
+    let first = session(lb.addr, &connector).await;
+    assert_eq!(
+        first,
+        (CipherSuite::TLS13_AES_128_GCM_SHA256, HandshakeKind::Full)
+    );
+    let again = session(lb.addr, &connector).await;
+    assert_eq!(again.1, HandshakeKind::Resumed);
+    lb.stop().await;
+}
+
+#[tokio::test]
+async fn with_resumption_off_every_handshake_is_a_full_one() {
+    let certs = TestCerts::new();
+    let backend = RunningBackend::start().await;
+    let mut config = with_tls_front(config_for(&[backend.addr]), &certs);
+    config.tls.resumption = false;
+    let lb = RunningLb::start(config).await;
+    let connector = TlsConnector::from(certs.client_config());
+    for _ in 0..3 {
+        let (_, kind) = session(lb.addr, &connector).await;
+        assert_eq!(kind, HandshakeKind::Full);
+    }
     lb.stop().await;
 }

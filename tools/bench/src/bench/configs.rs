@@ -28,14 +28,24 @@ pub struct CertFiles {
     pub combined: PathBuf,
 }
 
-/// nginx's TLS lines, without session resumption of either kind: every
-/// handshake a client starts is a full one.
+/// The cipher suites every TLS server here prefers, in OpenSSL's names,
+/// as lb does (`lab_common::tls::SERVER_SUITES`): AES-128-GCM first,
+/// whatever order the client (wrk, OpenSSL) asks in. TLS 1.2, then 1.3.
+const PREFERRED_CIPHERS: &str =
+    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384";
+const PREFERRED_SUITES: &str = "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384";
+
+/// nginx's TLS lines, without session resumption of either kind (every
+/// handshake a client starts is a full one), its own cipher order first.
 fn nginx_tls(certs: &CertFiles, indent: &str) -> String {
     format!(
         "{indent}ssl_certificate {};
 {indent}ssl_certificate_key {};
 {indent}ssl_session_cache off;
 {indent}ssl_session_tickets off;
+{indent}ssl_prefer_server_ciphers on;
+{indent}ssl_ciphers {PREFERRED_CIPHERS};
+{indent}ssl_conf_command Ciphersuites {PREFERRED_SUITES};
 ",
         certs.cert.display(),
         certs.key.display()
@@ -118,10 +128,14 @@ pub fn haproxy(
     };
     let (cache, bind) = match tls {
         Some(certs) => (
-            "  tune.ssl.cachesize 0\n",
+            format!(
+                "  tune.ssl.cachesize 0\n  ssl-default-bind-ciphers \
+                 {PREFERRED_CIPHERS}\n  ssl-default-bind-ciphersuites \
+                 {PREFERRED_SUITES}\n"
+            ),
             format!(" ssl crt {} no-tls-tickets", certs.combined.display()),
         ),
-        None => ("", String::new()),
+        None => (String::new(), String::new()),
     };
     format!(
         "# No log lines, as the lab's balancers run with RUST_LOG=warn.
@@ -247,7 +261,7 @@ interval = \"1s\"
     if let Some(certs) = setup.tls {
         write!(
             text,
-            "\n[tls]\ncert = '{}'\nkey = '{}'\n",
+            "\n[tls]\ncert = '{}'\nkey = '{}'\nresumption = false\n",
             certs.cert.display(),
             certs.key.display()
         )
@@ -496,6 +510,10 @@ mod tests {
             "  bind 127.0.0.1:20404 ssl crt /tmp/w/bench.pem no-tls-tickets\n"
         ));
         assert!(tls.contains("  tune.ssl.cachesize 0\n"));
+        assert!(tls.contains(
+            "  ssl-default-bind-ciphersuites \
+             TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384\n"
+        ));
         let tuned = StreamTuning {
             reuseport: true,
             tls: Some(&certs()),
@@ -504,7 +522,11 @@ mod tests {
         assert!(stream.contains("    listen 127.0.0.1:20405 reuseport ssl;\n"));
         assert!(stream.contains("    proxy_buffer_size 64k;\n"));
         assert!(stream.contains(
-            "    ssl_session_cache off;\n    ssl_session_tickets off;\n  }"
+            "    ssl_session_cache off;\n    ssl_session_tickets off;\n"
+        ));
+        assert!(stream.contains(
+            "    ssl_prefer_server_ciphers on;\n    ssl_ciphers \
+             ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384;\n"
         ));
         let backend =
             backend_nginx(&machine(), &[20001], Some((20004, &certs())));
@@ -556,6 +578,16 @@ mod tests {
         let config =
             Config::parse(Path::new("lb-nosplice.toml"), &text).unwrap();
         assert_eq!(config.limits.splice_pipes, 0);
+        // The TLS rows: a full handshake every time, as for the peers.
+        let certs = certs();
+        let setup = LbSetup {
+            tls: Some(&certs),
+            ..LbSetup::PLAIN
+        };
+        let text = lb(20114, &backends(), setup);
+        let config = Config::parse(Path::new("lb-tls.toml"), &text).unwrap();
+        assert!(config.tls.front.is_some());
+        assert!(!config.tls.resumption);
         // The scale workload tries every algorithm lb knows (its list is
         // written out, lb being only the tests' dependency).
         let known: Vec<&str> = balancer::select::Algorithm::ALL
