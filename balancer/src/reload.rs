@@ -307,6 +307,11 @@ pub fn changes(old: &Config, new: &Config) -> Vec<String> {
         old.tls.insecure.to_string(),
         new.tls.insecure.to_string(),
     );
+    differs(
+        "tls.resumption",
+        old.tls.resumption.to_string(),
+        new.tls.resumption.to_string(),
+    );
     changed.extend(backend_changes(&old.backends, &new.backends));
     changed
 }
@@ -397,6 +402,7 @@ mod tests {
         };
         new.timeouts.idle = Duration::from_secs(60);
         new.accept_proxy = true;
+        new.tls.resumption = false;
         new.backends[0].send_proxy = Some(proxy_protocol::Version::V2);
         assert_eq!(
             changes(&old, &new),
@@ -404,6 +410,7 @@ mod tests {
                 "algorithm weighted-round-robin → least-connections",
                 "accept_proxy false → true",
                 "timeouts.idle 5m → 1m",
+                "tls.resumption true → false",
                 "backend a: weight 1 → 2, send_proxy none → v2",
                 "backend c added",
                 "backend b removed",

@@ -17,14 +17,13 @@ use balancer::config::FrontTls;
 use common::{ControlledLb, HeldClient, named_config};
 use dummy_servers::testing::RunningBackend;
 use lab_common::certs::{CertSet, LAB_NAMES};
-use lab_common::testing::{RunningBinary, deadline};
+use lab_common::testing::{RunningBinary, tls_connect};
 use lab_common::tls::{CA_CERT_FILE, SERVER_CERT_FILE, SERVER_KEY_FILE};
 use reqwest::StatusCode;
 use rustix::process::Signal;
 use tokio::net::TcpStream;
-use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
-use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
+use tokio_rustls::rustls::pki_types::CertificateDer;
 
 const LB: &str = env!("CARGO_BIN_EXE_lb");
 
@@ -54,13 +53,7 @@ async fn connect_tls(
     ca: &Path,
 ) -> std::io::Result<TlsClient> {
     let config = lab_common::tls::client_config(ca).expect("the CA loads");
-    let name = ServerName::try_from("127.0.0.1").expect("an IP address");
-    deadline("a TLS handshake with lb", async {
-        let tcp = TcpStream::connect(addr).await?;
-        let tls = TlsConnector::from(config).connect(name, tcp).await?;
-        Ok(HeldClient::new(tls))
-    })
-    .await
+    tls_connect(addr, config).await.map(HeldClient::new)
 }
 
 /// The certificate `lb` presented to `client`.

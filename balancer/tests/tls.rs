@@ -5,20 +5,18 @@
 mod common;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use balancer::backend::Address;
 use balancer::config::{BackendConfig, Config, FrontTls};
 use common::{RunningLb, config_for};
 use dummy_servers::testing::RunningBackend;
-use lab_common::testing::TestCerts;
 use lab_common::testing::http::{
     check_download, check_upload, https_url, who_answers_with,
 };
+use lab_common::testing::{TestCerts, deadline, tls_connect};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-use tokio_rustls::TlsConnector;
-use tokio_rustls::rustls::pki_types::ServerName;
-use tokio_rustls::rustls::{CipherSuite, HandshakeKind};
+use tokio_rustls::rustls::{CipherSuite, ClientConfig, HandshakeKind};
 
 /// A config whose backends are `tls://` at `addrs`, verified against the
 /// CA of `certs`.
@@ -110,16 +108,19 @@ async fn clients_that_never_start_their_handshake_take_no_handshake_place() {
 /// sends after the handshake have arrived before the next connection.
 async fn session(
     addr: SocketAddr,
-    connector: &TlsConnector,
+    config: &Arc<ClientConfig>,
 ) -> (CipherSuite, HandshakeKind) {
-    let tcp = TcpStream::connect(addr).await.unwrap();
-    let name = ServerName::try_from("127.0.0.1").expect("an IP address");
-    let mut tls = connector.connect(name, tcp).await.unwrap();
-    tls.write_all(b"GET / HTTP/1.1\r\nHost: lab\r\nConnection: close\r\n\r\n")
-        .await
-        .unwrap();
+    let mut tls = tls_connect(addr, config.clone()).await.unwrap();
     let mut answer = Vec::new();
-    tls.read_to_end(&mut answer).await.unwrap();
+    deadline("an answer over TLS", async {
+        tls.write_all(
+            b"GET / HTTP/1.1\r\nHost: lab\r\nConnection: close\r\n\r\n",
+        )
+        .await?;
+        tls.read_to_end(&mut answer).await
+    })
+    .await
+    .unwrap();
     assert!(answer.starts_with(b"HTTP/1.1 200"), "{answer:?}");
     let (_, connection) = tls.get_ref();
     (
@@ -142,13 +143,12 @@ async fn a_client_resumes_its_session_and_gets_aes_128_though_it_asks_aes_256_fi
         client.crypto_provider().cipher_suites[0].suite(),
         CipherSuite::TLS13_AES_256_GCM_SHA384
     );
-    let connector = TlsConnector::from(client);
-    let first = session(lb.addr, &connector).await;
+    let first = session(lb.addr, &client).await;
     assert_eq!(
         first,
         (CipherSuite::TLS13_AES_128_GCM_SHA256, HandshakeKind::Full)
     );
-    let again = session(lb.addr, &connector).await;
+    let again = session(lb.addr, &client).await;
     assert_eq!(again.1, HandshakeKind::Resumed);
     lb.stop().await;
 }
@@ -160,9 +160,9 @@ async fn with_resumption_off_every_handshake_is_a_full_one() {
     let mut config = with_tls_front(config_for(&[backend.addr]), &certs);
     config.tls.resumption = false;
     let lb = RunningLb::start(config).await;
-    let connector = TlsConnector::from(certs.client_config());
+    let client = certs.client_config();
     for _ in 0..3 {
-        let (_, kind) = session(lb.addr, &connector).await;
+        let (_, kind) = session(lb.addr, &client).await;
         assert_eq!(kind, HandshakeKind::Full);
     }
     lb.stop().await;

@@ -35,6 +35,26 @@ pub async fn deadline<F: Future>(what: &str, fut: F) -> F::Output {
     }
 }
 
+/// A TLS connection to the server at `addr`, its handshake done, as a
+/// client with `config` makes it; the server's certificate must name
+/// 127.0.0.1 (the test certificates do). The sessions `config` keeps
+/// outlive the connection: the same `config` again may resume one.
+pub async fn tls_connect(
+    addr: SocketAddr,
+    config: Arc<ClientConfig>,
+) -> std::io::Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
+    let name =
+        tokio_rustls::rustls::pki_types::ServerName::try_from("127.0.0.1")
+            .expect("an IP address");
+    deadline("a TLS handshake", async {
+        let tcp = tokio::net::TcpStream::connect(addr).await?;
+        tokio_rustls::TlsConnector::from(config)
+            .connect(name, tcp)
+            .await
+    })
+    .await
+}
+
 /// Binds a fresh loopback listener on a port the OS picks.
 pub async fn listener() -> TcpListener {
     TcpListener::bind("127.0.0.1:0")
