@@ -513,6 +513,17 @@ pub async fn bind(listen: &HostPort, backlog: u32) -> io::Result<TcpListener> {
     Ok(listener)
 }
 
+/// Turns Nagle's delay off for every client: set on the listener, the
+/// option is copied to each connection the kernel accepts from then on,
+/// one system call instead of one per client. (A connection queued before
+/// `lb` started under systemd keeps Nagle on; it still gets every byte,
+/// a little later.)
+fn no_delay_for_clients(listener: &TcpListener) {
+    if let Err(err) = rustix::net::sockopt::set_tcp_nodelay(listener, true) {
+        warn!("TCP_NODELAY on the listener: {err}");
+    }
+}
+
 /// The longest listen queue the kernel grants, which it applies without
 /// a word: `None` where it cannot be read (not Linux, say).
 fn kernel_backlog_cap() -> Option<u32> {
@@ -547,6 +558,7 @@ pub async fn serve(
     if let Ok(addr) = listener.local_addr() {
         let _ = balancer.bound.set(addr);
     }
+    no_delay_for_clients(&listener);
     balancer.sync_checkers();
     // ANCHOR: serve
     // A permit per open client connection, taken *before* accepting: at
@@ -790,6 +802,22 @@ mod tests {
     use super::*;
     use crate::config::BackendConfig;
     use crate::select::Algorithm;
+
+    /// A client accepted after the listener was set up has Nagle's delay
+    /// off, though nothing was set on its own socket.
+    #[tokio::test]
+    async fn clients_inherit_no_delay_from_the_listener() {
+        let listen = HostPort::from(SocketAddr::from(([127, 0, 0, 1], 0)));
+        let listener = bind(&listen, 16).await.expect("bind");
+        no_delay_for_clients(&listener);
+        let addr = listener.local_addr().expect("bound");
+        let (_near, accepted) = tokio::join!(
+            tokio::net::TcpStream::connect(addr),
+            listener.accept()
+        );
+        let (far, _) = accepted.expect("accepted");
+        assert!(far.nodelay().expect("TCP_NODELAY readable"));
+    }
 
     /// Pipes give way first: whatever the caps ask, the clients' two
     /// descriptors each and the pipes' two each fit the open-file limit,

@@ -50,12 +50,6 @@ pub async fn serve_client(
 ) {
     let started = Instant::now();
     let _open = Gauge::up(&balancer.stats.open);
-    let _ = client.set_nodelay(true);
-    // Where the client connected, for a backend's PROXY header; a
-    // connected socket always knows it.
-    let front_addr = client
-        .local_addr()
-        .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
     // The pool as it is now, for this client's whole life (but for a
     // client that waits in line before any backend is chosen, which
     // takes the newest pool when its turn comes): a reload meanwhile
@@ -64,7 +58,7 @@ pub async fn serve_client(
         pool: balancer.pool(),
         balancer: balancer.clone(),
         client_addr,
-        front_addr,
+        front_addr: None,
         via: None,
         phase: Phase::Handshake,
         last_failure: EndCode::ConnectFailed,
@@ -196,9 +190,10 @@ pub struct Connection {
     /// named under `accept_proxy`. Hashed, logged, recorded and passed
     /// on as the client's.
     client_addr: SocketAddr,
-    /// The address the client connected to: `lb`'s listening socket, or
-    /// the destination its PROXY header named.
-    front_addr: SocketAddr,
+    /// The address the client connected to, when a PROXY header named
+    /// it; otherwise asked of the socket only for a backend's PROXY
+    /// header (a system call most clients never need).
+    front_addr: Option<SocketAddr>,
     /// The socket's peer when a PROXY header named another client: the
     /// balancer in front.
     via: Option<SocketAddr>,
@@ -335,7 +330,7 @@ impl Connection {
                     proxy_protocol::proxy_header(
                         version,
                         self.client_addr,
-                        self.front_addr,
+                        self.front_addr(client),
                     )
                 });
                 let connecting = Instant::now();
@@ -577,6 +572,17 @@ impl Connection {
         }
     }
 
+    /// Where the client connected: the destination its PROXY header named,
+    /// or the socket's own address (a connected socket always knows it).
+    fn front_addr(&mut self, client: &Stream) -> SocketAddr {
+        *self.front_addr.get_or_insert_with(|| {
+            client
+                .tcp()
+                .local_addr()
+                .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+        })
+    }
+
     /// Under `accept_proxy`: reads the PROXY header the balancer in front
     /// wrote before anything else (before the TLS handshake too), and
     /// takes the client and the front address from it. A header without
@@ -596,7 +602,7 @@ impl Connection {
                 if let Some(told) = header.addresses {
                     self.via = Some(self.client_addr);
                     self.client_addr = told.source;
-                    self.front_addr = told.destination;
+                    self.front_addr = Some(told.destination);
                 }
                 debug!(
                     client = %self.client_addr,

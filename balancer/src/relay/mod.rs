@@ -255,8 +255,8 @@ fn poll_both(
     up: &mut Direction,
     down: &mut Direction,
 ) -> Poll<End> {
-    let up_poll = up.poll(cx, client, backend);
-    let down_poll = down.poll(cx, backend, client);
+    let up_poll = up.poll(cx, client, backend, down.is_done());
+    let down_poll = down.poll(cx, backend, client, up.is_done());
     // An error on either side ends the relay, whatever the other does.
     if let Poll::Ready(Err(failure)) = up_poll {
         return Poll::Ready(failure.end(true));
@@ -357,15 +357,26 @@ impl Direction {
 
     // ANCHOR: direction
     /// Moves bytes from `from` to `to` until it would wait, or is done.
+    /// `last`: the other direction is done, so the relay ends with this
+    /// one.
     fn poll(
         &mut self,
         cx: &mut Context<'_>,
         from: &mut Stream,
         to: &mut Stream,
+        last: bool,
     ) -> Poll<Result<(), Failure>> {
         loop {
             match self.state {
                 State::Done => return Poll::Ready(Ok(())),
+                // The last end of a relay is followed at once by closing
+                // both sockets, and closing sends the FIN a shutdown would:
+                // one system call less per connection. (A TLS destination
+                // ending cleanly still gets its `close_notify` below.)
+                State::ClosingBare if last => self.state = State::Done,
+                State::Closing if last && matches!(to, Stream::Plain(_)) => {
+                    self.state = State::Done;
+                }
                 State::Closing => {
                     ready!(Pin::new(&mut *to).poll_flush(cx))
                         .map_err(Failure::Write)?;
@@ -756,20 +767,29 @@ mod tests {
     // `broken-stream` case, through the real `lb`, and the idle row is
     // `a_timeout_of_lb_s_own_resets_both_sides` above.
 
+    /// Whichever side ends first: the second end is passed on by closing
+    /// (no shutdown), which must still be a clean end, not a reset.
     #[tokio::test]
     async fn finished_both_sides_get_every_byte_then_a_clean_end() {
-        let (mut client, mut backend, task) = relayed(LONG).await;
-        client.write_all(b"ping").await.unwrap();
-        client.shutdown().await.unwrap();
-        let (asked, end) = seen(&mut backend).await;
-        assert_eq!((asked.as_slice(), end), (&b"ping"[..], Ok(())));
-        backend.write_all(b"pong").await.unwrap();
-        backend.shutdown().await.unwrap();
-        let (answer, end) = seen(&mut client).await;
-        assert_eq!((answer.as_slice(), end), (&b"pong"[..], Ok(())));
-        let outcome = task.await.unwrap();
-        assert!(matches!(outcome.end, End::Finished), "{outcome:?}");
-        assert_eq!(outcome.end.code(), EndCode::Finished);
+        for client_first in [true, false] {
+            let (mut client, mut backend, task) = relayed(LONG).await;
+            let (first, second) = if client_first {
+                (&mut client, &mut backend)
+            } else {
+                (&mut backend, &mut client)
+            };
+            first.write_all(b"ping").await.unwrap();
+            first.shutdown().await.unwrap();
+            let (asked, end) = seen(second).await;
+            assert_eq!((asked.as_slice(), end), (&b"ping"[..], Ok(())));
+            second.write_all(b"pong").await.unwrap();
+            second.shutdown().await.unwrap();
+            let (answer, end) = seen(first).await;
+            assert_eq!((answer.as_slice(), end), (&b"pong"[..], Ok(())));
+            let outcome = task.await.unwrap();
+            assert!(matches!(outcome.end, End::Finished), "{outcome:?}");
+            assert_eq!(outcome.end.code(), EndCode::Finished);
+        }
     }
 
     #[tokio::test]
