@@ -10,9 +10,9 @@
 #   scripts/etcd.sh --port 23790   on another port (peers on the next one)
 #   scripts/etcd.sh --help         this text
 #
-# It installs Debian's etcd-server, etcd-client (etcdctl) and
-# protobuf-compiler (which `cargo build --features etcd` needs) with
-# apt-get if they are missing (as root).
+# It installs Debian's etcd-server, etcd-client (etcdctl), and
+# protobuf-compiler and libprotobuf-dev (which `cargo build --features
+# etcd` needs) with apt-get if they are missing (as root).
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib/lab.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib/lab.sh"

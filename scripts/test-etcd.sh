@@ -9,9 +9,9 @@
 #   scripts/test-etcd.sh --help    this text
 #
 # It installs Debian's etcd-server, etcd-client (etcdctl, which the
-# tutorial uses) and protobuf-compiler (protoc, which the etcd-client
-# crate needs to build) with apt-get if they are missing (as root), then
-# runs
+# tutorial uses), and protobuf-compiler and libprotobuf-dev (protoc and
+# the .proto files that etcd's import, which the etcd-client crate needs to
+# build) with apt-get if they are missing (as root), then runs
 #   cargo test -p balancer --features etcd --test discovery
 # A plain `cargo test` builds neither the feature nor this test.
 set -euo pipefail

@@ -95,14 +95,18 @@ install_packages() {
 }
 
 # What lb's `etcd` feature needs: protoc to build it (Debian's
-# protobuf-compiler), etcd to run against, and etcdctl (etcd-client) to
-# change its keys. Under systemd the etcd-server package starts its own
+# protobuf-compiler, with the well-known types' .proto files that etcd's
+# own import, in libprotobuf-dev: only a recommendation of protoc's, so
+# named here), etcd to run against, and etcdctl (etcd-client) to change
+# its keys. Under systemd the etcd-server package starts its own
 # etcd on :2379; the tests and the tutorial run their own, so it is
 # stopped.
 #   install_etcd
 install_etcd() {
   local needed=()
   command -v protoc >/dev/null || needed+=(protobuf-compiler)
+  [[ -e /usr/include/google/protobuf/descriptor.proto ]] \
+    || needed+=(libprotobuf-dev)
   command -v etcd >/dev/null || needed+=(etcd-server)
   command -v etcdctl >/dev/null || needed+=(etcd-client)
   (( ${#needed[@]} > 0 )) || return 0
