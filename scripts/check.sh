@@ -21,9 +21,9 @@
 #   a lint of the scripts           shellcheck, on scripts/ and .ci/run
 #
 # It installs what it needs besides Rust (shellcheck, curl, and for lb's
-# `etcd` feature protoc, its .proto files and etcd) with apt-get; test-browser.sh installs
-# chromium and chromium-driver the same way, test-prometheus.sh
-# prometheus, and test-service.sh systemd.
+# `etcd` feature protoc, its .proto files and etcd) with apt-get;
+# test-browser.sh installs chromium and chromium-driver the same way,
+# test-prometheus.sh prometheus, and test-service.sh systemd.
 #
 #   scripts/check.sh                all of it
 #   scripts/check.sh --help         this text

@@ -3,7 +3,9 @@
 //! dial the next backend in turn, then copy each direction through a
 //! 16 KiB buffer until its end, passing the end on. Nothing else of `lb`
 //! (no health, no limits, no timeouts, no log), so that what is measured
-//! is the runtime and the kernel. Both run on one thread.
+//! is the runtime and the kernel. Both run on one thread, and the two
+//! modules are written line for line alike on purpose: only the runtime
+//! differs.
 //!
 //!   uring-relay uring|epoll LISTEN BACKEND[,BACKEND...]
 //!
